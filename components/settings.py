@@ -1,0 +1,224 @@
+"""Every stack setting, read once from Pulumi config into typed, immutable objects.
+
+This is the only module that reads `pulumi.Config`. Defaults reproduce the
+hand-made setup in the seed write-up; `Pulumi.<stack>.yaml` overrides them.
+All problems are collected and raised together as one `SettingsError`
+before any resource is declared.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+
+from components.validation import (
+    ConfigReader,
+    SettingsError,
+    is_cidr,
+    is_datadog_tag,
+    is_handle,
+    is_whole_internet,
+)
+
+PROJECT = "observability-lab"
+ENVIRONMENTS = ("dev", "staging", "prod")
+# Ubuntu LTS release -> codename used in Canonical's AMI names.
+UBUNTU_RELEASES = {"22.04": "jammy", "24.04": "noble"}
+# Ports where an internet-wide rule is never acceptable (remote shells, databases).
+SSH_LIKE_PORTS = frozenset({22, 23, 3389, 5900, 3306, 5432})
+# Datadog sites: what `datadog:apiUrl` may point at, and the Agent's `site`.
+DATADOG_SITES = (
+    "datadoghq.com", "us3.datadoghq.com", "us5.datadoghq.com", "datadoghq.eu",
+    "ap1.datadoghq.com", "ap2.datadoghq.com", "ddog-gov.com",
+)
+_NAME = r"[a-z0-9][a-z0-9_.\-]{0,62}"
+_REGION = r"[a-z]{2}(-gov)?-[a-z]+-\d"
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    instance_type: str
+    root_volume_gib: int
+    ubuntu_release: str
+    ami_id: Optional[str]
+    subnet_id: Optional[str]
+    app_port: int
+    app_allowed_cidrs: tuple[str, ...]
+
+    @property
+    def ubuntu_codename(self) -> str:
+        return UBUNTU_RELEASES[self.ubuntu_release]
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    check_interval_seconds: int
+    host_tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    notification_handles: tuple[str, ...]
+    my_metric_warning: float
+    my_metric_critical: float
+    my_metric_window_minutes: int
+    no_data_minutes: int
+
+
+@dataclass(frozen=True)
+class DowntimeSettings:
+    enabled: bool
+    timezone: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: str
+    stack: str
+    env: str
+    service: str
+    aws_region: str
+    datadog_site: str
+    datadog_api_key: pulumi.Output[str]
+    host: HostSettings
+    agent: AgentSettings
+    monitors: MonitorSettings
+    downtimes: DowntimeSettings
+
+    @property
+    def datadog_hostname(self) -> str:
+        """The host's name in Datadog, known before the instance exists."""
+        return f"{self.project}-{self.env}"
+
+    @property
+    def standard_tags(self) -> tuple[str, ...]:
+        """Tags carried by every Datadog object this program owns."""
+        return (f"env:{self.env}", f"service:{self.service}", "managed-by:pulumi")
+
+    @property
+    def aws_tags(self) -> dict[str, str]:
+        """Tags carried by every AWS resource this program owns."""
+        return {"env": self.env, "service": self.service,
+                "managed-by": "pulumi", "project": self.project}
+
+    def name(self, suffix: str) -> str:
+        """An environment-scoped name, so dev and prod never collide."""
+        return f"{self.project}-{self.env}-{suffix}"
+
+
+def load_settings() -> Settings:
+    """Read and validate every setting; raise one SettingsError listing all problems."""
+    stack = pulumi.get_stack()
+    project_config = pulumi.Config(PROJECT)
+    cfg = ConfigReader(PROJECT, project_config.get)
+    aws = ConfigReader("aws", pulumi.Config("aws").get)
+    datadog = ConfigReader("datadog", pulumi.Config("datadog").get)
+
+    env = cfg.choice("environment", stack, ENVIRONMENTS)
+    service = cfg.string("service", "sample-flask-app", _NAME,
+                         "must be a non-empty lowercase name (a-z, 0-9, _ . -), at most 63 characters")
+    host = _host_settings(cfg)
+    agent = AgentSettings(
+        check_interval_seconds=cfg.integer("checkIntervalSeconds", 45, 15, 86_400),
+        host_tags=_host_tags(cfg, env),
+    )
+    monitors = _monitor_settings(cfg)
+    downtimes = DowntimeSettings(
+        enabled=cfg.boolean("downtimesEnabled", True),
+        timezone=_timezone(cfg, "downtimeTimezone", "America/New_York"),
+    )
+    region = aws.raw("region")
+    if region is None or not re.fullmatch(_REGION, region):
+        aws.fail("region", region, "set an AWS region such as us-east-2 (pulumi config set aws:region us-east-2)")
+    site = _datadog_site(datadog)
+    api_key_present = pulumi.Config("datadog").get_secret("apiKey") is not None
+    if not api_key_present:
+        datadog.fail("apiKey", None, "required; set it with `pulumi config set --secret datadog:apiKey <key>`")
+
+    problems = cfg.problems + aws.problems + datadog.problems
+    if problems:
+        raise SettingsError(stack, problems)
+    return Settings(
+        project=PROJECT, stack=stack, env=env, service=service,
+        aws_region=region or "", datadog_site=site,
+        datadog_api_key=pulumi.Config("datadog").require_secret("apiKey"),
+        host=host, agent=agent, monitors=monitors, downtimes=downtimes,
+    )
+
+
+def _host_settings(cfg: ConfigReader) -> HostSettings:
+    app_port = cfg.integer("appPort", 5050, 1, 65_535)
+    cidrs = cfg.string_list("appAllowedCidrs", (), is_cidr,
+                            "must be a CIDR block such as 203.0.113.0/24 (host bits zero)")
+    if app_port in SSH_LIKE_PORTS:
+        for cidr in cidrs:
+            if is_whole_internet(cidr):
+                cfg.fail("appAllowedCidrs", cidr,
+                         f"{cfg.key('appPort')} {app_port} is a remote-access/database port; "
+                         "it may not be opened to the whole internet")
+    return HostSettings(
+        instance_type=cfg.string("instanceType", "t3.small", r"[a-z][a-z0-9\-]*\.[a-z0-9]+",
+                                 "must be an EC2 instance type such as t3.small"),
+        root_volume_gib=cfg.integer("rootVolumeGiB", 20, 8, 1024),
+        ubuntu_release=cfg.choice("ubuntuRelease", "24.04", tuple(UBUNTU_RELEASES)),
+        ami_id=cfg.optional("amiId", r"ami-([0-9a-f]{8}|[0-9a-f]{17})",
+                            "must be an AMI id: ami- followed by 8 or 17 lowercase hex digits"),
+        subnet_id=cfg.optional("subnetId", r"subnet-([0-9a-f]{8}|[0-9a-f]{17})",
+                               "must be a subnet id: subnet- followed by 8 or 17 lowercase hex digits"),
+        app_port=app_port,
+        app_allowed_cidrs=cidrs,
+    )
+
+
+def _host_tags(cfg: ConfigReader, env: str) -> tuple[str, ...]:
+    tags = cfg.string_list("hostTags", ("name:cars_app",), is_datadog_tag,
+                           "must be a Datadog tag key:value (lowercase, starts with a letter, a-z 0-9 _ - . / :)")
+    for tag in tags:
+        if tag.startswith("env:"):
+            cfg.fail("hostTags", tag, "env: is set from the stack's environment; remove it")
+    return tuple(tags) + (f"env:{env}",)
+
+
+def _monitor_settings(cfg: ConfigReader) -> MonitorSettings:
+    warning = cfg.decimal("myMetricWarning", 500.0, 0, 1000)
+    critical = cfg.decimal("myMetricCritical", 800.0, 0, 1000)
+    if warning >= critical:
+        cfg.fail("myMetricWarning", warning,
+                 f"must be below observability-lab:myMetricCritical ({critical:g}); the monitor alerts above them")
+    return MonitorSettings(
+        notification_handles=cfg.string_list(
+            "notificationHandles", ("@sre-team@example.com",), is_handle,
+            "must be a Datadog notification handle starting with @ (e.g. @ops@example.com, @slack-alerts)"),
+        my_metric_warning=warning,
+        my_metric_critical=critical,
+        my_metric_window_minutes=cfg.integer("myMetricWindowMinutes", 5, 1, 1440),
+        no_data_minutes=cfg.integer("noDataMinutes", 10, 2, 1440),
+    )
+
+
+def _timezone(cfg: ConfigReader, name: str, default: str) -> str:
+    value = cfg.raw(name)
+    if value is None:
+        return default
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        cfg.fail(name, value, "must be an IANA timezone such as America/New_York or Europe/Paris")
+        return default
+    return value
+
+
+def _datadog_site(datadog: ConfigReader) -> str:
+    """The Agent's `site`, derived from the provider's `datadog:apiUrl`."""
+    url = datadog.raw("apiUrl")
+    if url is None:
+        return "datadoghq.com"
+    match = re.fullmatch(r"https://api\.([a-z0-9.\-]+?)/?", url)
+    if match is None or match.group(1) not in DATADOG_SITES:
+        datadog.fail("apiUrl", url, "must be https://api.<site>/ with site one of " + ", ".join(DATADOG_SITES))
+        return "datadoghq.com"
+    return match.group(1)

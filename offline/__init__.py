@@ -1,0 +1,1 @@
+"""Run the Pulumi program without a cloud: Pulumi's in-process mock engine."""

@@ -1,0 +1,250 @@
+"""Evaluate the Pulumi program for one stack with Pulumi's in-process mock engine.
+
+Nothing here talks to AWS, Datadog or the Pulumi service: `pulumi.runtime.set_mocks`
+replaces the engine, and `OfflineMocks` answers the provider calls the program makes
+(AMI lookup, default VPC, ...) with fixed, clearly fake values. Every registered
+resource is recorded with its raw inputs and resource options, which is what the
+tests and the offline plan inspect. It is a rendering of the program, not a preview
+of a real account.
+"""
+
+from __future__ import annotations
+
+import json
+import runpy
+import sys
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import pulumi
+import yaml
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"]
+
+# Stand-ins for values a user sets with `pulumi config set --secret`; tests assert
+# that they never leak outside the resources that must hold them.
+PLACEHOLDER_SECRETS = {
+    "datadog:apiKey": "placeholder-datadog-api-key-do-not-use",
+    "datadog:appKey": "placeholder-datadog-app-key-do-not-use",
+}
+# How the mock engine marks a secret value among a resource's inputs.
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+
+FAKE_ACCOUNT = "123456789012"
+FAKE_AMI = "ami-0fa1e0ff11ceba5e0"
+FAKE_VPC = "vpc-0d1e2f3a4b5c6d7e8"
+FAKE_SUBNETS = ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0bbbbbbbbbbbbbbb2"]
+
+
+@dataclass(frozen=True)
+class Resource:
+    type: str
+    name: str
+    urn: str
+    parent: str
+    custom: bool
+    inputs: dict[str, Any]
+    options: dict[str, Any]
+    outputs: dict[str, Any]
+
+
+@dataclass
+class Evaluation:
+    stack: str
+    resources: list[Resource] = field(default_factory=list)
+    invokes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    secret_outputs: set[str] = field(default_factory=set)
+    error: Optional[BaseException] = None
+
+    def of_type(self, type_: str) -> list[Resource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def one(self, type_: str) -> Resource:
+        found = self.of_type(type_)
+        assert len(found) == 1, f"expected one {type_}, found {[r.name for r in found]}"
+        return found[0]
+
+    def children_of(self, parent: Resource) -> list[Resource]:
+        return [r for r in self.resources if r.parent == parent.urn]
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270"
+
+
+def reveal(value: Any) -> Any:
+    """The value with every secret marker removed (for asserting on content)."""
+    if is_secret(value):
+        return reveal(value["value"])
+    if isinstance(value, dict):
+        return {k: reveal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [reveal(v) for v in value]
+    return value
+
+
+def load_stack_config(stack: str, stack_file: Optional[Path] = None) -> tuple[dict[str, str], list[str]]:
+    """Pulumi.<stack>.yaml as the engine hands it to the program: every value a string."""
+    path = stack_file or ROOT / f"Pulumi.{stack}.yaml"
+    document = yaml.safe_load(path.read_text()) or {}
+    config: dict[str, str] = {}
+    secret_keys: list[str] = []
+    for key, value in (document.get("config") or {}).items():
+        full_key = key if ":" in key else f"{PROJECT}:{key}"
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            config[full_key] = f"placeholder-secret-for-{full_key}"
+            secret_keys.append(full_key)
+        else:
+            config[full_key] = _config_string(value)
+    for key, placeholder in PLACEHOLDER_SECRETS.items():
+        if key not in config:
+            config[key] = placeholder
+            secret_keys.append(key)
+    return config, secret_keys
+
+
+def _config_string(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def _fake_id(name: str) -> str:
+    return f"{zlib.crc32(name.encode()):08x}{zlib.crc32(name[::-1].encode()):08x}"[:17]
+
+
+class OfflineMocks(pulumi.runtime.Mocks):
+    """Answers resource registrations and provider calls with deterministic fake values."""
+
+    def __init__(self, evaluation: Evaluation, region: str):
+        self.evaluation = evaluation
+        self.region = region
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        self.evaluation.invokes.append((args.token, dict(args.args)))
+        answers = {
+            "aws:ec2/getAmi:getAmi": {"id": FAKE_AMI, "imageId": FAKE_AMI,
+                                       "name": "ubuntu/images/hvm-ssd-gp3/ubuntu-fake-amd64-server-20260101"},
+            "aws:ec2/getVpc:getVpc": {"id": FAKE_VPC, "cidrBlock": "172.31.0.0/16"},
+            "aws:ec2/getSubnets:getSubnets": {"id": FAKE_VPC, "ids": FAKE_SUBNETS},
+            "aws:index/getCallerIdentity:getCallerIdentity": {"accountId": FAKE_ACCOUNT},
+            "aws:index/getPartition:getPartition": {"partition": "aws", "dnsSuffix": "amazonaws.com"},
+        }
+        if args.token not in answers:
+            raise NotImplementedError(f"offline engine has no answer for invoke {args.token}")
+        return answers[args.token], []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        name, type_ = args.name, args.typ
+        state = dict(args.inputs)
+        resource_id = f"{name}-id"
+        if type_ == "aws:ec2/instance:Instance":
+            resource_id = f"i-{_fake_id(name)}"
+            state.update(publicIp="203.0.113.10", privateIp="172.31.0.10",
+                         publicDns="ec2-203-0-113-10.compute-1.amazonaws.example")
+        elif type_ == "aws:ec2/securityGroup:SecurityGroup":
+            resource_id = f"sg-{_fake_id(name)}"
+        elif type_ == "aws:ssm/parameter:Parameter":
+            param = reveal(args.inputs.get("name", name))
+            state["arn"] = f"arn:aws:ssm:{self.region}:{FAKE_ACCOUNT}:parameter{param}"
+        elif type_.startswith("aws:iam/"):
+            state.setdefault("name", name)
+            state["arn"] = f"arn:aws:iam::{FAKE_ACCOUNT}:{type_.split(':')[-1].lower()}/{name}"
+        elif type_.startswith("datadog:"):
+            # Datadog ids are numeric (monitor ids feed downtime schedules as ints).
+            resource_id = str(100000 + zlib.crc32(name.encode()) % 900000)
+        return resource_id, state
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """The real MockMonitor, also keeping each registration's parent and options."""
+
+    def __init__(self, mocks: OfflineMocks):
+        super().__init__(mocks)
+        self.requests: dict[str, Any] = {}
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        self.requests[response.urn] = request
+        return response
+
+
+def configure(stack: str, overrides: Optional[Mapping[str, Any]] = None,
+              stack_file: Optional[Path] = None) -> tuple[Evaluation, RecordingMonitor]:
+    """Install fresh mocks and the stack's config (Pulumi.<stack>.yaml plus `overrides`).
+
+    An override of None removes the key, so the program's default applies.
+    """
+    config, secret_keys = load_stack_config(stack, stack_file)
+    for key, value in (overrides or {}).items():
+        full_key = key if ":" in key else f"{PROJECT}:{key}"
+        if value is None:
+            config.pop(full_key, None)
+        else:
+            config[full_key] = _config_string(value)
+
+    evaluation = Evaluation(stack=stack)
+    mocks = OfflineMocks(evaluation, region=config.get("aws:region", "us-east-1"))
+    monitor = RecordingMonitor(mocks)
+    pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_all_config(config, secret_keys)
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return evaluation, monitor
+
+
+def evaluate(stack: str, overrides: Optional[Mapping[str, Any]] = None,
+             stack_file: Optional[Path] = None) -> Evaluation:
+    """Run __main__.py for `stack` under the mock engine and record what it registers.
+
+    Never raises for program errors: they are returned in `Evaluation.error`, with
+    whatever was registered before the error (for "nothing was created" checks).
+    """
+    evaluation, monitor = configure(stack, overrides, stack_file)
+
+    def program() -> None:
+        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+
+    try:
+        _sync_await(run_pulumi_func(program))
+    except Exception as error:  # noqa: BLE001 handed to the caller
+        evaluation.error = error
+    _collect(evaluation, monitor)
+    return evaluation
+
+
+def _collect(evaluation: Evaluation, monitor: RecordingMonitor) -> None:
+    for urn, registration in monitor.resources.items():
+        request = monitor.requests.get(urn)
+        if request is None:  # read-only lookups (ReadResource) carry no request
+            continue
+        inputs = pulumi.runtime.rpc.deserialize_properties(request.object)
+        evaluation.resources.append(Resource(
+            type=request.type, name=request.name, urn=urn, parent=request.parent,
+            custom=request.custom, inputs=dict(inputs),
+            options={
+                "ignoreChanges": sorted(request.ignoreChanges),
+                "replaceOnChanges": sorted(request.replaceOnChanges),
+                "additionalSecretOutputs": sorted(request.additionalSecretOutputs),
+                "deleteBeforeReplace": request.deleteBeforeReplace,
+                "protect": request.protect,
+            },
+            outputs=dict(registration.state),
+        ))
+    root = pulumi_settings.get_root_resource()
+    for key, output in (getattr(root, "outputs", None) or {}).items():
+        out = pulumi.Output.from_input(output)
+        evaluation.outputs[key] = _sync_await(out.future())
+        if _sync_await(out.is_secret()):
+            evaluation.secret_outputs.add(key)

@@ -1,0 +1,51 @@
+"""Shared fixtures: evaluate a stack of the real program under Pulumi's mock engine."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Optional
+
+import pytest
+
+from offline.engine import Evaluation, evaluate
+
+STACKS = ("dev", "prod")
+
+
+@pytest.fixture
+def run_stack() -> Callable[..., Evaluation]:
+    """`run_stack("dev", overrides={...})` -> Evaluation; fails the test on a program error."""
+
+    def run(stack: str, overrides: Optional[Mapping[str, Any]] = None) -> Evaluation:
+        evaluation = evaluate(stack, overrides)
+        if evaluation.error is not None:
+            raise evaluation.error
+        return evaluation
+
+    return run
+
+
+@pytest.fixture
+def run_stack_allowing_errors() -> Callable[..., Evaluation]:
+    """Like run_stack, but returns the Evaluation with `.error` set instead of raising."""
+    return evaluate
+
+
+@pytest.fixture(params=STACKS)
+def stack(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def stack_eval(run_stack, stack) -> Evaluation:
+    """The whole program evaluated for each committed stack (dev, prod)."""
+    return run_stack(stack)
+
+
+@pytest.fixture
+def dev(run_stack) -> Evaluation:
+    return run_stack("dev")
+
+
+@pytest.fixture
+def prod(run_stack) -> Evaluation:
+    return run_stack("prod")

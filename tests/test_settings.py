@@ -1,0 +1,145 @@
+"""Stack settings: the committed stacks are valid, defaults match the seed, bad input is refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.settings import load_settings
+from components.validation import SettingsError
+from offline.engine import configure
+
+
+def settings_for(stack: str, **overrides):
+    configure(stack, overrides)
+    return load_settings()
+
+
+def test_both_stacks_evaluate_and_register_resources(stack_eval):
+    assert stack_eval.error is None
+    assert stack_eval.outputs["environment"] == stack_eval.stack
+
+
+def test_defaults_reproduce_the_seed():
+    # Remove every key the dev stack sets, so only the program's defaults remain.
+    s = settings_for("dev", **{k: None for k in (
+        "instanceType", "hostTags", "notificationHandles", "downtimesEnabled", "downtimeTimezone")})
+    assert s.env == "dev"
+    assert s.service == "sample-flask-app"
+    assert s.agent.check_interval_seconds == 45
+    assert s.agent.host_tags == ("name:cars_app", "env:dev")
+    assert (s.monitors.my_metric_warning, s.monitors.my_metric_critical) == (500, 800)
+    assert s.monitors.my_metric_window_minutes == 5
+    assert s.monitors.no_data_minutes == 10
+    assert s.downtimes.enabled is True
+    assert s.downtimes.timezone == "America/New_York"
+    assert s.host.instance_type == "t3.small"
+    assert s.host.app_port == 5050
+    assert s.host.app_allowed_cidrs == ()
+    assert (s.host.ubuntu_release, s.host.ubuntu_codename) == ("24.04", "noble")
+    assert s.host.ami_id is None
+    assert s.host.root_volume_gib == 20
+    assert s.datadog_site == "datadoghq.com"
+    assert s.datadog_hostname == "observability-lab-dev"
+    assert all(h.startswith("@") for h in s.monitors.notification_handles)
+
+
+def test_stacks_differ_where_environments_differ():
+    dev, prod = settings_for("dev"), settings_for("prod")
+    assert dev.env != prod.env
+    assert dev.host.instance_type != prod.host.instance_type
+    assert dev.monitors.notification_handles != prod.monitors.notification_handles
+    assert dev.downtimes.enabled and not prod.downtimes.enabled
+    assert dev.datadog_hostname != prod.datadog_hostname
+
+
+def test_settings_are_immutable():
+    s = settings_for("dev")
+    with pytest.raises(AttributeError):
+        s.env = "prod"  # type: ignore[misc]
+
+
+def test_config_values_are_parsed_to_types():
+    s = settings_for("dev", checkIntervalSeconds="90", myMetricWarning="450.5",
+                     appAllowedCidrs=["203.0.113.0/24"], downtimesEnabled="false")
+    assert s.agent.check_interval_seconds == 90
+    assert s.monitors.my_metric_warning == 450.5
+    assert s.host.app_allowed_cidrs == ("203.0.113.0/24",)
+    assert s.downtimes.enabled is False
+
+
+# (override, text that must appear in the error besides the key and value)
+BAD_SETTINGS = {
+    "unknown environment": ({"environment": "qa"}, "allowed: dev, staging, prod"),
+    "warning >= critical": ({"myMetricWarning": 800, "myMetricCritical": 800}, "must be below"),
+    "warning above critical": ({"myMetricWarning": 900}, "must be below"),
+    "non-positive interval": ({"checkIntervalSeconds": 0}, "from 15 to 86400"),
+    "too short interval": ({"checkIntervalSeconds": 10}, "from 15 to 86400"),
+    "absurd interval": ({"checkIntervalSeconds": 86401}, "from 15 to 86400"),
+    "non-numeric interval": ({"checkIntervalSeconds": "often"}, "must be an integer"),
+    "malformed CIDR": ({"appAllowedCidrs": ["10.0.0.300/24"]}, "must be a CIDR block"),
+    "CIDR with host bits": ({"appAllowedCidrs": ["10.0.0.1/8"]}, "must be a CIDR block"),
+    "world on an SSH-like port": ({"appPort": 22, "appAllowedCidrs": ["0.0.0.0/0"]}, "whole internet"),
+    "world v6 on RDP": ({"appPort": 3389, "appAllowedCidrs": ["::/0"]}, "whole internet"),
+    "invalid timezone": ({"downtimeTimezone": "Mars/Olympus_Mons"}, "IANA timezone"),
+    "handle without @": ({"notificationHandles": ["ops@example.com"]}, "starting with @"),
+    "handles not a list": ({"notificationHandles": "@ops"}, "list of strings"),
+    "tag without value": ({"hostTags": ["cars_app"]}, "key:value"),
+    "uppercase tag": ({"hostTags": ["Name:Cars"]}, "lowercase"),
+    "env in host tags": ({"hostTags": ["env:integration_test"]}, "set from the stack"),
+    "unknown Ubuntu release": ({"ubuntuRelease": "16.04"}, "allowed: 22.04, 24.04"),
+    "malformed AMI id": ({"amiId": "ami-XYZ"}, "AMI id"),
+    "empty service name": ({"service": ""}, "non-empty"),
+    "bad instance type": ({"instanceType": "huge"}, "instance type"),
+    "bad boolean": ({"downtimesEnabled": "yes"}, "true or false"),
+    "missing region": ({"aws:region": None}, "AWS region"),
+    "missing API key": ({"datadog:apiKey": None}, "--secret datadog:apiKey"),
+    "unknown Datadog site": ({"datadog:apiUrl": "https://api.example.com/"}, "https://api.<site>/"),
+}
+
+
+@pytest.mark.parametrize("overrides,message", BAD_SETTINGS.values(), ids=BAD_SETTINGS.keys())
+def test_bad_setting_is_rejected_before_anything_is_created(run_stack_allowing_errors, overrides, message):
+    evaluation = run_stack_allowing_errors("dev", overrides)
+    assert isinstance(evaluation.error, SettingsError), evaluation.error
+    text = str(evaluation.error)
+    assert message in text
+    for key, value in overrides.items():
+        assert (key if ":" in key else f"observability-lab:{key}") in text
+        if value is not None and not isinstance(value, list):
+            assert str(value) in text
+    assert evaluation.resources == [], [r.name for r in evaluation.resources]
+
+
+def test_all_problems_are_reported_together(run_stack_allowing_errors):
+    evaluation = run_stack_allowing_errors("prod", {
+        "environment": "qa", "checkIntervalSeconds": 5, "amiId": "ami-1",
+        "notificationHandles": ["oncall"], "downtimeTimezone": "Nowhere/Town",
+    })
+    assert isinstance(evaluation.error, SettingsError)
+    assert len(evaluation.error.problems) == 5
+    for fragment in ("'qa'", "'5'", "'ami-1'", "'oncall'", "'Nowhere/Town'"):
+        assert fragment in str(evaluation.error)
+    assert evaluation.resources == []
+
+
+def test_readme_configuration_table_lists_every_setting():
+    from pathlib import Path
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    source = (root / "components" / "settings.py").read_text()
+    keys = set(re.findall(r'\bcfg\.\w+\(\s*"(\w+)"', source))
+    keys |= {f"aws:{k}" for k in re.findall(r'\baws\.\w+\(\s*"(\w+)"', source)}
+    keys |= {f"datadog:{k}" for k in re.findall(r'\bdatadog\.\w+\(\s*"(\w+)"', source)}
+    assert {"environment", "checkIntervalSeconds", "aws:region", "datadog:apiKey"} <= keys
+    table_rows = re.findall(r"^\| `([\w:]+)` \|", (root / "README.md").read_text(), re.M)
+    assert sorted(keys - set(table_rows)) == []
+
+
+def test_settings_are_read_in_one_module_only():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    readers = [p.name for p in [root / "__main__.py", *(root / "components").glob("*.py")]
+               if "pulumi.Config(" in p.read_text()]
+    assert readers == ["settings.py"]
