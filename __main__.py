@@ -2,9 +2,20 @@
 
 import pulumi
 
+from components.bootstrap import AgentBootstrap
+from components.host import MonitoredHost
 from components.settings import load_settings
 
 settings = load_settings()
 
+bootstrap = AgentBootstrap("bootstrap", settings)
+host = MonitoredHost("host", settings, user_data=bootstrap.user_data,
+                     user_data_base64=bootstrap.user_data_base64)
+
 pulumi.export("environment", settings.env)
 pulumi.export("datadogHostname", settings.datadog_hostname)
+pulumi.export("instanceId", host.instance_id)
+pulumi.export("publicIp", host.public_ip)
+pulumi.export("publicDns", host.public_dns)
+pulumi.export("appUrl", host.app_url)
+pulumi.export("ssmSessionCommand", host.ssm_session_command)

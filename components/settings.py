@@ -21,6 +21,7 @@ from components.validation import (
     is_cidr,
     is_datadog_tag,
     is_handle,
+    is_hostname,
     is_whole_internet,
 )
 
@@ -35,6 +36,7 @@ DATADOG_SITES = (
     "datadoghq.com", "us3.datadoghq.com", "us5.datadoghq.com", "datadoghq.eu",
     "ap1.datadoghq.com", "ap2.datadoghq.com", "ddog-gov.com",
 )
+DEFAULT_AGENT_VERSION = "7.77.2"
 _NAME = r"[a-z0-9][a-z0-9_.\-]{0,62}"
 _REGION = r"[a-z]{2}(-gov)?-[a-z]+-\d"
 
@@ -56,8 +58,16 @@ class HostSettings:
 
 @dataclass(frozen=True)
 class AgentSettings:
+    version: str
     check_interval_seconds: int
     host_tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    url_lookup_allowlist: tuple[str, ...]
+    setup_overhead_min_ms: int
+    setup_overhead_max_ms: int
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,7 @@ class MonitorSettings:
     my_metric_critical: float
     my_metric_window_minutes: int
     no_data_minutes: int
+    watched_processes: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,7 @@ class Settings:
     datadog_api_key: pulumi.Output[str]
     host: HostSettings
     agent: AgentSettings
+    app: AppSettings
     monitors: MonitorSettings
     downtimes: DowntimeSettings
 
@@ -93,6 +105,11 @@ class Settings:
     def datadog_hostname(self) -> str:
         """The host's name in Datadog, known before the instance exists."""
         return f"{self.project}-{self.env}"
+
+    @property
+    def api_key_parameter_name(self) -> str:
+        """SSM path of the Datadog API key; the Agent resolves it at boot."""
+        return f"/{self.project}/{self.env}/datadog/api_key"
 
     @property
     def standard_tags(self) -> tuple[str, ...]:
@@ -123,9 +140,11 @@ def load_settings() -> Settings:
                          "must be a non-empty lowercase name (a-z, 0-9, _ . -), at most 63 characters")
     host = _host_settings(cfg)
     agent = AgentSettings(
+        version=_agent_version(cfg),
         check_interval_seconds=cfg.integer("checkIntervalSeconds", 45, 15, 86_400),
         host_tags=_host_tags(cfg, env),
     )
+    app = _app_settings(cfg)
     monitors = _monitor_settings(cfg)
     downtimes = DowntimeSettings(
         enabled=cfg.boolean("downtimesEnabled", True),
@@ -146,7 +165,7 @@ def load_settings() -> Settings:
         project=PROJECT, stack=stack, env=env, service=service,
         aws_region=region or "", datadog_site=site,
         datadog_api_key=pulumi.Config("datadog").require_secret("apiKey"),
-        host=host, agent=agent, monitors=monitors, downtimes=downtimes,
+        host=host, agent=agent, app=app, monitors=monitors, downtimes=downtimes,
     )
 
 
@@ -183,6 +202,31 @@ def _host_tags(cfg: ConfigReader, env: str) -> tuple[str, ...]:
     return tuple(tags) + (f"env:{env}",)
 
 
+def _agent_version(cfg: ConfigReader) -> str:
+    # >= 7.70: the Agent resolves ENC[] secrets from SSM natively (secret_backend_type).
+    version = cfg.string("agentVersion", DEFAULT_AGENT_VERSION, r"7\.(7\d|[89]\d|\d{3})\.\d+",
+                         "must be an exact Agent 7 version >= 7.70.0, such as " + DEFAULT_AGENT_VERSION)
+    return version
+
+
+def _app_settings(cfg: ConfigReader) -> AppSettings:
+    low = cfg.integer("setupOverheadMinMs", 250, 0, 10_000)
+    high = cfg.integer("setupOverheadMaxMs", 750, 0, 10_000)
+    if low > high:
+        cfg.fail("setupOverheadMinMs", low,
+                 f"must not exceed {cfg.key('setupOverheadMaxMs')} ({high})")
+    allowlist = cfg.string_list(
+        "urlLookupAllowlist", ("www.datadoghq.com", "docs.datadoghq.com", "example.com"),
+        is_hostname, "must be a DNS hostname such as example.com (no scheme, port, path or IP address)")
+    if not allowlist:
+        cfg.fail("urlLookupAllowlist", [], "must name at least one host (the app refuses to start without)")
+    return AppSettings(
+        url_lookup_allowlist=allowlist,
+        setup_overhead_min_ms=low,
+        setup_overhead_max_ms=high,
+    )
+
+
 def _monitor_settings(cfg: ConfigReader) -> MonitorSettings:
     warning = cfg.decimal("myMetricWarning", 500.0, 0, 1000)
     critical = cfg.decimal("myMetricCritical", 800.0, 0, 1000)
@@ -197,7 +241,17 @@ def _monitor_settings(cfg: ConfigReader) -> MonitorSettings:
         my_metric_critical=critical,
         my_metric_window_minutes=cfg.integer("myMetricWindowMinutes", 5, 1, 1440),
         no_data_minutes=cfg.integer("noDataMinutes", 10, 2, 1440),
+        watched_processes=_watched_processes(cfg),
     )
+
+
+def _watched_processes(cfg: ConfigReader) -> tuple[str, ...]:
+    processes = cfg.string_list("watchedProcesses", ("gunicorn", "mysqld"),
+                                lambda p: bool(re.fullmatch(r"[a-z0-9_.\-]+", p)),
+                                "must be a process name (a-z, 0-9, _ . -) as in its command line")
+    if not processes:
+        cfg.fail("watchedProcesses", [], "must name at least one process")
+    return processes
 
 
 def _timezone(cfg: ConfigReader, name: str, default: str) -> str:

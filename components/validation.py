@@ -18,6 +18,7 @@ T = TypeVar("T")
 # `_ - : . /`, at most 200 characters; we also require `key:value`.
 _TAG = re.compile(r"^[a-z][a-z0-9_.\-/]*:[a-z0-9_.\-/:]+$")
 # A notification handle: `@` then an email, a Slack/PagerDuty/team handle, ...
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?$")
 _HANDLE = re.compile(r"^@[A-Za-z0-9_.+\-@/]+$")
 
 
@@ -133,6 +134,14 @@ def is_datadog_tag(tag: str) -> bool:
 
 def is_handle(handle: str) -> bool:
     return bool(_HANDLE.match(handle))
+
+
+def is_hostname(name: str) -> bool:
+    """A DNS name (not an IP literal): the app's URL allowlist holds only names."""
+    labels = name.split(".")
+    if len(name) > 253 or len(labels) < 2 or labels[-1].isdigit():
+        return False
+    return all(_LABEL.match(label) for label in labels)
 
 
 def is_cidr(text: str) -> bool:

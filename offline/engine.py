@@ -137,6 +137,7 @@ class OfflineMocks(pulumi.runtime.Mocks):
                                        "name": "ubuntu/images/hvm-ssd-gp3/ubuntu-fake-amd64-server-20260101"},
             "aws:ec2/getVpc:getVpc": {"id": FAKE_VPC, "cidrBlock": "172.31.0.0/16"},
             "aws:ec2/getSubnets:getSubnets": {"id": FAKE_VPC, "ids": FAKE_SUBNETS},
+            "aws:ec2/getSubnet:getSubnet": {"id": args.args.get("id"), "vpcId": FAKE_VPC},
             "aws:index/getCallerIdentity:getCallerIdentity": {"accountId": FAKE_ACCOUNT},
             "aws:index/getPartition:getPartition": {"partition": "aws", "dnsSuffix": "amazonaws.com"},
         }

@@ -1,0 +1,179 @@
+"""The monitored host: an Ubuntu LTS EC2 instance with a closed network and minimal IAM.
+
+Shell access is through SSM Session Manager, so there is no SSH ingress and no key
+pair. The Datadog API key reaches the host only through an SSM SecureString that the
+Agent reads at boot (secret backend `aws.ssm`); it is never in user-data.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Optional
+
+import pulumi
+import pulumi_aws as aws
+
+from components.settings import Settings
+
+CANONICAL_OWNER = "099720109477"
+
+
+def ubuntu_ami_name_pattern(codename: str, release: str) -> str:
+    """Canonical's name for its gp3, amd64 server images of one release."""
+    return f"ubuntu/images/hvm-ssd-gp3/ubuntu-{codename}-{release}-amd64-server-*"
+
+
+class MonitoredHost(pulumi.ComponentResource):
+    """EC2 instance + security group + instance profile + the API key parameter."""
+
+    def __init__(self, name: str, settings: Settings, user_data: Optional[str],
+                 user_data_base64: Optional[str], opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("observability-lab:aws:MonitoredHost", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        host = settings.host
+
+        self.api_key_parameter = aws.ssm.Parameter(
+            f"{name}-datadog-api-key",
+            name=settings.api_key_parameter_name,
+            description=f"Datadog API key read by the {settings.env} host's Agent at boot",
+            type="SecureString",
+            value=settings.datadog_api_key,
+            tags=self._tags(settings, "datadog-api-key"),
+            opts=child,
+        )
+        role = self._instance_role(name, settings, child)
+        profile = aws.iam.InstanceProfile(
+            f"{name}-profile", name=settings.name("host"), role=role.name,
+            tags=self._tags(settings, "host"), opts=child)
+
+        subnet_id, vpc_id = _network(host.subnet_id, pulumi.InvokeOutputOptions(parent=self))
+        security_group = aws.ec2.SecurityGroup(
+            f"{name}-sg",
+            name=settings.name("host"),
+            description=f"{settings.env} monitored host: app port only, no SSH (use SSM)",
+            vpc_id=vpc_id,
+            ingress=_app_ingress(host.app_port, host.app_allowed_cidrs),
+            egress=[aws.ec2.SecurityGroupEgressArgs(
+                description="package downloads, Datadog intake, SSM",
+                protocol="-1", from_port=0, to_port=0,
+                cidr_blocks=["0.0.0.0/0"], ipv6_cidr_blocks=["::/0"])],
+            tags=self._tags(settings, "host"),
+            opts=child,
+        )
+
+        # A pinned AMI is the stack's choice: changing it rolls the host. An unpinned
+        # lookup follows Canonical's newest image, so drift is ignored there; otherwise
+        # every new Canonical build would replace the host on the next `pulumi up`.
+        if host.ami_id:
+            ami: pulumi.Input[str] = host.ami_id
+            ami_opts = child
+        else:
+            ami = aws.ec2.get_ami_output(
+                most_recent=True,
+                owners=[CANONICAL_OWNER],
+                filters=[
+                    aws.ec2.GetAmiFilterArgs(name="name", values=[
+                        ubuntu_ami_name_pattern(host.ubuntu_codename, host.ubuntu_release)]),
+                    aws.ec2.GetAmiFilterArgs(name="virtualization-type", values=["hvm"]),
+                    aws.ec2.GetAmiFilterArgs(name="architecture", values=["x86_64"]),
+                ],
+                opts=pulumi.InvokeOutputOptions(parent=self),
+            ).id
+            ami_opts = pulumi.ResourceOptions(parent=self, ignore_changes=["ami"])
+
+        self.instance = aws.ec2.Instance(
+            f"{name}-instance",
+            ami=ami,
+            instance_type=host.instance_type,
+            subnet_id=subnet_id,
+            vpc_security_group_ids=[security_group.id],
+            iam_instance_profile=profile.name,
+            associate_public_ip_address=True,
+            metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
+                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1),
+            root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
+                volume_type="gp3", volume_size=host.root_volume_gib, encrypted=True,
+                delete_on_termination=True),
+            user_data=user_data,
+            user_data_base64=user_data_base64,
+            user_data_replace_on_change=True,
+            tags=self._tags(settings, "host"),
+            volume_tags=self._tags(settings, "host"),
+            opts=ami_opts.merge(pulumi.ResourceOptions(depends_on=[self.api_key_parameter])),
+        )
+
+        self.instance_id = self.instance.id
+        self.public_ip = self.instance.public_ip
+        self.public_dns = self.instance.public_dns
+        self.app_url = pulumi.Output.concat("http://", self.instance.public_dns, f":{host.app_port}")
+        self.ssm_session_command = pulumi.Output.concat("aws ssm start-session --region ",
+                                                        settings.aws_region, " --target ", self.instance.id)
+        self.register_outputs({
+            "instanceId": self.instance_id,
+            "publicIp": self.public_ip,
+            "publicDns": self.public_dns,
+            "appUrl": self.app_url,
+            "ssmSessionCommand": self.ssm_session_command,
+        })
+
+    @staticmethod
+    def _tags(settings: Settings, role: str) -> dict[str, str]:
+        return {"Name": settings.name(role), **settings.aws_tags}
+
+    def _instance_role(self, name: str, settings: Settings,
+                       child: pulumi.ResourceOptions) -> aws.iam.Role:
+        role = aws.iam.Role(
+            f"{name}-role",
+            name=settings.name("host"),
+            description=f"{settings.env} monitored host: SSM management and its own Datadog key",
+            assume_role_policy=json.dumps({
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                               "Principal": {"Service": "ec2.amazonaws.com"}}],
+            }),
+            tags=self._tags(settings, "host"),
+            opts=child,
+        )
+        aws.iam.RolePolicyAttachment(
+            f"{name}-ssm-core", role=role.name,
+            policy_arn=aws.iam.ManagedPolicy.AMAZON_SSM_MANAGED_INSTANCE_CORE, opts=child)
+        # Only this stack's own parameter; the key uses the AWS-managed aws/ssm KMS key,
+        # whose key policy already lets SSM decrypt for authorised callers (no kms:Decrypt).
+        aws.iam.RolePolicy(
+            f"{name}-read-datadog-key",
+            role=role.id,
+            policy=self.api_key_parameter.arn.apply(lambda arn: json.dumps({
+                "Version": "2012-10-17",
+                "Statement": [{"Sid": "ReadOwnDatadogKey", "Effect": "Allow",
+                               "Action": ["ssm:GetParameter", "ssm:GetParameters"],
+                               "Resource": [arn]}],
+            })),
+            opts=child,
+        )
+        return role
+
+
+def _app_ingress(port: int, cidrs: tuple[str, ...]) -> list[aws.ec2.SecurityGroupIngressArgs]:
+    """The app port from the allowed CIDRs; no CIDRs means no ingress at all."""
+    if not cidrs:
+        return []
+    v4 = [c for c in cidrs if ipaddress.ip_network(c).version == 4]
+    v6 = [c for c in cidrs if ipaddress.ip_network(c).version == 6]
+    return [aws.ec2.SecurityGroupIngressArgs(
+        description="Flask app", protocol="tcp", from_port=port, to_port=port,
+        cidr_blocks=v4 or None, ipv6_cidr_blocks=v6 or None)]
+
+
+def _network(subnet_id: Optional[str],
+             invoke: pulumi.InvokeOutputOptions) -> tuple[pulumi.Input[str], pulumi.Output[str]]:
+    """(subnet, its VPC): the stack's subnet, or a default subnet of the default VPC."""
+    if subnet_id:
+        return subnet_id, aws.ec2.get_subnet_output(id=subnet_id, opts=invoke).vpc_id
+    vpc_id = aws.ec2.get_vpc_output(default=True, opts=invoke).id
+    subnets = aws.ec2.get_subnets_output(
+        filters=[aws.ec2.GetSubnetsFilterArgs(name="vpc-id", values=[vpc_id]),
+                 aws.ec2.GetSubnetsFilterArgs(name="default-for-az", values=["true"])],
+        opts=invoke)
+    # AWS returns subnets in no fixed order; sorting keeps the choice (and the host) stable.
+    return subnets.ids.apply(lambda ids: sorted(ids)[0]), vpc_id

@@ -1,0 +1,149 @@
+"""The monitored host's AWS resources, evaluated for the whole dev and prod stacks."""
+
+from __future__ import annotations
+
+import json
+
+from offline.engine import FAKE_AMI, PLACEHOLDER_SECRETS, is_secret, reveal
+
+INSTANCE = "aws:ec2/instance:Instance"
+SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
+PARAMETER = "aws:ssm/parameter:Parameter"
+HOST = "observability-lab:aws:MonitoredHost"
+
+
+def ami_lookups(evaluation):
+    return [args for token, args in evaluation.invokes if token == "aws:ec2/getAmi:getAmi"]
+
+
+def test_every_aws_resource_is_a_child_of_the_host_component(stack_eval):
+    host = stack_eval.one(HOST)
+    aws_resources = [r for r in stack_eval.resources if r.type.startswith("aws:")]
+    assert len(aws_resources) >= 7
+    assert {r.parent for r in aws_resources} == {host.urn}
+
+
+def test_unpinned_ami_is_looked_up_from_canonical_and_drift_is_ignored(stack_eval):
+    (lookup,) = ami_lookups(stack_eval)
+    assert lookup["owners"] == ["099720109477"]
+    assert lookup["mostRecent"] is True
+    filters = {f["name"]: f["values"] for f in lookup["filters"]}
+    assert filters["name"] == ["ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"]
+    assert filters["architecture"] == ["x86_64"]
+    instance = stack_eval.one(INSTANCE)
+    assert instance.inputs["ami"] == FAKE_AMI
+    assert instance.options["ignoreChanges"] == ["ami"]
+
+
+def test_release_setting_changes_the_name_pattern(run_stack):
+    (lookup,) = ami_lookups(run_stack("dev", {"ubuntuRelease": "22.04"}))
+    filters = {f["name"]: f["values"] for f in lookup["filters"]}
+    assert filters["name"] == ["ubuntu/images/hvm-ssd-gp3/ubuntu-jammy-22.04-amd64-server-*"]
+
+
+def test_pinned_ami_skips_the_lookup_and_rolls_the_host_when_changed(run_stack):
+    evaluation = run_stack("prod", {"amiId": "ami-0123456789abcdef0"})
+    assert ami_lookups(evaluation) == []
+    instance = evaluation.one(INSTANCE)
+    assert instance.inputs["ami"] == "ami-0123456789abcdef0"
+    assert "ami" not in instance.options["ignoreChanges"]
+
+
+def test_security_group_is_closed_by_default_and_never_opens_ssh(stack_eval):
+    group = stack_eval.one(SECURITY_GROUP)
+    assert group.inputs.get("ingress", []) == []
+    assert all(rule["fromPort"] != 22 for rule in group.inputs.get("ingress", []))
+
+
+def test_security_group_opens_only_the_app_port_to_the_allowed_cidrs(run_stack):
+    evaluation = run_stack("dev", {"appAllowedCidrs": ["203.0.113.0/24", "2001:db8::/32"]})
+    (rule,) = evaluation.one(SECURITY_GROUP).inputs["ingress"]
+    assert (rule["protocol"], rule["fromPort"], rule["toPort"]) == ("tcp", 5050, 5050)
+    assert rule["cidrBlocks"] == ["203.0.113.0/24"]
+    assert rule["ipv6CidrBlocks"] == ["2001:db8::/32"]
+
+
+def test_app_port_open_to_the_world_only_when_a_setting_says_so(run_stack, stack_eval):
+    for rule in stack_eval.one(SECURITY_GROUP).inputs.get("ingress", []):
+        assert "0.0.0.0/0" not in rule.get("cidrBlocks", [])
+    opened = run_stack("dev", {"appAllowedCidrs": ["0.0.0.0/0"], "appPort": 8080})
+    (rule,) = opened.one(SECURITY_GROUP).inputs["ingress"]
+    assert (rule["fromPort"], rule["cidrBlocks"]) == (8080, ["0.0.0.0/0"])
+
+
+def test_egress_is_open_for_package_downloads(stack_eval):
+    (egress,) = stack_eval.one(SECURITY_GROUP).inputs["egress"]
+    assert egress["protocol"] == "-1"
+    assert egress["cidrBlocks"] == ["0.0.0.0/0"]
+
+
+def test_instance_profile_may_only_read_its_own_parameter(stack_eval):
+    parameter = stack_eval.one(PARAMETER)
+    path = f"/observability-lab/{stack_eval.stack}/datadog/api_key"
+    assert parameter.inputs["name"] == path
+    (policy,) = [json.loads(r.inputs["policy"]) for r in stack_eval.of_type("aws:iam/rolePolicy:RolePolicy")]
+    (statement,) = policy["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert sorted(statement["Action"]) == ["ssm:GetParameter", "ssm:GetParameters"]
+    assert statement["Resource"] == [parameter.outputs["arn"]]
+    assert statement["Resource"][0].endswith(f":parameter{path}")
+    (attachment,) = stack_eval.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    assert attachment.inputs["policyArn"] == "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+    role = stack_eval.one("aws:iam/role:Role")
+    trust = json.loads(role.inputs["assumeRolePolicy"])
+    assert trust["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
+
+
+def test_instance_is_hardened(stack_eval):
+    instance = stack_eval.one(INSTANCE).inputs
+    assert instance["metadataOptions"]["httpTokens"] == "required"
+    root = instance["rootBlockDevice"]
+    assert (root["volumeType"], root["encrypted"]) == ("gp3", True)
+    assert instance["userDataReplaceOnChange"] is True
+    assert "keyName" not in instance
+
+
+def test_instance_size_follows_the_stack(dev, prod):
+    assert dev.one(INSTANCE).inputs["instanceType"] == "t3.small"
+    assert prod.one(INSTANCE).inputs["instanceType"] == "t3.medium"
+    assert dev.one(INSTANCE).inputs["rootBlockDevice"]["volumeSize"] == 20
+    assert prod.one(INSTANCE).inputs["rootBlockDevice"]["volumeSize"] == 30
+
+
+def test_every_taggable_aws_resource_carries_env_and_a_name_with_the_env(stack_eval):
+    env = stack_eval.stack
+    tagged = [r for r in stack_eval.resources if r.type.startswith("aws:") and "tags" in r.inputs]
+    assert {r.type for r in tagged} >= {INSTANCE, SECURITY_GROUP, PARAMETER, "aws:iam/role:Role"}
+    for resource in tagged:
+        tags = resource.inputs["tags"]
+        assert tags["env"] == env and tags["managed-by"] == "pulumi"
+        assert tags["service"] == "sample-flask-app" and tags["project"] == "observability-lab"
+        assert f"-{env}-" in tags["Name"]
+
+
+def test_dev_and_prod_aws_names_do_not_collide(dev, prod):
+    def names(evaluation):
+        return {r.inputs[key] for r in evaluation.resources if r.type.startswith("aws:")
+                for key in ("name",) if key in r.inputs} | {
+            r.inputs["tags"]["Name"] for r in evaluation.resources if "tags" in r.inputs}
+    assert names(dev) and not names(dev) & names(prod)
+
+
+def test_api_key_lives_only_in_the_ssm_parameter_as_a_secret(stack_eval):
+    key = PLACEHOLDER_SECRETS["datadog:apiKey"]
+    parameter = stack_eval.one(PARAMETER)
+    assert parameter.inputs["type"] == "SecureString"
+    assert is_secret(parameter.inputs["value"]) and reveal(parameter.inputs["value"]) == key
+    for resource in stack_eval.resources:
+        if resource is not parameter:
+            assert key not in json.dumps(reveal(resource.inputs)), resource.name
+    assert key not in json.dumps(stack_eval.outputs)
+
+
+def test_outputs_give_access_without_the_key(stack_eval):
+    outputs = stack_eval.outputs
+    instance_id = outputs["instanceId"]
+    assert outputs["datadogHostname"] == f"observability-lab-{stack_eval.stack}"
+    assert outputs["appUrl"] == f"http://{outputs['publicDns']}:5050"
+    assert outputs["ssmSessionCommand"] == f"aws ssm start-session --region us-east-2 --target {instance_id}"
+    assert outputs["publicIp"]
