@@ -4,7 +4,7 @@ VENV ?= venv
 PY := $(VENV)/bin/python
 STACK ?= dev
 
-.PHONY: test setup system-deps plan plan-json bench clean
+.PHONY: test setup system-deps plan bench clean
 
 test: setup
 	$(PY) -m pytest
@@ -29,6 +29,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt userdata/app/requireme
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
 	touch $@
+
+# The offline plan: what STACK would create, rendered without any cloud account.
+plan: $(VENV)/.installed
+	@$(PY) -m offline.plan $(STACK) $(if $(JSON),--json)
 
 clean:
 	rm -rf $(VENV) node_modules

@@ -1,0 +1,186 @@
+"""Offline plan: what a stack would create, rendered without any cloud account.
+
+    python -m offline.plan dev            # readable text
+    python -m offline.plan prod --json    # stable JSON (sorted keys) for diffing
+
+Evaluates the program with the same in-process mock engine as the tests
+(`offline.engine`). It is a rendering of the program, not a `pulumi preview`: no AWS,
+Datadog or Pulumi service is contacted, and ids, ARNs and addresses are the mock
+engine's placeholders. Same input, byte-identical output. Invalid settings print the
+combined settings error and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gzip
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from offline.engine import ROOT, Evaluation, Resource, evaluate, is_secret
+
+SECRET = "[secret]"
+USER_DATA_KEYS = ("userData", "userDataBase64")
+NOTICE = ("Offline rendering with Pulumi's in-process mock engine: nothing was sent to AWS, "
+          "Datadog or the Pulumi service. Ids, ARNs and addresses are placeholders; "
+          "only `pulumi preview` against a real account shows real changes.")
+
+
+def mask(value: Any) -> Any:
+    """The value with every secret replaced by [secret]."""
+    if is_secret(value):
+        return SECRET
+    if isinstance(value, dict):
+        return {k: mask(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask(v) for v in value]
+    return value
+
+
+def decoded_user_data(resource: Resource) -> str | None:
+    if resource.inputs.get("userData"):
+        return resource.inputs["userData"]
+    if resource.inputs.get("userDataBase64"):
+        return gzip.decompress(base64.b64decode(resource.inputs["userDataBase64"])).decode()
+    return None
+
+
+def _short(urn: str) -> str:
+    return urn.rsplit("::", 1)[-1]
+
+
+def _widgets(widgets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each widget as (type, title, queries), found in its `*Definition` block."""
+    found = []
+    for widget in widgets:
+        for key, definition in sorted(widget.items()):
+            if not key.endswith("Definition") or not isinstance(definition, dict):
+                continue
+            if key == "groupDefinition":
+                found.extend(_widgets(definition.get("widgets", [])))
+                continue
+            queries = [request.get("q") or query.get("query")
+                       for request in definition.get("requests", [])
+                       for query in (request.get("queries") or [{}])
+                       if request.get("q") or query.get("query")]
+            found.append({"type": key.removesuffix("Definition"),
+                          "title": definition.get("title", ""), "queries": queries})
+    return found
+
+
+def build_plan(evaluation: Evaluation) -> dict[str, Any]:
+    resources = sorted(evaluation.resources, key=lambda r: r.urn)
+    children: dict[str, list[Resource]] = {}
+    for resource in resources:
+        children.setdefault(resource.parent, []).append(resource)
+
+    def tree(parent_urn: str) -> list[dict[str, Any]]:
+        return [{"type": r.type, "name": r.name, "children": tree(r.urn)}
+                for r in children.get(parent_urn, [])]
+
+    roots = [p for p in children if p not in {r.urn for r in resources}]
+    plan: dict[str, Any] = {
+        "stack": evaluation.stack,
+        "notice": NOTICE,
+        "tree": [node for root in sorted(roots) for node in tree(root)],
+        "resources": [],
+        "userData": {},
+        "dashboards": [],
+        "monitors": [],
+        "downtimeSchedules": [],
+        "outputs": {k: SECRET if k in evaluation.secret_outputs else v
+                    for k, v in sorted(evaluation.outputs.items())},
+    }
+    for r in resources:
+        inputs = mask(r.inputs)
+        user_data = decoded_user_data(r)
+        if user_data is not None:
+            plan["userData"][r.name] = user_data
+            for key in USER_DATA_KEYS:
+                if key in inputs:
+                    inputs[key] = f"<{len(r.inputs[key])} characters; decoded under userData>"
+        options = {k: v for k, v in r.options.items() if v}
+        plan["resources"].append({"type": r.type, "name": r.name, "parent": _short(r.parent),
+                                  "options": options, "inputs": inputs})
+        if r.type == "datadog:index/dashboard:Dashboard":
+            plan["dashboards"].append({"title": r.inputs.get("title"),
+                                       "widgets": _widgets(r.inputs.get("widgets", []))})
+        elif r.type == "datadog:index/monitor:Monitor":
+            plan["monitors"].append({key: r.inputs.get(key) for key in
+                                     ("name", "type", "query", "monitorThresholds", "tags")})
+        elif r.type == "datadog:index/downtimeSchedule:DowntimeSchedule":
+            plan["downtimeSchedules"].append({"message": r.inputs.get("message"),
+                                              "schedule": r.inputs.get("recurringSchedule")})
+    return plan
+
+
+def render_text(plan: dict[str, Any]) -> str:
+    lines = [f"Offline plan for stack '{plan['stack']}'", plan["notice"], "", "Component tree"]
+
+    def walk(nodes: list[dict[str, Any]], depth: int) -> None:
+        for node in nodes:
+            lines.append(f"{'  ' * depth}- {node['name']} ({node['type']})")
+            walk(node["children"], depth + 1)
+
+    walk(plan["tree"], 1)
+    lines += ["", f"Resources ({len(plan['resources'])})"]
+    for r in plan["resources"]:
+        lines.append(f"- {r['type']} {r['name']} (parent: {r['parent']})")
+        body = {"options": r["options"], "inputs": r["inputs"]} if r["options"] else {"inputs": r["inputs"]}
+        lines += ["    " + line for line in _yaml(body).splitlines()]
+    for name, text in plan["userData"].items():
+        lines += ["", f"User-data of {name} (decoded cloud-config, {len(text.encode())} bytes)"]
+        lines += ["    " + line if line else "" for line in text.splitlines()]
+    lines += ["", "Dashboards"]
+    for dashboard in plan["dashboards"]:
+        lines.append(f"- {dashboard['title']}")
+        for widget in dashboard["widgets"]:
+            lines.append(f"    {widget['type']}: {widget['title']}")
+            lines += [f"        {q}" for q in widget["queries"]]
+    lines += ["", "Monitors"]
+    for monitor in plan["monitors"]:
+        lines += [f"- {monitor['name']} ({monitor['type']})", f"    query: {monitor['query']}"]
+        if monitor.get("monitorThresholds"):
+            lines.append(f"    thresholds: {json.dumps(monitor['monitorThresholds'], sort_keys=True)}")
+    lines += ["", "Downtime schedules"]
+    for downtime in plan["downtimeSchedules"]:
+        lines.append(f"- {json.dumps(downtime['schedule'], sort_keys=True)}")
+    lines += ["", "Stack outputs"] + [f"    {k}: {v}" for k, v in plan["outputs"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _yaml(value: Any) -> str:
+    return yaml.safe_dump(value, sort_keys=True, default_flow_style=False, width=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m offline.plan", description=__doc__.split("\n\n")[0])
+    parser.add_argument("stack", help="stack name: reads Pulumi.<stack>.yaml")
+    parser.add_argument("--json", action="store_true", help="stable JSON instead of text")
+    parser.add_argument("--stack-file", type=Path, default=None,
+                        help="read settings from this file instead of Pulumi.<stack>.yaml")
+    args = parser.parse_args(argv)
+    stack_file = args.stack_file or ROOT / f"Pulumi.{args.stack}.yaml"
+    if not stack_file.is_file():
+        known = ", ".join(sorted(p.name[len("Pulumi."):-len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml")))
+        print(f"error: {stack_file} does not exist; stacks here: {known}", file=sys.stderr)
+        return 2
+    evaluation = evaluate(args.stack, stack_file=stack_file)
+    if evaluation.error is not None:
+        print(f"error: {evaluation.error}", file=sys.stderr)
+        return 2
+    plan = build_plan(evaluation)
+    if args.json:
+        sys.stdout.write(json.dumps(plan, sort_keys=True, indent=2) + "\n")
+    else:
+        sys.stdout.write(render_text(plan))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""The offline plan: deterministic, masks secrets, refuses invalid settings."""
+
+from __future__ import annotations
+
+import json
+
+from offline import plan
+from offline.engine import PLACEHOLDER_SECRETS, ROOT
+
+
+def run_plan(capsys, *args: str) -> tuple[int, str, str]:
+    code = plan.main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_text_plan_shows_tree_resources_and_decoded_user_data(capsys, stack):
+    code, out, _ = run_plan(capsys, stack)
+    assert code == 0
+    assert out.startswith(f"Offline plan for stack '{stack}'")
+    assert "nothing was sent to AWS" in out
+    assert "- host (observability-lab:aws:MonitoredHost)" in out
+    assert "aws:ec2/instance:Instance host-instance" in out
+    assert "#cloud-config" in out and "secret_backend_type: aws.ssm" in out
+
+
+def test_json_plan_is_stable_and_byte_identical_across_runs(capsys, stack):
+    first = run_plan(capsys, stack, "--json")[1]
+    second = run_plan(capsys, stack, "--json")[1]
+    assert first == second
+    document = json.loads(first)
+    assert first == json.dumps(document, sort_keys=True, indent=2) + "\n"
+    assert document["stack"] == stack
+    types = {r["type"] for r in document["resources"]}
+    assert "aws:ec2/instance:Instance" in types
+
+
+def test_secrets_are_masked(capsys, stack):
+    for args in ((stack,), (stack, "--json")):
+        out = run_plan(capsys, *args)[1]
+        for placeholder in PLACEHOLDER_SECRETS.values():
+            assert placeholder not in out
+    document = json.loads(run_plan(capsys, stack, "--json")[1])
+    (parameter,) = [r for r in document["resources"] if r["type"] == "aws:ssm/parameter:Parameter"]
+    assert parameter["inputs"]["value"] == "[secret]"
+
+
+def test_broken_stack_file_fails_with_the_settings_error(capsys, tmp_path):
+    broken = tmp_path / "Pulumi.dev.yaml"
+    text = (ROOT / "Pulumi.dev.yaml").read_text()
+    broken.write_text(text.replace("instanceType: t3.small", "instanceType: huge")
+                      + "  observability-lab:checkIntervalSeconds: 5\n")
+    code, out, err = run_plan(capsys, "dev", "--stack-file", str(broken))
+    assert code == 2
+    assert out == ""
+    assert "2 invalid setting(s)" in err
+    assert "observability-lab:instanceType = 'huge'" in err
+    assert "observability-lab:checkIntervalSeconds = '5'" in err
+
+
+def test_unknown_stack_is_an_error(capsys):
+    code, out, err = run_plan(capsys, "nonexistent")
+    assert code == 2 and out == ""
+    assert "Pulumi.nonexistent.yaml does not exist; stacks here: dev, prod" in err
