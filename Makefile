@@ -4,10 +4,20 @@ VENV ?= venv
 PY := $(VENV)/bin/python
 STACK ?= dev
 
-.PHONY: test setup system-deps plan bench clean
+.PHONY: test pytest typecheck setup system-deps plan bench clean
 
+# The suite (one pytest process, seconds), then pyright against the SDKs' own types.
 test: setup
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory typecheck
+
+pytest: setup
+	$(PY) -m pytest
+
+# Every resource argument checked against pulumi-aws / pulumi-datadog type stubs.
+# Slow (~40 s: the SDKs are huge), so it runs beside the suite, not inside it.
+typecheck: setup
+	node_modules/.bin/pyright --pythonpath $(PY)
 
 setup: system-deps $(VENV)/.installed node_modules/.installed
 
@@ -33,6 +43,10 @@ node_modules/.installed: package.json package-lock.json
 # The offline plan: what STACK would create, rendered without any cloud account.
 plan: $(VENV)/.installed
 	@$(PY) -m offline.plan $(STACK) $(if $(JSON),--json)
+
+# Evaluation cost against the import floor, user-data size, suite time.
+bench: setup
+	$(PY) -m bench.run
 
 clean:
 	rm -rf $(VENV) node_modules

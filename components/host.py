@@ -172,8 +172,9 @@ def _network(subnet_id: Optional[str],
         return subnet_id, aws.ec2.get_subnet_output(id=subnet_id, opts=invoke).vpc_id
     vpc_id = aws.ec2.get_vpc_output(default=True, opts=invoke).id
     subnets = aws.ec2.get_subnets_output(
-        filters=[aws.ec2.GetSubnetsFilterArgs(name="vpc-id", values=[vpc_id]),
-                 aws.ec2.GetSubnetsFilterArgs(name="default-for-az", values=["true"])],
+        filters=vpc_id.apply(lambda vpc: [
+            aws.ec2.GetSubnetsFilterArgs(name="vpc-id", values=[vpc]),
+            aws.ec2.GetSubnetsFilterArgs(name="default-for-az", values=["true"])]),
         opts=invoke)
     # AWS returns subnets in no fixed order; sorting keeps the choice (and the host) stable.
     return subnets.ids.apply(lambda ids: sorted(ids)[0]), vpc_id

@@ -123,9 +123,9 @@ def test_every_taggable_aws_resource_carries_env_and_a_name_with_the_env(stack_e
 
 def test_dev_and_prod_aws_names_do_not_collide(dev, prod):
     def names(evaluation):
-        return {r.inputs[key] for r in evaluation.resources if r.type.startswith("aws:")
-                for key in ("name",) if key in r.inputs} | {
-            r.inputs["tags"]["Name"] for r in evaluation.resources if "tags" in r.inputs}
+        aws_resources = [r for r in evaluation.resources if r.type.startswith("aws:")]
+        return ({r.inputs["name"] for r in aws_resources if "name" in r.inputs}
+                | {r.inputs["tags"]["Name"] for r in aws_resources if "tags" in r.inputs})
     assert names(dev) and not names(dev) & names(prod)
 
 
