@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable, Mapping, Optional
 
 import pytest
@@ -11,12 +12,24 @@ from offline.engine import Evaluation, evaluate
 STACKS = ("dev", "prod")
 
 
+# Evaluations are read-only records, so one per distinct (stack, overrides) serves
+# every test that asks for it: the suite evaluates each configuration once.
+_EVALUATIONS: dict[tuple[str, str], Evaluation] = {}
+
+
+def _evaluate_once(stack: str, overrides: Optional[Mapping[str, Any]] = None) -> Evaluation:
+    key = (stack, json.dumps(overrides or {}, sort_keys=True))
+    if key not in _EVALUATIONS:
+        _EVALUATIONS[key] = evaluate(stack, overrides)
+    return _EVALUATIONS[key]
+
+
 @pytest.fixture
 def run_stack() -> Callable[..., Evaluation]:
     """`run_stack("dev", overrides={...})` -> Evaluation; fails the test on a program error."""
 
     def run(stack: str, overrides: Optional[Mapping[str, Any]] = None) -> Evaluation:
-        evaluation = evaluate(stack, overrides)
+        evaluation = _evaluate_once(stack, overrides)
         if evaluation.error is not None:
             raise evaluation.error
         return evaluation
@@ -27,7 +40,7 @@ def run_stack() -> Callable[..., Evaluation]:
 @pytest.fixture
 def run_stack_allowing_errors() -> Callable[..., Evaluation]:
     """Like run_stack, but returns the Evaluation with `.error` set instead of raising."""
-    return evaluate
+    return _evaluate_once
 
 
 @pytest.fixture(params=STACKS)
