@@ -78,6 +78,9 @@ class MonitorSettings:
     my_metric_window_minutes: int
     no_data_minutes: int
     watched_processes: tuple[str, ...]
+    apm_latency_seconds: float
+    apm_error_rate_percent: float
+    message_footer: str
 
 
 @dataclass(frozen=True)
@@ -242,6 +245,10 @@ def _monitor_settings(cfg: ConfigReader) -> MonitorSettings:
         my_metric_window_minutes=cfg.integer("myMetricWindowMinutes", 5, 1, 1440),
         no_data_minutes=cfg.integer("noDataMinutes", 10, 2, 1440),
         watched_processes=_watched_processes(cfg),
+        apm_latency_seconds=cfg.decimal("apmLatencySeconds", 1.0, 0.001, 600),
+        apm_error_rate_percent=cfg.decimal("apmErrorRatePercent", 5.0, 0.01, 100),
+        message_footer=cfg.string("monitorMessageFooter", "", r"(?s).{0,1000}",
+                                  "must be at most 1000 characters"),
     )
 
 

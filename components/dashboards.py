@@ -1,0 +1,133 @@
+"""The two dashboards of the exercise, scoped to this stack's host, service and environment.
+
+* Timeboard (seed section 2): my_metric by host, MySQL CPU anomalies, my_metric summed
+  over the past hour.
+* APM + infrastructure (seed section 4): the Flask service's hits, p95 latency and errors
+  next to the host's CPU, load and per-process CPU (from the Agent's process check).
+
+Both have a `host` template variable defaulting to this stack's host, and every query
+filters on `$host`. Dashboards cannot carry the standard tags: the Dashboard API only
+accepts `team:<name>` tags, so env and service are in the title and description instead.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pulumi
+import pulumi_datadog as datadog
+
+from components.datadog_common import app_base_url
+from components.settings import Settings
+
+
+def _host_variable(settings: Settings) -> datadog.DashboardTemplateVariableArgs:
+    return datadog.DashboardTemplateVariableArgs(
+        name="host", prefix="host", defaults=[settings.datadog_hostname])
+
+
+def _timeseries(title: str, query: str, formula: str = "q1",
+                display_type: str = "line") -> datadog.DashboardWidgetArgs:
+    """A timeseries of one metric query `q1`, drawn through `formula`.
+
+    Queries + formulas, because the request's plain `q` is deprecated in the provider.
+    """
+    return datadog.DashboardWidgetArgs(
+        timeseries_definition=datadog.DashboardWidgetTimeseriesDefinitionArgs(
+            title=title,
+            show_legend=True,
+            requests=[datadog.DashboardWidgetTimeseriesDefinitionRequestArgs(
+                display_type=display_type,
+                queries=[datadog.DashboardWidgetTimeseriesDefinitionRequestQueryArgs(
+                    metric_query=datadog.DashboardWidgetTimeseriesDefinitionRequestQueryMetricQueryArgs(
+                        name="q1", query=query, data_source="metrics"))],
+                formulas=[datadog.DashboardWidgetTimeseriesDefinitionRequestFormulaArgs(
+                    formula_expression=formula)],
+            )],
+        ))
+
+
+def _query_value(title: str, query: str, aggregator: str, live_span: str) -> datadog.DashboardWidgetArgs:
+    return datadog.DashboardWidgetArgs(
+        query_value_definition=datadog.DashboardWidgetQueryValueDefinitionArgs(
+            title=title,
+            live_span=live_span,
+            precision=0,
+            requests=[datadog.DashboardWidgetQueryValueDefinitionRequestArgs(
+                queries=[datadog.DashboardWidgetQueryValueDefinitionRequestQueryArgs(
+                    metric_query=datadog.DashboardWidgetQueryValueDefinitionRequestQueryMetricQueryArgs(
+                        name="q1", query=query, data_source="metrics", aggregator=aggregator))],
+                formulas=[datadog.DashboardWidgetQueryValueDefinitionRequestFormulaArgs(
+                    formula_expression="q1")],
+            )],
+        ))
+
+
+def timeboard_widgets() -> list[datadog.DashboardWidgetArgs]:
+    return [
+        _timeseries("Average my_metric by host", "avg:my_metric{$host} by {host}"),
+        _timeseries("Anomalies in MySQL CPU time", "avg:mysql.performance.cpu_time{$host}",
+                    formula="anomalies(q1, 'basic', 2)"),
+        # One-hour sum buckets, reduced with `sum` over a one-hour span: every point of
+        # the past hour counts once, even when the span straddles two clock-hour buckets.
+        _query_value("my_metric summed over the past hour",
+                     "avg:my_metric{$host}.rollup(sum, 3600)", aggregator="sum", live_span="1h"),
+    ]
+
+
+def apm_widgets(settings: Settings) -> list[datadog.DashboardWidgetArgs]:
+    trace_scope = f"service:{settings.service},env:{settings.env},$host"
+    # System metrics carry host tags (env:<env> included), not the APM service tag.
+    host_scope = f"env:{settings.env},$host"
+    return [
+        _timeseries("Request hits by resource",
+                    f"sum:trace.flask.request.hits{{{trace_scope}}} by {{resource_name}}",
+                    display_type="bars"),
+        _timeseries("p95 request latency (s)", f"p95:trace.flask.request{{{trace_scope}}}"),
+        _timeseries("Request errors by resource",
+                    f"sum:trace.flask.request.errors{{{trace_scope}}} by {{resource_name}}",
+                    display_type="bars"),
+        _timeseries("Host CPU user %", f"avg:system.cpu.user{{{host_scope}}} by {{host}}"),
+        _timeseries("Host load (1 min)", f"avg:system.load.1{{{host_scope}}} by {{host}}"),
+        _timeseries("CPU % by watched process",
+                    f"avg:system.processes.cpu.pct{{{host_scope}}} by {{process_name}}"),
+    ]
+
+
+class Dashboards(pulumi.ComponentResource):
+    """The my_metric timeboard and the APM + infrastructure dashboard of one stack."""
+
+    def __init__(self, name: str, settings: Settings,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("observability-lab:datadog:Dashboards", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        env, host = settings.env, settings.datadog_hostname
+        managed = f"Managed by Pulumi (stack {settings.stack}); edits in the UI are overwritten."
+
+        self.timeboard = datadog.Dashboard(
+            f"{name}-timeboard",
+            title=f"[{env}] my_metric timeboard on {host}",
+            description=f"my_metric and MySQL CPU of {host} (env {env}). {managed}",
+            layout_type="ordered",
+            template_variables=[_host_variable(settings)],
+            widgets=timeboard_widgets(),
+            opts=child,
+        )
+        self.apm = datadog.Dashboard(
+            f"{name}-apm",
+            title=f"[{env}] {settings.service} APM and infrastructure on {host}",
+            description=(f"Traces of service {settings.service} (env {env}) and the resources of "
+                         f"{host}. {managed}"),
+            layout_type="ordered",
+            template_variables=[_host_variable(settings)],
+            widgets=apm_widgets(settings),
+            opts=child,
+        )
+
+        base = app_base_url(settings.datadog_site)
+        # `url` is the dashboard's path on the web UI (empty until Datadog assigns it).
+        self.urls: dict[str, pulumi.Output[str]] = {
+            "timeboard": self.timeboard.url.apply(lambda path: f"{base}{path}" if path else ""),
+            "apm": self.apm.url.apply(lambda path: f"{base}{path}" if path else ""),
+        }
+        self.register_outputs({"urls": self.urls})

@@ -1,0 +1,51 @@
+"""Small helpers shared by the Datadog components: numbers in queries, messages, links.
+
+Kept free of `pulumi_datadog` so it imports instantly and is unit-testable on its own.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+# The Mustache-style conditions Datadog renders per monitor state, in the order
+# they appear in every message.
+MESSAGE_SECTIONS = ("is_warning", "is_alert", "is_no_data", "is_recovery")
+
+
+def number(value: float) -> str:
+    """A threshold as Datadog shows it: 800.0 -> "800", 0.5 -> "0.5".
+
+    The query and `monitor_thresholds` are both formatted with this, so the
+    number in the query can never drift from the critical threshold.
+    """
+    if float(value).is_integer():
+        return str(int(value))
+    return repr(float(value))
+
+
+def monitor_message(summary: str, sections: Mapping[str, str],
+                    handles: Sequence[str], footer: str = "") -> str:
+    """One line of summary, a block per monitor state, the footer, then the handles.
+
+    The handles stay outside the conditional blocks so every transition
+    (warning, alert, no data, recovery) notifies them.
+    """
+    unknown = set(sections) - set(MESSAGE_SECTIONS)
+    if unknown:
+        raise ValueError(f"unknown message sections {sorted(unknown)}")
+    lines = [summary]
+    for name in MESSAGE_SECTIONS:
+        if name in sections:
+            lines += [f"{{{{#{name}}}}}", sections[name], f"{{{{/{name}}}}}"]
+    if footer:
+        lines.append(footer)
+    lines.append(" ".join(handles))
+    return "\n".join(lines)
+
+
+def app_base_url(site: str) -> str:
+    """Web UI origin of a Datadog site (the API is api.<site>, the UI is not always app.<site>)."""
+    # US1, EU1 and US1-FED serve the UI from app.<site>; regional sites from the site itself.
+    if site.count(".") == 1:
+        return f"https://app.{site}"
+    return f"https://{site}"

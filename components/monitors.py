@@ -1,0 +1,180 @@
+"""The stack's monitors: my_metric (seed section 3), watched processes, APM, MySQL.
+
+Every monitor: `[<env>]` and the host or service in its name, the standard tags, the
+stack's notification handles (and optional footer) in its message, thresholds from
+the stack settings. Numbers in queries and `monitor_thresholds` come from the same
+value through `number()`, so they cannot disagree ("800" vs "800.0").
+
+Processes: one multi-alert service-check monitor on `process.up`, grouped by
+`process`, rather than one monitor per process. The Agent's process check reports
+`process.up` CRITICAL for an instance whose process is missing, so every watched
+process is a group even when it never started; each group alerts and recovers on its
+own; and adding or removing a watched process changes no monitor (no new ids to wire
+into downtimes or dashboards, no churn in previews).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pulumi
+import pulumi_datadog as datadog
+
+from components.datadog_common import monitor_message, number
+from components.settings import Settings
+
+APM_WINDOW = "last_5m"
+# Service checks: alert after 1 failed check, resolve after 1 OK (Datadog's defaults);
+# `.last(N)` looks at one more check than the largest of these counts.
+SERVICE_CHECK_THRESHOLDS = datadog.MonitorMonitorThresholdsArgs(critical="1", warning="1", ok="1")
+SERVICE_CHECK_LAST = 2
+
+
+def my_metric_monitor(settings: Settings) -> datadog.MonitorArgs:
+    m, host = settings.monitors, settings.datadog_hostname
+    window = m.my_metric_window_minutes
+    average = f"the average of my_metric over the last {window} minutes"
+    return datadog.MonitorArgs(
+        name=f"[{settings.env}] my_metric above threshold on {host}",
+        type="metric alert",
+        query=f"avg(last_{window}m):avg:my_metric{{host:{host}}} > {number(m.my_metric_critical)}",
+        monitor_thresholds=datadog.MonitorMonitorThresholdsArgs(
+            warning=number(m.my_metric_warning), critical=number(m.my_metric_critical)),
+        # my_metric is sparse (one point per check interval): evaluate partial windows.
+        require_full_window=False,
+        notify_no_data=True,
+        no_data_timeframe=m.no_data_minutes,
+        message=monitor_message(
+            f"Issue with my_metric on {host} ({{{{host.ip}}}})",
+            {
+                "is_warning": f"WARNING: {average} is {{{{value}}}}, above {number(m.my_metric_warning)} "
+                              f"on {host} ({{{{host.ip}}}}).",
+                "is_alert": f"ALERT: {average} is {{{{value}}}}, above {number(m.my_metric_critical)} "
+                            f"on {host} ({{{{host.ip}}}}).",
+                "is_no_data": f"my_metric has not reported for {m.no_data_minutes} minutes "
+                              f"on {host} ({{{{host.ip}}}}): is the Agent or the custom check down?",
+                "is_recovery": f"Recovered: {average} is back to {{{{value}}}} on {host}.",
+            },
+            m.notification_handles, m.message_footer),
+        tags=list(settings.standard_tags),
+    )
+
+
+def process_monitor(settings: Settings) -> datadog.MonitorArgs:
+    m, host = settings.monitors, settings.datadog_hostname
+    watched = ", ".join(m.watched_processes)
+    return datadog.MonitorArgs(
+        name=f"[{settings.env}] Process {{{{process.name}}}} not running on {host}",
+        type="service check",
+        query=(f'"process.up".over("host:{host}").by("process")'
+               f".last({SERVICE_CHECK_LAST}).count_by_status()"),
+        monitor_thresholds=SERVICE_CHECK_THRESHOLDS,
+        notify_no_data=True,
+        no_data_timeframe=m.no_data_minutes,
+        message=monitor_message(
+            f"Process check on {host} (watched: {watched})",
+            {
+                "is_alert": f"{{{{process.name}}}} is not running on {host} ({{{{host.ip}}}}). "
+                            "Investigate and restart it.",
+                "is_no_data": f"No process check result from {host} for {m.no_data_minutes} minutes: "
+                              "is the Agent running?",
+                "is_recovery": f"{{{{process.name}}}} is running again on {host}.",
+            },
+            m.notification_handles, m.message_footer),
+        tags=list(settings.standard_tags),
+    )
+
+
+def mysql_monitor(settings: Settings) -> datadog.MonitorArgs:
+    m, host = settings.monitors, settings.datadog_hostname
+    return datadog.MonitorArgs(
+        name=f"[{settings.env}] MySQL unreachable on {host}",
+        type="service check",
+        query=(f'"mysql.can_connect".over("host:{host}")'
+               f".last({SERVICE_CHECK_LAST}).count_by_status()"),
+        monitor_thresholds=SERVICE_CHECK_THRESHOLDS,
+        notify_no_data=True,
+        no_data_timeframe=m.no_data_minutes,
+        message=monitor_message(
+            f"MySQL check on {host}",
+            {
+                "is_alert": f"The Agent cannot connect to MySQL on {host} ({{{{host.ip}}}}).",
+                "is_no_data": f"No mysql.can_connect result from {host} for {m.no_data_minutes} minutes.",
+                "is_recovery": f"The Agent connects to MySQL on {host} again.",
+            },
+            m.notification_handles, m.message_footer),
+        tags=list(settings.standard_tags),
+    )
+
+
+def apm_latency_monitor(settings: Settings) -> datadog.MonitorArgs:
+    m, scope = settings.monitors, _trace_scope(settings)
+    limit = number(m.apm_latency_seconds)
+    return datadog.MonitorArgs(
+        name=f"[{settings.env}] {settings.service} p95 latency above {limit}s",
+        type="metric alert",
+        query=f"percentile({APM_WINDOW}):p95:trace.flask.request{{{scope}}} > {limit}",
+        monitor_thresholds=datadog.MonitorMonitorThresholdsArgs(critical=limit),
+        # No traffic is normal (dev at night): no data is not an incident here.
+        notify_no_data=False,
+        require_full_window=False,
+        message=monitor_message(
+            f"p95 latency of {settings.service} ({settings.env})",
+            {
+                "is_alert": f"p95 latency of trace.flask.request is {{{{value}}}}s, above {limit}s.",
+                "is_recovery": f"p95 latency of {settings.service} is back to {{{{value}}}}s.",
+            },
+            m.notification_handles, m.message_footer),
+        tags=list(settings.standard_tags),
+    )
+
+
+def apm_error_rate_monitor(settings: Settings) -> datadog.MonitorArgs:
+    m, scope = settings.monitors, _trace_scope(settings)
+    limit = number(m.apm_error_rate_percent)
+    errors = f"sum:trace.flask.request.errors{{{scope}}}.as_count()"
+    hits = f"sum:trace.flask.request.hits{{{scope}}}.as_count()"
+    return datadog.MonitorArgs(
+        name=f"[{settings.env}] {settings.service} error rate above {limit}%",
+        type="metric alert",
+        query=f"sum({APM_WINDOW}):( {errors} / {hits} ) * 100 > {limit}",
+        monitor_thresholds=datadog.MonitorMonitorThresholdsArgs(critical=limit),
+        notify_no_data=False,  # no hits -> no ratio; see the latency monitor
+        require_full_window=False,
+        message=monitor_message(
+            f"Error rate of {settings.service} ({settings.env})",
+            {
+                "is_alert": f"{{{{value}}}}% of requests to {settings.service} failed over the "
+                            f"last 5 minutes (limit {limit}%).",
+                "is_recovery": f"Error rate of {settings.service} is back to {{{{value}}}}%.",
+            },
+            m.notification_handles, m.message_footer),
+        tags=list(settings.standard_tags),
+    )
+
+
+def _trace_scope(settings: Settings) -> str:
+    return f"service:{settings.service},env:{settings.env}"
+
+
+class Monitors(pulumi.ComponentResource):
+    """Every monitor of one stack; `ids` maps a short key to each monitor's id."""
+
+    def __init__(self, name: str, settings: Settings,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("observability-lab:datadog:Monitors", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.my_metric = datadog.Monitor(f"{name}-my-metric", my_metric_monitor(settings), opts=child)
+        self.processes = datadog.Monitor(f"{name}-processes", process_monitor(settings), opts=child)
+        self.mysql = datadog.Monitor(f"{name}-mysql", mysql_monitor(settings), opts=child)
+        self.apm_latency = datadog.Monitor(f"{name}-apm-latency", apm_latency_monitor(settings), opts=child)
+        self.apm_errors = datadog.Monitor(f"{name}-apm-errors", apm_error_rate_monitor(settings), opts=child)
+
+        self.ids: dict[str, pulumi.Output[str]] = {
+            "myMetric": self.my_metric.id,
+            "processes": self.processes.id,
+            "mysql": self.mysql.id,
+            "apmLatency": self.apm_latency.id,
+            "apmErrors": self.apm_errors.id,
+        }
+        self.register_outputs({"ids": self.ids})

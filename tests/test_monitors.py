@@ -1,0 +1,202 @@
+"""Monitors: names, tags, handles, messages and thresholds as registered, per stack."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from components.datadog_common import MESSAGE_SECTIONS, app_base_url, monitor_message, number
+from components.validation import SettingsError
+
+MONITOR = "datadog:index/monitor:Monitor"
+COMPONENT = "observability-lab:datadog:Monitors"
+PREFIX = "datadog-monitors-"
+KEYS = {"my-metric", "processes", "mysql", "apm-latency", "apm-errors"}
+SERVICE = "sample-flask-app"
+
+
+def monitors(evaluation) -> dict[str, dict]:
+    return {r.name.removeprefix(PREFIX): r.inputs for r in evaluation.of_type(MONITOR)}
+
+
+def host_of(evaluation) -> str:
+    return f"observability-lab-{evaluation.stack}"
+
+
+def handles_of(evaluation) -> list[str]:
+    return {"dev": ["@sre-dev@example.com"],
+            "prod": ["@sre-oncall@example.com", "@pagerduty-observability-lab"]}[evaluation.stack]
+
+
+def query_threshold(query: str) -> str:
+    match = re.search(r" > (\S+)$", query)
+    assert match, query
+    return match.group(1)
+
+
+def test_one_component_owns_every_monitor(stack_eval):
+    component = stack_eval.one(COMPONENT)
+    found = stack_eval.of_type(MONITOR)
+    assert {r.name.removeprefix(PREFIX) for r in found} == KEYS
+    assert all(r.parent == component.urn for r in found)
+    assert set(stack_eval.outputs["monitorIds"]) == {"myMetric", "processes", "mysql", "apmLatency", "apmErrors"}
+    assert all(v.isdigit() for v in stack_eval.outputs["monitorIds"].values())
+
+
+def test_every_monitor_names_env_is_tagged_and_notifies_the_handles(stack_eval):
+    env, host = stack_eval.stack, host_of(stack_eval)
+    for key, m in monitors(stack_eval).items():
+        assert m["name"].startswith(f"[{env}] "), key
+        assert host in m["name"] or SERVICE in m["name"], key
+        assert m["tags"] == [f"env:{env}", f"service:{SERVICE}", "managed-by:pulumi"], key
+        # Handles on the last line, outside every {{#...}} block: notified on every transition.
+        assert m["message"].splitlines()[-1] == " ".join(handles_of(stack_eval)), key
+        assert m["type"] in ("metric alert", "service check"), key
+
+
+def test_my_metric_monitor_matches_the_seed(stack_eval):
+    m, host = monitors(stack_eval)["my-metric"], host_of(stack_eval)
+    assert m["type"] == "metric alert"
+    assert m["query"] == f"avg(last_5m):avg:my_metric{{host:{host}}} > 800"
+    assert m["monitorThresholds"] == {"warning": "500", "critical": "800"}
+    assert m["notifyNoData"] is True
+    assert m["noDataTimeframe"] == 10
+    assert m["requireFullWindow"] is False
+
+
+def test_metric_monitor_query_threshold_is_the_critical_one(stack_eval):
+    for key, m in monitors(stack_eval).items():
+        if m["type"] != "metric alert":
+            continue
+        thresholds = m["monitorThresholds"]
+        assert query_threshold(m["query"]) == thresholds["critical"], key
+        if "warning" in thresholds:  # every metric monitor here alerts *above* its threshold
+            assert float(thresholds["warning"]) < float(thresholds["critical"]), key
+
+
+def test_my_metric_message_has_one_block_per_state(stack_eval):
+    message = monitors(stack_eval)["my-metric"]["message"]
+    blocks = {}
+    for name in MESSAGE_SECTIONS:
+        match = re.search(rf"\{{\{{#{name}\}}\}}\n(.*?)\n\{{\{{/{name}\}}\}}", message, re.S)
+        assert match, name
+        blocks[name] = match.group(1)
+    assert [message.index(f"{{{{#{n}}}}}") for n in MESSAGE_SECTIONS] == sorted(
+        message.index(f"{{{{#{n}}}}}") for n in MESSAGE_SECTIONS)
+    assert "{{value}}" in blocks["is_alert"] and "{{host.ip}}" in blocks["is_alert"]
+    assert "800" in blocks["is_alert"] and "500" in blocks["is_warning"]
+    assert "10 minutes" in blocks["is_no_data"]
+    for handle in handles_of(stack_eval):
+        assert all(handle not in block for block in blocks.values())
+        assert handle in message
+
+
+@pytest.mark.parametrize("warning,critical,shown", [(600, 900, ("600", "900")),
+                                                    (450.5, 750.25, ("450.5", "750.25"))])
+def test_thresholds_follow_a_per_stack_override(run_stack, warning, critical, shown):
+    evaluation = run_stack("dev", {"myMetricCritical": critical, "myMetricWarning": warning,
+                                   "myMetricWindowMinutes": 15, "noDataMinutes": 30})
+    m = monitors(evaluation)["my-metric"]
+    assert m["query"] == f"avg(last_15m):avg:my_metric{{host:observability-lab-dev}} > {shown[1]}"
+    assert m["monitorThresholds"] == {"warning": shown[0], "critical": shown[1]}
+    assert m["noDataTimeframe"] == 30
+    assert f"above {shown[1]}" in m["message"] and f"above {shown[0]}" in m["message"]
+
+
+def test_process_monitor_is_one_multi_alert_on_process_up(stack_eval):
+    m, host = monitors(stack_eval)["processes"], host_of(stack_eval)
+    assert m["type"] == "service check"
+    assert m["query"] == f'"process.up".over("host:{host}").by("process").last(2).count_by_status()'
+    assert m["monitorThresholds"] == {"critical": "1", "warning": "1", "ok": "1"}
+    assert m["notifyNoData"] is True and m["noDataTimeframe"] == 10
+    assert "{{process.name}}" in m["name"]
+    assert "watched: gunicorn, mysqld" in m["message"]
+
+
+def test_watching_another_process_changes_no_query(run_stack):
+    before = monitors(run_stack("dev"))["processes"]
+    after = monitors(run_stack("dev", {"watchedProcesses": ["nginx", "mysqld"]}))["processes"]
+    assert after["query"] == before["query"]
+    assert "watched: nginx, mysqld" in after["message"]
+
+
+def test_mysql_monitor_watches_can_connect_on_the_host(stack_eval):
+    m, host = monitors(stack_eval)["mysql"], host_of(stack_eval)
+    assert m["type"] == "service check"
+    assert m["query"] == f'"mysql.can_connect".over("host:{host}").last(2).count_by_status()'
+    assert m["monitorThresholds"] == {"critical": "1", "warning": "1", "ok": "1"}
+    assert m["notifyNoData"] is True
+
+
+def test_apm_monitors_watch_the_service_in_this_env(stack_eval):
+    ms, env = monitors(stack_eval), stack_eval.stack
+    scope = f"service:{SERVICE},env:{env}"
+    assert ms["apm-latency"]["query"] == f"percentile(last_5m):p95:trace.flask.request{{{scope}}} > 1"
+    assert ms["apm-errors"]["query"] == (
+        f"sum(last_5m):( sum:trace.flask.request.errors{{{scope}}}.as_count() / "
+        f"sum:trace.flask.request.hits{{{scope}}}.as_count() ) * 100 > 5")
+    for key in ("apm-latency", "apm-errors"):
+        assert ms[key]["notifyNoData"] is False  # no traffic is not an incident
+        assert "{{value}}" in ms[key]["message"]
+
+
+def test_apm_thresholds_follow_a_per_stack_override(run_stack):
+    ms = monitors(run_stack("prod", {"apmLatencySeconds": 0.25, "apmErrorRatePercent": 2.5}))
+    assert query_threshold(ms["apm-latency"]["query"]) == "0.25"
+    assert ms["apm-latency"]["monitorThresholds"] == {"critical": "0.25"}
+    assert query_threshold(ms["apm-errors"]["query"]) == "2.5"
+    assert ms["apm-errors"]["monitorThresholds"] == {"critical": "2.5"}
+    assert "above 0.25s" in ms["apm-latency"]["name"] and "above 2.5%" in ms["apm-errors"]["name"]
+
+
+def test_message_footer_is_appended_to_every_message(run_stack):
+    footer = "Runbook: https://wiki.example.com/observability-lab"
+    for m in monitors(run_stack("dev", {"monitorMessageFooter": footer})).values():
+        assert m["message"].splitlines()[-2] == footer
+    for m in monitors(run_stack("dev")).values():
+        assert footer not in m["message"]
+
+
+def test_dev_and_prod_share_no_datadog_name(dev, prod):
+    def names(evaluation):
+        found = {r.inputs["name"] for r in evaluation.of_type(MONITOR)}
+        found |= {r.inputs["title"] for r in evaluation.of_type("datadog:index/dashboard:Dashboard")}
+        found |= {r.inputs["message"].splitlines()[0]
+                  for r in evaluation.of_type("datadog:index/downtimeSchedule:DowntimeSchedule")}
+        return found
+
+    assert len(names(dev)) >= 7 and len(names(prod)) >= 7
+    assert names(dev).isdisjoint(names(prod))
+
+
+BAD = {
+    "latency not a number": ({"apmLatencySeconds": "fast"}, "must be a number"),
+    "latency zero": ({"apmLatencySeconds": 0}, "from 0.001 to 600"),
+    "error rate above 100": ({"apmErrorRatePercent": 150}, "from 0.01 to 100"),
+    "footer too long": ({"monitorMessageFooter": "x" * 1001}, "at most 1000 characters"),
+}
+
+
+@pytest.mark.parametrize("overrides,message", BAD.values(), ids=BAD.keys())
+def test_bad_monitor_setting_is_rejected(run_stack_allowing_errors, overrides, message):
+    evaluation = run_stack_allowing_errors("dev", overrides)
+    assert isinstance(evaluation.error, SettingsError)
+    assert message in str(evaluation.error)
+    assert evaluation.resources == []
+
+
+def test_numbers_are_formatted_like_datadog_shows_them():
+    assert [number(v) for v in (800.0, 800, 0.5, 750.25, 1000.0, 0.001)] == [
+        "800", "800", "0.5", "750.25", "1000", "0.001"]
+
+
+def test_monitor_message_refuses_an_unknown_section():
+    with pytest.raises(ValueError):
+        monitor_message("x", {"is_alrt": "typo"}, ["@a"])
+
+
+def test_app_base_url_per_site():
+    assert app_base_url("datadoghq.com") == "https://app.datadoghq.com"
+    assert app_base_url("datadoghq.eu") == "https://app.datadoghq.eu"
+    assert app_base_url("us5.datadoghq.com") == "https://us5.datadoghq.com"
