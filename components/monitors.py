@@ -108,47 +108,47 @@ def mysql_monitor(settings: Settings) -> datadog.MonitorArgs:
 
 
 def apm_latency_monitor(settings: Settings) -> datadog.MonitorArgs:
-    m, scope = settings.monitors, _trace_scope(settings)
-    limit = number(m.apm_latency_seconds)
-    return datadog.MonitorArgs(
-        name=f"[{settings.env}] {settings.service} p95 latency above {limit}s",
-        type="metric alert",
-        query=f"percentile({APM_WINDOW}):p95:trace.flask.request{{{scope}}} > {limit}",
-        monitor_thresholds=datadog.MonitorMonitorThresholdsArgs(critical=limit),
-        # No traffic is normal (dev at night): no data is not an incident here.
-        notify_no_data=False,
-        require_full_window=False,
-        message=monitor_message(
-            f"p95 latency of {settings.service} ({settings.env})",
-            {
-                "is_alert": f"p95 latency of trace.flask.request is {{{{value}}}}s, above {limit}s.",
-                "is_recovery": f"p95 latency of {settings.service} is back to {{{{value}}}}s.",
-            },
-            m.notification_handles, m.message_footer),
-        tags=list(settings.standard_tags),
+    limit = number(settings.monitors.apm_latency_seconds)
+    return _apm_monitor(
+        settings, limit,
+        name=f"{settings.service} p95 latency above {limit}s",
+        query=f"percentile({APM_WINDOW}):p95:trace.flask.request{{{_trace_scope(settings)}}} > {limit}",
+        summary=f"p95 latency of {settings.service} ({settings.env})",
+        alert=f"p95 latency of trace.flask.request is {{{{value}}}}s, above {limit}s.",
+        recovery=f"p95 latency of {settings.service} is back to {{{{value}}}}s.",
     )
 
 
 def apm_error_rate_monitor(settings: Settings) -> datadog.MonitorArgs:
-    m, scope = settings.monitors, _trace_scope(settings)
-    limit = number(m.apm_error_rate_percent)
+    limit = number(settings.monitors.apm_error_rate_percent)
+    scope = _trace_scope(settings)
     errors = f"sum:trace.flask.request.errors{{{scope}}}.as_count()"
     hits = f"sum:trace.flask.request.hits{{{scope}}}.as_count()"
-    return datadog.MonitorArgs(
-        name=f"[{settings.env}] {settings.service} error rate above {limit}%",
-        type="metric alert",
+    return _apm_monitor(
+        settings, limit,
+        name=f"{settings.service} error rate above {limit}%",
         query=f"sum({APM_WINDOW}):( {errors} / {hits} ) * 100 > {limit}",
+        summary=f"Error rate of {settings.service} ({settings.env})",
+        alert=(f"{{{{value}}}}% of requests to {settings.service} failed over the "
+               f"last 5 minutes (limit {limit}%)."),
+        recovery=f"Error rate of {settings.service} is back to {{{{value}}}}%.",
+    )
+
+
+def _apm_monitor(settings: Settings, limit: str, *, name: str, query: str, summary: str,
+                 alert: str, recovery: str) -> datadog.MonitorArgs:
+    m = settings.monitors
+    return datadog.MonitorArgs(
+        name=f"[{settings.env}] {name}",
+        type="metric alert",
+        query=query,
         monitor_thresholds=datadog.MonitorMonitorThresholdsArgs(critical=limit),
-        notify_no_data=False,  # no hits -> no ratio; see the latency monitor
+        # No traffic is normal (dev at night): no data is not an incident here,
+        # and without hits there is no error ratio to evaluate.
+        notify_no_data=False,
         require_full_window=False,
-        message=monitor_message(
-            f"Error rate of {settings.service} ({settings.env})",
-            {
-                "is_alert": f"{{{{value}}}}% of requests to {settings.service} failed over the "
-                            f"last 5 minutes (limit {limit}%).",
-                "is_recovery": f"Error rate of {settings.service} is back to {{{{value}}}}%.",
-            },
-            m.notification_handles, m.message_footer),
+        message=monitor_message(summary, {"is_alert": alert, "is_recovery": recovery},
+                                m.notification_handles, m.message_footer),
         tags=list(settings.standard_tags),
     )
 
