@@ -1,1 +1,22 @@
-"""Pulumi components of observability-lab, one concern each."""
+"""Pulumi components of observability-lab, one concern each.
+
+Loading the Pulumi SDKs allocates several hundred thousand long-lived objects (the
+generated resource and argument classes), and the cyclic garbage collector rescans
+them again and again while they load: about a third of the multi-second import. So
+the SDK modules the components use are loaded here once, with collection paused,
+and then frozen out of later collections. Every evaluation (pulumi preview/up, the
+offline plan, the tests) gets cheaper; nothing else changes.
+"""
+
+import gc
+
+gc.disable()
+try:
+    import pulumi_aws
+    import pulumi_datadog  # noqa: F401  (loads every Datadog resource module)
+
+    # pulumi_aws loads a service module on first attribute access; these are ours.
+    pulumi_aws.ec2.Instance, pulumi_aws.iam.Role, pulumi_aws.ssm.Parameter  # noqa: B018
+finally:
+    gc.freeze()
+    gc.enable()

@@ -11,6 +11,7 @@ import http.server
 import importlib.util
 import json
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -65,9 +66,9 @@ def wait_until(fn, timeout, what):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def stop(proc):
+def stop(proc, sig=signal.SIGTERM):
     if proc.poll() is None:
-        proc.terminate()
+        proc.send_signal(sig)
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -205,7 +206,7 @@ class _Upstream(http.server.BaseHTTPRequestHandler):
 @pytest.fixture()
 def upstream():
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True).start()
     _Upstream.seen = []
     yield srv.server_address[1]
     srv.shutdown()
@@ -244,7 +245,7 @@ def test_real_fetch_https_uses_name_for_sni_and_cert_check(appmod, tmp_path, mon
     ctx.sni_callback = lambda sock, name, c: sni.append(name)
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
     srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True).start()
     try:
         port = srv.server_address[1]
         assert appmod.fetch("127.0.0.1", "example.com", port, "https", "/ok") == b"x" * 10
@@ -274,7 +275,7 @@ def agent(tmp_path_factory):
         wait_until(up, 10, "ddapm-test-agent")
         yield f"http://127.0.0.1:{port}"
     finally:
-        stop(proc)
+        stop(proc, signal.SIGKILL)  # a test double with nothing to flush
         log.close()
 
 
@@ -315,7 +316,7 @@ def server(agent, tmp_path_factory):
         wait_until(up, 15, "gunicorn")
         yield base, netlog
     finally:
-        stop(proc)
+        stop(proc, signal.SIGQUIT)  # gunicorn's quick shutdown; TERM waits for workers
         log.close()
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks: measure, report, never assert."""

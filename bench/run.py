@@ -1,0 +1,116 @@
+"""Benchmark: program evaluation against its import floor, suite time, user-data size.
+
+    python -m bench.run [--runs 5] [--no-suite]
+
+Each figure is the median over fresh interpreters, measured alternately (floor, dev,
+prod, floor, ...) so machine noise hits all of them alike. Peak memory is each
+child's own maximum resident set (os.wait4). This script reports; nothing asserts
+timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CASES = {
+    "floor: import pulumi, pulumi_aws, pulumi_datadog": "import pulumi, pulumi_aws, pulumi_datadog",
+    # pulumi_aws loads a service module on first attribute access (even `import
+    # pulumi_aws.ec2` does not); touching one resource class each loads the ones we use.
+    "floor+: also load pulumi_aws.ec2, .iam, .ssm":
+        "import pulumi, pulumi_aws, pulumi_datadog; "
+        "pulumi_aws.ec2.Instance, pulumi_aws.iam.Role, pulumi_aws.ssm.Parameter",
+    "dev: evaluate the whole stack (offline plan path)":
+        "import os, sys; from offline.plan import main; sys.stdout = open(os.devnull, 'w'); main(['dev', '--json'])",
+    "prod: evaluate the whole stack (offline plan path)":
+        "import os, sys; from offline.plan import main; sys.stdout = open(os.devnull, 'w'); main(['prod', '--json'])",
+}
+
+
+def run_once(code: str) -> tuple[float, float, float]:
+    """(wall s, CPU s, peak RSS MiB) of one fresh interpreter running `code`."""
+    start = time.perf_counter()
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+    _, status, usage = os.wait4(child.pid, 0)
+    elapsed = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise SystemExit(f"benchmark case failed ({child.returncode}): {code}")
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def user_data_sizes() -> list[str]:
+    from components.bootstrap import EC2_USER_DATA_LIMIT
+    from offline.engine import evaluate
+
+    lines = []
+    for stack in ("dev", "prod"):
+        instance = evaluate(stack).one("aws:ec2/instance:Instance").inputs
+        stored = instance.get("userData", "").encode() or base64.b64decode(instance["userDataBase64"])
+        how = "plain" if "userData" in instance else "gzip"
+        lines.append(f"  {stack}: {len(stored)} bytes stored ({how}), "
+                     f"{100 * len(stored) / EC2_USER_DATA_LIMIT:.1f} % of {EC2_USER_DATA_LIMIT}")
+    return lines
+
+
+def bytecode_status() -> str:
+    import pulumi_datadog
+
+    package = Path(pulumi_datadog.__file__).parent
+    compiled = any((package / "__pycache__").glob("_inputs.*.pyc"))
+    return f"pulumi_datadog bytecode compiled at install: {'yes' if compiled else 'NO (first import pays ~13 s)'}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--no-suite", action="store_true", help="skip timing the test suite")
+    args = parser.parse_args()
+
+    samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in CASES}
+    for _ in range(args.runs):
+        for name, code in CASES.items():
+            samples[name].append(run_once(code))
+
+    print(f"Python {sys.version.split()[0]} on {os.cpu_count()} cores, {args.runs} runs each, medians")
+    wall: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    for name, values in samples.items():
+        wall[name] = statistics.median(v[0] for v in values)
+        cpu[name] = statistics.median(v[1] for v in values)
+        peak = max(v[2] for v in values)
+        spread = f"{min(v[0] for v in values):.2f}-{max(v[0] for v in values):.2f}"
+        print(f"  {name}: {wall[name]:.2f} s wall (range {spread}), {cpu[name]:.2f} s CPU, "
+              f"peak RSS {peak:.0f} MiB")
+    for label, figures in (("wall", wall), ("CPU", cpu)):
+        floor, floor_plus, dev, prod = figures.values()
+        print(f"  {label}: dev/floor {dev / floor:.3f}, prod/floor {prod / floor:.3f}; "
+              f"dev/floor+ {dev / floor_plus:.3f}, prod/floor+ {prod / floor_plus:.3f}; "
+              f"AWS service modules {floor_plus - floor:+.2f} s, "
+              f"program {dev - floor_plus:+.2f} s (dev) {prod - floor_plus:+.2f} s (prod)")
+
+    sys.path.insert(0, str(ROOT))
+    print("User-data (EC2 limit 16384 bytes, raw before base64):")
+    print("\n".join(user_data_sizes()))
+    print(bytecode_status())
+
+    if not args.no_suite:
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, "-m", "pytest", "-q"], cwd=ROOT,
+                                capture_output=True, text=True)
+        elapsed = time.perf_counter() - start
+        summary = (result.stdout.strip().splitlines() or ["(no output)"])[-1]
+        print(f"Test suite (one pytest process): {elapsed:.1f} s wall; {summary}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
