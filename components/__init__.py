@@ -16,7 +16,8 @@ try:
     import pulumi_datadog  # noqa: F401  (loads every Datadog resource module)
 
     # pulumi_aws loads a service module on first attribute access; these are ours.
-    pulumi_aws.ec2.Instance, pulumi_aws.iam.Role, pulumi_aws.ssm.Parameter  # noqa: B018
+    _loaded = (pulumi_aws.ec2.Instance, pulumi_aws.iam.Role, pulumi_aws.ssm.Parameter)
+    del _loaded
 finally:
     gc.freeze()
     gc.enable()
