@@ -10,6 +10,7 @@ of a real account.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import runpy
 import sys
@@ -194,6 +195,7 @@ def configure(stack: str, overrides: Optional[Mapping[str, Any]] = None,
         else:
             config[full_key] = _config_string(value)
 
+    _open_event_loop()
     evaluation = Evaluation(stack=stack)
     mocks = OfflineMocks(evaluation, region=config.get("aws:region", "us-east-1"))
     monitor = RecordingMonitor(mocks)
@@ -223,6 +225,28 @@ def evaluate(stack: str, overrides: Optional[Mapping[str, Any]] = None,
         evaluation.error = error
     _collect(evaluation, monitor)
     return evaluation
+
+
+def _open_event_loop() -> None:
+    """A fresh loop for Pulumi's runtime when none is open (e.g. after close_event_loop)."""
+    try:
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        loop = None
+    if loop is None or loop.is_closed():
+        asyncio.set_event_loop(asyncio.new_event_loop())
+
+
+def close_event_loop() -> None:
+    """Close the loop Pulumi's runtime ran on, so interpreter exit does not trip over it.
+
+    Left open, its self-pipe can be closed first at shutdown and the loop's __del__
+    then prints a spurious 'Invalid file descriptor' traceback.
+    """
+    loop = asyncio.get_event_loop_policy().get_event_loop()
+    if not loop.is_running():
+        loop.close()
+        asyncio.set_event_loop(None)
 
 
 def _collect(evaluation: Evaluation, monitor: RecordingMonitor) -> None:

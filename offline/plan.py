@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from offline.engine import ROOT, Evaluation, Resource, evaluate, is_secret
+from offline.engine import ROOT, Evaluation, Resource, close_event_loop, evaluate, is_secret
 
 SECRET = "[secret]"
 USER_DATA_KEYS = ("userData", "userDataBase64")
@@ -42,12 +42,18 @@ def mask(value: Any) -> Any:
     return value
 
 
-def decoded_user_data(resource: Resource) -> str | None:
+def stored_user_data(resource: Resource) -> bytes | None:
+    """The user-data bytes EC2 stores (the limit applies to these, before base64)."""
     if resource.inputs.get("userData"):
-        return resource.inputs["userData"]
+        return resource.inputs["userData"].encode()
     if resource.inputs.get("userDataBase64"):
-        return gzip.decompress(base64.b64decode(resource.inputs["userDataBase64"])).decode()
+        return base64.b64decode(resource.inputs["userDataBase64"])
     return None
+
+
+def decoded_user_data(stored: bytes) -> str:
+    """The cloud-config document cloud-init reads (gunzipped when sent gzipped)."""
+    return (gzip.decompress(stored) if stored[:2] == b"\x1f\x8b" else stored).decode()
 
 
 def _short(urn: str) -> str:
@@ -90,6 +96,7 @@ def build_plan(evaluation: Evaluation) -> dict[str, Any]:
         "tree": [node for root in sorted(roots) for node in tree(root)],
         "resources": [],
         "userData": {},
+        "userDataSizes": {},
         "dashboards": [],
         "monitors": [],
         "downtimeSchedules": [],
@@ -98,9 +105,13 @@ def build_plan(evaluation: Evaluation) -> dict[str, Any]:
     }
     for r in resources:
         inputs = mask(r.inputs)
-        user_data = decoded_user_data(r)
-        if user_data is not None:
+        stored = stored_user_data(r)
+        if stored is not None:
+            user_data = decoded_user_data(stored)
             plan["userData"][r.name] = user_data
+            plan["userDataSizes"][r.name] = {
+                "cloudConfigBytes": len(user_data.encode()), "storedBytes": len(stored),
+                "encoding": "gzip" if stored[:2] == b"\x1f\x8b" else "plain"}
             for key in USER_DATA_KEYS:
                 if key in inputs:
                     inputs[key] = f"<{len(r.inputs[key])} characters; decoded under userData>"
@@ -134,7 +145,9 @@ def render_text(plan: dict[str, Any]) -> str:
         body = {"options": r["options"], "inputs": r["inputs"]} if r["options"] else {"inputs": r["inputs"]}
         lines += ["    " + line for line in _yaml(body).splitlines()]
     for name, text in plan["userData"].items():
-        lines += ["", f"User-data of {name} (decoded cloud-config, {len(text.encode())} bytes)"]
+        size = plan["userDataSizes"][name]
+        lines += ["", f"User-data of {name} (decoded cloud-config, {size['cloudConfigBytes']} bytes; "
+                      f"EC2 stores {size['storedBytes']} bytes, {size['encoding']})"]
         lines += ["    " + line if line else "" for line in text.splitlines()]
     lines += ["", "Dashboards"]
     for dashboard in plan["dashboards"]:
@@ -171,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {stack_file} does not exist; stacks here: {known}", file=sys.stderr)
         return 2
     evaluation = evaluate(args.stack, stack_file=stack_file)
+    close_event_loop()
     if evaluation.error is not None:
         print(f"error: {evaluation.error}", file=sys.stderr)
         return 2

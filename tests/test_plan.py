@@ -33,6 +33,9 @@ def test_json_plan_is_stable_and_byte_identical_across_runs(capsys, stack):
     assert document["stack"] == stack
     types = {r["type"] for r in document["resources"]}
     assert "aws:ec2/instance:Instance" in types
+    (size,) = document["userDataSizes"].values()
+    assert size["storedBytes"] <= 0.7 * 16_384 < size["cloudConfigBytes"]
+    assert size["encoding"] == "gzip"
 
 
 def test_secrets_are_masked(capsys, stack):
