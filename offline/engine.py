@@ -14,6 +14,7 @@ import asyncio
 import json
 import runpy
 import sys
+import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,8 +178,29 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 
     def RegisterResource(self, request):
         response = super().RegisterResource(request)
+        _keep_thread_loop()
         self.requests[response.urn] = request
         return response
+
+    def Invoke(self, request):
+        response = super().Invoke(request)
+        _keep_thread_loop()
+        return response
+
+
+# The mock monitor runs on executor threads and makes an event loop in each, never
+# closed. Dropped with their thread, such loops print spurious 'Invalid file
+# descriptor' tracebacks from __del__; kept here, close_event_loop() closes them.
+_WORKER_LOOPS: set[asyncio.AbstractEventLoop] = set()
+
+
+def _keep_thread_loop() -> None:
+    if threading.current_thread() is threading.main_thread():
+        return
+    try:
+        _WORKER_LOOPS.add(asyncio.get_event_loop_policy().get_event_loop())
+    except RuntimeError:  # this call made none (e.g. the root Stack's registration)
+        pass
 
 
 def configure(stack: str, overrides: Optional[Mapping[str, Any]] = None,
@@ -245,8 +267,10 @@ def close_event_loop() -> None:
     """
     loop = asyncio.get_event_loop_policy().get_event_loop()
     if not loop.is_running():
-        loop.close()
+        loop.close()  # also joins its executor's threads, so their loops are idle now
         asyncio.set_event_loop(None)
+    while _WORKER_LOOPS:
+        _WORKER_LOOPS.pop().close()
 
 
 def _collect(evaluation: Evaluation, monitor: RecordingMonitor) -> None:
