@@ -62,47 +62,43 @@ def my_metric_monitor(settings: Settings) -> datadog.MonitorArgs:
 
 def process_monitor(settings: Settings) -> datadog.MonitorArgs:
     m, host = settings.monitors, settings.datadog_hostname
-    watched = ", ".join(m.watched_processes)
-    return datadog.MonitorArgs(
-        name=f"[{settings.env}] Process {{{{process.name}}}} not running on {host}",
-        type="service check",
-        query=(f'"process.up".over("host:{host}").by("process")'
-               f".last({SERVICE_CHECK_LAST}).count_by_status()"),
-        monitor_thresholds=SERVICE_CHECK_THRESHOLDS,
-        notify_no_data=True,
-        no_data_timeframe=m.no_data_minutes,
-        message=monitor_message(
-            f"Process check on {host} (watched: {watched})",
-            {
-                "is_alert": f"{{{{process.name}}}} is not running on {host} ({{{{host.ip}}}}). "
-                            "Investigate and restart it.",
-                "is_no_data": f"No process check result from {host} for {m.no_data_minutes} minutes: "
-                              "is the Agent running?",
-                "is_recovery": f"{{{{process.name}}}} is running again on {host}.",
-            },
-            m.notification_handles, m.message_footer),
-        tags=list(settings.standard_tags),
+    return _service_check_monitor(
+        settings, "process.up", by="process",
+        name=f"Process {{{{process.name}}}} not running on {host}",
+        summary=f"Process check on {host} (watched: {', '.join(m.watched_processes)})",
+        alert=f"{{{{process.name}}}} is not running on {host} ({{{{host.ip}}}}). Investigate and restart it.",
+        no_data=f"No process check result from {host} for {m.no_data_minutes} minutes: is the Agent running?",
+        recovery=f"{{{{process.name}}}} is running again on {host}.",
     )
 
 
 def mysql_monitor(settings: Settings) -> datadog.MonitorArgs:
     m, host = settings.monitors, settings.datadog_hostname
+    return _service_check_monitor(
+        settings, "mysql.can_connect", by=None,
+        name=f"MySQL unreachable on {host}",
+        summary=f"MySQL check on {host}",
+        alert=f"The Agent cannot connect to MySQL on {host} ({{{{host.ip}}}}).",
+        no_data=f"No mysql.can_connect result from {host} for {m.no_data_minutes} minutes.",
+        recovery=f"The Agent connects to MySQL on {host} again.",
+    )
+
+
+def _service_check_monitor(settings: Settings, check: str, *, by: Optional[str], name: str,
+                           summary: str, alert: str, no_data: str, recovery: str) -> datadog.MonitorArgs:
+    """A service check on this host: alert on one failure, no-data after the setting."""
+    m, host = settings.monitors, settings.datadog_hostname
+    grouping = f'.by("{by}")' if by else ""
     return datadog.MonitorArgs(
-        name=f"[{settings.env}] MySQL unreachable on {host}",
+        name=f"[{settings.env}] {name}",
         type="service check",
-        query=(f'"mysql.can_connect".over("host:{host}")'
-               f".last({SERVICE_CHECK_LAST}).count_by_status()"),
+        query=f'"{check}".over("host:{host}"){grouping}.last({SERVICE_CHECK_LAST}).count_by_status()',
         monitor_thresholds=SERVICE_CHECK_THRESHOLDS,
         notify_no_data=True,
         no_data_timeframe=m.no_data_minutes,
-        message=monitor_message(
-            f"MySQL check on {host}",
-            {
-                "is_alert": f"The Agent cannot connect to MySQL on {host} ({{{{host.ip}}}}).",
-                "is_no_data": f"No mysql.can_connect result from {host} for {m.no_data_minutes} minutes.",
-                "is_recovery": f"The Agent connects to MySQL on {host} again.",
-            },
-            m.notification_handles, m.message_footer),
+        message=monitor_message(summary, {"is_alert": alert, "is_no_data": no_data,
+                                          "is_recovery": recovery},
+                                m.notification_handles, m.message_footer),
         tags=list(settings.standard_tags),
     )
 
