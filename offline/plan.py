@@ -16,6 +16,7 @@ import argparse
 import base64
 import gzip
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,18 @@ def _short(urn: str) -> str:
     return urn.rsplit("::", 1)[-1]
 
 
+def _request_queries(request: dict[str, Any]) -> list[str]:
+    """A widget request as one-line queries: formulas with their named queries filled in."""
+    if request.get("q"):
+        return [request["q"]]
+    named = {query["name"]: query["query"]
+             for entry in request.get("queries", []) for query in entry.values()
+             if isinstance(query, dict) and "name" in query and "query" in query}
+    formulas = [f["formulaExpression"] for f in request.get("formulas", [])] or sorted(named)
+    return [re.sub(r"\b[a-z]\w*\b", lambda m: named.get(m.group(0), m.group(0)), formula)
+            for formula in formulas]
+
+
 def _widgets(widgets: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each widget as (type, title, queries), found in its `*Definition` block."""
     found = []
@@ -70,10 +83,7 @@ def _widgets(widgets: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if key == "groupDefinition":
                 found.extend(_widgets(definition.get("widgets", [])))
                 continue
-            queries = [request.get("q") or query.get("query")
-                       for request in definition.get("requests", [])
-                       for query in (request.get("queries") or [{}])
-                       if request.get("q") or query.get("query")]
+            queries = [q for request in definition.get("requests", []) for q in _request_queries(request)]
             found.append({"type": key.removesuffix("Definition"),
                           "title": definition.get("title", ""), "queries": queries})
     return found
