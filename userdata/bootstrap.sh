@@ -5,15 +5,10 @@
 # converges to the same state and changes nothing the second time.
 set -euo pipefail
 
-STAGE=/opt/observability-lab
-LOG=/var/log/observability-lab-bootstrap.log
-exec >>"$LOG" 2>&1
-echo "== bootstrap start $(date -u +%FT%TZ)"
-
-# shellcheck source=/dev/null
-. "$STAGE/bootstrap.env"   # DD_AGENT_VERSION, APP_USER, APP_DIR, APP_UNIT
-
-AGENT_ETC=/etc/datadog-agent
+# Paths can be overridden only so tests can run single steps in a scratch directory.
+STAGE=${STAGE:-/opt/observability-lab}
+LOG=${LOG:-/var/log/observability-lab-bootstrap.log}
+AGENT_ETC=${AGENT_ETC:-/etc/datadog-agent}
 KEYRING=/usr/share/keyrings/datadog-archive-keyring.gpg
 export DEBIAN_FRONTEND=noninteractive
 
@@ -95,10 +90,21 @@ install_app() {
   systemctl restart "$APP_UNIT"
 }
 
-install_packages
-install_agent
-install_agent_files
-configure_mysql
-install_app
-systemctl restart datadog-agent
-echo "== bootstrap done $(date -u +%FT%TZ)"
+main() {
+  exec >>"$LOG" 2>&1
+  echo "== bootstrap start $(date -u +%FT%TZ)"
+  # shellcheck source=/dev/null
+  . "$STAGE/bootstrap.env"   # DD_AGENT_VERSION, APP_USER, APP_DIR, APP_UNIT
+  install_packages
+  install_agent
+  install_agent_files
+  configure_mysql
+  install_app
+  systemctl restart datadog-agent
+  echo "== bootstrap done $(date -u +%FT%TZ)"
+}
+
+# Run when executed (cloud-init); only define the steps when sourced (tests).
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main "$@"
+fi
