@@ -23,6 +23,7 @@ from typing import Any, Mapping, Optional
 import pulumi
 import yaml
 from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc as pulumi_rpc
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
@@ -36,8 +37,9 @@ PLACEHOLDER_SECRETS = {
     "datadog:apiKey": "placeholder-datadog-api-key-do-not-use",
     "datadog:appKey": "placeholder-datadog-app-key-do-not-use",
 }
-# How the mock engine marks a secret value among a resource's inputs.
-SECRET_SIG = "4dabf18193072939515e22adb298388d"
+# How Pulumi's wire format marks a secret value among a resource's inputs.
+SECRET_SIG = pulumi_rpc._special_sig_key
+SECRET_VALUE_SIG = pulumi_rpc._special_secret_sig
 
 FAKE_ACCOUNT = "123456789012"
 FAKE_AMI = "ami-0fa1e0ff11ceba5e0"
@@ -79,7 +81,7 @@ class Evaluation:
 
 
 def is_secret(value: Any) -> bool:
-    return isinstance(value, dict) and value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270"
+    return isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_VALUE_SIG
 
 
 def reveal(value: Any) -> Any:
@@ -278,7 +280,7 @@ def _collect(evaluation: Evaluation, monitor: RecordingMonitor) -> None:
         request = monitor.requests.get(urn)
         if request is None:  # read-only lookups (ReadResource) carry no request
             continue
-        inputs = pulumi.runtime.rpc.deserialize_properties(request.object)
+        inputs = pulumi_rpc.deserialize_properties(request.object)
         evaluation.resources.append(Resource(
             type=request.type, name=request.name, urn=urn, parent=request.parent,
             custom=request.custom, inputs=dict(inputs),
