@@ -133,10 +133,10 @@ class Settings:
 def load_settings() -> Settings:
     """Read and validate every setting; raise one SettingsError listing all problems."""
     stack = pulumi.get_stack()
-    project_config = pulumi.Config(PROJECT)
-    cfg = ConfigReader(PROJECT, project_config.get)
+    datadog_config = pulumi.Config("datadog")
+    cfg = ConfigReader(PROJECT, pulumi.Config(PROJECT).get)
     aws = ConfigReader("aws", pulumi.Config("aws").get)
-    datadog = ConfigReader("datadog", pulumi.Config("datadog").get)
+    datadog = ConfigReader("datadog", datadog_config.get)
 
     env = cfg.choice("environment", stack, ENVIRONMENTS)
     service = cfg.string("service", "sample-flask-app", _NAME,
@@ -157,8 +157,7 @@ def load_settings() -> Settings:
     if region is None or not re.fullmatch(_REGION, region):
         aws.fail("region", region, "set an AWS region such as us-east-2 (pulumi config set aws:region us-east-2)")
     site = _datadog_site(datadog)
-    api_key_present = pulumi.Config("datadog").get_secret("apiKey") is not None
-    if not api_key_present:
+    if datadog_config.get_secret("apiKey") is None:
         datadog.fail("apiKey", None, "required; set it with `pulumi config set --secret datadog:apiKey <key>`")
 
     problems = cfg.problems + aws.problems + datadog.problems
@@ -167,7 +166,7 @@ def load_settings() -> Settings:
     return Settings(
         project=PROJECT, stack=stack, env=env, service=service,
         aws_region=region or "", datadog_site=site,
-        datadog_api_key=pulumi.Config("datadog").require_secret("apiKey"),
+        datadog_api_key=datadog_config.require_secret("apiKey"),
         host=host, agent=agent, app=app, monitors=monitors, downtimes=downtimes,
     )
 
@@ -207,9 +206,8 @@ def _host_tags(cfg: ConfigReader, env: str) -> tuple[str, ...]:
 
 def _agent_version(cfg: ConfigReader) -> str:
     # >= 7.70: the Agent resolves ENC[] secrets from SSM natively (secret_backend_type).
-    version = cfg.string("agentVersion", DEFAULT_AGENT_VERSION, r"7\.(7\d|[89]\d|\d{3})\.\d+",
-                         "must be an exact Agent 7 version >= 7.70.0, such as " + DEFAULT_AGENT_VERSION)
-    return version
+    return cfg.string("agentVersion", DEFAULT_AGENT_VERSION, r"7\.(7\d|[89]\d|\d{3})\.\d+",
+                      "must be an exact Agent 7 version >= 7.70.0, such as " + DEFAULT_AGENT_VERSION)
 
 
 def _app_settings(cfg: ConfigReader) -> AppSettings:
