@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 from offline import plan
 from offline.engine import PLACEHOLDER_SECRETS, ROOT
@@ -70,3 +73,15 @@ def test_unknown_stack_is_an_error(capsys):
     code, out, err = run_plan(capsys, "nonexistent")
     assert code == 2 and out == ""
     assert "Pulumi.nonexistent.yaml does not exist; stacks here: dev, prod" in err
+
+
+def test_command_line_plan_matches_across_processes_and_hash_seeds(capsys):
+    # `python -m offline.plan` as README documents it, in a fresh interpreter with another
+    # hash seed: set/dict iteration order must not leak into the output.
+    in_process = run_plan(capsys, "prod", "--json")[1]
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    result = subprocess.run([sys.executable, "-m", "offline.plan", "prod", "--json"], cwd=ROOT,
+                            env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == in_process
+    assert result.stderr == ""
