@@ -34,29 +34,23 @@ def my_metric_monitor(settings: Settings) -> datadog.MonitorArgs:
     m, host = settings.monitors, settings.datadog_hostname
     window = m.my_metric_window_minutes
     average = f"the average of my_metric over the last {window} minutes"
-    return datadog.MonitorArgs(
-        name=f"[{settings.env}] my_metric above threshold on {host}",
-        type="metric alert",
-        query=f"avg(last_{window}m):avg:my_metric{{host:{host}}} > {number(m.my_metric_critical)}",
-        monitor_thresholds=datadog.MonitorMonitorThresholdsArgs(
-            warning=number(m.my_metric_warning), critical=number(m.my_metric_critical)),
+    warning, critical = number(m.my_metric_warning), number(m.my_metric_critical)
+    return _monitor(
+        settings, "metric alert",
+        name=f"my_metric above threshold on {host}",
+        query=f"avg(last_{window}m):avg:my_metric{{host:{host}}} > {critical}",
+        thresholds=datadog.MonitorMonitorThresholdsArgs(warning=warning, critical=critical),
         # my_metric is sparse (one point per check interval): evaluate partial windows.
         require_full_window=False,
         notify_no_data=True,
-        no_data_timeframe=m.no_data_minutes,
-        message=monitor_message(
-            f"Issue with my_metric on {host} ({{{{host.ip}}}})",
-            {
-                "is_warning": f"WARNING: {average} is {{{{value}}}}, above {number(m.my_metric_warning)} "
-                              f"on {host} ({{{{host.ip}}}}).",
-                "is_alert": f"ALERT: {average} is {{{{value}}}}, above {number(m.my_metric_critical)} "
-                            f"on {host} ({{{{host.ip}}}}).",
-                "is_no_data": f"my_metric has not reported for {m.no_data_minutes} minutes "
-                              f"on {host} ({{{{host.ip}}}}): is the Agent or the custom check down?",
-                "is_recovery": f"Recovered: {average} is back to {{{{value}}}} on {host}.",
-            },
-            m.notification_handles, m.message_footer),
-        tags=list(settings.standard_tags),
+        summary=f"Issue with my_metric on {host} ({{{{host.ip}}}})",
+        sections={
+            "is_warning": f"WARNING: {average} is {{{{value}}}}, above {warning} on {host} ({{{{host.ip}}}}).",
+            "is_alert": f"ALERT: {average} is {{{{value}}}}, above {critical} on {host} ({{{{host.ip}}}}).",
+            "is_no_data": f"my_metric has not reported for {m.no_data_minutes} minutes "
+                          f"on {host} ({{{{host.ip}}}}): is the Agent or the custom check down?",
+            "is_recovery": f"Recovered: {average} is back to {{{{value}}}} on {host}.",
+        },
     )
 
 
@@ -87,19 +81,15 @@ def mysql_monitor(settings: Settings) -> datadog.MonitorArgs:
 def _service_check_monitor(settings: Settings, check: str, *, by: Optional[str], name: str,
                            summary: str, alert: str, no_data: str, recovery: str) -> datadog.MonitorArgs:
     """A service check on this host: alert on one failure, no-data after the setting."""
-    m, host = settings.monitors, settings.datadog_hostname
     grouping = f'.by("{by}")' if by else ""
-    return datadog.MonitorArgs(
-        name=f"[{settings.env}] {name}",
-        type="service check",
-        query=f'"{check}".over("host:{host}"){grouping}.last({SERVICE_CHECK_LAST}).count_by_status()',
-        monitor_thresholds=SERVICE_CHECK_THRESHOLDS,
+    return _monitor(
+        settings, "service check", name=name,
+        query=(f'"{check}".over("host:{settings.datadog_hostname}"){grouping}'
+               f".last({SERVICE_CHECK_LAST}).count_by_status()"),
+        thresholds=SERVICE_CHECK_THRESHOLDS,
         notify_no_data=True,
-        no_data_timeframe=m.no_data_minutes,
-        message=monitor_message(summary, {"is_alert": alert, "is_no_data": no_data,
-                                          "is_recovery": recovery},
-                                m.notification_handles, m.message_footer),
-        tags=list(settings.standard_tags),
+        summary=summary,
+        sections={"is_alert": alert, "is_no_data": no_data, "is_recovery": recovery},
     )
 
 
@@ -133,18 +123,34 @@ def apm_error_rate_monitor(settings: Settings) -> datadog.MonitorArgs:
 
 def _apm_monitor(settings: Settings, limit: str, *, name: str, query: str, summary: str,
                  alert: str, recovery: str) -> datadog.MonitorArgs:
-    m = settings.monitors
-    return datadog.MonitorArgs(
-        name=f"[{settings.env}] {name}",
-        type="metric alert",
-        query=query,
-        monitor_thresholds=datadog.MonitorMonitorThresholdsArgs(critical=limit),
+    return _monitor(
+        settings, "metric alert", name=name, query=query,
+        thresholds=datadog.MonitorMonitorThresholdsArgs(critical=limit),
         # No traffic is normal (dev at night): no data is not an incident here,
         # and without hits there is no error ratio to evaluate.
         notify_no_data=False,
         require_full_window=False,
-        message=monitor_message(summary, {"is_alert": alert, "is_recovery": recovery},
-                                m.notification_handles, m.message_footer),
+        summary=summary,
+        sections={"is_alert": alert, "is_recovery": recovery},
+    )
+
+
+def _monitor(settings: Settings, type_: str, *, name: str, query: str,
+             thresholds: datadog.MonitorMonitorThresholdsArgs, notify_no_data: bool,
+             summary: str, sections: dict[str, str],
+             require_full_window: Optional[bool] = None) -> datadog.MonitorArgs:
+    """What every monitor shares: `[<env>]` name, standard tags, handles and footer,
+    and the stack's no-data timeframe wherever no data alerts."""
+    m = settings.monitors
+    return datadog.MonitorArgs(
+        name=f"[{settings.env}] {name}",
+        type=type_,
+        query=query,
+        monitor_thresholds=thresholds,
+        require_full_window=require_full_window,
+        notify_no_data=notify_no_data,
+        no_data_timeframe=m.no_data_minutes if notify_no_data else None,
+        message=monitor_message(summary, sections, m.notification_handles, m.message_footer),
         tags=list(settings.standard_tags),
     )
 
