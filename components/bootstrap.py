@@ -36,7 +36,7 @@ EC2_USER_DATA_LIMIT = 16_384
 PLAIN_TEXT_BUDGET = int(EC2_USER_DATA_LIMIT * 0.7)
 
 
-def template_values(settings: Settings) -> dict[str, str]:
+def template_values(settings: Settings, sources: dict[str, str]) -> dict[str, str]:
     """Everything the *.tmpl files may use, already quoted for their format."""
     return {
         # YAML templates take JSON scalars/lists: valid YAML, no quoting surprises.
@@ -57,7 +57,7 @@ def template_values(settings: Settings) -> dict[str, str]:
         "app_dir": APP_DIR,
         "app_unit": APP_UNIT,
         "service": settings.service,
-        "app_version": app_version(),
+        "app_version": app_version(sources),
         "app_port": str(settings.host.app_port),
         "url_lookup_allowlist": ",".join(settings.app.url_lookup_allowlist),
         "setup_overhead_min_ms": str(settings.app.setup_overhead_min_ms),
@@ -65,23 +65,28 @@ def template_values(settings: Settings) -> dict[str, str]:
     }
 
 
-def app_version() -> str:
+def app_version(sources: dict[str, str]) -> str:
     """DD_VERSION: a digest of the app's code, so every code change is a new version."""
     digest = hashlib.sha256()
-    for path in sorted((USERDATA_DIR / "app").glob("*.py")) + [USERDATA_DIR / "app" / "requirements.txt"]:
-        digest.update(path.read_bytes())
+    for relative in sorted(sources):
+        if relative.startswith("app/") and relative.endswith((".py", "requirements.txt")):
+            digest.update(sources[relative].encode())
     return digest.hexdigest()[:12]
+
+
+def read_sources() -> dict[str, str]:
+    """Every file under userdata/ (relative path -> text), read once per rendering."""
+    return {path.relative_to(USERDATA_DIR).as_posix(): path.read_text()
+            for path in sorted(USERDATA_DIR.rglob("*"))
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"}
 
 
 def rendered_files(settings: Settings) -> dict[str, str]:
     """Host path -> content for every file under userdata/, templates rendered."""
-    values = template_values(settings)
+    sources = read_sources()
+    values = template_values(settings, sources)
     files: dict[str, str] = {}
-    for source in sorted(USERDATA_DIR.rglob("*")):
-        if not source.is_file() or "__pycache__" in source.parts or source.suffix == ".pyc":
-            continue
-        relative = source.relative_to(USERDATA_DIR).as_posix()
-        content = source.read_text()
+    for relative, content in sources.items():
         if relative.endswith(".tmpl"):
             relative = relative[: -len(".tmpl")]
             content = Template(content).substitute(values)

@@ -32,6 +32,7 @@ class MonitoredHost(pulumi.ComponentResource):
         super().__init__("observability-lab:aws:MonitoredHost", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         host = settings.host
+        host_tags = _tags(settings, "host")
 
         self.api_key_parameter = aws.ssm.Parameter(
             f"{name}-datadog-api-key",
@@ -39,13 +40,13 @@ class MonitoredHost(pulumi.ComponentResource):
             description=f"Datadog API key read by the {settings.env} host's Agent at boot",
             type="SecureString",
             value=settings.datadog_api_key,
-            tags=self._tags(settings, "datadog-api-key"),
+            tags=_tags(settings, "datadog-api-key"),
             opts=child,
         )
-        role = self._instance_role(name, settings, child)
+        role = self._instance_role(name, settings, host_tags, child)
         profile = aws.iam.InstanceProfile(
             f"{name}-profile", name=settings.name("host"), role=role.name,
-            tags=self._tags(settings, "host"), opts=child)
+            tags=host_tags, opts=child)
 
         subnet_id, vpc_id = _network(host.subnet_id, pulumi.InvokeOutputOptions(parent=self))
         security_group = aws.ec2.SecurityGroup(
@@ -58,7 +59,7 @@ class MonitoredHost(pulumi.ComponentResource):
                 description="package downloads, Datadog intake, SSM",
                 protocol="-1", from_port=0, to_port=0,
                 cidr_blocks=["0.0.0.0/0"], ipv6_cidr_blocks=["::/0"])],
-            tags=self._tags(settings, "host"),
+            tags=host_tags,
             opts=child,
         )
 
@@ -98,8 +99,8 @@ class MonitoredHost(pulumi.ComponentResource):
             user_data=user_data,
             user_data_base64=user_data_base64,
             user_data_replace_on_change=True,
-            tags=self._tags(settings, "host"),
-            volume_tags=self._tags(settings, "host"),
+            tags=host_tags,
+            volume_tags=host_tags,
             opts=ami_opts.merge(pulumi.ResourceOptions(depends_on=[self.api_key_parameter])),
         )
 
@@ -117,11 +118,7 @@ class MonitoredHost(pulumi.ComponentResource):
             "ssmSessionCommand": self.ssm_session_command,
         })
 
-    @staticmethod
-    def _tags(settings: Settings, role: str) -> dict[str, str]:
-        return {"Name": settings.name(role), **settings.aws_tags}
-
-    def _instance_role(self, name: str, settings: Settings,
+    def _instance_role(self, name: str, settings: Settings, tags: dict[str, str],
                        child: pulumi.ResourceOptions) -> aws.iam.Role:
         role = aws.iam.Role(
             f"{name}-role",
@@ -132,7 +129,7 @@ class MonitoredHost(pulumi.ComponentResource):
                 "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
                                "Principal": {"Service": "ec2.amazonaws.com"}}],
             }),
-            tags=self._tags(settings, "host"),
+            tags=tags,
             opts=child,
         )
         aws.iam.RolePolicyAttachment(
@@ -152,6 +149,10 @@ class MonitoredHost(pulumi.ComponentResource):
             opts=child,
         )
         return role
+
+
+def _tags(settings: Settings, role: str) -> dict[str, str]:
+    return {"Name": settings.name(role), **settings.aws_tags}
 
 
 def _app_ingress(port: int, cidrs: tuple[str, ...]) -> list[aws.ec2.SecurityGroupIngressArgs]:

@@ -95,6 +95,11 @@ def reveal(value: Any) -> Any:
     return value
 
 
+def config_key(key: str) -> str:
+    """`instanceType` -> `observability-lab:instanceType`; namespaced keys stay as they are."""
+    return key if ":" in key else f"{PROJECT}:{key}"
+
+
 def load_stack_config(stack: str, stack_file: Optional[Path] = None) -> tuple[dict[str, str], list[str]]:
     """Pulumi.<stack>.yaml as the engine hands it to the program: every value a string."""
     path = stack_file or ROOT / f"Pulumi.{stack}.yaml"
@@ -102,7 +107,7 @@ def load_stack_config(stack: str, stack_file: Optional[Path] = None) -> tuple[di
     config: dict[str, str] = {}
     secret_keys: list[str] = []
     for key, value in (document.get("config") or {}).items():
-        full_key = key if ":" in key else f"{PROJECT}:{key}"
+        full_key = config_key(key)
         if isinstance(value, dict) and set(value) == {"secure"}:
             config[full_key] = f"placeholder-secret-for-{full_key}"
             secret_keys.append(full_key)
@@ -213,7 +218,7 @@ def configure(stack: str, overrides: Optional[Mapping[str, Any]] = None,
     """
     config, secret_keys = load_stack_config(stack, stack_file)
     for key, value in (overrides or {}).items():
-        full_key = key if ":" in key else f"{PROJECT}:{key}"
+        full_key = config_key(key)
         if value is None:
             config.pop(full_key, None)
         else:

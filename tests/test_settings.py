@@ -6,7 +6,7 @@ import pytest
 
 from components.settings import load_settings
 from components.validation import SettingsError
-from offline.engine import configure
+from offline.engine import config_key, configure
 
 
 def settings_for(stack: str, **overrides):
@@ -111,7 +111,7 @@ def test_bad_setting_is_rejected_before_anything_is_created(run_stack_allowing_e
     text = str(evaluation.error)
     assert message in text
     for key, value in overrides.items():
-        assert (key if ":" in key else f"observability-lab:{key}") in text
+        assert config_key(key) in text
         if value is not None and not isinstance(value, list):
             assert str(value) in text
     assert evaluation.resources == [], [r.name for r in evaluation.resources]
