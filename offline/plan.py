@@ -54,7 +54,11 @@ def stored_user_data(resource: Resource) -> bytes | None:
 
 def decoded_user_data(stored: bytes) -> str:
     """The cloud-config document cloud-init reads (gunzipped when sent gzipped)."""
-    return (gzip.decompress(stored) if stored[:2] == b"\x1f\x8b" else stored).decode()
+    return (gzip.decompress(stored) if is_gzip(stored) else stored).decode()
+
+
+def is_gzip(data: bytes) -> bool:
+    return data[:2] == b"\x1f\x8b"
 
 
 def _short(urn: str) -> str:
@@ -121,7 +125,7 @@ def build_plan(evaluation: Evaluation) -> dict[str, Any]:
             plan["userData"][r.name] = user_data
             plan["userDataSizes"][r.name] = {
                 "cloudConfigBytes": len(user_data.encode()), "storedBytes": len(stored),
-                "encoding": "gzip" if stored[:2] == b"\x1f\x8b" else "plain"}
+                "encoding": "gzip" if is_gzip(stored) else "plain"}
             for key in USER_DATA_KEYS:
                 if key in inputs:
                     inputs[key] = f"<{len(r.inputs[key])} characters; decoded under userData>"

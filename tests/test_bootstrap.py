@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import gzip
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +11,7 @@ import yaml
 
 from components.bootstrap import EC2_USER_DATA_LIMIT, STAGE_DIR, USERDATA_DIR
 from offline.engine import PLACEHOLDER_SECRETS
+from offline.plan import decoded_user_data, is_gzip, stored_user_data
 
 INSTANCE = "aws:ec2/instance:Instance"
 SHELLCHECK = Path(sys.executable).parent / "shellcheck"
@@ -20,10 +19,7 @@ SHELLCHECK = Path(sys.executable).parent / "shellcheck"
 
 def cloud_config(evaluation) -> str:
     """The document cloud-init will parse, whichever way it travels to EC2."""
-    inputs = evaluation.one(INSTANCE).inputs
-    if inputs.get("userData"):
-        return inputs["userData"]
-    return gzip.decompress(base64.b64decode(inputs["userDataBase64"])).decode()
+    return decoded_user_data(stored_user_data(evaluation.one(INSTANCE)))
 
 
 def staged(evaluation) -> dict[str, str]:
@@ -74,12 +70,12 @@ def test_every_userdata_file_is_staged_and_templates_are_fully_rendered(stack_ev
 
 def test_user_data_size_keeps_30_percent_headroom(stack_eval):
     inputs = stack_eval.one(INSTANCE).inputs
-    stored = inputs.get("userData", "").encode() or base64.b64decode(inputs["userDataBase64"])
+    stored = stored_user_data(stack_eval.one(INSTANCE))
     assert len(stored) < EC2_USER_DATA_LIMIT
     assert len(stored) <= 0.7 * EC2_USER_DATA_LIMIT
     if "userDataBase64" in inputs:  # gzip only when the plain document would not fit
         assert len(cloud_config(stack_eval).encode()) > 0.7 * EC2_USER_DATA_LIMIT
-        assert stored[:2] == b"\x1f\x8b"
+        assert is_gzip(stored)
 
 
 def test_user_data_is_deterministic(run_stack):
