@@ -104,30 +104,25 @@ class Dashboards(pulumi.ComponentResource):
         env, host = settings.env, settings.datadog_hostname
         managed = f"Managed by Pulumi (stack {settings.stack}); edits in the UI are overwritten."
 
-        self.timeboard = datadog.Dashboard(
-            f"{name}-timeboard",
-            title=f"[{env}] my_metric timeboard on {host}",
-            description=f"my_metric and MySQL CPU of {host} (env {env}). {managed}",
-            layout_type="ordered",
-            template_variables=[_host_variable(settings)],
-            widgets=timeboard_widgets(),
-            opts=child,
-        )
-        self.apm = datadog.Dashboard(
-            f"{name}-apm",
-            title=f"[{env}] {settings.service} APM and infrastructure on {host}",
-            description=(f"Traces of service {settings.service} (env {env}) and the resources of "
-                         f"{host}. {managed}"),
-            layout_type="ordered",
-            template_variables=[_host_variable(settings)],
-            widgets=apm_widgets(settings),
-            opts=child,
-        )
+        def dashboard(suffix: str, title: str, description: str,
+                      widgets: list[datadog.DashboardWidgetArgs]) -> datadog.Dashboard:
+            return datadog.Dashboard(
+                f"{name}-{suffix}", title=f"[{env}] {title}", description=f"{description} {managed}",
+                layout_type="ordered", template_variables=[_host_variable(settings)],
+                widgets=widgets, opts=child)
+
+        self.timeboard = dashboard(
+            "timeboard", f"my_metric timeboard on {host}",
+            f"my_metric and MySQL CPU of {host} (env {env}).", timeboard_widgets())
+        self.apm = dashboard(
+            "apm", f"{settings.service} APM and infrastructure on {host}",
+            f"Traces of service {settings.service} (env {env}) and the resources of {host}.",
+            apm_widgets(settings))
 
         base = app_base_url(settings.datadog_site)
         # `url` is the dashboard's path on the web UI (empty until Datadog assigns it).
         self.urls: dict[str, pulumi.Output[str]] = {
-            "timeboard": self.timeboard.url.apply(lambda path: f"{base}{path}" if path else ""),
-            "apm": self.apm.url.apply(lambda path: f"{base}{path}" if path else ""),
+            key: board.url.apply(lambda path: f"{base}{path}" if path else "")
+            for key, board in (("timeboard", self.timeboard), ("apm", self.apm))
         }
         self.register_outputs({"urls": self.urls})
