@@ -18,7 +18,7 @@ import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import pulumi
 import yaml
@@ -237,19 +237,21 @@ def configure(stack: str, overrides: Optional[Mapping[str, Any]] = None,
 
 
 def evaluate(stack: str, overrides: Optional[Mapping[str, Any]] = None,
-             stack_file: Optional[Path] = None) -> Evaluation:
-    """Run __main__.py for `stack` under the mock engine and record what it registers.
+             stack_file: Optional[Path] = None,
+             program: Optional[Callable[[], None]] = None) -> Evaluation:
+    """Run __main__.py (or `program`: a few resources a test registers) for `stack` under
+    the mock engine and record what it registers.
 
     Never raises for program errors: they are returned in `Evaluation.error`, with
     whatever was registered before the error (for "nothing was created" checks).
     """
     evaluation, monitor = configure(stack, overrides, stack_file)
 
-    def program() -> None:
+    def main_program() -> None:
         runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
 
     try:
-        _sync_await(run_pulumi_func(program))
+        _sync_await(run_pulumi_func(program or main_program))
     except Exception as error:  # noqa: BLE001 handed to the caller
         evaluation.error = error
     _collect(evaluation, monitor)
