@@ -30,7 +30,7 @@ system-deps:
 
 # The same ./venv that `pulumi up` uses (Pulumi.yaml: virtualenv: venv), plus test tools.
 # pip compiles bytecode on install, so the first import of pulumi_datadog is not 13 s.
-$(VENV)/.installed: requirements.txt requirements-dev.txt userdata/app/requirements.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt userdata/app/requirements.txt policy/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@

@@ -1,0 +1,87 @@
+"""SSM parameters that hold keys are encrypted, and their values never reach user-data."""
+
+from __future__ import annotations
+
+import re
+
+from pulumi_policy import (
+    EnforcementLevel,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+from pulumi_policy.proxy import UnknownValueError
+
+from guardrails import user_data
+from guardrails.ec2 import INSTANCE
+from guardrails.values import get, label
+
+PARAMETER = "aws:ssm/parameter:Parameter"
+NAME = "name"
+TYPE = "type"
+VALUE = "value"
+SECURE = "SecureString"
+
+# Parameter names that say they hold a credential: /…/datadog/api_key, appKey, db-password, ...
+KEY_LIKE_NAME = re.compile(r"api[_-]?key|app(?:lication)?[_-]?key|private[_-]?key|passw(?:or)?d|secret|token",
+                           re.IGNORECASE)
+# Shorter values are too likely to occur by chance in a large document.
+MIN_SECRET_LENGTH = 8
+
+
+def _key_parameters_secure(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != PARAMETER:
+        return
+    # Without an explicit name, the provider names the parameter after the Pulumi name.
+    name = str(get(args.props, NAME) or args.name)
+    type_ = get(args.props, TYPE)
+    if KEY_LIKE_NAME.search(name) and type_ != SECURE:
+        report(f"{label(args)}: the name '{name}' says it holds a key, but its type is "
+               f"{type_ or 'not set'}; set type=\"{SECURE}\" so the value is encrypted with KMS.", None)
+
+
+def _secure_values_not_in_user_data(args: StackValidationArgs, report: ReportViolation) -> None:
+    secrets: list[tuple[str, str]] = []
+    instances = []
+    for resource in args.resources:
+        # One value unknown during a preview must not hide the others from this check.
+        try:
+            if resource.resource_type == PARAMETER and get(resource.props, TYPE) == SECURE:
+                value = get(resource.props, VALUE)
+                if isinstance(value, str) and len(value) >= MIN_SECRET_LENGTH:
+                    secrets.append((resource.name, value))
+            elif resource.resource_type == INSTANCE:
+                instances.append((resource, user_data.layers(resource.props)))
+        except UnknownValueError:
+            continue
+    for instance, layers in instances:
+        for parameter, value in secrets:
+            where = next((layer.where for layer in layers if value in layer.text), None)
+            if where:
+                report(f"{instance.resource_type} '{instance.name}': {where} contains the value of the "
+                       f"SecureString parameter '{parameter}'; reference the parameter (the host reads it "
+                       "at boot) instead of copying its value into user-data.", instance.urn)
+
+
+POLICIES = [
+    ResourceValidationPolicy(
+        name="ssm-key-parameters-secure-string",
+        description="SSM parameters whose name says they hold a key, password, secret or token are SecureString.",
+        validate=_key_parameters_secure,
+        enforcement_level=EnforcementLevel.MANDATORY,
+    ),
+    StackValidationPolicy(
+        name="ssm-secure-values-not-in-user-data",
+        description="No EC2 user-data (any base64/gzip layer) contains the value of a SecureString parameter of the stack.",
+        validate=_secure_values_not_in_user_data,
+        enforcement_level=EnforcementLevel.MANDATORY,
+    ),
+]
+
+READS = {
+    "ssm-key-parameters-secure-string": {PARAMETER: [NAME, TYPE]},
+    "ssm-secure-values-not-in-user-data": {
+        PARAMETER: [TYPE, VALUE], INSTANCE: [user_data.USER_DATA_PLAIN, user_data.USER_DATA_BASE64]},
+}

@@ -1,0 +1,109 @@
+"""What an instance's user-data really contains, through its layers of base64 and gzip.
+
+The program may send its cloud-config plain (`userData`) or gzipped (`userDataBase64`),
+and files inside it may themselves be base64 or gzip+base64 (`encoding: gz+b64`), or a
+MIME multi-part document with base64 parts. A key hidden in any of those is still in
+the user-data, readable by anyone who can describe the instance, so every layer is
+decoded and scanned. Nothing here knows how the program builds its user-data.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import zlib
+from typing import Any, Iterator, NamedTuple
+
+from guardrails.values import get
+
+USER_DATA_PLAIN = "userData"
+USER_DATA_BASE64 = "userDataBase64"
+
+# Datadog API keys are 32 hex characters, application keys 40; as whole tokens only, so a
+# sha256 (64) or a longer identifier does not match.
+_DATADOG_KEY = re.compile(r"(?<![0-9A-Za-z])(?:[0-9a-fA-F]{40}|[0-9a-fA-F]{32})(?![0-9A-Za-z])")
+_PRIVATE_KEY = re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")
+# A base64 run on one line, or a block of lines that are nothing but base64 (wrapped
+# encodings: YAML block scalars, MIME parts).
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}")
+_BASE64_LINE = re.compile(r"[ \t]*[A-Za-z0-9+/]{4,}={0,2}[ \t]*")
+_MAX_DEPTH = 4
+_MAX_DECODED_BYTES = 4 * 1024 * 1024  # no gzip bomb in a policy run
+
+
+class Layer(NamedTuple):
+    where: str  # "user-data", "gzip data in user-data", ...
+    text: str
+
+
+class Finding(NamedTuple):
+    what: str
+    where: str
+
+
+def layers(props: Any) -> list[Layer]:
+    """Every decoded layer of the instance's user-data, outermost first ([] if none)."""
+    found: list[Layer] = []
+    text = get(props, USER_DATA_PLAIN)
+    if isinstance(text, str) and text:
+        _unwrap(text.encode(), f"{USER_DATA_PLAIN}", 0, found)
+    encoded = get(props, USER_DATA_BASE64)
+    if isinstance(encoded, str) and encoded:
+        data = _b64decode(encoded)
+        _unwrap(data if data is not None else encoded.encode(), f"{USER_DATA_BASE64} (decoded)", 0, found)
+    return found
+
+
+def findings(user_data_layers: list[Layer]) -> list[Finding]:
+    """Datadog-key-shaped tokens and private keys, by kind and layer (never the value)."""
+    found: list[Finding] = []
+    for layer in user_data_layers:
+        for match in _DATADOG_KEY.finditer(layer.text):
+            kind = "API" if len(match.group(0)) == 32 else "application"
+            found.append(Finding(f"a {len(match.group(0))}-hex-character token (the shape of a "
+                                 f"Datadog {kind} key)", layer.where))
+        if _PRIVATE_KEY.search(layer.text):
+            found.append(Finding("a PEM private key", layer.where))
+    return list(dict.fromkeys(found))
+
+
+def _unwrap(data: bytes, where: str, depth: int, found: list[Layer]) -> None:
+    if data[:2] == b"\x1f\x8b":
+        data = _gunzip(data)
+        where = f"gzip data in {where}"
+    text = data.decode("utf-8", errors="replace")
+    found.append(Layer(where, text))
+    if depth >= _MAX_DEPTH:
+        return
+    for blob in _base64_blobs(text):
+        decoded = _b64decode(blob)
+        if decoded:
+            _unwrap(decoded, f"base64 data in {where}", depth + 1, found)
+
+
+def _base64_blobs(text: str) -> Iterator[str]:
+    yield from (m.group(0) for m in _BASE64_RUN.finditer(text))
+    block: list[str] = []
+    for line in text.splitlines() + [""]:
+        if _BASE64_LINE.fullmatch(line):
+            block.append(line.strip())
+            continue
+        if len(block) > 1 and sum(map(len, block)) >= 24:
+            yield "".join(block)
+        block = []
+
+
+def _b64decode(text: str) -> bytes | None:
+    compact = "".join(text.split())
+    try:
+        return base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _gunzip(data: bytes) -> bytes:
+    try:
+        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data, _MAX_DECODED_BYTES)
+    except zlib.error:
+        return data
