@@ -125,9 +125,11 @@ let input = "";
 process.stdin.setEncoding("utf8");
 process.stdin.on("data", (chunk) => { input += chunk; });
 process.stdin.on("end", async () => {
-  const lint = await createLinter();
   const results = {};
   for (const [path, source] of Object.entries(JSON.parse(input))) {
+    // One linter per file: a linter of this WebAssembly build that already linted a file
+    // can crash ("memory access out of bounds") on a larger one; a new one costs ~0.01 s.
+    const lint = await createLinter();
     results[path] = lint(source, path);
   }
   process.stdout.write(JSON.stringify(results));
@@ -373,6 +375,24 @@ def test_pulumi_jobs_have_credentials_python_and_datadog_keys():
     for name, job_id, _, script in run_scripts():
         assert not re.search(r"(^|[;&|(]|\bthen|\bdo)\s*pulumi\s+(up|update|destroy|refresh|preview)\b",
                              script, re.M), f"{name}:{job_id}"
+
+
+def test_every_preview_and_update_runs_the_policy_pack():
+    """The pack (policy/) guards every real preview and update, in its own installed venv."""
+    commands = []
+    for name, job_id, job in pulumi_jobs():
+        steps = job["steps"]
+        first = next(i for i, s in enumerate(steps) if pulumi_command(s))
+        installs = [s for s in steps[:first] if re.search(
+            r"^python -m venv policy/venv$", s.get("run", ""), re.M)
+            and "policy/venv/bin/python -m pip install" in s["run"] and "-r policy/requirements.txt" in s["run"]]
+        assert len(installs) == 1, f"{name}:{job_id}: the pack's venv is not installed before Pulumi runs"
+        for step in steps:
+            if pulumi_command(step):
+                commands.append(pulumi_command(step))
+                # pulumi/actions' input (action.yml of the pinned version): a list, one pack per line.
+                assert with_(step).get("policyPacks") == "policy", f"{name}:{job_id}: {step.get('name')}"
+    assert sorted(set(commands)) == ["preview", "up"] and len(commands) == 5, commands
 
 
 def test_pull_request_preview_is_for_same_repository_prs_only():
