@@ -15,7 +15,6 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Mapping, Optional
 
-import pulumi
 import pulumi_aws as aws
 import pulumi_datadog as datadog
 from pulumi_policy import (
@@ -145,7 +144,6 @@ def _probes() -> None:
     datadog.Downtime("probe-legacy-downtime-monitor", scopes=["*"], monitor_id=123456)
     datadog.DashboardJson("probe-dashboard-json", dashboard=json.dumps(
         {"title": "probe", "layout_type": "ordered", "widgets": []}))
-    pulumi.export("probes", True)
 
 
 _PROBES: dict[str, Evaluation] = {}

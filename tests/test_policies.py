@@ -135,10 +135,10 @@ VARIANTS: list[tuple[str, str, Callable[[Evaluation], Resource], list[str]]] = [
      lambda e: with_cloud_config(e.one(ec2_rules.INSTANCE),
                                  cloud_config(e.one(ec2_rules.INSTANCE)) + f"# DD_API_KEY={API_KEY_HEX}\n"),
      ["gzip data in userDataBase64", "32-hex-character token", "Datadog API key", "SSM SecureString"]),
-    ("ec2-instance-user-data-no-secrets", "app-key-in-a-gz+b64-file-inside",
-     lambda e: with_cloud_config(e.one(ec2_rules.INSTANCE), cloud_config(e.one(ec2_rules.INSTANCE)).replace(
-         "write_files:\n", "write_files:\n- path: /etc/app.env\n  encoding: gz+b64\n  content: "
-         + _gz_b64(f"DD_APP_KEY={APP_KEY_HEX}\n") + "\n", 1)),
+    # As a write_files entry with `encoding: gz+b64` would carry it; the scan reads no YAML.
+    ("ec2-instance-user-data-no-secrets", "app-key-in-gz+b64-data-inside",
+     lambda e: with_cloud_config(e.one(ec2_rules.INSTANCE), cloud_config(e.one(ec2_rules.INSTANCE))
+                                 + "# /etc/app.env (gz+b64): " + _gz_b64(f"DD_APP_KEY={APP_KEY_HEX}\n") + "\n"),
      ["gzip data in base64 data in gzip data in userDataBase64", "40-hex-character token", "application key"]),
     ("ec2-instance-user-data-no-secrets", "wrapped-base64-private-key-in-plain-user-data",
      lambda e: with_inputs(e.one(ec2_rules.INSTANCE), lambda p: (p.pop("userDataBase64"), p.update(
