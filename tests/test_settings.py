@@ -88,6 +88,7 @@ BAD_SETTINGS = {
     "env in host tags": ({"hostTags": ["env:integration_test"]}, "set from the stack"),
     "unknown Ubuntu release": ({"ubuntuRelease": "16.04"}, "allowed: 22.04, 24.04"),
     "malformed AMI id": ({"amiId": "ami-XYZ"}, "AMI id"),
+    "image serial not a build date": ({"ubuntuImageSerial": "latest"}, "image serial (build date)"),
     "empty service name": ({"service": ""}, "non-empty"),
     "bad instance type": ({"instanceType": "huge"}, "instance type"),
     "bad boolean": ({"downtimesEnabled": "yes"}, "true or false"),

@@ -1,4 +1,4 @@
--- The Agent's MySQL user, as Datadog documents it for MySQL 8. bootstrap.sh fills
+-- The Agent's MySQL user, as Datadog documents it for MySQL 8. converge.sh fills
 -- in the password generated on the host; every statement is safe to run again.
 CREATE USER IF NOT EXISTS 'datadog'@'127.0.0.1' IDENTIFIED BY '@@DATADOG_MYSQL_PASSWORD@@';
 CREATE USER IF NOT EXISTS 'datadog'@'localhost' IDENTIFIED BY '@@DATADOG_MYSQL_PASSWORD@@';
