@@ -42,7 +42,7 @@ node_modules/.installed: package.json package-lock.json
 
 # The offline plan: what STACK would create, rendered without any cloud account.
 plan: $(VENV)/.installed
-	@$(PY) -m offline.plan $(STACK) $(if $(JSON),--json)
+	@$(PY) -m offline.plan $(STACK) $(if $(JSON),--json) $(if $(COMPARE),--compare $(COMPARE))
 
 # Evaluation cost against the import floor, user-data size, suite time.
 bench: setup
