@@ -31,7 +31,7 @@ import base64
 import gzip
 import io
 import tarfile
-from typing import Optional, Sequence
+from typing import Optional
 
 import pulumi
 import pulumi_aws as aws
@@ -65,7 +65,20 @@ def delivery_script(bundle: Bundle) -> list[str]:
     directory, move it into place in one rename, then hand over to bash and converge.sh,
     which checks that the files hash to the directory's name.
     """
-    payload = base64.encodebytes(bundle_archive(bundle)).decode().split()
+    return _script(bundle, base64.encodebytes(bundle_archive(bundle)).decode().split())
+
+
+def document_id(bundle: Bundle) -> str:
+    """What names a document: its bundle's digest and its script, not the gzip bytes.
+
+    The bundle's digest covers every file; the script around the payload covers how they
+    are delivered. zlib builds differ in their output, so the compressed payload is left
+    out: the same files give the same name on every machine.
+    """
+    return sha256("\n".join(_script(bundle, ["<payload>"])))[:16]
+
+
+def _script(bundle: Bundle, payload: list[str]) -> list[str]:
     return [
         "#!/bin/sh",
         f"# Unpacks configuration bundle {bundle.digest[:12]} ({len(bundle.files)} files, listed in",
@@ -107,7 +120,10 @@ class HostConfiguration(pulumi.ComponentResource):
     """The SSM document carrying one bundle, and the parameter naming the current document.
 
     The parameter is what a first boot reads to find the document (its user-data cannot
-    name it: that would change the user-data with every bundle).
+    name it: that would change the user-data with every bundle). The document's name is
+    ForceNew for the provider, so a new bundle is a new document; its `content` is
+    ignored in diffs, since the name already says everything that matters about it (and a
+    content update in place is the provider path to avoid).
     """
 
     def __init__(self, name: str, bundle: Bundle, *, name_prefix: str, parameter_name: str,
@@ -115,18 +131,15 @@ class HostConfiguration(pulumi.ComponentResource):
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("observability-lab:host:HostConfiguration", name, None, opts)
         self.content = document_content(bundle, description)
-        self.content_id = sha256(self.content)[:16]
         self.document = aws.ssm.Document(
             f"{name}-document",
-            name=f"{name_prefix}-{self.content_id}",
+            name=f"{name_prefix}-{document_id(bundle)}",
             document_type="Command",
             document_format="YAML",
             target_type="/AWS::EC2::Instance",
             content=self.content,
             tags=tags,
-            # Any change is a new name, so a new document by construction; saying so to
-            # the engine too means no provider update path is ever taken.
-            opts=pulumi.ResourceOptions(parent=self, replace_on_changes=["*"]),
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["content"]),
         )
         self.parameter = aws.ssm.Parameter(
             f"{name}-current-document",
@@ -148,7 +161,6 @@ class ConvergeAssociation(pulumi.ComponentResource):
     """Runs a configuration document on every host carrying the target tag."""
 
     def __init__(self, name: str, configuration: HostConfiguration, *, target_tag: tuple[str, str],
-                 depends_on: Optional[Sequence[pulumi.Resource]] = None,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("observability-lab:host:ConvergeAssociation", name, None, opts)
         document = configuration.document
@@ -166,10 +178,12 @@ class ConvergeAssociation(pulumi.ComponentResource):
             compliance_severity="HIGH",
             wait_for_success_timeout_seconds=WAIT_FOR_SUCCESS_SECONDS,
             # A new document is a new association (its name is ForceNew for the provider
-            # too), so every content change runs once on every host. After the hosts' own
-            # updates (a resized volume), so the converge that follows sees them.
-            opts=pulumi.ResourceOptions(parent=self, replace_on_changes=["*"],
-                                        depends_on=list(depends_on or [])),
+            # too), so every change runs once on every host. The old one is deleted first:
+            # an instance replaced in the same `pulumi up` must never get the old bundle
+            # from it after the new one. No dependency on the instances: on a first
+            # `pulumi up` the wait above covers an instance that registers later, and after
+            # a volume resize converge.sh waits for the larger disk itself.
+            opts=pulumi.ResourceOptions(parent=self, replace_on_changes=["*"], delete_before_replace=True),
         )
         self.association_id = self.association.association_id
         self.register_outputs({"associationId": self.association_id})

@@ -40,7 +40,8 @@ class MonitoredHost(pulumi.ComponentResource):
             tags=_tags(settings, "datadog-api-key"),
             opts=child,
         )
-        role = self._instance_role(name, settings, host_tags, child, config_parameter, config_document_prefix)
+        role, role_policies = self._instance_role(name, settings, host_tags, child, config_parameter,
+                                                  config_document_prefix)
         profile = aws.iam.InstanceProfile(
             f"{name}-profile", name=settings.name("host"), role=role.name,
             tags=host_tags, opts=child)
@@ -78,8 +79,8 @@ class MonitoredHost(pulumi.ComponentResource):
             volume_tags=host_tags,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                # Its first boot reads both parameters.
-                depends_on=[self.api_key_parameter, config_parameter],
+                # Its first boot reads both parameters, with the role's permissions.
+                depends_on=[self.api_key_parameter, config_parameter, *role_policies],
                 # The user-data (a fetcher, components/bootstrap.py) carries no settings and
                 # runs once, at first boot. Should the fetcher itself change, running hosts
                 # have no use for it: ignored, the change neither replaces the host nor makes
@@ -107,7 +108,7 @@ class MonitoredHost(pulumi.ComponentResource):
 
     def _instance_role(self, name: str, settings: Settings, tags: dict[str, str],
                        child: pulumi.ResourceOptions, config_parameter: aws.ssm.Parameter,
-                       config_document_prefix: str) -> aws.iam.Role:
+                       config_document_prefix: str) -> tuple[aws.iam.Role, list[pulumi.Resource]]:
         role = aws.iam.Role(
             f"{name}-role",
             name=settings.name("host"),
@@ -120,7 +121,7 @@ class MonitoredHost(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        aws.iam.RolePolicyAttachment(
+        ssm_core = aws.iam.RolePolicyAttachment(
             f"{name}-ssm-core", role=role.name,
             policy_arn=aws.iam.ManagedPolicy.AMAZON_SSM_MANAGED_INSTANCE_CORE, opts=child)
         # Only this stack's own parameters and documents. The key uses the AWS-managed
@@ -128,7 +129,7 @@ class MonitoredHost(pulumi.ComponentResource):
         # (no kms:Decrypt). The first boot reads the configuration parameter and document
         # itself (userdata/first-boot/), so it says so here rather than relying on the
         # managed policy's broader grants.
-        aws.iam.RolePolicy(
+        read_own_config = aws.iam.RolePolicy(
             f"{name}-read-own-config",
             role=role.id,
             policy=pulumi.Output.all(self.api_key_parameter.arn, config_parameter.arn).apply(
@@ -143,7 +144,7 @@ class MonitoredHost(pulumi.ComponentResource):
                 })),
             opts=child,
         )
-        return role
+        return role, [ssm_core, read_own_config]
 
 
 def _document_arn(parameter_arn: str, name: str) -> str:

@@ -26,7 +26,7 @@ def _evaluate_once(stack: str, overrides: Optional[Mapping[str, Any]] = None) ->
     return _EVALUATIONS[key]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def run_stack() -> Callable[..., Evaluation]:
     """`run_stack("dev", overrides={...})` -> Evaluation; fails the test on a program error."""
 

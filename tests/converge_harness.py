@@ -2,16 +2,20 @@
 
 Every host path of the script is under CONVERGE_ROOT. The commands that would change the
 machine or need a real host (apt-get, dpkg-query, apt-mark, systemctl, mysql,
-datadog-agent, useradd, id, chown, python3's venv, curl, gpg, growpart, resize2fs,
-findmnt, lsblk, sleep) are small executables first on PATH that record each call in
-`calls` and act out the part of their behaviour the script depends on, from state files
-the tests can set: installed packages, active services, a failing Agent config check.
-Everything else (sha256sum, install, cmp, flock, tar, base64, openssl) is the real tool.
+datadog-agent, useradd, id, chown, python3's venv, curl, growpart, resize2fs, findmnt,
+lsblk, sleep) are small executables first on PATH that record each call in `calls` and
+act out the part of their behaviour the script depends on, from state files the tests
+can set: installed packages, active services, a failing Agent config check, the disk's
+size. Everything else (gpg, sha256sum, install, flock, tar, base64, openssl) is the real
+tool; curl's downloads of Datadog's apt keys get a real public key made for the tests.
 """
 
 from __future__ import annotations
 
+import functools
+import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +47,8 @@ done
 exit "$status"''',
     "apt-mark": "",
     "systemctl": r'''
+# A run killed mid-way (SSM timeout, reboot): the restart never happens, nor anything after.
+if [ "$1" = restart ] && [ -e "$FAKE/kill-at-restart.$2" ]; then kill -KILL "$PPID"; exit 1; fi
 case "$1" in
   is-active) [ -e "$FAKE/active.${*: -1}" ] ;;
   enable) [ "$2" != --now ] || touch "$FAKE/active.${*: -1}" ;;
@@ -51,6 +57,8 @@ esac''',
     "datadog-agent": r'''
 case "$1" in
   status) [ ! -e "$FAKE/fail.agent-status" ] ;;
+  # Running a check once fails when its code or configuration says so.
+  check) ! grep -rqs CHECK_FAILS "$CONVERGE_ROOT/etc/datadog-agent" ;;
   configcheck)
     # Like the real Agent: config errors are listed, and the exit status is still 0.
     if grep -rqs BROKEN "$CONVERGE_ROOT/etc/datadog-agent"; then
@@ -69,11 +77,17 @@ printf '#!/bin/sh\necho "pip $*" >>"$FAKE/calls"\n' >"$3/bin/pip"
 chmod +x "$3/bin/python" "$3/bin/pip"''',
     "curl": r'''
 [ ! -e "$FAKE/fail.curl" ] || exit 7
-while [ $# -gt 0 ]; do if [ "$1" = -o ] && [ "$2" != /dev/null ]; then echo key >"$2"; fi; shift; done''',
-    "gpg": r'''
-while [ $# -gt 0 ]; do if [ "$1" = --keyring ]; then echo key >>"$2"; fi; shift; done''',
+while [ $# -gt 0 ]; do if [ "$1" = -o ] && [ "$2" != /dev/null ]; then cp "$FAKE/apt-key.asc" "$2"; fi; shift; done''',
     "findmnt": "echo /dev/nvme0n1p1",
-    "lsblk": "echo nvme0n1",
+    # The disk's size: the first line of disk.gib, dropped once read while more lines follow.
+    "lsblk": r'''
+case "$*" in
+  *SIZE*)
+    gib=$(head -n 1 "$FAKE/disk.gib" 2>/dev/null || echo 1024)
+    if [ "$(wc -l <"$FAKE/disk.gib" 2>/dev/null || echo 0)" -gt 1 ]; then sed -i 1d "$FAKE/disk.gib"; fi
+    echo $((gib * 1024 * 1024 * 1024)) ;;
+  *) echo nvme0n1 ;;
+esac''',
     "growpart": 'exit "$(cat "$FAKE/growpart.status" 2>/dev/null || echo 1)"',
     "resize2fs": "",
     "sleep": "",
@@ -86,6 +100,19 @@ def _install_recorders(bin_dir: Path) -> None:
         path = bin_dir / name
         path.write_text("#!/usr/bin/env bash\n" + _RECORD + body.lstrip("\n") + "\n")
         path.chmod(0o755)
+
+
+@functools.cache
+def apt_signing_key() -> str:
+    """An armored OpenPGP public key, made once per test session with the real gpg."""
+    with tempfile.TemporaryDirectory() as home:
+        gpg = ["gpg", "--batch", "--homedir", home]
+        subprocess.run([*gpg, "--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key",
+                        "observability-lab tests <tests@example.invalid>", "ed25519", "sign", "never"],
+                       check=True, capture_output=True)
+        key = subprocess.run([*gpg, "--armor", "--export"], check=True, capture_output=True, text=True).stdout
+        subprocess.run(["gpgconf", "--homedir", home, "--kill", "gpg-agent"], capture_output=True)
+    return key
 
 
 def write_bundle(files: dict[str, str], bundles: Path) -> Path:
@@ -126,10 +153,18 @@ class Host:
             directory.mkdir(parents=True)
         _install_recorders(self.bin)
         (self.fake / "dpkg").write_text("")
+        (self.fake / "apt-key.asc").write_text(apt_signing_key())
         partition = self.root / "sys/class/block/nvme0n1p1/partition"
         partition.parent.mkdir(parents=True)
         partition.write_text("1\n")
-        self.runs = 0
+
+    def copy(self, base: Path) -> "Host":
+        """Another host in the same state (paths reach the script through its environment)."""
+        shutil.copytree(self.base, base, symlinks=True, dirs_exist_ok=True)
+        clone = object.__new__(Host)
+        clone.__dict__.update(self.__dict__, base=base, root=base / "root", fake=base / "fake",
+                              bundles=base / "bundles", bin=base / "bin")
+        return clone
 
     def env(self, **extra: str) -> dict[str, str]:
         return {"PATH": f"{self.bin}:/usr/bin:/bin", "FAKE": str(self.fake), "HOME": str(self.base),
@@ -144,7 +179,6 @@ class Host:
         calls.unlink(missing_ok=True)
         result = subprocess.run(command, env=self.env(**extra_env), capture_output=True, text=True,
                                 timeout=60)
-        self.runs += 1
         return ConvergeRun(result.returncode, result.stdout, result.stderr,
                            calls.read_text().splitlines() if calls.exists() else [])
 

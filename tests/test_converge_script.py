@@ -26,9 +26,9 @@ def bundle_of(evaluation) -> dict[str, str]:
     return decode_document(evaluation.one(DOCUMENT).inputs["content"]).files
 
 
-@pytest.fixture
-def dev_files(dev) -> dict[str, str]:
-    return bundle_of(dev)
+@pytest.fixture(scope="module")
+def dev_files(run_stack) -> dict[str, str]:
+    return bundle_of(run_stack("dev"))
 
 
 @pytest.fixture
@@ -36,12 +36,18 @@ def host(tmp_path) -> Host:
     return Host(tmp_path)
 
 
-@pytest.fixture
-def converged(host, dev_files) -> Host:
-    """A host after its first converge on the dev bundle."""
+@pytest.fixture(scope="module")
+def first_converge(tmp_path_factory, dev_files) -> Host:
+    host = Host(tmp_path_factory.mktemp("converged"))
     first = host.converge(dev_files)
     assert first.returncode == 0, first.stdout + first.stderr
     return host
+
+
+@pytest.fixture
+def converged(first_converge, tmp_path) -> Host:
+    """A host after its first converge on the dev bundle (a copy of one, run once)."""
+    return first_converge.copy(tmp_path / "host")
 
 
 def restarts(run) -> list[str]:
@@ -65,6 +71,10 @@ def test_first_run_installs_everything(host, dev_files):
     assert any(c.endswith("install --allow-downgrades --allow-change-held-packages datadog-agent=1:7.77.2-1")
                for c in run.called("apt-get"))
     assert "apt-mark hold datadog-agent" in run.calls
+    # A binary OpenPGP keyring, the format apt reads (gpg makes a keybox, which apt ignores,
+    # when the file does not exist yet).
+    keyring = host.path("/usr/share/keyrings/datadog-archive-keyring.gpg").read_bytes()
+    assert keyring[0] in (0x98, 0x99, 0xC6) and keyring[8:12] != b"KBXf"
     assert host.path("/etc/apt/sources.list.d/datadog.list").read_text().startswith(
         "deb [signed-by=/usr/share/keyrings/datadog-archive-keyring.gpg] https://apt.datadoghq.com/ stable 7")
     assert "useradd --system --home-dir /opt/sample-flask-app --shell /usr/sbin/nologin flaskapp" in run.calls
@@ -93,6 +103,28 @@ def test_mysql_password_is_made_on_the_host_once_and_never_printed(converged, de
     assert (converged.fake / "mysql.sql").read_text().count(f"IDENTIFIED BY '{password}'") == 8
     log = converged.path("/var/log/observability-lab-converge.log").read_text()
     assert password not in again.stdout + again.stderr + log
+
+
+def test_a_new_password_is_granted_even_when_the_grants_did_not_change(converged, dev_files):
+    converged.path(MYSQL_CONF).unlink()  # e.g. removed by hand, or by a rolled-back first run
+    run = converged.converge(dev_files)
+    assert run.returncode == 0, run.stderr
+    (password,) = re.findall(r'password: "([0-9a-f]{48})"', converged.path(MYSQL_CONF).read_text())
+    assert run.report("grants for") == {"datadog@mysql": "applied"}
+    assert (converged.fake / "mysql.sql").read_text().count(f"IDENTIFIED BY '{password}'") == 4
+
+
+def test_a_run_killed_before_its_restart_is_finished_by_the_next_one(converged, run_stack):
+    files = bundle_of(run_stack("dev", {"checkIntervalSeconds": 30}))
+    converged.set("kill-at-restart.datadog-agent")
+    killed = converged.converge(files)
+    assert killed.returncode != 0 and "service datadog-agent" not in killed.stdout
+    converged.clear("kill-at-restart.datadog-agent")
+    run = converged.converge(files)
+    assert run.returncode == 0, run.stderr
+    assert set(run.report("file").values()) == {"unchanged"}  # written by the killed run
+    assert restarts(run) == ["datadog-agent"] and run.report("service")["datadog-agent"] == "restarted"
+    assert converged.converge(files).report("service")["datadog-agent"] == "kept"
 
 
 def test_second_run_with_the_same_files_changes_and_restarts_nothing(converged, dev_files):
@@ -151,6 +183,30 @@ def test_a_config_the_agent_rejects_is_rolled_back_and_fails_the_run(converged, 
             != write_bundle(files, converged.bundles).name)
 
 
+def test_changed_check_code_is_run_once_and_rolled_back_when_it_fails(converged, dev_files):
+    code = "agent/checks.d/custom_my_metric.py"
+    ok = converged.converge(dict(dev_files, **{code: dev_files[code] + "# refactored\n"}))
+    assert ok.returncode == 0 and "datadog-agent check custom_my_metric" in ok.calls
+    assert "datadog-agent check mysql" not in ok.calls  # only the checks that changed
+    before = converged.path("/etc/datadog-agent/checks.d/custom_my_metric.py").read_text()
+    run = converged.converge(dict(dev_files, **{code: dev_files[code] + "# CHECK_FAILS\n"}))
+    assert run.returncode != 0 and "datadog-agent rejected its new files" in run.stdout
+    assert converged.path("/etc/datadog-agent/checks.d/custom_my_metric.py").read_text() == before
+
+
+def test_grants_that_mysql_refuses_are_rolled_back_to_the_previous_ones(converged, dev_files):
+    record = converged.path("/var/lib/observability-lab/mysql/datadog_user.sql")
+    before = record.read_text()
+    (converged.bin / "mysql").write_text('#!/usr/bin/env bash\ncat >>"$FAKE/mysql.sql"\n'
+                                         '! grep -q NO_SUCH_PRIVILEGE "$FAKE/mysql.sql"\n')
+    (converged.fake / "mysql.sql").write_text("")
+    run = converged.converge(dict(dev_files, **{"mysql/datadog_user.sql": "GRANT NO_SUCH_PRIVILEGE;\n"}))
+    assert run.returncode != 0
+    assert record.read_text() == before
+    # Applied twice: the new grants (refused), then the previous ones again.
+    assert (converged.fake / "mysql.sql").read_text().count("GRANT PROCESS ON *.*") == 1
+
+
 def test_a_created_file_is_removed_again_when_the_agent_rejects_it(converged, dev_files):
     files = dict(dev_files, **{"agent/conf.d/process.d/conf.yaml": "# BROKEN\n"})
     del files["agent/conf.d/mysql.d/conf.yaml"]
@@ -206,6 +262,15 @@ def test_a_grown_volume_grows_the_root_filesystem(converged, run_stack):
     assert "growpart /dev/nvme0n1 1" in run.calls and "resize2fs /dev/nvme0n1p1" in run.calls
     assert "filesystem /: grown" in run.stdout
     assert restarts(run) == []
+
+
+def test_growing_waits_for_ec2_to_finish_resizing_the_volume(converged, run_stack):
+    converged.set("growpart.status", "0")
+    converged.set("disk.gib", "20\n20\n20\n40\n")
+    run = converged.converge(bundle_of(run_stack("dev", {"rootVolumeGiB": 40})))
+    assert run.returncode == 0, run.stderr
+    assert run.called("sleep") == ["sleep 1"] * 3
+    assert run.calls.index("growpart /dev/nvme0n1 1") > run.calls.index("sleep 1")
 
 
 def test_growpart_errors_fail_the_run(converged, dev_files):

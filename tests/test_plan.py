@@ -63,7 +63,7 @@ def test_compare_names_what_a_setting_change_does(capsys, tmp_path):
     code, out, _ = run_plan(capsys, "dev", "--stack-file", str(stack_file), "--compare", str(base))
     assert code == 0
     assert re.match(r"Changes against the base plan: 2 replaced, \d+ unchanged, 1 updated\n", out)
-    assert "replaced  aws:ssm/document:Document host-config-document (content, name)" in out
+    assert "replaced  aws:ssm/document:Document host-config-document (name)" in out
     assert "updated   aws:ssm/parameter:Parameter host-config-current-document (insecureValue)" in out
     assert "aws:ec2/instance:Instance" not in out
 

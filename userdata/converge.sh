@@ -45,7 +45,9 @@ quietly() {
 apt_retry() {
   local try
   for try in 1 2 3 4 5 6; do
-    quietly apt-get -o DPkg::Lock::Timeout=60 -q -y "$@" && return 0
+    # A package's changed conffile keeps the local one instead of stopping at a prompt.
+    quietly apt-get -o DPkg::Lock::Timeout=60 -o Dpkg::Options::=--force-confdef \
+      -o Dpkg::Options::=--force-confold -q -y "$@" && return 0
     echo "apt-get $* failed (try $try), retrying in $((try * 5)) s" >>"$LOG"
     sleep $((try * 5))
   done
@@ -102,9 +104,12 @@ ensure_packages() {
   if [ ! -s "$ROOT$KEYRING" ]; then
     local key tmp
     tmp=$(mktemp -d)
+    # An existing (empty) file makes gpg write a plain OpenPGP keyring; a missing one would
+    # become a keybox, which apt ignores ("unsupported filetype") and then refuses the repo.
+    : >"$tmp/keyring.gpg"
     for key in CURRENT C0962C7D F14F620E 382E94DE; do
       if ! quietly curl -fsSL --retry 5 "https://keys.datadoghq.com/DATADOG_APT_KEY_${key}.public" -o "$tmp/$key" ||
-        ! quietly gpg --batch --no-default-keyring --keyring "$tmp/keyring.gpg" --import "$tmp/$key"; then
+        ! quietly gpg --batch --no-autostart --no-default-keyring --keyring "$tmp/keyring.gpg" --import "$tmp/$key"; then
         fail "fetching Datadog's apt key $key"
       fi
     done
@@ -114,11 +119,11 @@ ensure_packages() {
   mkdir -p "$ROOT/etc/apt/sources.list.d"
   echo "deb [signed-by=$KEYRING] https://apt.datadoghq.com/ stable 7" >"$ROOT/etc/apt/sources.list.d/datadog.list"
   apt_retry update || fail "apt-get update"
+  : >"$STATE/pending.datadog-agent" # restart it even if this run dies after the install
   apt_retry install --allow-downgrades --allow-change-held-packages "datadog-agent=$want" ||
     fail "installing datadog-agent=$want"
   quietly apt-mark hold datadog-agent || fail "holding datadog-agent"
   say "package datadog-agent: ${have:-none} -> $want"
-  : >"$WORK/changed.datadog-agent"
 }
 
 ensure_app_user() {
@@ -133,7 +138,11 @@ ensure_app_user() {
 read_mysql_password() {
   MYSQL_PASSWORD=$(sed -n 's/^ *password: "\([0-9a-f]*\)"$/\1/p' \
     "$ROOT/etc/datadog-agent/conf.d/mysql.d/conf.yaml" 2>/dev/null || true)
-  [ -n "$MYSQL_PASSWORD" ] || MYSQL_PASSWORD=$(openssl rand -hex 24)
+  if [ -z "$MYSQL_PASSWORD" ]; then
+    MYSQL_PASSWORD=$(openssl rand -hex 24)
+    # A new password (first run, or its conf.yaml gone) must reach MySQL too.
+    : >"$STATE/pending.mysql-grants"
+  fi
 }
 
 # The whole file, in bash (no process per file): `read -d ''` stops at the end.
@@ -167,7 +176,6 @@ write_files() {
   while read -r action target owner mode desired; do
     say "file ${target#"$ROOT"}: $action"
     [ "$action" = unchanged ] && continue
-    : >"$WORK/changed.$unit"
     if [ "$action" != created ]; then
       mkdir -p "$WORK/backup.$unit${target%/*}"
       cp -p "$target" "$WORK/backup.$unit$target"
@@ -189,6 +197,7 @@ write_files() {
 
 restore_files() {
   local unit=$1 action target rest
+  [ -f "$WORK/plan.$unit" ] || return 0
   while read -r action target rest; do
     case "$action" in
       created) rm -f "$target" ;;
@@ -198,9 +207,11 @@ restore_files() {
 }
 
 # What applying each unit means, and how it is checked.
+# The grants as installed (after a rollback, the previous ones).
 apply_mysql_grants() {
-  sed "s/@@DATADOG_MYSQL_PASSWORD@@/$MYSQL_PASSWORD/g" "$BUNDLE/mysql/datadog_user.sql" |
-    quietly mysql --user=root
+  local sql=$STATE/mysql/datadog_user.sql
+  [ -f "$sql" ] || return 1
+  sed "s/@@DATADOG_MYSQL_PASSWORD@@/$MYSQL_PASSWORD/g" "$sql" | quietly mysql --user=root
 }
 
 app_answers() { curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$APP_PORT/"; }
@@ -217,8 +228,23 @@ apply_flask_app() {
   }
 }
 
+# The checks whose code or configuration this run changed (checks.d/<name>.py,
+# conf.d/<name>.yaml, conf.d/<name>.d/conf.yaml).
+changed_checks() {
+  local action target rest name
+  [ -f "$WORK/plan.datadog-agent" ] || return 0
+  while read -r action target rest; do
+    [ "$action" != unchanged ] || continue
+    case "$target" in
+      */checks.d/*.py) name=${target##*/} && echo "${name%.py}" ;;
+      */conf.d/*.d/conf.yaml) name=${target%/conf.yaml} && name=${name##*/} && echo "${name%.d}" ;;
+      */conf.d/*.yaml) name=${target##*/} && echo "${name%.yaml}" ;;
+    esac
+  done <"$WORK/plan.datadog-agent"
+}
+
 apply_datadog_agent() {
-  local report
+  local report check
   quietly systemctl restart datadog-agent || return 1
   retry_for 60 datadog-agent status || {
     echo "datadog-agent status still fails 60 s after the restart" >&2
@@ -231,6 +257,11 @@ apply_datadog_agent() {
     grep -A 20 "=== Configuration .*errors" <<<"$report" >&2
     return 1
   fi
+  # configcheck reads YAML only: a check's own code, and the options it validates when it
+  # starts, show when it runs once.
+  for check in $(changed_checks | sort -u); do
+    quietly datadog-agent check "$check" || return 1
+  done
 }
 
 converge_unit() {
@@ -239,26 +270,39 @@ converge_unit() {
     mysql-grants) label="grants for datadog@mysql" done=applied ;;
     flask-app) label="service $APP_UNIT" ;;
   esac
+  # A marker in $STATE outlives a run killed between writing files and applying them:
+  # the next run applies the unit even though its files then look unchanged.
+  if grep -qv '^unchanged ' "$WORK/plan.$unit" 2>/dev/null; then : >"$STATE/pending.$unit"; fi
   write_files "$unit"
-  if [ ! -e "$WORK/changed.$unit" ]; then
+  if [ ! -e "$STATE/pending.$unit" ]; then
     say "$label: kept"
   elif "apply_${unit//-/_}"; then
+    rm -f "$STATE/pending.$unit"
     say "$label: $done"
     APPLIED+=("$unit")
   else
     restore_files "$unit"
     "apply_${unit//-/_}" || fail "$unit fails with its new files, and with the previous ones restored (see $LOG)"
+    rm -f "$STATE/pending.$unit"
     fail "$unit rejected its new files; the previous ones are back and it runs on them (see $LOG)"
   fi
 }
 
 # A larger rootVolumeGiB is an in-place EBS modification: grow the partition and the
-# filesystem into it (cloud-init's growpart does the same at every boot).
+# filesystem into it (cloud-init's growpart does the same at every boot). The association
+# may run while EC2 still modifies the volume: wait (10 minutes at most) for the disk to
+# reach ROOT_VOLUME_GIB first.
+disk_has_grown() {
+  [ "$(lsblk -b -d -n -o SIZE "$1")" -ge $((ROOT_VOLUME_GIB * 1024 * 1024 * 1024)) ]
+}
+
 grow_root_filesystem() {
   local source disk partition status=0
-  source=$(findmnt -n -o SOURCE /)
-  disk=/dev/$(lsblk -n -o PKNAME "$source")
-  partition=$(cat "$ROOT/sys/class/block/${source##*/}/partition")
+  if ! { source=$(findmnt -n -o SOURCE /) && disk=/dev/$(lsblk -n -o PKNAME "$source") &&
+    partition=$(cat "$ROOT/sys/class/block/${source##*/}/partition"); }; then
+    fail "finding the root partition"
+  fi
+  retry_for 600 disk_has_grown "$disk" || fail "$disk is still smaller than $ROOT_VOLUME_GIB GiB after 10 minutes"
   growpart "$disk" "$partition" >>"$LOG" 2>&1 || status=$?
   case "$status" in
     0)
@@ -273,12 +317,12 @@ grow_root_filesystem() {
 main() {
   local digest unit old
   mkdir -p "$STATE" "${LOG%/*}" "$ROOT/run/lock"
-  # One converge at a time: cloud-init's and the association's may overlap at first boot.
+  touch "$BUNDLE" # the newest bundles are the ones in use (pruning below goes by age)
+  # One converge at a time: the first boot's and the association's may overlap.
   exec 9>"$ROOT/run/lock/observability-lab-converge.lock"
   flock 9
   verify_bundle
   digest=${BUNDLE##*/}
-  touch "$BUNDLE" # the newest bundle is the one in use (pruning below goes by age)
   say "== converge ${digest:0:12} (${CONVERGE_TRIGGER:-association}) $(date -u +%FT%TZ)"
   # The association may have run a newer bundle before the first boot got here: never go back.
   if [ "${CONVERGE_TRIGGER:-}" = first-boot ] && [ -s "$STATE/applied" ]; then
@@ -286,7 +330,7 @@ main() {
     return 0
   fi
   # shellcheck source=/dev/null
-  . "$BUNDLE/converge.env" # DD_AGENT_VERSION, APP_USER, APP_DIR, APP_UNIT, APP_PORT
+  . "$BUNDLE/converge.env" # DD_AGENT_VERSION, APP_USER, APP_DIR, APP_UNIT, APP_PORT, ROOT_VOLUME_GIB
   WORK=$(mktemp -d)
   trap 'rm -rf "$WORK"' EXIT
   mkdir "$WORK/desired"
@@ -307,6 +351,8 @@ main() {
     -printf '%T@ %p\n' | sort -rn | tail -n +4 | cut -d' ' -f2- | while read -r old; do
     if [ "$old" != "$BUNDLE" ]; then rm -rf "$old"; fi
   done
+  # Left by a delivery killed while it unpacked.
+  find "${BUNDLE%/*}" -mindepth 1 -maxdepth 1 -name '.incoming.*' -mmin +60 -exec rm -rf {} +
   say "== converged on ${digest:0:12}; restarted or applied: ${APPLIED[*]:-nothing}"
 }
 
