@@ -9,6 +9,7 @@ from typing import Any, Callable, Mapping, Optional
 
 import pytest
 
+import mariadb_server
 from offline.engine import Evaluation, evaluate
 
 STACKS = ("dev", "prod")
@@ -64,6 +65,14 @@ def dev(run_stack) -> Evaluation:
 @pytest.fixture
 def prod(run_stack) -> Evaluation:
     return run_stack("prod")
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory):
+    """A private MariaDB server on loopback, started once per session on first use."""
+    server = mariadb_server.start(tmp_path_factory.mktemp("mariadb"))
+    yield server
+    server.stop()
 
 
 # The SDKs leave ~700k objects on the heap; tearing them down one by one at

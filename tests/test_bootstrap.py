@@ -138,7 +138,7 @@ def test_mysql_integration_connects_over_tcp_with_a_host_generated_password(stac
     assert instance["password"] == "@@DATADOG_MYSQL_PASSWORD@@"  # filled in on the host only
     sql = files["mysql/datadog_user.sql"]
     for grant in ("REPLICATION CLIENT ON *.*", "PROCESS ON *.*", "SELECT ON performance_schema.*",
-                  "MAX_USER_CONNECTIONS 5", "CREATE USER IF NOT EXISTS"):
+                  "SELECT ON mysql.innodb_index_stats", "MAX_USER_CONNECTIONS 5", "CREATE USER IF NOT EXISTS"):
         assert grant in sql
 
 
