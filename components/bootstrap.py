@@ -59,6 +59,7 @@ def template_values(settings: Settings, sources: dict[str, str]) -> dict[str, st
         "service": settings.service,
         "app_version": app_version(sources),
         "app_port": str(settings.host.app_port),
+        "app_workers": str(settings.app.workers),
         "url_lookup_allowlist": ",".join(settings.app.url_lookup_allowlist),
         "setup_overhead_min_ms": str(settings.app.setup_overhead_min_ms),
         "setup_overhead_max_ms": str(settings.app.setup_overhead_max_ms),

@@ -152,6 +152,12 @@ def test_app_environment_sets_unified_service_tags(run_stack):
     assert values["URL_LOOKUP_ALLOWLIST"] == "example.com"
     assert (values["SETUP_OVERHEAD_MIN_MS"], values["SETUP_OVERHEAD_MAX_MS"]) == ("250", "500")
     assert values["APP_PORT"] == "5050"
+    assert values["APP_WORKERS"] == "2"  # gunicorn.conf.py has no default of its own
+
+
+def test_gunicorn_workers_follow_the_stack_setting(run_stack):
+    env_file = staged(run_stack("dev", {"appWorkers": 4}))["app/app.env"]
+    assert "APP_WORKERS=4" in env_file.splitlines()
 
 
 def test_app_unit_runs_unprivileged_under_ddtrace_and_restarts(stack_eval):
