@@ -47,7 +47,7 @@ def template_values(settings: Settings, sources: dict[str, str]) -> dict[str, st
         "env": settings.env,
         "host_tags": json.dumps(list(settings.agent.host_tags)),
         "check_interval": str(settings.agent.check_interval_seconds),
-        "check_tags": json.dumps([f"service:{settings.service}"]),
+        "check_service": json.dumps(settings.service),
         "process_instances": json.dumps([
             {"name": process, "search_string": [process], "exact_match": False}
             for process in settings.monitors.watched_processes]),

@@ -116,6 +116,7 @@ def test_check_interval_comes_from_the_setting(run_stack):
         (instance,) = conf["instances"]
         assert instance["min_collection_interval"] == interval
         assert (instance["min_value"], instance["max_value"]) == (0, 1000)
+        assert instance["service"] == "sample-flask-app" and "tags" not in instance
 
 
 def test_check_interval_change_never_touches_the_check_code(run_stack):
