@@ -157,8 +157,8 @@ def test_app_environment_sets_unified_service_tags(run_stack):
 
 
 def test_gunicorn_workers_follow_the_stack_setting(run_stack):
-    env_file = staged(run_stack("dev", {"appWorkers": 4}))["app/app.env"]
-    assert "APP_WORKERS=4" in env_file.splitlines()
+    env_file = staged(run_stack("prod", {"appWorkers": 5}))["app/app.env"]  # as in test_monitors
+    assert "APP_WORKERS=5" in env_file.splitlines()
 
 
 def test_app_unit_runs_unprivileged_under_ddtrace_and_restarts(stack_eval):
