@@ -93,9 +93,11 @@ def all_statements() -> dict[str, str]:
 
 
 def apply_line() -> re.Match:
-    """The one line of the host scripts that pipes datadog_user.sql into mysql."""
-    found = [m for script in sorted(USERDATA.rglob("*.sh")) for m in APPLY_LINE.finditer(script.read_text())]
-    assert len(found) == 1, "expected exactly one line applying datadog_user.sql in userdata/*.sh"
+    """The line of the host scripts that pipes datadog_user.sql into mysql."""
+    found = [m for path in sorted(USERDATA.rglob("*")) if path.is_file() and path.suffix not in (".pyc", ".sql")
+             for m in APPLY_LINE.finditer(path.read_text(errors="replace"))]
+    assert found, "no line under userdata/ applies datadog_user.sql with sed ... | mysql --user=root"
+    assert len({m.group("line") for m in found}) == 1, [m.group("line") for m in found]
     return found[0]
 
 
@@ -144,7 +146,7 @@ def datadog_user(mariadb):
     return mariadb, password
 
 
-def test_the_sql_file_is_applied_by_exactly_one_host_script_line():
+def test_the_host_applies_the_sql_file_with_the_password_substituted():
     assert apply_line().group("line").startswith('sed "s/@@DATADOG_MYSQL_PASSWORD@@/$password/g"')
     assert PLACEHOLDER in SQL_FILE.read_text()
 
