@@ -41,7 +41,8 @@ APM_WINDOW = "last_5m"
 SERVICE_CHECK_THRESHOLDS = datadog.MonitorMonitorThresholdsArgs(critical="1", warning="1", ok="1")
 SERVICE_CHECK_LAST = 2
 # Live Processes search matching the app's master and workers (the command line of
-# flask-app.service: `.../venv/bin/gunicorn --config ... app:app`), and its window.
+# flask-app.service: `.../venv/bin/gunicorn --config ... app:app`), and its window. The
+# monitor API's process alert query: processes(search).over(tags).rollup('count').last(timeframe) op #
 APP_PROCESS_SEARCH = "gunicorn"
 APP_PROCESS_WINDOW = "5m"
 
