@@ -78,7 +78,7 @@ def template_values(settings: Settings, sources: dict[str, str]) -> dict[str, st
         "env": settings.env,
         "host_tags": json.dumps(list(settings.agent.host_tags)),
         "check_interval": str(settings.agent.check_interval_seconds),
-        "check_tags": json.dumps([f"service:{settings.service}"]),
+        "check_service": json.dumps(settings.service),
         "process_instances": json.dumps([
             {"name": process, "search_string": [process], "exact_match": False}
             for process in settings.monitors.watched_processes]),
@@ -90,6 +90,7 @@ def template_values(settings: Settings, sources: dict[str, str]) -> dict[str, st
         "service": settings.service,
         "app_version": app_version(sources),
         "app_port": str(settings.host.app_port),
+        "app_workers": str(settings.app.workers),
         "root_volume_gib": str(settings.host.root_volume_gib),
         "url_lookup_allowlist": ",".join(settings.app.url_lookup_allowlist),
         "setup_overhead_min_ms": str(settings.app.setup_overhead_min_ms),

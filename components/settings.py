@@ -92,6 +92,12 @@ class AppSettings:
     url_lookup_allowlist: tuple[str, ...]
     setup_overhead_min_ms: int
     setup_overhead_max_ms: int
+    workers: int
+
+    @property
+    def processes(self) -> int:
+        """How many gunicorn processes run the app: one master (arbiter) plus its workers."""
+        return self.workers + 1
 
 
 @dataclass(frozen=True)
@@ -263,6 +269,8 @@ def _app_settings(cfg: ConfigReader) -> AppSettings:
         url_lookup_allowlist=allowlist,
         setup_overhead_min_ms=low,
         setup_overhead_max_ms=high,
+        # gunicorn reads it from app.env; the app's live process monitor expects it + 1.
+        workers=cfg.integer("appWorkers", 2, 1, 32),
     )
 
 

@@ -17,6 +17,7 @@ import sys
 import threading
 import zlib
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -44,6 +45,9 @@ SECRET_VALUE_SIG = pulumi_rpc._special_secret_sig
 FAKE_ACCOUNT = "123456789012"
 FAKE_VPC = "vpc-0d1e2f3a4b5c6d7e8"
 FAKE_SUBNETS = ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0bbbbbbbbbbbbbbb2"]
+# What a time:Static records when created: "now" on a real `pulumi up`, a fixed
+# Wednesday afternoon here, so every evaluation renders the same downtime starts.
+FAKE_NOW = datetime(2030, 1, 2, 15, 37, 42, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -183,6 +187,12 @@ class OfflineMocks(pulumi.runtime.Mocks):
         elif type_.startswith("aws:iam/"):
             state.setdefault("name", name)
             state["arn"] = f"arn:aws:iam::{FAKE_ACCOUNT}:{type_.split(':')[-1].lower()}/{name}"
+        elif type_ == "time:index/static:Static":
+            given = args.inputs.get("rfc3339")
+            instant = datetime.fromisoformat(given).astimezone(timezone.utc) if given else FAKE_NOW
+            state.update(rfc3339=instant.strftime("%Y-%m-%dT%H:%M:%SZ"), unix=int(instant.timestamp()),
+                         year=instant.year, month=instant.month, day=instant.day,
+                         hour=instant.hour, minute=instant.minute, second=instant.second)
         elif type_.startswith("datadog:"):
             # Datadog ids are numeric (monitor ids feed downtime schedules as ints).
             resource_id = str(100000 + zlib.crc32(name.encode()) % 900000)

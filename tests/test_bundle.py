@@ -110,6 +110,7 @@ def test_check_interval_comes_from_the_setting(run_stack):
         (instance,) = conf["instances"]
         assert instance["min_collection_interval"] == interval
         assert (instance["min_value"], instance["max_value"]) == (0, 1000)
+        assert instance["service"] == "sample-flask-app" and "tags" not in instance
 
 
 def test_check_interval_change_never_touches_the_check_code(run_stack):
@@ -132,7 +133,7 @@ def test_mysql_integration_connects_over_tcp_with_a_host_generated_password(stac
     assert instance["password"] == "@@DATADOG_MYSQL_PASSWORD@@"  # filled in on the host only
     sql = files["mysql/datadog_user.sql"]
     for grant in ("REPLICATION CLIENT ON *.*", "PROCESS ON *.*", "SELECT ON performance_schema.*",
-                  "MAX_USER_CONNECTIONS 5", "CREATE USER IF NOT EXISTS"):
+                  "SELECT ON mysql.innodb_index_stats", "MAX_USER_CONNECTIONS 5", "CREATE USER IF NOT EXISTS"):
         assert grant in sql
 
 
@@ -146,6 +147,12 @@ def test_app_environment_sets_unified_service_tags(run_stack):
     assert values["URL_LOOKUP_ALLOWLIST"] == "example.com"
     assert (values["SETUP_OVERHEAD_MIN_MS"], values["SETUP_OVERHEAD_MAX_MS"]) == ("250", "500")
     assert values["APP_PORT"] == "5050"
+    assert values["APP_WORKERS"] == "2"  # gunicorn.conf.py has no default of its own
+
+
+def test_gunicorn_workers_follow_the_stack_setting(run_stack):
+    env_file = staged(run_stack("prod", {"appWorkers": 5}))["app/app.env"]  # as in test_monitors
+    assert "APP_WORKERS=5" in env_file.splitlines()
 
 
 def test_app_unit_runs_unprivileged_under_ddtrace_and_restarts(stack_eval):

@@ -36,7 +36,7 @@ def test_text_plan_shows_tree_resources_host_configuration_and_user_data(capsys,
     assert "anomalies(avg:mysql.performance.cpu_time{$host}, 'basic', 2)" in dashboards
     assert "avg:my_metric{$host}.rollup(sum, 3600)" in dashboards
     monitors = out[out.index("\nMonitors\n"):out.index("\nDowntime schedules\n")]
-    assert f"avg(last_5m):avg:my_metric{{host:observability-lab-{stack}}} > 800" in monitors
+    assert f"avg(last_5m):avg:my_metric{{host:observability-lab-{stack}}} by {{host}} > 800" in monitors
 
 
 def test_json_plan_is_stable_and_byte_identical_across_runs(capsys, stack):

@@ -99,6 +99,7 @@ BAD_SETTINGS = {
     "URL in URL allowlist": ({"urlLookupAllowlist": ["http://example.com"]}, "DNS hostname"),
     "empty URL allowlist": ({"urlLookupAllowlist": []}, "at least one host"),
     "no watched process": ({"watchedProcesses": []}, "at least one process"),
+    "no gunicorn worker": ({"appWorkers": 0}, "from 1 to 32"),
     "missing region": ({"aws:region": None}, "AWS region"),
     "missing API key": ({"datadog:apiKey": None}, "--secret datadog:apiKey"),
     "unknown Datadog site": ({"datadog:apiUrl": "https://api.example.com/"}, "https://api.<site>/"),
