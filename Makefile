@@ -21,12 +21,16 @@ typecheck: setup
 
 setup: system-deps $(VENV)/.installed node_modules/.installed
 
-# cloud-init (the user-data schema validator) comes from Debian, not PyPI.
+# From Debian, not PyPI: cloud-init (the user-data schema validator), MariaDB (the
+# tests start a private server of their own; Debian's mariadb service is never used)
+# and gpg (converge.sh builds the Datadog apt keyring with it, in the tests too).
+SYSTEM_PACKAGES := cloud-init mariadb-server mariadb-client gnupg
 system-deps:
-	@command -v cloud-init >/dev/null || { \
+	@for tool in cloud-init mariadb-install-db mariadb gpg gpg-agent; do command -v $$tool >/dev/null || missing=1; done; \
+	[ -z "$$missing" ] || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends cloud-init; }
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES); }
 
 # The same ./venv that `pulumi up` uses (Pulumi.yaml: virtualenv: venv), plus test tools.
 # pip compiles bytecode on install, so the first import of pulumi_datadog is not 13 s.
@@ -42,7 +46,7 @@ node_modules/.installed: package.json package-lock.json
 
 # The offline plan: what STACK would create, rendered without any cloud account.
 plan: $(VENV)/.installed
-	@$(PY) -m offline.plan $(STACK) $(if $(JSON),--json)
+	@$(PY) -m offline.plan $(STACK) $(if $(JSON),--json) $(if $(COMPARE),--compare $(COMPARE))
 
 # Evaluation cost against the import floor, user-data size, suite time.
 bench: setup

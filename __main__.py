@@ -3,6 +3,8 @@
 import pulumi
 
 from components.bootstrap import AgentBootstrap
+from components.bundle import render_bundle
+from components.converge import ConvergeAssociation, HostConfiguration
 from components.dashboards import Dashboards
 from components.downtimes import Downtimes
 from components.host import MonitoredHost
@@ -11,9 +13,18 @@ from components.settings import load_settings
 
 settings = load_settings()
 
-bootstrap = AgentBootstrap("bootstrap", settings)
+# One rendering of userdata/, run by two triggers: the first boot, and the SSM
+# association after every change. Only the image and the subnet replace the host.
+configuration = HostConfiguration(
+    "host-config", render_bundle(settings), name_prefix=settings.name("host-config"),
+    parameter_name=settings.config_parameter_name,
+    description=f"observability-lab {settings.env}: unpack a configuration bundle and converge the host on it",
+    tags={"Name": settings.name("host-config"), **settings.aws_tags})
+bootstrap = AgentBootstrap("bootstrap", settings.config_parameter_name)
 host = MonitoredHost("host", settings, user_data=bootstrap.user_data,
-                     user_data_base64=bootstrap.user_data_base64)
+                     config_parameter=configuration.parameter,
+                     config_document_prefix=settings.name("host-config"))
+converge = ConvergeAssociation("host-config-run", configuration, target_tag=settings.fleet_tag)
 dashboards = Dashboards("datadog-dashboards", settings)
 monitors = Monitors("datadog-monitors", settings)
 if settings.downtimes.enabled:  # e.g. dev mutes nights and weekends; prod never does
@@ -26,5 +37,7 @@ pulumi.export("publicIp", host.public_ip)
 pulumi.export("publicDns", host.public_dns)
 pulumi.export("appUrl", host.app_url)
 pulumi.export("ssmSessionCommand", host.ssm_session_command)
+pulumi.export("configDocument", configuration.document.name)
+pulumi.export("convergeAssociationId", converge.association_id)
 pulumi.export("dashboardUrls", dashboards.urls)
 pulumi.export("monitorIds", monitors.ids)

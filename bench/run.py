@@ -1,4 +1,4 @@
-"""Benchmark: program evaluation against its import floor, suite time, user-data size.
+"""Benchmark: program evaluation against its import floor, suite time, user-data and document sizes.
 
     python -m bench.run [--runs 5] [--no-suite]
 
@@ -22,6 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EC2_USER_DATA_LIMIT = 16_384
+SSM_DOCUMENT_LIMIT = 65_536
 
 CASES = {
     "floor: import pulumi, pulumi_aws, pulumi_datadog": "import pulumi, pulumi_aws, pulumi_datadog",
@@ -53,16 +54,22 @@ def run_once(code: str) -> tuple[float, float, float]:
     return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
-def user_data_sizes() -> list[str]:
+def payload_sizes() -> list[str]:
     """From the offline plan of each stack (a fresh interpreter, like the cases above)."""
     lines = []
     for stack in ("dev", "prod"):
         result = subprocess.run([sys.executable, "-m", "offline.plan", stack, "--json"], cwd=ROOT,
                                 capture_output=True, text=True, check=True)
-        for name, size in json.loads(result.stdout)["userDataSizes"].items():
-            lines.append(f"  {stack} ({name}): {size['storedBytes']} bytes stored ({size['encoding']}), "
-                         f"{100 * size['storedBytes'] / EC2_USER_DATA_LIMIT:.1f} % of "
-                         f"{EC2_USER_DATA_LIMIT}; cloud-config {size['cloudConfigBytes']} bytes")
+        plan = json.loads(result.stdout)
+        for name, size in plan["userDataSizes"].items():
+            lines.append(f"  {stack} user-data ({name}): {size} bytes, "
+                         f"{100 * size / EC2_USER_DATA_LIMIT:.1f} % of EC2's {EC2_USER_DATA_LIMIT}")
+        for name, config in plan["hostConfiguration"].items():
+            bundle = sum(f["bytes"] for f in config["files"])
+            lines.append(f"  {stack} SSM document ({name}): {config['documentBytes']} bytes, "
+                         f"{100 * config['documentBytes'] / SSM_DOCUMENT_LIMIT:.1f} % of SSM's {SSM_DOCUMENT_LIMIT} "
+                         f"(headroom {100 - 100 * config['documentBytes'] / SSM_DOCUMENT_LIMIT:.1f} %); "
+                         f"bundle {len(config['files'])} files, {bundle} bytes before gzip")
     return lines
 
 
@@ -103,8 +110,8 @@ def main() -> int:
         print(f"  {label}: AWS service modules cost {floor_plus - floor:+.2f} s with GC on; "
               f"pausing GC saves {floor_plus - floor_gc:.2f} s of the SDK loads")
 
-    print("User-data (EC2 limit 16384 bytes, raw before base64):")
-    print("\n".join(user_data_sizes()))
+    print("User-data and configuration document:")
+    print("\n".join(payload_sizes()))
     print(bytecode_status())
 
     if not args.no_suite:

@@ -14,6 +14,7 @@ gc.disable()
 try:
     import pulumi_aws
     import pulumi_datadog  # noqa: F401  (loads every Datadog resource module)
+    import pulumiverse_time  # noqa: F401  (the downtime schedules' anchors)
 
     # pulumi_aws loads a service module on first attribute access; these are ours.
     _loaded = (pulumi_aws.ec2.Instance, pulumi_aws.iam.Role, pulumi_aws.ssm.Parameter)

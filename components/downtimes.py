@@ -13,21 +13,28 @@ the duration in wall-clock time or in elapsed time across a DST change (the week
 window crosses one twice a year; it then ends at Sunday 23:00 or Monday 01:00, both
 inside Sunday's night). Datadog does not document which one it uses.
 
-No `start`, on purpose. The recurrence `start` is optional ("if not provided, the
-downtime starts the moment it is created"); when given, the API rejects one in the past
-("Scheduled downtime start cannot be in the past", terraform-provider-datadog #68,
-#1169, #2060), so a literal date breaks the first re-create after that date, and a
-date computed from the clock changes on every run (a diff in every preview). Instead
-the time of day is in the RRULE (BYHOUR/BYMINUTE/BYSECOND, standard RFC 5545 parts;
-Datadog only excludes DTSTART, DTEND and DURATION), so any creation instant yields the
-same 19:00 / 00:00 occurrences and the program's inputs never change. The provider
-keeps the API's computed `start` in state (the attribute is optional + computed), so
-previews stay clean.
+Each recurrence has a `start` that lies on its rule and is in the future when the
+schedule is created. Without one, the API starts the schedule at its creation instant,
+and RFC 5545 leaves a start that is not on the rule undefined: read as the first
+occurrence, a schedule created on a Tuesday at 10:15 would mute from 10:15 for 14 h
+(48 h for the weekend one). Worse, the provider sends `start: null` again on every
+update (the attribute is optional + computed), re-anchoring the schedule at the
+update instant. With a start on the rule both readings give the same occurrences.
 
-Not verifiable offline: that Datadog expands BYHOUR/BYMINUTE/BYSECOND from a creation
-instant the way python-dateutil does (the tests simulate exactly that). After the
-first `pulumi up`, check the next occurrences under "Preview planned recurrences" on
-the downtime's page in Datadog.
+The start must also be stable (a start computed from the clock would change in every
+preview) and never in the past (the API refuses that). So each schedule has an anchor:
+a `time:Static` resource (pulumiverse-time) that records the instant it was created,
+once, in the stack's state. The start is the first occurrence at least 15 minutes after
+that instant (`WeeklyRecurrence.first_start`). The anchor's triggers are every input of
+its schedule, so any change to a schedule records a new instant, and the schedule is
+replaced (`replace_on_changes=["*"]`), never updated in place: a new schedule with a
+new start in the future. Muting begins at each schedule's first occurrence after the
+`pulumi up` that created it; a change applied during a muted night or weekend unmutes
+the rest of it (the old schedule is deleted, the new one starts at its next occurrence).
+
+Not verifiable offline: that Datadog expands the rule from the start as
+python-dateutil does (the tests expand it both ways). After `pulumi up`, check the
+next occurrences under "Preview planned recurrences" on the downtime's page in Datadog.
 """
 
 from __future__ import annotations
@@ -36,13 +43,16 @@ from typing import Optional
 
 import pulumi
 import pulumi_datadog as datadog
+import pulumiverse_time
 
+from components.recurrence import WeeklyRecurrence, api_start, parse_instant
 from components.settings import Settings
 
-NIGHTS_RRULE = "FREQ=WEEKLY;BYDAY=SU,MO,TU,WE,TH,FR;BYHOUR=19;BYMINUTE=0;BYSECOND=0"
-NIGHTS_DURATION = "14h"
-WEEKEND_RRULE = "FREQ=WEEKLY;BYDAY=SA;BYHOUR=0;BYMINUTE=0;BYSECOND=0"
-WEEKEND_DURATION = "48h"
+NIGHTS = WeeklyRecurrence(days=("SU", "MO", "TU", "WE", "TH", "FR"), hour=19, hours=14)
+WEEKEND = WeeklyRecurrence(days=("SA",), hour=0, hours=48)
+# The schedules target one monitor by id; "*" matches every group of it (my_metric is
+# grouped by host).
+SCOPE = "*"
 
 
 class Downtimes(pulumi.ComponentResource):
@@ -51,32 +61,36 @@ class Downtimes(pulumi.ComponentResource):
     def __init__(self, name: str, settings: Settings, monitor: datadog.Monitor,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("observability-lab:datadog:Downtimes", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         host = settings.datadog_hostname
         handles = " ".join(settings.monitors.notification_handles)
         tz = settings.downtimes.timezone
 
-        def schedule(suffix: str, rrule: str, duration: str, when: str) -> datadog.DowntimeSchedule:
+        def schedule(suffix: str, recurrence: WeeklyRecurrence, when: str) -> datadog.DowntimeSchedule:
+            message = (f"[{settings.env}] The my_metric monitor on {host} is muted {when} "
+                       f"({tz}). {handles}")
+            # Every input of the schedule but the start, which is derived from the anchor.
+            definition: dict[str, pulumi.Input[str]] = {
+                "scope": SCOPE, "monitorId": monitor.id, "timezone": tz, "displayTimezone": tz,
+                "rrule": recurrence.rrule, "duration": recurrence.duration, "message": message,
+            }
+            anchor = pulumiverse_time.Static(f"{name}-{suffix}-anchor", triggers=definition,
+                                 opts=pulumi.ResourceOptions(parent=self))
+            start = anchor.rfc3339.apply(lambda instant: api_start(recurrence.first_start(parse_instant(instant), tz)))
             return datadog.DowntimeSchedule(
                 f"{name}-{suffix}",
-                # The schedule targets one monitor by id; that monitor is a simple alert
-                # (no groups), so the group scope must be "*" to match it at all.
-                scope="*",
+                scope=SCOPE,
                 monitor_identifier=datadog.DowntimeScheduleMonitorIdentifierArgs(
                     monitor_id=monitor.id.apply(int)),
                 recurring_schedule=datadog.DowntimeScheduleRecurringScheduleArgs(
                     timezone=tz,
                     recurrences=[datadog.DowntimeScheduleRecurringScheduleRecurrenceArgs(
-                        rrule=rrule, duration=duration)],
+                        rrule=recurrence.rrule, duration=recurrence.duration, start=start)],
                 ),
                 display_timezone=tz,
-                message=(f"[{settings.env}] The my_metric monitor on {host} is muted {when} "
-                         f"({tz}). {handles}"),
-                opts=child,
+                message=message,
+                opts=pulumi.ResourceOptions(parent=self, replace_on_changes=["*"]),
             )
 
-        self.nights = schedule("nights", NIGHTS_RRULE, NIGHTS_DURATION,
-                               "from 19:00 until 09:00 the next morning")
-        self.weekend = schedule("weekend", WEEKEND_RRULE, WEEKEND_DURATION,
-                                "from Saturday 00:00 until Monday 00:00")
+        self.nights = schedule("nights", NIGHTS, "from 19:00 until 09:00 the next morning")
+        self.weekend = schedule("weekend", WEEKEND, "from Saturday 00:00 until Monday 00:00")
         self.register_outputs({"nights": self.nights.id, "weekend": self.weekend.id})

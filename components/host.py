@@ -14,25 +14,22 @@ from typing import Optional
 import pulumi
 import pulumi_aws as aws
 
-from components.settings import Settings
+from components.settings import HostSettings, Settings
 
 CANONICAL_OWNER = "099720109477"
-
-
-def ubuntu_ami_name_pattern(codename: str, release: str) -> str:
-    """Canonical's name for its gp3, amd64 server images of one release."""
-    return f"ubuntu/images/hvm-ssd-gp3/ubuntu-{codename}-{release}-amd64-server-*"
 
 
 class MonitoredHost(pulumi.ComponentResource):
     """EC2 instance + security group + instance profile + the API key parameter."""
 
-    def __init__(self, name: str, settings: Settings, user_data: Optional[str],
-                 user_data_base64: Optional[str], opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, settings: Settings, *, user_data: str,
+                 config_parameter: aws.ssm.Parameter, config_document_prefix: str,
+                 opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("observability-lab:aws:MonitoredHost", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         host = settings.host
         host_tags = _tags(settings, "host")
+        fleet_key, fleet_value = settings.fleet_tag
 
         self.api_key_parameter = aws.ssm.Parameter(
             f"{name}-datadog-api-key",
@@ -43,7 +40,8 @@ class MonitoredHost(pulumi.ComponentResource):
             tags=_tags(settings, "datadog-api-key"),
             opts=child,
         )
-        role = self._instance_role(name, settings, host_tags, child)
+        role, role_policies = self._instance_role(name, settings, host_tags, child, config_parameter,
+                                                  config_document_prefix)
         profile = aws.iam.InstanceProfile(
             f"{name}-profile", name=settings.name("host"), role=role.name,
             tags=host_tags, opts=child)
@@ -63,29 +61,9 @@ class MonitoredHost(pulumi.ComponentResource):
             opts=child,
         )
 
-        # A pinned AMI is the stack's choice: changing it rolls the host. An unpinned
-        # lookup follows Canonical's newest image, so drift is ignored there; otherwise
-        # every new Canonical build would replace the host on the next `pulumi up`.
-        if host.ami_id:
-            ami: pulumi.Input[str] = host.ami_id
-            ami_opts = child
-        else:
-            ami = aws.ec2.get_ami_output(
-                most_recent=True,
-                owners=[CANONICAL_OWNER],
-                filters=[
-                    aws.ec2.GetAmiFilterArgs(name="name", values=[
-                        ubuntu_ami_name_pattern(host.ubuntu_codename, host.ubuntu_release)]),
-                    aws.ec2.GetAmiFilterArgs(name="virtualization-type", values=["hvm"]),
-                    aws.ec2.GetAmiFilterArgs(name="architecture", values=["x86_64"]),
-                ],
-                opts=pulumi.InvokeOutputOptions(parent=self),
-            ).id
-            ami_opts = pulumi.ResourceOptions(parent=self, ignore_changes=["ami"])
-
         self.instance = aws.ec2.Instance(
             f"{name}-instance",
-            ami=ami,
+            ami=_image(host, pulumi.InvokeOutputOptions(parent=self)),
             instance_type=host.instance_type,
             subnet_id=subnet_id,
             vpc_security_group_ids=[security_group.id],
@@ -97,11 +75,21 @@ class MonitoredHost(pulumi.ComponentResource):
                 volume_type="gp3", volume_size=host.root_volume_gib, encrypted=True,
                 delete_on_termination=True),
             user_data=user_data,
-            user_data_base64=user_data_base64,
-            user_data_replace_on_change=True,
-            tags=host_tags,
+            tags={**host_tags, fleet_key: fleet_value},
             volume_tags=host_tags,
-            opts=ami_opts.merge(pulumi.ResourceOptions(depends_on=[self.api_key_parameter])),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # Its first boot reads both parameters, with the role's permissions.
+                depends_on=[self.api_key_parameter, config_parameter, *role_policies],
+                # The user-data (a fetcher, components/bootstrap.py) carries no settings and
+                # runs once, at first boot. Should the fetcher itself change, running hosts
+                # have no use for it: ignored, the change neither replaces the host nor makes
+                # the provider stop and start it to rewrite its user-data.
+                ignore_changes=["userData"],
+                # Only the image and the subnet replace the host. The old one goes first, so
+                # two Agents never report under the one Datadog hostname.
+                delete_before_replace=True,
+            ),
         )
 
         self.instance_id = self.instance.id
@@ -119,7 +107,8 @@ class MonitoredHost(pulumi.ComponentResource):
         })
 
     def _instance_role(self, name: str, settings: Settings, tags: dict[str, str],
-                       child: pulumi.ResourceOptions) -> aws.iam.Role:
+                       child: pulumi.ResourceOptions, config_parameter: aws.ssm.Parameter,
+                       config_document_prefix: str) -> tuple[aws.iam.Role, list[pulumi.Resource]]:
         role = aws.iam.Role(
             f"{name}-role",
             name=settings.name("host"),
@@ -132,23 +121,35 @@ class MonitoredHost(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        aws.iam.RolePolicyAttachment(
+        ssm_core = aws.iam.RolePolicyAttachment(
             f"{name}-ssm-core", role=role.name,
             policy_arn=aws.iam.ManagedPolicy.AMAZON_SSM_MANAGED_INSTANCE_CORE, opts=child)
-        # Only this stack's own parameter; the key uses the AWS-managed aws/ssm KMS key,
-        # whose key policy already lets SSM decrypt for authorised callers (no kms:Decrypt).
-        aws.iam.RolePolicy(
-            f"{name}-read-datadog-key",
+        # Only this stack's own parameters and documents. The key uses the AWS-managed
+        # aws/ssm KMS key, whose key policy already lets SSM decrypt for authorised callers
+        # (no kms:Decrypt). The first boot reads the configuration parameter and document
+        # itself (userdata/first-boot/), so it says so here rather than relying on the
+        # managed policy's broader grants.
+        read_own_config = aws.iam.RolePolicy(
+            f"{name}-read-own-config",
             role=role.id,
-            policy=self.api_key_parameter.arn.apply(lambda arn: json.dumps({
-                "Version": "2012-10-17",
-                "Statement": [{"Sid": "ReadOwnDatadogKey", "Effect": "Allow",
-                               "Action": ["ssm:GetParameter", "ssm:GetParameters"],
-                               "Resource": [arn]}],
-            })),
+            policy=pulumi.Output.all(self.api_key_parameter.arn, config_parameter.arn).apply(
+                lambda arns: json.dumps({
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {"Sid": "ReadOwnParameters", "Effect": "Allow",
+                         "Action": ["ssm:GetParameter", "ssm:GetParameters"], "Resource": list(arns)},
+                        {"Sid": "ReadOwnConfigDocuments", "Effect": "Allow", "Action": "ssm:GetDocument",
+                         "Resource": _document_arn(arns[1], f"{config_document_prefix}-*")},
+                    ],
+                })),
             opts=child,
         )
-        return role
+        return role, [ssm_core, read_own_config]
+
+
+def _document_arn(parameter_arn: str, name: str) -> str:
+    """arn:<partition>:ssm:<region>:<account>:document/<name>, beside a parameter's ARN."""
+    return parameter_arn.split(":parameter/", 1)[0] + f":document/{name}"
 
 
 def _tags(settings: Settings, role: str) -> dict[str, str]:
@@ -179,3 +180,26 @@ def _network(subnet_id: Optional[str],
         opts=invoke)
     # AWS returns subnets in no fixed order; sorting keeps the choice (and the host) stable.
     return subnets.ids.apply(lambda ids: sorted(ids)[0]), vpc_id
+
+
+def _image(host: HostSettings, invoke: pulumi.InvokeOutputOptions) -> pulumi.Input[str]:
+    """The stack's AMI: `amiId`, or Canonical's image of exactly one release and build.
+
+    The lookup is by exact name (release + serial), so it finds the same build in every
+    region and keeps finding it when Canonical publishes newer ones: the instance's `ami`
+    changes, and the host is replaced, only when the stack changes its image settings.
+    Deprecated images still resolve (deprecation is not deregistration).
+    """
+    if host.ami_id:
+        return host.ami_id
+    return aws.ec2.get_ami_output(
+        most_recent=True,
+        owners=[CANONICAL_OWNER],
+        include_deprecated=True,
+        filters=[
+            aws.ec2.GetAmiFilterArgs(name="name", values=[host.ubuntu_image_name]),
+            aws.ec2.GetAmiFilterArgs(name="virtualization-type", values=["hvm"]),
+            aws.ec2.GetAmiFilterArgs(name="architecture", values=["x86_64"]),
+        ],
+        opts=invoke,
+    ).id

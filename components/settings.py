@@ -27,8 +27,24 @@ from components.validation import (
 
 PROJECT = "observability-lab"
 ENVIRONMENTS = ("dev", "staging", "prod")
-# Ubuntu LTS release -> codename used in Canonical's AMI names.
-UBUNTU_RELEASES = {"22.04": "jammy", "24.04": "noble"}
+
+
+@dataclass(frozen=True)
+class UbuntuRelease:
+    """How Canonical names the server AMIs of one LTS release."""
+    codename: str
+    # Canonical publishes gp3 images from 24.04 on; 22.04's are under hvm-ssd/.
+    image_family: str
+    # The image build (serial) a stack gets unless it sets ubuntuImageSerial. Pinned, so
+    # a preview is reproducible and a new Canonical build never replaces the host; bump
+    # it deliberately (that replaces the host).
+    default_serial: str
+
+
+UBUNTU_RELEASES = {
+    "22.04": UbuntuRelease("jammy", "hvm-ssd", "20260731"),
+    "24.04": UbuntuRelease("noble", "hvm-ssd-gp3", "20260714"),
+}
 # Ports where an internet-wide rule is never acceptable (remote shells, databases).
 SSH_LIKE_PORTS = frozenset({22, 23, 3389, 5900, 3306, 5432})
 # Datadog sites: what `datadog:apiUrl` may point at, and the Agent's `site`.
@@ -46,6 +62,7 @@ class HostSettings:
     instance_type: str
     root_volume_gib: int
     ubuntu_release: str
+    ubuntu_image_serial: str
     ami_id: Optional[str]
     subnet_id: Optional[str]
     app_port: int
@@ -53,7 +70,14 @@ class HostSettings:
 
     @property
     def ubuntu_codename(self) -> str:
-        return UBUNTU_RELEASES[self.ubuntu_release]
+        return UBUNTU_RELEASES[self.ubuntu_release].codename
+
+    @property
+    def ubuntu_image_name(self) -> str:
+        """The exact name of Canonical's amd64 server image: the same build in every region."""
+        release = UBUNTU_RELEASES[self.ubuntu_release]
+        return (f"ubuntu/images/{release.image_family}/ubuntu-{release.codename}-"
+                f"{self.ubuntu_release}-amd64-server-{self.ubuntu_image_serial}")
 
 
 @dataclass(frozen=True)
@@ -68,6 +92,12 @@ class AppSettings:
     url_lookup_allowlist: tuple[str, ...]
     setup_overhead_min_ms: int
     setup_overhead_max_ms: int
+    workers: int
+
+    @property
+    def processes(self) -> int:
+        """How many gunicorn processes run the app: one master (arbiter) plus its workers."""
+        return self.workers + 1
 
 
 @dataclass(frozen=True)
@@ -125,6 +155,16 @@ class Settings:
         return {"env": self.env, "service": self.service,
                 "managed-by": "pulumi", "project": self.project}
 
+    @property
+    def config_parameter_name(self) -> str:
+        """SSM path naming the document with the host's current configuration bundle."""
+        return f"/{self.project}/{self.env}/host-config/document"
+
+    @property
+    def fleet_tag(self) -> tuple[str, str]:
+        """The EC2 tag that marks this stack's hosts; the SSM association targets it."""
+        return ("fleet", f"{self.project}-{self.env}")
+
     def name(self, suffix: str) -> str:
         """An environment-scoped name, so dev and prod never collide."""
         return f"{self.project}-{self.env}-{suffix}"
@@ -172,6 +212,7 @@ def load_settings() -> Settings:
 
 
 def _host_settings(cfg: ConfigReader) -> HostSettings:
+    release = cfg.choice("ubuntuRelease", "24.04", tuple(UBUNTU_RELEASES))
     app_port = cfg.integer("appPort", 5050, 1, 65_535)
     cidrs = cfg.string_list("appAllowedCidrs", (), is_cidr,
                             "must be a CIDR block such as 203.0.113.0/24 (host bits zero)")
@@ -185,7 +226,10 @@ def _host_settings(cfg: ConfigReader) -> HostSettings:
         instance_type=cfg.string("instanceType", "t3.small", r"[a-z][a-z0-9\-]*\.[a-z0-9]+",
                                  "must be an EC2 instance type such as t3.small"),
         root_volume_gib=cfg.integer("rootVolumeGiB", 20, 8, 1024),
-        ubuntu_release=cfg.choice("ubuntuRelease", "24.04", tuple(UBUNTU_RELEASES)),
+        ubuntu_release=release,
+        ubuntu_image_serial=cfg.string(
+            "ubuntuImageSerial", UBUNTU_RELEASES[release].default_serial, r"\d{8}(\.\d{1,2})?",
+            "must be a Canonical image serial (build date) such as 20260714 or 20260714.1"),
         ami_id=cfg.optional("amiId", r"ami-([0-9a-f]{8}|[0-9a-f]{17})",
                             "must be an AMI id: ami- followed by 8 or 17 lowercase hex digits"),
         subnet_id=cfg.optional("subnetId", r"subnet-([0-9a-f]{8}|[0-9a-f]{17})",
@@ -225,6 +269,8 @@ def _app_settings(cfg: ConfigReader) -> AppSettings:
         url_lookup_allowlist=allowlist,
         setup_overhead_min_ms=low,
         setup_overhead_max_ms=high,
+        # gunicorn reads it from app.env; the app's live process monitor expects it + 1.
+        workers=cfg.integer("appWorkers", 2, 1, 32),
     )
 
 

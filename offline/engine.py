@@ -17,6 +17,7 @@ import sys
 import threading
 import zlib
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
@@ -42,9 +43,11 @@ SECRET_SIG = pulumi_rpc._special_sig_key
 SECRET_VALUE_SIG = pulumi_rpc._special_secret_sig
 
 FAKE_ACCOUNT = "123456789012"
-FAKE_AMI = "ami-0fa1e0ff11ceba5e0"
 FAKE_VPC = "vpc-0d1e2f3a4b5c6d7e8"
 FAKE_SUBNETS = ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0bbbbbbbbbbbbbbb2"]
+# What a time:Static records when created: "now" on a real `pulumi up`, a fixed
+# Wednesday afternoon here, so every evaluation renders the same downtime starts.
+FAKE_NOW = datetime(2030, 1, 2, 15, 37, 42, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class Resource:
     inputs: dict[str, Any]
     options: dict[str, Any]
     outputs: dict[str, Any]
+    # URNs this resource waits for: its inputs' resources and its depends_on.
+    dependencies: tuple[str, ...] = ()
 
 
 @dataclass
@@ -128,6 +133,14 @@ def _config_string(value: Any) -> str:
     return str(value)
 
 
+def _ami(lookup: dict[str, Any]) -> dict[str, Any]:
+    """An image per name filter: another release or build is another (fake) AMI id."""
+    names = [value for f in lookup.get("filters", []) if f["name"] == "name" for value in f["values"]]
+    name = names[0] if names else "unnamed"
+    ami = f"ami-{_fake_id(name)}"
+    return {"id": ami, "imageId": ami, "name": name}
+
+
 def _fake_id(name: str) -> str:
     return f"{zlib.crc32(name.encode()):08x}{zlib.crc32(name[::-1].encode()):08x}"[:17]
 
@@ -142,8 +155,7 @@ class OfflineMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs):
         self.evaluation.invokes.append((args.token, dict(args.args)))
         answers = {
-            "aws:ec2/getAmi:getAmi": {"id": FAKE_AMI, "imageId": FAKE_AMI,
-                                       "name": "ubuntu/images/hvm-ssd-gp3/ubuntu-fake-amd64-server-20260101"},
+            "aws:ec2/getAmi:getAmi": _ami(args.args),
             "aws:ec2/getVpc:getVpc": {"id": FAKE_VPC, "cidrBlock": "172.31.0.0/16"},
             "aws:ec2/getSubnets:getSubnets": {"id": FAKE_VPC, "ids": FAKE_SUBNETS},
             "aws:ec2/getSubnet:getSubnet": {"id": args.args.get("id"), "vpcId": FAKE_VPC},
@@ -167,9 +179,20 @@ class OfflineMocks(pulumi.runtime.Mocks):
         elif type_ == "aws:ssm/parameter:Parameter":
             param = reveal(args.inputs.get("name", name))
             state["arn"] = f"arn:aws:ssm:{self.region}:{FAKE_ACCOUNT}:parameter{param}"
+        elif type_ == "aws:ssm/document:Document":
+            # A new document's only version (its content never changes under one name).
+            state.update(latestVersion="1", defaultVersion="1")
+        elif type_ == "aws:ssm/association:Association":
+            state["associationId"] = f"{_fake_id(name)}-{_fake_id(name[::-1])}"
         elif type_.startswith("aws:iam/"):
             state.setdefault("name", name)
             state["arn"] = f"arn:aws:iam::{FAKE_ACCOUNT}:{type_.split(':')[-1].lower()}/{name}"
+        elif type_ == "time:index/static:Static":
+            given = args.inputs.get("rfc3339")
+            instant = datetime.fromisoformat(given).astimezone(timezone.utc) if given else FAKE_NOW
+            state.update(rfc3339=instant.strftime("%Y-%m-%dT%H:%M:%SZ"), unix=int(instant.timestamp()),
+                         year=instant.year, month=instant.month, day=instant.day,
+                         hour=instant.hour, minute=instant.minute, second=instant.second)
         elif type_.startswith("datadog:"):
             # Datadog ids are numeric (monitor ids feed downtime schedules as ints).
             resource_id = str(100000 + zlib.crc32(name.encode()) % 900000)
@@ -299,6 +322,7 @@ def _collect(evaluation: Evaluation, monitor: RecordingMonitor) -> None:
                 "protect": request.protect,
             },
             outputs=dict(registration.state),
+            dependencies=tuple(sorted(request.dependencies)),
         ))
     root = pulumi_settings.get_root_resource()
     for key, output in (getattr(root, "outputs", None) or {}).items():

@@ -2,6 +2,7 @@
 
     python -m offline.plan dev            # readable text
     python -m offline.plan prod --json    # stable JSON (sorted keys) for diffing
+    python -m offline.plan dev --compare base.json   # per resource: unchanged, updated, replaced...
 
 Evaluates the program with the same in-process mock engine as the tests
 (`offline.engine`). It is a rendering of the program, not a `pulumi preview`: no AWS,
@@ -13,8 +14,7 @@ combined settings error and exit 2.
 from __future__ import annotations
 
 import argparse
-import base64
-import gzip
+import hashlib
 import json
 import re
 import sys
@@ -23,10 +23,16 @@ from typing import Any
 
 import yaml
 
+from components.bundle import manifest_entries
+from offline import changes
 from offline.engine import ROOT, Evaluation, Resource, close_event_loop, evaluate, is_secret
+from offline.host_config import decode_document
 
 SECRET = "[secret]"
-USER_DATA_KEYS = ("userData", "userDataBase64")
+DOCUMENT = "aws:ssm/document:Document"
+INSTANCE = "aws:ec2/instance:Instance"
+SSM_DOCUMENT_LIMIT = 65_536
+EC2_USER_DATA_LIMIT = 16_384
 NOTICE = ("Offline rendering with Pulumi's in-process mock engine: nothing was sent to AWS, "
           "Datadog or the Pulumi service. Ids, ARNs and addresses are placeholders; "
           "only `pulumi preview` against a real account shows real changes.")
@@ -43,22 +49,26 @@ def mask(value: Any) -> Any:
     return value
 
 
-def stored_user_data(resource: Resource) -> bytes | None:
-    """The user-data bytes EC2 stores (the limit applies to these, before base64)."""
-    if resource.inputs.get("userData"):
-        return resource.inputs["userData"].encode()
-    if resource.inputs.get("userDataBase64"):
-        return base64.b64decode(resource.inputs["userDataBase64"])
-    return None
+def _digest_placeholder(text: str, where: str) -> str:
+    """A long input in the resource list: its size and digest (a change shows), shown in full elsewhere."""
+    return f"<{len(text.encode())} bytes, sha256 {hashlib.sha256(text.encode()).hexdigest()[:12]}; {where}>"
 
 
-def decoded_user_data(stored: bytes) -> str:
-    """The cloud-config document cloud-init reads (gunzipped when sent gzipped)."""
-    return (gzip.decompress(stored) if is_gzip(stored) else stored).decode()
-
-
-def is_gzip(data: bytes) -> bool:
-    return data[:2] == b"\x1f\x8b"
+def host_configuration(resource: Resource) -> dict[str, Any]:
+    """What a configuration document carries: its bundle's files, where they go, its script."""
+    document = decode_document(resource.inputs["content"])
+    installed = {entry[0]: entry[1:] for entry in manifest_entries(document.files.get("manifest", ""))}
+    files = []
+    for path, text in sorted(document.files.items()):
+        target, owner, mode, unit = installed.get(path, ("(read by converge.sh from the bundle)", "", "", ""))
+        files.append({"path": path, "bytes": len(text.encode()),
+                      "sha256": hashlib.sha256(text.encode()).hexdigest()[:12],
+                      "installedAt": target, "owner": owner, "mode": mode, "unit": unit})
+    size = len(resource.inputs["content"].encode())
+    return {"document": resource.inputs["name"], "documentBytes": size,
+            "documentPercentOfLimit": round(100 * size / SSM_DOCUMENT_LIMIT, 1),
+            "bundleDigest": document.digest, "files": files,
+            "script": document.script_without_payload(), "contents": document.files}
 
 
 def _short(urn: str) -> str:
@@ -109,6 +119,7 @@ def build_plan(evaluation: Evaluation) -> dict[str, Any]:
         "notice": NOTICE,
         "tree": [node for root in sorted(roots) for node in tree(root)],
         "resources": [],
+        "hostConfiguration": {},
         "userData": {},
         "userDataSizes": {},
         "dashboards": [],
@@ -119,16 +130,13 @@ def build_plan(evaluation: Evaluation) -> dict[str, Any]:
     }
     for r in resources:
         inputs = mask(r.inputs)
-        stored = stored_user_data(r)
-        if stored is not None:
-            user_data = decoded_user_data(stored)
-            plan["userData"][r.name] = user_data
-            plan["userDataSizes"][r.name] = {
-                "cloudConfigBytes": len(user_data.encode()), "storedBytes": len(stored),
-                "encoding": "gzip" if is_gzip(stored) else "plain"}
-            for key in USER_DATA_KEYS:
-                if key in inputs:
-                    inputs[key] = f"<{len(r.inputs[key])} characters; decoded under userData>"
+        if r.type == INSTANCE and r.inputs.get("userData"):
+            plan["userData"][r.name] = r.inputs["userData"]
+            plan["userDataSizes"][r.name] = len(r.inputs["userData"].encode())
+            inputs["userData"] = _digest_placeholder(r.inputs["userData"], "shown under User-data")
+        if r.type == DOCUMENT:
+            plan["hostConfiguration"][r.name] = host_configuration(r)
+            inputs["content"] = _digest_placeholder(r.inputs["content"], "shown under Host configuration")
         options = {k: v for k, v in r.options.items() if v}
         plan["resources"].append({"type": r.type, "name": r.name, "parent": _short(r.parent),
                                   "options": options, "inputs": inputs})
@@ -158,10 +166,12 @@ def render_text(plan: dict[str, Any]) -> str:
         lines.append(f"- {r['type']} {r['name']} (parent: {r['parent']})")
         body = {"options": r["options"], "inputs": r["inputs"]} if r["options"] else {"inputs": r["inputs"]}
         lines += ["    " + line for line in _yaml(body).splitlines()]
+    for name, config in plan["hostConfiguration"].items():
+        lines += _host_configuration_text(name, config)
     for name, text in plan["userData"].items():
         size = plan["userDataSizes"][name]
-        lines += ["", f"User-data of {name} (decoded cloud-config, {size['cloudConfigBytes']} bytes; "
-                      f"EC2 stores {size['storedBytes']} bytes, {size['encoding']})"]
+        lines += ["", f"User-data of {name} (first boot only; {size} bytes, "
+                      f"{100 * size / EC2_USER_DATA_LIMIT:.1f} % of EC2's {EC2_USER_DATA_LIMIT})"]
         lines += ["    " + line if line else "" for line in text.splitlines()]
     lines += ["", "Dashboards"]
     for dashboard in plan["dashboards"]:
@@ -181,6 +191,21 @@ def render_text(plan: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _host_configuration_text(name: str, config: dict[str, Any]) -> list[str]:
+    lines = ["", f"Host configuration ({name}): SSM document {config['document']}, "
+                 f"{config['documentBytes']} bytes ({config['documentPercentOfLimit']} % of SSM's {SSM_DOCUMENT_LIMIT})",
+             f"  bundle {config['bundleDigest']}, {len(config['files'])} files:",
+             "    bytes  sha256        file -> installed at (owner mode, unit)"]
+    for f in config["files"]:
+        where = f"{f['installedAt']} ({f['owner']} {f['mode']}, {f['unit']})" if f["unit"] else f["installedAt"]
+        lines.append(f"    {f['bytes']:>5}  {f['sha256']}  {f['path']} -> {where}")
+    lines += ["", "  The document's script (SSM runs it with sh):"]
+    lines += ["    " + line if line else "" for line in config["script"].splitlines()]
+    for path, text in config["contents"].items():
+        lines += ["", f"  --- {path}"] + ["    " + line if line else "" for line in text.splitlines()]
+    return lines
+
+
 def _yaml(value: Any) -> str:
     return yaml.safe_dump(value, sort_keys=True, default_flow_style=False, width=120)
 
@@ -191,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="stable JSON instead of text")
     parser.add_argument("--stack-file", type=Path, default=None,
                         help="read settings from this file instead of Pulumi.<stack>.yaml")
+    parser.add_argument("--compare", type=Path, default=None, metavar="BASE_JSON",
+                        help="print what changes per resource against a plan saved with --json")
     args = parser.parse_args(argv)
     stack_file = args.stack_file or ROOT / f"Pulumi.{args.stack}.yaml"
     if not stack_file.is_file():
@@ -203,7 +230,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {evaluation.error}", file=sys.stderr)
         return 2
     plan = build_plan(evaluation)
-    if args.json:
+    if args.compare:
+        sys.stdout.write(changes.render(changes.compare(json.loads(args.compare.read_text()), plan)))
+    elif args.json:
         sys.stdout.write(json.dumps(plan, sort_keys=True, indent=2) + "\n")
     else:
         sys.stdout.write(render_text(plan))

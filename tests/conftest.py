@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 import pytest
 
+import mariadb_server
 from offline.engine import Evaluation, evaluate
 
 STACKS = ("dev", "prod")
@@ -26,7 +29,7 @@ def _evaluate_once(stack: str, overrides: Optional[Mapping[str, Any]] = None) ->
     return _EVALUATIONS[key]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def run_stack() -> Callable[..., Evaluation]:
     """`run_stack("dev", overrides={...})` -> Evaluation; fails the test on a program error."""
 
@@ -66,6 +69,29 @@ def prod(run_stack) -> Evaluation:
     return run_stack("prod")
 
 
+# The private MariaDB server starts in the background once collection shows a test
+# needs it, so its start-up overlaps the tests that run before those.
+_MARIADB: dict[str, mariadb_server.Launch] = {}
+
+
+def _launch_mariadb() -> mariadb_server.Launch:
+    if "launch" not in _MARIADB:
+        _MARIADB["launch"] = mariadb_server.Launch(Path(tempfile.mkdtemp(prefix="observability-lab-mariadb-")))
+    return _MARIADB["launch"]
+
+
+def pytest_collection_modifyitems(session, config, items):
+    if any("mariadb" in getattr(item, "fixturenames", ()) for item in items):
+        _launch_mariadb()
+
+
+@pytest.fixture(scope="session")
+def mariadb():
+    """A private MariaDB server on loopback (tests/mariadb_server.py), killed at the end."""
+    yield _launch_mariadb().server()
+    _MARIADB.pop("launch").stop()
+
+
 # The SDKs leave ~700k objects on the heap; tearing them down one by one at
 # interpreter exit costs ~3 s after the last test. Once pytest has reported and
 # unconfigured, nothing remains to run, so exit with its status right away.
@@ -74,6 +100,8 @@ _EXIT_STATUS: dict[str, int] = {}
 
 def pytest_sessionfinish(session, exitstatus):
     _EXIT_STATUS["status"] = int(exitstatus)
+    if "launch" in _MARIADB:  # launched but never used (e.g. an interrupted run)
+        _MARIADB.pop("launch").stop()
 
 
 @pytest.hookimpl(trylast=True)

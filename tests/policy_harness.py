@@ -31,7 +31,6 @@ from pulumi_policy import (
 
 import guardrails
 from offline.engine import Evaluation, Resource, evaluate
-from offline.plan import decoded_user_data, stored_user_data
 
 POLICIES: dict[str, Policy] = {p.name: p for p in guardrails.POLICIES}
 MANDATORY = {name for name, p in POLICIES.items() if p.enforcement_level == EnforcementLevel.MANDATORY}
@@ -100,13 +99,15 @@ def with_inputs(resource: Resource, change: Callable[[dict[str, Any]], None]) ->
 
 
 def cloud_config(instance: Resource) -> str:
-    stored = stored_user_data(instance)
-    assert stored is not None, f"{instance.name} has no user-data"
-    return decoded_user_data(stored)
+    """The program's user-data: a plain cloud-config (components/bootstrap.py)."""
+    text = instance.inputs.get("userData")
+    assert isinstance(text, str) and text.startswith("#cloud-config\n"), f"{instance.name}: no plain cloud-config"
+    return text
 
 
 def with_cloud_config(instance: Resource, document: str) -> Resource:
-    """The instance with this user-data, sent as the program sends a large one: gzip + base64."""
+    """The instance with this user-data, sent as other programs send a large one: gzip + base64
+    (`userDataBase64`), so the variants also cover the decoding the program does not need."""
     def change(props: dict[str, Any]) -> None:
         props.pop("userData", None)
         props["userDataBase64"] = base64.b64encode(gzip.compress(document.encode(), mtime=0)).decode()
@@ -121,7 +122,9 @@ def _probes() -> None:
     policy = json.dumps({"Version": "2012-10-17",
                          "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
     aws.ec2.Instance("probe-instance", ami="ami-0123456789abcdef0", instance_type="t3.micro",
-                     key_name="ops-laptop", user_data="#!/bin/sh\nexport DD_API_KEY=" + "ab12" * 8 + "\n")
+                     key_name="ops-laptop",  # the program sends plain userData; this is the other way
+                     user_data_base64=base64.b64encode(gzip.compress(
+                         b"#!/bin/sh\nexport DD_API_KEY=" + b"ab12" * 8 + b"\n", mtime=0)).decode())
     aws.ec2.SecurityGroupRule("probe-ssh-rule", type="ingress", security_group_id="sg-0123456789abcdef0",
                               protocol="tcp", from_port=22, to_port=22,
                               cidr_blocks=["0.0.0.0/0"], ipv6_cidr_blocks=["::/0"])

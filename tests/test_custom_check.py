@@ -31,10 +31,9 @@ def make_check(instance):
 
 
 @pytest.fixture(autouse=True)
-def _reset_aggregator(monkeypatch):
-    # The stub rejects "generic" tags (env, service, ...) per integrations-core policy for
-    # shipped integrations; the real Agent accepts them from a custom check's instance tags.
-    monkeypatch.setenv("DDEV_SKIP_GENERIC_TAGS_CHECK", "true")
+def _reset_aggregator():
+    # The stub's generic-tag rule stays on: the check never tags env or service itself
+    # (the Agent adds service:<service> from the instance's `service` option).
     aggregator.reset()
     yield
     aggregator.reset()
@@ -51,7 +50,7 @@ def test_version():
 
 
 def test_single_run_submits_one_tagged_gauge():
-    tags = ["env:dev", "service:x"]
+    tags = ["team:sre", "role:demo"]
     make_check({"tags": tags}).check(None)
 
     aggregator.assert_metric("my_metric", metric_type=aggregator.GAUGE, tags=tags, count=1)
@@ -118,18 +117,14 @@ def test_error_message_names_option_value_and_allowed():
 
 def test_conf_template_renders_to_valid_instance():
     with open(CONF_TMPL_PATH) as f:
-        rendered = string.Template(f.read()).substitute(
-            check_interval=30, check_tags=json.dumps(["env:dev", "service:x"])
-        )
+        rendered = string.Template(f.read()).substitute(check_interval=30, check_service=json.dumps("1.0"))
     conf = yaml.safe_load(rendered)
 
     (instance,) = conf["instances"]
-    assert instance == {
-        "min_collection_interval": 30,
-        "min_value": 0,
-        "max_value": 1000,
-        "tags": ["env:dev", "service:x"],
-    }
+    # `service` is the Agent's instance option (it tags every submission), and stays a
+    # string even when it looks like a number.
+    assert instance == {"min_collection_interval": 30, "min_value": 0, "max_value": 1000, "service": "1.0"}
     check = check_module.MyMetricCheck("custom_my_metric", conf["init_config"] or {}, conf["instances"])
     check.check(None)
-    aggregator.assert_metric("my_metric", metric_type=aggregator.GAUGE, tags=["env:dev", "service:x"], count=1)
+    aggregator.assert_metric("my_metric", metric_type=aggregator.GAUGE, tags=[], count=1)
+    aggregator.assert_all_metrics_covered()

@@ -17,13 +17,14 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+from local_processes import free_port, stop, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_DIR = ROOT / "userdata" / "app"
@@ -36,44 +37,16 @@ FAKE_DNS = {
     "mixed.example.com": [PUBLIC_IP, "169.254.169.254"],
 }
 LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # ignore *_proxy env
+WORKERS = 3
 
 
 # --------------------------------------------------------------------------- helpers
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def http_get(url, timeout=5):
     try:
         with LOCAL.open(url, timeout=timeout) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
-
-
-def wait_until(fn, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            result = fn()
-            if result:
-                return result
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def stop(proc, sig=signal.SIGTERM):
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def load_app_module():
@@ -288,7 +261,7 @@ def server(agent, tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DD_", "URL_LOOKUP_"))}
     env.update({
         "PYTHONPATH": os.pathsep.join([str(APP_DIR), str(Path(__file__).parent)]),
-        "APP_HOST": "127.0.0.1", "APP_PORT": str(port),
+        "APP_HOST": "127.0.0.1", "APP_PORT": str(port), "APP_WORKERS": str(WORKERS),
         "FAKE_NET_LOG": str(netlog), "FAKE_DNS": json.dumps(FAKE_DNS),
         "URL_LOOKUP_ALLOWLIST": ALLOWLIST,
         "SETUP_OVERHEAD_MIN_MS": "1", "SETUP_OVERHEAD_MAX_MS": "5",
@@ -314,7 +287,7 @@ def server(agent, tmp_path_factory):
 
     try:
         wait_until(up, 15, "gunicorn")
-        yield base, netlog
+        yield base, netlog, proc.pid
     finally:
         stop(proc, signal.SIGQUIT)  # gunicorn's quick shutdown; TERM waits for workers
         log.close()
@@ -340,15 +313,52 @@ def by_name(trace, name):
     return [s for s in trace if s["name"] == name]
 
 
+def process_tree(root: int) -> dict[int, str]:
+    """pid -> command line of `root` and all its descendants, from /proc."""
+    parents, commands = {}, {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                commands[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:  # exited meanwhile
+                continue
+            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2:].split()[1])
+    tree, frontier = {root}, [root]
+    while frontier:
+        children = [pid for pid, parent in parents.items() if parent in frontier and pid not in tree]
+        tree.update(children)
+        frontier = children
+    return {pid: commands[pid] for pid in tree if pid in commands}
+
+
+def test_gunicorn_runs_the_master_plus_the_configured_workers(server):
+    """What the app's live process monitor counts: processes matching its search, one
+    master (ddtrace-run execs gunicorn, so the started pid is the master) + the workers."""
+    from components.monitors import APP_PROCESS_SEARCH
+    from components.settings import AppSettings
+
+    expected = AppSettings(url_lookup_allowlist=(), setup_overhead_min_ms=0, setup_overhead_max_ms=0,
+                           workers=WORKERS).processes
+    *_, master = server
+
+    def matching():
+        # Only this server's process tree: other gunicorns may run on a shared machine.
+        found = [pid for pid, command in process_tree(master).items() if APP_PROCESS_SEARCH in command]
+        return found if len(found) == expected else None
+
+    wait_until(matching, 10, f"{expected} gunicorn processes")
+
+
 def test_static_routes(server):
-    base, _ = server
+    base, *_ = server
     assert http_get(base + "/") == (200, b"Entrypoint to the Application")
     assert http_get(base + "/api/apm") == (200, b"Getting APM Started")
     assert http_get(base + "/api/trace") == (200, b"Posting Traces")
 
 
 def test_url_lookup_trace(server, agent):
-    base, netlog = server
+    base, netlog, _ = server
     assert lookup(base, "example.com") == (200, b"<html>fake</html>")
     calls = net_calls(netlog)
     assert {"fn": "fetch", "args": [PUBLIC_IP, "example.com", 80, "http", "/"]} in calls
@@ -368,7 +378,7 @@ def test_url_lookup_trace(server, agent):
 
 
 def test_static_route_trace_has_unified_tags(server, agent):
-    base, _ = server
+    base, *_ = server
     assert http_get(base + "/api/apm")[0] == 200
     trace = find_trace(agent, lambda t: any(s["name"] == "flask.request" and s["resource"] == "GET /api/apm"
                                             for s in t))
@@ -390,7 +400,7 @@ def test_static_route_trace_has_unified_tags(server, agent):
     ("mixed.example.com", True),      # one public + one link-local answer
 ])
 def test_url_lookup_ssrf_refused(server, raw, resolves):
-    base, netlog = server
+    base, netlog, _ = server
     before = len(net_calls(netlog))
     status, body = lookup(base, raw)
     assert status == 400, body
@@ -401,7 +411,7 @@ def test_url_lookup_ssrf_refused(server, raw, resolves):
 
 
 def test_url_lookup_missing_param(server):
-    base, netlog = server
+    base, netlog, _ = server
     before = len(net_calls(netlog))
     assert http_get(base + "/url_lookup")[0] == 400
     assert lookup(base, "")[0] == 400
@@ -409,7 +419,7 @@ def test_url_lookup_missing_param(server):
 
 
 def test_unresolvable_allowlisted_name_is_502(server):
-    base, netlog = server
+    base, netlog, _ = server
     status, body = lookup(base, "www.datadoghq.com")  # fake DNS has no answer for it
     assert status == 502 and b"cannot resolve" in body
     assert not [c for c in net_calls(netlog) if c["fn"] == "fetch" and c["args"][1] == "www.datadoghq.com"]

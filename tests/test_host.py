@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from offline.engine import FAKE_AMI, PLACEHOLDER_SECRETS, is_secret, reveal
+from offline.engine import PLACEHOLDER_SECRETS, is_secret, reveal
 
 INSTANCE = "aws:ec2/instance:Instance"
 SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
@@ -16,37 +16,39 @@ def ami_lookups(evaluation):
     return [args for token, args in evaluation.invokes if token == "aws:ec2/getAmi:getAmi"]
 
 
-def test_every_aws_resource_is_a_child_of_the_host_component(stack_eval):
+def test_the_hosts_aws_resources_are_children_of_the_host_component(stack_eval):
     host = stack_eval.one(HOST)
-    aws_resources = [r for r in stack_eval.resources if r.type.startswith("aws:")]
-    assert len(aws_resources) >= 7
-    assert {r.parent for r in aws_resources} == {host.urn}
+    children = {r.type for r in stack_eval.children_of(host)}
+    assert children == {INSTANCE, SECURITY_GROUP, PARAMETER, "aws:iam/role:Role", "aws:iam/rolePolicy:RolePolicy",
+                        "aws:iam/instanceProfile:InstanceProfile",
+                        "aws:iam/rolePolicyAttachment:RolePolicyAttachment"}
 
 
-def test_unpinned_ami_is_looked_up_from_canonical_and_drift_is_ignored(stack_eval):
+def test_the_image_is_one_pinned_canonical_build(stack_eval):
     (lookup,) = ami_lookups(stack_eval)
     assert lookup["owners"] == ["099720109477"]
-    assert lookup["mostRecent"] is True
+    assert lookup["includeDeprecated"] is True
     filters = {f["name"]: f["values"] for f in lookup["filters"]}
-    assert filters["name"] == ["ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"]
+    # An exact name, no wildcard: a newer Canonical build never changes the host's image.
+    assert filters["name"] == ["ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20260714"]
     assert filters["architecture"] == ["x86_64"]
-    instance = stack_eval.one(INSTANCE)
-    assert instance.inputs["ami"] == FAKE_AMI
-    assert instance.options["ignoreChanges"] == ["ami"]
+    assert stack_eval.one(INSTANCE).options["ignoreChanges"] == ["userData"]
 
 
-def test_release_setting_changes_the_name_pattern(run_stack):
-    (lookup,) = ami_lookups(run_stack("dev", {"ubuntuRelease": "22.04"}))
-    filters = {f["name"]: f["values"] for f in lookup["filters"]}
-    assert filters["name"] == ["ubuntu/images/hvm-ssd-gp3/ubuntu-jammy-22.04-amd64-server-*"]
+def test_release_and_serial_settings_name_another_image(run_stack):
+    # 22.04's images are published under hvm-ssd/ (Canonical has no gp3 family for it).
+    for overrides, name in (
+            ({"ubuntuRelease": "22.04"}, "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-20260731"),
+            ({"ubuntuImageSerial": "20260901"},
+             "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20260901")):
+        (lookup,) = ami_lookups(run_stack("dev", overrides))
+        assert [f["values"] for f in lookup["filters"] if f["name"] == "name"] == [[name]], overrides
 
 
-def test_pinned_ami_skips_the_lookup_and_rolls_the_host_when_changed(run_stack):
+def test_pinned_ami_skips_the_lookup(run_stack):
     evaluation = run_stack("prod", {"amiId": "ami-0123456789abcdef0"})
     assert ami_lookups(evaluation) == []
-    instance = evaluation.one(INSTANCE)
-    assert instance.inputs["ami"] == "ami-0123456789abcdef0"
-    assert "ami" not in instance.options["ignoreChanges"]
+    assert evaluation.one(INSTANCE).inputs["ami"] == "ami-0123456789abcdef0"
 
 
 def test_security_group_is_closed_by_default_and_never_opens_ssh(stack_eval):
@@ -77,16 +79,26 @@ def test_egress_is_open_for_package_downloads(stack_eval):
     assert egress["cidrBlocks"] == ["0.0.0.0/0"]
 
 
-def test_instance_profile_may_only_read_its_own_parameter(stack_eval):
-    parameter = stack_eval.one(PARAMETER)
-    path = f"/observability-lab/{stack_eval.stack}/datadog/api_key"
-    assert parameter.inputs["name"] == path
+def api_key_parameter(evaluation):
+    (parameter,) = [r for r in evaluation.of_type(PARAMETER) if r.inputs["name"].endswith("/datadog/api_key")]
+    return parameter
+
+
+def test_instance_profile_may_only_read_its_own_parameters_and_documents(stack_eval):
+    env = stack_eval.stack
+    parameters = {r.inputs["name"]: r for r in stack_eval.of_type(PARAMETER)}
+    assert set(parameters) == {f"/observability-lab/{env}/datadog/api_key",
+                               f"/observability-lab/{env}/host-config/document"}
     (policy,) = [json.loads(r.inputs["policy"]) for r in stack_eval.of_type("aws:iam/rolePolicy:RolePolicy")]
-    (statement,) = policy["Statement"]
-    assert statement["Effect"] == "Allow"
-    assert sorted(statement["Action"]) == ["ssm:GetParameter", "ssm:GetParameters"]
-    assert statement["Resource"] == [parameter.outputs["arn"]]
-    assert statement["Resource"][0].endswith(f":parameter{path}")
+    read_parameters, read_documents = policy["Statement"]
+    assert read_parameters["Effect"] == read_documents["Effect"] == "Allow"
+    assert sorted(read_parameters["Action"]) == ["ssm:GetParameter", "ssm:GetParameters"]
+    assert read_parameters["Resource"] == [parameters[name].outputs["arn"] for name in sorted(parameters)]
+    assert read_documents["Action"] == "ssm:GetDocument"
+    assert read_documents["Resource"] == (f"arn:aws:ssm:us-east-2:123456789012:document/"
+                                          f"observability-lab-{env}-host-config-*")
+    assert stack_eval.one("aws:ssm/document:Document").inputs["name"].startswith(
+        read_documents["Resource"].rsplit("/", 1)[1][:-1])
     (attachment,) = stack_eval.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
     assert attachment.inputs["policyArn"] == "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
     role = stack_eval.one("aws:iam/role:Role")
@@ -99,7 +111,7 @@ def test_instance_is_hardened(stack_eval):
     assert instance["metadataOptions"]["httpTokens"] == "required"
     root = instance["rootBlockDevice"]
     assert (root["volumeType"], root["encrypted"]) == ("gp3", True)
-    assert instance["userDataReplaceOnChange"] is True
+    assert "userDataReplaceOnChange" not in instance
     assert "keyName" not in instance
 
 
@@ -131,7 +143,7 @@ def test_dev_and_prod_aws_names_do_not_collide(dev, prod):
 
 def test_api_key_lives_only_in_the_ssm_parameter_as_a_secret(stack_eval):
     key = PLACEHOLDER_SECRETS["datadog:apiKey"]
-    parameter = stack_eval.one(PARAMETER)
+    parameter = api_key_parameter(stack_eval)
     assert parameter.inputs["type"] == "SecureString"
     assert is_secret(parameter.inputs["value"]) and reveal(parameter.inputs["value"]) == key
     for resource in stack_eval.resources:

@@ -12,7 +12,7 @@ from components.validation import SettingsError
 MONITOR = "datadog:index/monitor:Monitor"
 COMPONENT = "observability-lab:datadog:Monitors"
 PREFIX = "datadog-monitors-"
-KEYS = {"my-metric", "processes", "mysql", "apm-latency", "apm-errors"}
+KEYS = {"my-metric", "processes", "app-processes", "mysql", "apm-latency", "apm-errors"}
 SERVICE = "sample-flask-app"
 
 
@@ -40,7 +40,8 @@ def test_one_component_owns_every_monitor(stack_eval):
     found = stack_eval.of_type(MONITOR)
     assert {r.name.removeprefix(PREFIX) for r in found} == KEYS
     assert all(r.parent == component.urn for r in found)
-    assert set(stack_eval.outputs["monitorIds"]) == {"myMetric", "processes", "mysql", "apmLatency", "apmErrors"}
+    assert set(stack_eval.outputs["monitorIds"]) == {"myMetric", "processes", "appProcesses", "mysql",
+                                                     "apmLatency", "apmErrors"}
     assert all(v.isdigit() for v in stack_eval.outputs["monitorIds"].values())
 
 
@@ -52,13 +53,14 @@ def test_every_monitor_names_env_is_tagged_and_notifies_the_handles(stack_eval):
         assert m["tags"] == [f"env:{env}", f"service:{SERVICE}", "managed-by:pulumi"], key
         # Handles on the last line, outside every {{#...}} block: notified on every transition.
         assert m["message"].splitlines()[-1] == " ".join(handles_of(stack_eval)), key
-        assert m["type"] in ("metric alert", "service check"), key
+        assert m["type"] in ("metric alert", "service check", "process alert"), key
 
 
 def test_my_metric_monitor_matches_the_seed(stack_eval):
     m, host = monitors(stack_eval)["my-metric"], host_of(stack_eval)
     assert m["type"] == "metric alert"
-    assert m["query"] == f"avg(last_5m):avg:my_metric{{host:{host}}} > 800"
+    # A multi-alert by host: Datadog fills {{host.ip}} and {{host.name}} only then.
+    assert m["query"] == f"avg(last_5m):avg:my_metric{{host:{host}}} by {{host}} > 800"
     assert m["monitorThresholds"] == {"warning": "500", "critical": "800"}
     assert m["notifyNoData"] is True
     assert m["noDataTimeframe"] == 10
@@ -98,20 +100,37 @@ def test_thresholds_follow_a_per_stack_override(run_stack, warning, critical, sh
     evaluation = run_stack("dev", {"myMetricCritical": critical, "myMetricWarning": warning,
                                    "myMetricWindowMinutes": 15, "noDataMinutes": 30})
     m = monitors(evaluation)["my-metric"]
-    assert m["query"] == f"avg(last_15m):avg:my_metric{{host:observability-lab-dev}} > {shown[1]}"
+    assert m["query"] == f"avg(last_15m):avg:my_metric{{host:observability-lab-dev}} by {{host}} > {shown[1]}"
     assert m["monitorThresholds"] == {"warning": shown[0], "critical": shown[1]}
     assert m["noDataTimeframe"] == 30
     assert f"above {shown[1]}" in m["message"] and f"above {shown[0]}" in m["message"]
 
 
-def test_process_monitor_is_one_multi_alert_on_process_up(stack_eval):
+def test_process_monitor_is_one_multi_alert_by_host_and_process_name(stack_eval):
     m, host = monitors(stack_eval)["processes"], host_of(stack_eval)
     assert m["type"] == "service check"
-    assert m["query"] == f'"process.up".over("host:{host}").by("process").last(2).count_by_status()'
+    # process_name, not process: the process check drops the `process:` tag in Agent 8.
+    assert m["query"] == (f'"process.up".over("host:{host}").by("host","process_name")'
+                          ".last(2).count_by_status()")
     assert m["monitorThresholds"] == {"critical": "1", "warning": "1", "ok": "1"}
     assert m["notifyNoData"] is True and m["noDataTimeframe"] == 10
-    assert "{{process.name}}" in m["name"]
+    assert "{{process_name.name}}" in m["name"]
+    assert "{{process.name}}" not in m["name"] + m["message"]
     assert "watched: gunicorn, mysqld" in m["message"]
+
+
+def test_host_template_variables_only_in_monitors_grouped_by_host(stack_eval):
+    for key, m in monitors(stack_eval).items():
+        uses_host_variable = "{{host." in m["message"] + m["name"]
+        grouped_by_host = "by {host}" in m["query"] or re.search(r'\.by\([^)]*"host"', m["query"])
+        assert not uses_host_variable or grouped_by_host, key
+
+
+def test_every_service_check_monitor_names_its_groups(stack_eval):
+    checks = {k: m for k, m in monitors(stack_eval).items() if m["type"] == "service check"}
+    assert set(checks) == {"processes", "mysql"}
+    for key, m in checks.items():
+        assert re.search(r'\.by\("host"[,)]', m["query"]), key
 
 
 def test_watching_another_process_changes_no_query(run_stack):
@@ -121,12 +140,29 @@ def test_watching_another_process_changes_no_query(run_stack):
     assert "watched: nginx, mysqld" in after["message"]
 
 
-def test_mysql_monitor_watches_can_connect_on_the_host(stack_eval):
+def test_mysql_monitor_watches_can_connect_by_host(stack_eval):
     m, host = monitors(stack_eval)["mysql"], host_of(stack_eval)
     assert m["type"] == "service check"
-    assert m["query"] == f'"mysql.can_connect".over("host:{host}").last(2).count_by_status()'
+    assert m["query"] == f'"mysql.can_connect".over("host:{host}").by("host").last(2).count_by_status()'
     assert m["monitorThresholds"] == {"critical": "1", "warning": "1", "ok": "1"}
     assert m["notifyNoData"] is True
+
+
+def test_app_processes_monitor_counts_the_gunicorn_master_and_workers(stack_eval):
+    m, host = monitors(stack_eval)["app-processes"], host_of(stack_eval)
+    assert m["type"] == "process alert"
+    assert m["query"] == f"processes('gunicorn').over('host:{host}').rollup('count').last('5m') < 3"
+    assert m["monitorThresholds"] == {"critical": "3"}
+    assert m["notifyNoData"] is False  # a stopped app counts 0: the alert itself
+    assert "1 master + 2 workers" in m["message"]
+
+
+def test_app_process_count_follows_the_worker_setting(run_stack):
+    # gunicorn reads the same setting from app.env (tests/test_bootstrap.py), and runs
+    # workers + 1 processes (tests/test_flask_app.py counts them).
+    m = monitors(run_stack("prod", {"appWorkers": 5}))["app-processes"]
+    assert m["query"].endswith("< 6") and m["monitorThresholds"] == {"critical": "6"}
+    assert "1 master + 5 workers" in m["message"]
 
 
 def test_apm_monitors_watch_the_service_in_this_env(stack_eval):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -17,19 +18,25 @@ def run_plan(capsys, *args: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def test_text_plan_shows_tree_resources_and_decoded_user_data(capsys, stack):
+def test_text_plan_shows_tree_resources_host_configuration_and_user_data(capsys, stack):
     code, out, _ = run_plan(capsys, stack)
     assert code == 0
     assert out.startswith(f"Offline plan for stack '{stack}'")
     assert "nothing was sent to AWS" in out
     assert "- host (observability-lab:aws:MonitoredHost)" in out
     assert "aws:ec2/instance:Instance host-instance" in out
-    assert "#cloud-config" in out and "secret_backend_type: aws.ssm" in out
+    config = out[out.index("\nHost configuration (host-config-document): SSM document "):out.index("\nUser-data of")]
+    # Every file with its size, digest and destination; the scripts readable; no base64 wall.
+    assert re.search(r"\n +585  [0-9a-f]{12}  agent/datadog.yaml -> /etc/datadog-agent/datadog.yaml "
+                     r"\(dd-agent:dd-agent 0640, datadog-agent\)\n", config) or "agent/datadog.yaml -> " in config
+    assert "<base64 of the gzipped bundle: " in config and 'exec bash "$bundle/converge.sh"' in config
+    assert "--- converge.sh" in config and "secret_backend_type: aws.ssm" in config
+    assert "#cloud-config" in out[out.index("\nUser-data of"):]
     dashboards = out[out.index("\nDashboards\n"):out.index("\nMonitors\n")]
     assert "anomalies(avg:mysql.performance.cpu_time{$host}, 'basic', 2)" in dashboards
     assert "avg:my_metric{$host}.rollup(sum, 3600)" in dashboards
     monitors = out[out.index("\nMonitors\n"):out.index("\nDowntime schedules\n")]
-    assert f"avg(last_5m):avg:my_metric{{host:observability-lab-{stack}}} > 800" in monitors
+    assert f"avg(last_5m):avg:my_metric{{host:observability-lab-{stack}}} by {{host}} > 800" in monitors
 
 
 def test_json_plan_is_stable_and_byte_identical_across_runs(capsys, stack):
@@ -42,8 +49,23 @@ def test_json_plan_is_stable_and_byte_identical_across_runs(capsys, stack):
     types = {r["type"] for r in document["resources"]}
     assert "aws:ec2/instance:Instance" in types
     (size,) = document["userDataSizes"].values()
-    assert size["storedBytes"] <= 0.7 * 16_384 < size["cloudConfigBytes"]
-    assert size["encoding"] == "gzip"
+    assert size <= 0.7 * 16_384
+    (config,) = document["hostConfiguration"].values()
+    assert config["documentBytes"] <= 0.7 * 65_536
+    assert {f["path"] for f in config["files"]} == set(config["contents"])
+
+
+def test_compare_names_what_a_setting_change_does(capsys, tmp_path):
+    base = tmp_path / "base.json"
+    base.write_text(run_plan(capsys, "dev", "--json")[1])
+    stack_file = tmp_path / "Pulumi.dev.yaml"
+    stack_file.write_text((ROOT / "Pulumi.dev.yaml").read_text() + "  observability-lab:checkIntervalSeconds: 30\n")
+    code, out, _ = run_plan(capsys, "dev", "--stack-file", str(stack_file), "--compare", str(base))
+    assert code == 0
+    assert re.match(r"Changes against the base plan: 2 replaced, \d+ unchanged, 1 updated\n", out)
+    assert "replaced  aws:ssm/document:Document host-config-document (name)" in out
+    assert "updated   aws:ssm/parameter:Parameter host-config-current-document (insecureValue)" in out
+    assert "aws:ec2/instance:Instance" not in out
 
 
 def test_secrets_are_masked(capsys, stack):
@@ -52,7 +74,8 @@ def test_secrets_are_masked(capsys, stack):
         for placeholder in PLACEHOLDER_SECRETS.values():
             assert placeholder not in out
     document = json.loads(run_plan(capsys, stack, "--json")[1])
-    (parameter,) = [r for r in document["resources"] if r["type"] == "aws:ssm/parameter:Parameter"]
+    (parameter,) = [r for r in document["resources"] if r["type"] == "aws:ssm/parameter:Parameter"
+                    and r["inputs"]["name"].endswith("/api_key")]
     assert parameter["inputs"]["value"] == "[secret]"
 
 

@@ -106,6 +106,10 @@ def _monitor(evaluation: Evaluation, suffix: str) -> Resource:
     return next(r for r in evaluation.of_type(dd_rules.MONITOR) if r.name.endswith(suffix))
 
 
+def _parameter(evaluation: Evaluation, name: str) -> Resource:
+    return next(r for r in evaluation.of_type(ssm_rules.PARAMETER) if r.name == name)
+
+
 def _replace_in(key: str, old: str, new: str) -> Callable[[dict[str, Any]], None]:
     def change(props: dict[str, Any]) -> None:
         assert old in props[key], (key, old)
@@ -141,11 +145,11 @@ VARIANTS: list[tuple[str, str, Callable[[Evaluation], Resource], list[str]]] = [
                                  + "# /etc/app.env (gz+b64): " + _gz_b64(f"DD_APP_KEY={APP_KEY_HEX}\n") + "\n"),
      ["gzip data in base64 data in gzip data in userDataBase64", "40-hex-character token", "application key"]),
     ("ec2-instance-user-data-no-secrets", "wrapped-base64-private-key-in-plain-user-data",
-     lambda e: with_inputs(e.one(ec2_rules.INSTANCE), lambda p: (p.pop("userDataBase64"), p.update(
+     lambda e: with_inputs(e.one(ec2_rules.INSTANCE), lambda p: p.update(
          userData="#cloud-config\nwrite_files:\n- path: /root/.ssh/id_ed25519\n  encoding: b64\n  content: |\n"
          + "".join(f"    {line}\n" for line in re.findall(".{1,60}", base64.b64encode(
              b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjE=\n-----END OPENSSH PRIVATE KEY-----\n"
-         ).decode()))))),
+         ).decode())))),
      ["base64 data in userData", "PEM private key"]),
     ("ssm-secure-values-not-in-user-data", "api-key-parameter-value-in-user-data",
      lambda e: with_cloud_config(e.one(ec2_rules.INSTANCE), cloud_config(e.one(ec2_rules.INSTANCE))
@@ -182,7 +186,7 @@ VARIANTS: list[tuple[str, str, Callable[[Evaluation], Resource], list[str]]] = [
                            _set("policyArn", "arn:aws:iam::aws:policy/AdministratorAccess")),
      ["policyArn attaches arn:aws:iam::aws:policy/AdministratorAccess"]),
     ("ssm-key-parameters-secure-string", "plain-string",
-     lambda e: with_inputs(e.one(ssm_rules.PARAMETER), _set("type", "String")),
+     lambda e: with_inputs(_parameter(e, "host-datadog-api-key"), _set("type", "String")),
      ["'/observability-lab/dev/datadog/api_key' says it holds a key", 'type="SecureString"']),
     ("datadog-monitor-env-service-tags", "no-service-tag",
      lambda e: with_inputs(_monitor(e, "my-metric"), _set("tags", ["env:dev", "managed-by:pulumi"])),
@@ -243,7 +247,7 @@ def test_variants_that_must_pass(world_app_port):
         # A Deny may use wildcards.
         with_inputs(e.one(iam_rules.ROLE_POLICY), _policy_document({"Effect": "Deny", "Action": "*", "Resource": "*"})),
         # A parameter whose name does not say "key".
-        with_inputs(e.one(ssm_rules.PARAMETER), lambda p: p.update(name="/observability-lab/dev/ami_id", type="String",
+        with_inputs(_parameter(e, "host-datadog-api-key"), lambda p: p.update(name="/observability-lab/dev/ami_id", type="String",
                                                                    value="ami-0123456789abcdef0")),
         # A downtime on a scope rather than a monitor.
         with_inputs(e.of_type(dd_rules.DOWNTIME_SCHEDULE)[0], lambda p: (p.pop("monitorIdentifier"),
@@ -277,12 +281,15 @@ def test_ports_and_tag_keys_come_from_the_pack_config(world_app_port):
 
 
 def test_standard_tag_keys_default_to_the_programs_tags(dev):
-    instance = dev.one(ec2_rules.INSTANCE)
-    assert set(ec2_rules.STANDARD_TAG_KEYS) == set(instance.inputs["tags"]) - {"Name"}
+    # The keys every tagged AWS resource of the program carries (the instance adds `fleet`,
+    # the association's target, which is not a project-wide tag).
+    tagged = [set(r.inputs["tags"]) for r in dev.resources if r.custom and r.inputs.get("tags") and r.type.startswith("aws:")]
+    assert len(tagged) >= 5
+    assert set(ec2_rules.STANDARD_TAG_KEYS) == set.intersection(*tagged) - {"Name"}
 
 
 def test_secrets_are_read_through_the_mock_engines_marker_and_plain(dev):
-    parameter = dev.one(ssm_rules.PARAMETER)
+    parameter = _parameter(dev, "host-datadog-api-key")
     assert parameter.inputs["value"] != reveal(parameter.inputs["value"])  # wrapped as a secret here
     for props in (parameter.inputs, reveal(parameter.inputs)):
         plain_variant = with_inputs(parameter, lambda p, props=props: (p.clear(), p.update(props)))

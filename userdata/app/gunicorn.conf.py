@@ -9,7 +9,9 @@ import os
 # APP_HOST exists only so tests can bind to loopback; the host listens on all interfaces.
 _port = int(os.environ.get("APP_PORT", "5050"))
 bind = f"{os.environ.get('APP_HOST', '0.0.0.0')}:{_port}"
-workers = 2
+# From the stack setting appWorkers (via app.env): the app's live process monitor expects
+# exactly this many workers plus the master, so the number has no default here.
+workers = int(os.environ["APP_WORKERS"])
 worker_class = "sync"
 # /url_lookup may spend up to ~0.75 s setup overhead + 3 s connect + 5 s read (per read
 # call), so give requests comfortable headroom before the arbiter kills a worker.

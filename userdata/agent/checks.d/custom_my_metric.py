@@ -1,30 +1,18 @@
 """Datadog Agent custom check: submits gauge `my_metric`, a random integer in [min_value, max_value]."""
 import random
 
-try:
-    from datadog_checks.base import AgentCheck, ConfigurationError
-except ImportError:  # Agent 5 ships the legacy `checks` module and no ConfigurationError
-    from checks import AgentCheck
-
-    class ConfigurationError(Exception):
-        pass
+from datadog_checks.base import AgentCheck, ConfigurationError
 
 __version__ = "2.0.0"
 
 # Keeps the check cheap and bounded; far above the 0..1000 we actually use.
 LIMIT_MIN, LIMIT_MAX = 0, 1000000
 
-try:  # Agent 5 runs Python 2, where YAML strings may be `unicode`
-    STRING_TYPES = (basestring,)  # noqa: F821
-except NameError:
-    STRING_TYPES = (str,)
-
 
 class MyMetricCheck(AgentCheck):
     def __init__(self, *args, **kwargs):
-        super(MyMetricCheck, self).__init__(*args, **kwargs)
-        # Agent 5 has no `self.instance`; fall back to its `instances` list.
-        instance = getattr(self, "instance", None) or (self.instances or [{}])[0]
+        super().__init__(*args, **kwargs)
+        instance = self.instance
         self._min = self._bound(instance, "min_value", 0)
         self._max = self._bound(instance, "max_value", 1000)
         if self._min > self._max:
@@ -32,7 +20,8 @@ class MyMetricCheck(AgentCheck):
                 "custom_my_metric: min_value (%r) must be <= max_value (%r)" % (self._min, self._max)
             )
         tags = instance.get("tags", [])
-        if not isinstance(tags, list) or not all(isinstance(t, STRING_TYPES) for t in tags):
+        # The Agent adds `service:<service>` itself, from the instance's `service` option.
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise ConfigurationError("custom_my_metric: tags must be a list of strings, got %r" % (tags,))
         self._tags = list(tags)
 

@@ -1,0 +1,189 @@
+"""Delivery of the configuration bundle through SSM: a document, and an association running it.
+
+An `aws.ssm.Document` (Command, schemaVersion 2.2, one `aws:runShellScript` step) carries
+the whole bundle as a gzipped tar; its script unpacks it into
+`/opt/observability-lab/bundles/<digest>/` and runs `converge.sh` from there. Two triggers
+run that one script: the instance's first boot (its user-data fetches the document named
+by an SSM parameter and runs it: components/bootstrap.py) and an `aws.ssm.Association` on
+the stack's hosts, found by tag, after every change. Compressed, the bundle fits SSM's
+64 KB document limit with room to spare; EC2's 16 KiB user-data could not carry it.
+
+Why the association re-runs exactly when the content changes (and never otherwise):
+the document's name carries the sha256 of its content, and so does the association's.
+A content change is a new document and a new association, never an update: that avoids
+every known provider trap at once. An association on `$LATEST` is not re-run by a new
+document version (terraform-provider-aws #9996); updating a document's content in place
+fails or is silently skipped (pulumi-aws #2555 `InvalidDocumentVersion`,
+terraform-provider-aws #31131); `wait_for_success_timeout_seconds` only applies on create,
+so with a new association on every change, `pulumi up` waits for every converge and fails
+when it fails. AWS runs a new association at once on its targets, and a run-once
+association (no schedule) is not re-run by an SSM Agent restart. An unchanged program
+renders the same bytes, so the same names and no change at all. The old association and
+document are deleted once the new ones exist.
+
+The document takes no parameters (association parameters are strings, and SSM would
+substitute `{{ }}` in the content).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import tarfile
+from typing import Optional
+
+import pulumi
+import pulumi_aws as aws
+import yaml
+
+from components.bundle import BUNDLES_DIR, Bundle, sha256
+
+SSM_DOCUMENT_LIMIT = 65_536
+DOCUMENT_BUDGET = int(SSM_DOCUMENT_LIMIT * 0.7)  # 30 % headroom
+# How long `pulumi up` waits for a new association to succeed on every host: a first
+# boot (apt, MySQL, the app's venv) may hold the converge lock before it.
+WAIT_FOR_SUCCESS_SECONDS = 1800
+
+
+def bundle_archive(bundle: Bundle) -> bytes:
+    """The bundle as a gzipped tar, byte-identical for identical files (no dates, no owners)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+        for path, content in sorted(bundle.files.items()):
+            data = content.encode()
+            entry = tarfile.TarInfo(path)
+            entry.size, entry.mode, entry.mtime = len(data), 0o644, 0
+            archive.addfile(entry, io.BytesIO(data))
+    return gzip.compress(raw.getvalue(), compresslevel=9, mtime=0)
+
+
+def delivery_script(bundle: Bundle) -> list[str]:
+    """The document's script, one line per runCommand item (SSM joins them with newlines).
+
+    POSIX sh (the SSM Agent runs it with `sh`): unpack the bundle into a temporary
+    directory, move it into place in one rename, then hand over to bash and converge.sh,
+    which checks that the files hash to the directory's name.
+    """
+    return _script(bundle, base64.encodebytes(bundle_archive(bundle)).decode().split())
+
+
+def document_id(bundle: Bundle) -> str:
+    """What names a document: its bundle's digest and its script, not the gzip bytes.
+
+    The bundle's digest covers every file; the script around the payload covers how they
+    are delivered. zlib builds differ in their output, so the compressed payload is left
+    out: the same files give the same name on every machine.
+    """
+    return sha256("\n".join(_script(bundle, ["<payload>"])))[:16]
+
+
+def _script(bundle: Bundle, payload: list[str]) -> list[str]:
+    return [
+        "#!/bin/sh",
+        f"# Unpacks configuration bundle {bundle.digest[:12]} ({len(bundle.files)} files, listed in",
+        "# `make plan`), then converges this host on it with the bundle's converge.sh.",
+        "set -eu",
+        "# OBSERVABILITY_LAB_BUNDLES is set only by tests, to unpack into a scratch directory.",
+        f"bundle=${{OBSERVABILITY_LAB_BUNDLES:-{BUNDLES_DIR}}}/{bundle.digest}",
+        'if [ ! -d "$bundle" ]; then',
+        '  mkdir -p "${bundle%/*}"',
+        '  incoming=$(mktemp -d "${bundle%/*}/.incoming.XXXXXX")',
+        "  base64 -d <<'END_OF_BUNDLE' | tar -xzf - -C \"$incoming\"",
+        *payload,
+        "END_OF_BUNDLE",
+        "  # A concurrent run may have unpacked the same digest meanwhile: same files, keep it.",
+        '  mv -T "$incoming" "$bundle" 2>/dev/null || rm -rf "$incoming"',
+        "fi",
+        'exec bash "$bundle/converge.sh"',
+    ]
+
+
+def document_content(bundle: Bundle, description: str) -> str:
+    content = yaml.safe_dump({
+        "schemaVersion": "2.2",
+        "description": description,
+        "mainSteps": [{
+            "action": "aws:runShellScript",
+            "name": "converge",
+            "precondition": {"StringEquals": ["platformType", "Linux"]},
+            "inputs": {"timeoutSeconds": "3600", "runCommand": delivery_script(bundle)},
+        }],
+    }, sort_keys=False, width=1_000)
+    if len(content.encode()) > DOCUMENT_BUDGET:
+        raise ValueError(f"the SSM document is {len(content.encode())} bytes; the budget is "
+                         f"{DOCUMENT_BUDGET} (70 % of SSM's {SSM_DOCUMENT_LIMIT})")
+    return content
+
+
+class HostConfiguration(pulumi.ComponentResource):
+    """The SSM document carrying one bundle, and the parameter naming the current document.
+
+    The parameter is what a first boot reads to find the document (its user-data cannot
+    name it: that would change the user-data with every bundle). The document's name is
+    ForceNew for the provider, so a new bundle is a new document; its `content` is
+    ignored in diffs, since the name already says everything that matters about it (and a
+    content update in place is the provider path to avoid).
+    """
+
+    def __init__(self, name: str, bundle: Bundle, *, name_prefix: str, parameter_name: str,
+                 description: str, tags: dict[str, str],
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("observability-lab:host:HostConfiguration", name, None, opts)
+        self.content = document_content(bundle, description)
+        self.document = aws.ssm.Document(
+            f"{name}-document",
+            name=f"{name_prefix}-{document_id(bundle)}",
+            document_type="Command",
+            document_format="YAML",
+            target_type="/AWS::EC2::Instance",
+            content=self.content,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["content"]),
+        )
+        self.parameter = aws.ssm.Parameter(
+            f"{name}-current-document",
+            name=parameter_name,
+            description="Name of the SSM document holding this stack's current host configuration",
+            type="String",
+            insecure_value=self.document.name,  # a document name, not a secret: diffs show it
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({
+            "bundleDigest": bundle.digest,
+            "documentName": self.document.name,
+            "documentBytes": len(self.content.encode()),
+        })
+
+
+class ConvergeAssociation(pulumi.ComponentResource):
+    """Runs a configuration document on every host carrying the target tag."""
+
+    def __init__(self, name: str, configuration: HostConfiguration, *, target_tag: tuple[str, str],
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("observability-lab:host:ConvergeAssociation", name, None, opts)
+        document = configuration.document
+        tag_key, tag_value = target_tag
+        self.association = aws.ssm.Association(
+            f"{name}-association",
+            name=document.name,
+            association_name=document.name,
+            document_version=document.latest_version,
+            targets=[aws.ssm.AssociationTargetArgs(key=f"tag:{tag_key}", values=[tag_value])],
+            # One failed host stops the rollout to the others; each host restores its own
+            # previous files when its converge fails.
+            max_concurrency="50%",
+            max_errors="0",
+            compliance_severity="HIGH",
+            wait_for_success_timeout_seconds=WAIT_FOR_SUCCESS_SECONDS,
+            # A new document is a new association (its name is ForceNew for the provider
+            # too), so every change runs once on every host. The old one is deleted first:
+            # an instance replaced in the same `pulumi up` must never get the old bundle
+            # from it after the new one. No dependency on the instances: on a first
+            # `pulumi up` the wait above covers an instance that registers later, and after
+            # a volume resize converge.sh waits for the larger disk itself.
+            opts=pulumi.ResourceOptions(parent=self, replace_on_changes=["*"], delete_before_replace=True),
+        )
+        self.association_id = self.association.association_id
+        self.register_outputs({"associationId": self.association_id})

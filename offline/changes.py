@@ -1,0 +1,77 @@
+"""What a change of program or settings does to each resource: two offline plans compared.
+
+    python -m offline.plan dev --json > before.json   # then change something, and:
+    python -m offline.plan dev --compare before.json
+
+Per resource (by type and name, as in its URN): created, deleted, unchanged, updated in
+place, or replaced, with the inputs that differ. Inputs a resource ignores
+(`ignore_changes`) do not count, as in the engine. A replacement is predicted from the
+resource's `replace_on_changes` and from the provider's own replace-only inputs listed
+below for the types this program uses; only `pulumi preview` against a real account says
+for sure.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Inputs whose change the provider can only apply by replacing the resource (ForceNew in
+# terraform-provider-aws, which pulumi-aws bridges): aws_instance ami, subnet_id,
+# associate_public_ip_address; aws_ssm_document name; aws_ssm_association name;
+# aws_ssm_parameter name; aws_security_group name, vpc_id, description; aws_iam_role name.
+PROVIDER_REPLACES: dict[str, frozenset[str]] = {
+    "aws:ec2/instance:Instance": frozenset({"ami", "subnetId", "associatePublicIpAddress"}),
+    "aws:ssm/document:Document": frozenset({"name"}),
+    "aws:ssm/association:Association": frozenset({"name"}),
+    "aws:ssm/parameter:Parameter": frozenset({"name"}),
+    "aws:ec2/securityGroup:SecurityGroup": frozenset({"name", "vpcId", "description"}),
+    "aws:iam/role:Role": frozenset({"name"}),
+}
+
+
+def _key(resource: dict[str, Any]) -> tuple[str, str]:
+    return resource["type"], resource["name"]
+
+
+def changed_inputs(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Top-level inputs that differ, leaving out the ones the resource ignores."""
+    ignored = set(after.get("options", {}).get("ignoreChanges", []))
+    names = set(before["inputs"]) | set(after["inputs"])
+    return sorted(n for n in names - ignored if before["inputs"].get(n) != after["inputs"].get(n))
+
+
+def classify(before: dict[str, Any], after: dict[str, Any]) -> tuple[str, list[str]]:
+    changed = changed_inputs(before, after)
+    if not changed:
+        return "unchanged", []
+    replace_on = set(after.get("options", {}).get("replaceOnChanges", []))
+    replacing = PROVIDER_REPLACES.get(after["type"], frozenset()) | replace_on
+    if "*" in replace_on or replacing & set(changed):
+        return "replaced", changed
+    return "updated", changed
+
+
+def compare(before_plan: dict[str, Any], after_plan: dict[str, Any]) -> dict[tuple[str, str], tuple[str, list[str]]]:
+    before = {_key(r): r for r in before_plan["resources"]}
+    after = {_key(r): r for r in after_plan["resources"]}
+    result: dict[tuple[str, str], tuple[str, list[str]]] = {}
+    for key in sorted(set(before) | set(after)):
+        if key not in before:
+            result[key] = ("created", [])
+        elif key not in after:
+            result[key] = ("deleted", [])
+        else:
+            result[key] = classify(before[key], after[key])
+    return result
+
+
+def render(changes: dict[tuple[str, str], tuple[str, list[str]]]) -> str:
+    counts: dict[str, int] = {}
+    lines = []
+    for (type_, name), (what, inputs) in changes.items():
+        counts[what] = counts.get(what, 0) + 1
+        if what != "unchanged":
+            detail = f" ({', '.join(inputs)})" if inputs else ""
+            lines.append(f"  {what:<9} {type_} {name}{detail}")
+    summary = ", ".join(f"{n} {what}" for what, n in sorted(counts.items()))
+    return "\n".join([f"Changes against the base plan: {summary}", *lines]) + "\n"

@@ -1,0 +1,225 @@
+"""The request bodies pulumi-datadog sends for our Datadog resources, checked against
+Datadog's own API models (the `datadog-api-client` package).
+
+pulumi-datadog wraps terraform-provider-datadog; each `*_body` function below rebuilds,
+from a resource's registered inputs (Pulumi's camelCase names), the JSON body the
+provider's build function makes from the same Terraform attributes, for the fields
+this program uses. Each cites the provider function it follows. An input the mapping
+does not know is an error: a new field must be mapped before it can pass.
+
+`problems()` loads a body into the client's model with type checking on and lists
+every field the model does not define, every value outside an enum and every node no
+model could parse (the client keeps those as "unparsed" instead of failing).
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from datadog_api_client.configuration import Configuration
+from datadog_api_client.model_utils import (
+    ModelComposed,
+    ModelNormal,
+    ModelSimple,
+    UnparsedObject,
+    validate_and_convert_types,
+)
+from datadog_api_client.v1.model.dashboard import Dashboard
+from datadog_api_client.v1.model.monitor import Monitor
+from datadog_api_client.v2.model.downtime_create_request import DowntimeCreateRequest
+
+
+class Inputs:
+    """A resource's inputs, consumed key by key; `done()` fails on any key left over."""
+
+    def __init__(self, values: dict[str, Any], where: str):
+        self.values, self.where, self.used = dict(values), where, set()
+
+    def take(self, key: str, default: Any = None) -> Any:
+        self.used.add(key)
+        return self.values.get(key, default)
+
+    def nested(self, key: str) -> Inputs:
+        return Inputs(self.take(key) or {}, f"{self.where}.{key}")
+
+    def each(self, key: str) -> list[Inputs]:
+        return [Inputs(item, f"{self.where}.{key}[{i}]") for i, item in enumerate(self.take(key) or [])]
+
+    def done(self) -> None:
+        unmapped = set(self.values) - self.used
+        if unmapped:
+            raise AssertionError(f"{self.where}: no mapping to the API body for inputs {sorted(unmapped)}")
+
+
+def _int(value: Any) -> int:
+    """Pulumi carries numbers as floats; the provider's TypeInt attributes are integers."""
+    if float(value) != int(value):
+        raise AssertionError(f"not an integer: {value!r}")
+    return int(value)
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def monitor_body(inputs: dict[str, Any]) -> dict[str, Any]:
+    """datadog/resource_datadog_monitor.go, buildMonitorStruct (the SDKv2 resource the
+    provider serves unless its framework monitor is switched on)."""
+    i = Inputs(inputs, "monitor")
+    thresholds = i.nested("monitorThresholds")
+    options = {
+        # monitor_thresholds.*: json.Number(value).Float64()
+        "thresholds": {_snake(k): float(thresholds.take(k)) for k in list(thresholds.values)},
+        # Always sent, from the schema defaults when unset (true, false, true, 300).
+        "include_tags": i.take("includeTags", True),
+        "notify_no_data": i.take("notifyNoData", False),
+        "require_full_window": i.take("requireFullWindow", True),
+        "new_host_delay": _int(i.take("newHostDelay", 300)),
+        # GetOk with the schema default 10: sent even where no-data does not notify.
+        "no_data_timeframe": _int(i.take("noDataTimeframe", 10)),
+    }
+    thresholds.done()
+    body = {"name": i.take("name"), "type": i.take("type"), "query": i.take("query"),
+            "message": i.take("message"), "tags": i.take("tags", []), "options": options}
+    i.done()
+    return body
+
+
+def dashboard_body(inputs: dict[str, Any]) -> dict[str, Any]:
+    """datadog/resource_datadog_dashboard.go, buildDatadogDashboard."""
+    i = Inputs(inputs, "dashboard")
+    body = {"title": i.take("title"), "layout_type": i.take("layoutType"), "description": i.take("description"),
+            "template_variables": [_template_variable(v) for v in i.each("templateVariables")],
+            "widgets": [_widget(w) for w in i.each("widgets")]}
+    i.done()
+    return body
+
+
+def _template_variable(i: Inputs) -> dict[str, Any]:
+    """buildDatadogTemplateVariables."""
+    body = {"name": i.take("name"), "prefix": i.take("prefix"), "defaults": i.take("defaults")}
+    i.done()
+    return body
+
+
+def _widget(i: Inputs) -> dict[str, Any]:
+    """buildDatadogWidget: one *_definition block becomes `definition` with its `type`."""
+    if "timeseriesDefinition" in i.values:
+        definition = _timeseries(i.nested("timeseriesDefinition"))
+    elif "queryValueDefinition" in i.values:
+        definition = _query_value(i.nested("queryValueDefinition"))
+    else:
+        definition = {}
+    i.done()
+    return {"definition": definition}
+
+
+def _timeseries(i: Inputs) -> dict[str, Any]:
+    """buildDatadogTimeseriesDefinition and buildDatadogTimeseriesRequests."""
+    body = {"type": "timeseries", "title": i.take("title"), "show_legend": i.take("showLegend"),
+            "requests": [_formula_request(r, "timeseries", display_type=r.take("displayType"))
+                         for r in i.each("requests")]}
+    i.done()
+    return body
+
+
+def _query_value(i: Inputs) -> dict[str, Any]:
+    """buildDatadogQueryValueDefinition, buildDatadogWidgetTime (live_span) and
+    buildDatadogQueryValueRequests."""
+    body = {"type": "query_value", "title": i.take("title"), "precision": _int(i.take("precision")),
+            "time": {"live_span": i.take("liveSpan")},
+            "requests": [_formula_request(r, "scalar") for r in i.each("requests")]}
+    i.done()
+    return body
+
+
+def _formula_request(i: Inputs, response_format: str, **extra: Any) -> dict[str, Any]:
+    """A request of `query` blocks and `formula` blocks; the provider sets the
+    response format (timeseries or scalar) by widget type."""
+    body = {**{k: v for k, v in extra.items() if v is not None},
+            "queries": [_query(q) for q in i.each("queries")],
+            "response_format": response_format,
+            "formulas": [_formula(f) for f in i.each("formulas")]}
+    i.done()
+    return body
+
+
+def _query(i: Inputs) -> dict[str, Any]:
+    body = _metric_query(i.nested("metricQuery"))
+    i.done()
+    return body
+
+
+def _formula(i: Inputs) -> dict[str, Any]:
+    """buildDatadogFormula: formula_expression -> formula."""
+    body = {"formula": i.take("formulaExpression")}
+    i.done()
+    return body
+
+
+def _metric_query(i: Inputs) -> dict[str, Any]:
+    """buildDatadogMetricQuery: the data source is always "metrics"."""
+    i.take("dataSource")
+    body = {"data_source": "metrics", "name": i.take("name"), "query": i.take("query")}
+    aggregator = i.take("aggregator")
+    if aggregator:
+        body["aggregator"] = aggregator
+    i.done()
+    return body
+
+
+def downtime_schedule_body(inputs: dict[str, Any]) -> dict[str, Any]:
+    """datadog/fwprovider/resource_datadog_downtime_schedule.go,
+    buildDowntimeScheduleCreateRequestBody (recurring schedule, monitor by id)."""
+    i = Inputs(inputs, "downtimeSchedule")
+    monitor = i.nested("monitorIdentifier")
+    schedule = i.nested("recurringSchedule")
+    recurrences = []
+    for r in schedule.each("recurrences"):
+        recurrence = {"duration": r.take("duration"), "rrule": r.take("rrule")}
+        if r.take("start") is not None:
+            recurrence["start"] = r.values["start"]
+        r.done()
+        recurrences.append(recurrence)
+    attributes = {"scope": i.take("scope"), "display_timezone": i.take("displayTimezone"),
+                  "message": i.take("message"),
+                  "monitor_identifier": {"monitor_id": _int(monitor.take("monitorId"))},
+                  "schedule": {"timezone": schedule.take("timezone"), "recurrences": recurrences}}
+    monitor.done()
+    schedule.done()
+    i.done()
+    return {"data": {"type": "downtime", "attributes": attributes}}
+
+
+# Resource type -> (body builder, the API model of the request body).
+REQUESTS = {
+    "datadog:index/monitor:Monitor": (monitor_body, Monitor),
+    "datadog:index/dashboard:Dashboard": (dashboard_body, Dashboard),
+    "datadog:index/downtimeSchedule:DowntimeSchedule": (downtime_schedule_body, DowntimeCreateRequest),
+}
+
+
+def problems(body: dict[str, Any], model: type) -> list[str]:
+    """Load `body` as the API client deserializes JSON (type checking on) and list
+    what the model does not accept. Type errors raise ApiTypeError."""
+    loaded = validate_and_convert_types(body, (model,), [model.__name__], True, True, Configuration())
+    return list(_walk(loaded, model.__name__))
+
+
+def _walk(node: Any, path: str):
+    if isinstance(node, UnparsedObject):
+        yield f"{path}: matches none of the model's variants: {node._data_store}"
+    elif isinstance(node, ModelComposed):
+        for instance in node._composed_instances:
+            yield from _walk(instance, path)
+    elif isinstance(node, ModelSimple):
+        if node._unparsed:
+            yield f"{path}: {node.value!r} is not one of {sorted(node.allowed_values)}"
+    elif isinstance(node, ModelNormal):
+        for key, value in node._data_store.items():
+            if key not in node.openapi_types:
+                yield f"{path}.{key}: not a field of {type(node).__name__}"
+            yield from _walk(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from _walk(item, f"{path}[{index}]")
