@@ -16,10 +16,14 @@ import re
 from typing import Any, Callable
 
 import pytest
+import yaml
 
 import guardrails
+from components.bundle import Bundle
+from components.converge import document_content
 from guardrails import datadog as dd_rules, ec2 as ec2_rules, iam as iam_rules, network, ssm as ssm_rules
 from offline.engine import PLACEHOLDER_SECRETS, Evaluation, Resource, reveal
+from offline.host_config import decode_document
 from policy_harness import (
     ADVISORY, MANDATORY, POLICIES, cloud_config, probes, resolve, violations, with_cloud_config, with_inputs,
 )
@@ -46,6 +50,17 @@ def test_the_pack_has_mandatory_and_advisory_policies():
 def test_the_programs_resources_pass_every_policy(run_stack, stack, overrides):
     evaluation = run_stack(stack, overrides)
     assert violations(evaluation.resources) == []
+    # What passed includes the program's SSM delivery, its String parameter naming the
+    # document, the process alert and, where downtimes are on, the schedules and their anchors.
+    types = {r.type for r in evaluation.resources if r.custom}
+    assert {ssm_rules.DOCUMENT, "aws:ssm/association:Association", ec2_rules.INSTANCE} <= types
+    assert {p.inputs["type"] for p in evaluation.of_type(ssm_rules.PARAMETER)} == {"SecureString", "String"}
+    assert {m.inputs["type"] for m in evaluation.of_type(dd_rules.MONITOR)} == {
+        "metric alert", "service check", "process alert"}
+    if stack == "dev":
+        assert "time:index/static:Static" in types
+        assert all(s.inputs["recurringSchedule"]["recurrences"][0]["start"]
+                   for s in evaluation.of_type(dd_rules.DOWNTIME_SCHEDULE))
 
 
 def test_every_property_a_policy_reads_is_one_the_engine_records(dev, prod, world_app_port):
@@ -103,7 +118,7 @@ def _policy_document(statement: dict[str, Any]) -> Callable[[dict[str, Any]], No
 
 
 def _monitor(evaluation: Evaluation, suffix: str) -> Resource:
-    return next(r for r in evaluation.of_type(dd_rules.MONITOR) if r.name.endswith(suffix))
+    return next(r for r in evaluation.of_type(dd_rules.MONITOR) if r.name == f"datadog-monitors-{suffix}")
 
 
 def _parameter(evaluation: Evaluation, name: str) -> Resource:
@@ -115,6 +130,16 @@ def _replace_in(key: str, old: str, new: str) -> Callable[[dict[str, Any]], None
         assert old in props[key], (key, old)
         props[key] = props[key].replace(old, new)
     return change
+
+
+def _with_bundle_line(document: Resource, path: str, line: str) -> Resource:
+    """The configuration document, rebuilt as the program builds it, with `line` added to one
+    file of its bundle: inside the gzipped tar, base64 over many runCommand items."""
+    files = decode_document(document.inputs["content"]).files
+    bundle = Bundle({**files, path: files[path] + line})
+    content = document_content(bundle, yaml.safe_load(document.inputs["content"])["description"])
+    assert decode_document(content).files[path].endswith(line) and line not in content
+    return with_inputs(document, _set("content", content))
 
 
 def _gz_b64(text: str) -> str:
@@ -135,6 +160,10 @@ VARIANTS: list[tuple[str, str, Callable[[Evaluation], Resource], list[str]]] = [
     ("ec2-instance-no-key-pair", "key-pair",
      lambda e: with_inputs(e.one(ec2_rules.INSTANCE), _set("keyName", "ops-laptop")),
      ["keyName is 'ops-laptop'", "remove key_name", "SSM Session Manager"]),
+    ("ec2-instance-user-data-no-secrets", "api-key-in-plain-cloud-config",
+     lambda e: with_inputs(e.one(ec2_rules.INSTANCE), lambda p: p.update(
+         userData=p["userData"] + f"# DD_API_KEY={API_KEY_HEX}\n")),
+     ["userData contains a 32-hex-character token", "Datadog API key", "SSM SecureString"]),
     ("ec2-instance-user-data-no-secrets", "api-key-in-gzipped-cloud-config",
      lambda e: with_cloud_config(e.one(ec2_rules.INSTANCE),
                                  cloud_config(e.one(ec2_rules.INSTANCE)) + f"# DD_API_KEY={API_KEY_HEX}\n"),
@@ -155,6 +184,14 @@ VARIANTS: list[tuple[str, str, Callable[[Evaluation], Resource], list[str]]] = [
      lambda e: with_cloud_config(e.one(ec2_rules.INSTANCE), cloud_config(e.one(ec2_rules.INSTANCE))
                                  + f"# {PLACEHOLDER_SECRETS['datadog:apiKey']}\n"),
      ["gzip data in userDataBase64", "SecureString parameter 'host-datadog-api-key'"]),
+    ("ssm-document-no-secrets", "app-key-in-a-bundle-file",
+     lambda e: _with_bundle_line(e.one(ssm_rules.DOCUMENT), "agent/datadog.yaml", f"app_key: {APP_KEY_HEX}\n"),
+     ["gzip data in base64 data in the script of mainSteps[0] (converge) contains a 40-hex-character token",
+      "Datadog application key", "ssm:GetDocument", "SecureString"]),
+    ("ssm-document-no-secrets", "private-key-in-a-bundle-file",
+     lambda e: _with_bundle_line(e.one(ssm_rules.DOCUMENT), "app/app.env",
+                                 "# -----BEGIN RSA PRIVATE KEY-----\n"),
+     ["contains a PEM private key"]),
     ("ec2-instance-standard-tags", "no-project-tag",
      lambda e: with_inputs(e.one(ec2_rules.INSTANCE), lambda p: p["tags"].pop("project")),
      ["missing tag(s) project"]),
@@ -199,6 +236,11 @@ VARIANTS: list[tuple[str, str, Callable[[Evaluation], Resource], list[str]]] = [
      ["notifies no one", "@handle"]),
     ("datadog-metric-monitor-threshold-matches-query", "query-800-critical-900",
      lambda e: with_inputs(_monitor(e, "my-metric"), _set("monitorThresholds.critical", "900")),
+     ["alerts at 800 but monitorThresholds.critical is 900"]),
+    # "query alert" is how the API reports a metric monitor created as "metric alert".
+    ("datadog-metric-monitor-threshold-matches-query", "query-alert-critical-900",
+     lambda e: with_inputs(_monitor(e, "my-metric"), lambda p: (
+         p.update(type="query alert"), p["monitorThresholds"].update(critical="900"))),
      ["alerts at 800 but monitorThresholds.critical is 900"]),
     ("datadog-metric-monitor-threshold-matches-query", "no-comparison",
      lambda e: with_inputs(_monitor(e, "apm-latency"), _replace_in("query", " > 1", "")),
@@ -247,8 +289,8 @@ def test_variants_that_must_pass(world_app_port):
         # A Deny may use wildcards.
         with_inputs(e.one(iam_rules.ROLE_POLICY), _policy_document({"Effect": "Deny", "Action": "*", "Resource": "*"})),
         # A parameter whose name does not say "key".
-        with_inputs(_parameter(e, "host-datadog-api-key"), lambda p: p.update(name="/observability-lab/dev/ami_id", type="String",
-                                                                   value="ami-0123456789abcdef0")),
+        with_inputs(_parameter(e, "host-datadog-api-key"), lambda p: p.update(
+            name="/observability-lab/dev/ami_id", type="String", value="ami-0123456789abcdef0")),
         # A downtime on a scope rather than a monitor.
         with_inputs(e.of_type(dd_rules.DOWNTIME_SCHEDULE)[0], lambda p: (p.pop("monitorIdentifier"),
                                                                          p.update(scope="env:dev"))),
@@ -258,6 +300,9 @@ def test_variants_that_must_pass(world_app_port):
         with_inputs(e.one(network.SECURITY_GROUP), _first_ingress(
             protocol="-1", fromPort=0.0, toPort=0.0, cidrBlocks=None, ipv6CidrBlocks=None,
             securityGroups=["sg-0123456789abcdef0"])),
+        # A process alert ends its query with a comparison too, but is not a metric alert:
+        # the threshold policy leaves it alone.
+        with_inputs(_monitor(e, "app-processes"), _set("monitorThresholds.critical", "5")),
         # A sha256 (64 hex) and an e-mail address in user-data are not keys.
         with_cloud_config(e.one(ec2_rules.INSTANCE), cloud_config(e.one(ec2_rules.INSTANCE))
                           + f"# sha256 {API_KEY_HEX * 2}, contact sre@example.com\n"),
@@ -283,7 +328,8 @@ def test_ports_and_tag_keys_come_from_the_pack_config(world_app_port):
 def test_standard_tag_keys_default_to_the_programs_tags(dev):
     # The keys every tagged AWS resource of the program carries (the instance adds `fleet`,
     # the association's target, which is not a project-wide tag).
-    tagged = [set(r.inputs["tags"]) for r in dev.resources if r.custom and r.inputs.get("tags") and r.type.startswith("aws:")]
+    tagged = [set(r.inputs["tags"]) for r in dev.resources
+              if r.custom and r.type.startswith("aws:") and r.inputs.get("tags")]
     assert len(tagged) >= 5
     assert set(ec2_rules.STANDARD_TAG_KEYS) == set.intersection(*tagged) - {"Name"}
 

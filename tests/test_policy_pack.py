@@ -156,12 +156,14 @@ def _pins(path) -> dict[str, str]:
 
 def test_the_packs_pins_resolve_with_the_programs():
     pack, program = _pins(POLICY_DIR / "requirements.txt"), _pins(ROOT / "requirements.txt")
-    assert set(pack) == {"pulumi", "pulumi-policy"}
+    suite = _pins(ROOT / "requirements-dev.txt")
+    assert set(pack) == {"pulumi", "pulumi-policy", "PyYAML"}
     assert pack["pulumi"] == program["pulumi"]
+    assert pack["PyYAML"] == suite["PyYAML"]
     # Installed together by `make test` (requirements-dev.txt includes the pack's file) ...
     assert "-r policy/requirements.txt" in (ROOT / "requirements-dev.txt").read_text().splitlines()
-    assert metadata.version("pulumi-policy") == pack["pulumi-policy"]
-    assert metadata.version("pulumi") == pack["pulumi"]
+    for name, version in pack.items():
+        assert metadata.version(name) == version, name
     # ... and pulumi-policy's own range admits the pinned pulumi.
     (pulumi_range,) = [Requirement(r) for r in metadata.requires("pulumi-policy") or []
                        if Requirement(r).name == "pulumi"]

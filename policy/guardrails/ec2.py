@@ -12,7 +12,7 @@ from pulumi_policy import (
     ResourceValidationPolicy,
 )
 
-from guardrails import user_data
+from guardrails import layers
 from guardrails.values import config, get, label, plain
 
 INSTANCE = "aws:ec2/instance:Instance"
@@ -63,7 +63,7 @@ def _no_key_pair(args: ResourceValidationArgs, report: ReportViolation) -> None:
 def _no_secrets_in_user_data(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type != INSTANCE:
         return
-    for finding in user_data.findings(user_data.layers(args.props)):
+    for finding in layers.findings(layers.user_data(args.props)):
         report(f"{label(args)}: {finding.where} contains {finding.what}. User-data is readable by "
                "anyone who can describe the instance: put the key in an SSM SecureString parameter "
                "and let the host read it at boot (as the Agent's secret backend does).", None)
@@ -122,6 +122,6 @@ READS = {
     "ec2-instance-imdsv2-required": {INSTANCE: [HTTP_TOKENS]},
     "ec2-instance-root-volume-encrypted": {INSTANCE: [ROOT_ENCRYPTED]},
     "ec2-instance-no-key-pair": {INSTANCE: [KEY_NAME]},
-    "ec2-instance-user-data-no-secrets": {INSTANCE: [user_data.USER_DATA_PLAIN, user_data.USER_DATA_BASE64]},
+    "ec2-instance-user-data-no-secrets": {INSTANCE: [layers.USER_DATA_PLAIN, layers.USER_DATA_BASE64]},
     "ec2-instance-standard-tags": {INSTANCE: [TAGS]},
 }

@@ -116,7 +116,7 @@ def _no_admin_policies(args: ResourceValidationArgs, report: ReportViolation) ->
         if is_admin_policy(arn):
             report(f"{label(args)}: {where} attaches {arn}, an administrator policy; attach a policy "
                    "with only the actions the role needs (the host has AmazonSSMManagedInstanceCore and "
-                   "an inline policy reading its own parameter).", None)
+                   "an inline policy reading its own parameters and configuration documents).", None)
 
 
 POLICIES = [

@@ -1,4 +1,5 @@
-"""SSM parameters that hold keys are encrypted, and their values never reach user-data."""
+"""SSM: parameters that hold keys are encrypted, their values never reach user-data, and
+documents carry no keys."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UnknownValueError
 
-from guardrails import user_data
+from guardrails import layers
 from guardrails.ec2 import INSTANCE
 from guardrails.values import get, label
 
 PARAMETER = "aws:ssm/parameter:Parameter"
+DOCUMENT = "aws:ssm/document:Document"
 NAME = "name"
 TYPE = "type"
 VALUE = "value"
@@ -42,6 +44,16 @@ def _key_parameters_secure(args: ResourceValidationArgs, report: ReportViolation
                f"{type_ or 'not set'}; set type=\"{SECURE}\" so the value is encrypted with KMS.", None)
 
 
+def _no_secrets_in_documents(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != DOCUMENT:
+        return
+    for finding in layers.findings(layers.ssm_document(args.props)):
+        report(f"{label(args)}: {finding.where} contains {finding.what}. A document's content is "
+               "readable by anyone allowed ssm:GetDocument in the account, and by every account it is "
+               "shared with: put the key in an SSM SecureString parameter and let the document's script "
+               "read it on the host (as the Agent's secret backend does).", None)
+
+
 def _secure_values_not_in_user_data(args: StackValidationArgs, report: ReportViolation) -> None:
     secrets: list[tuple[str, str]] = []
     instances = []
@@ -53,12 +65,12 @@ def _secure_values_not_in_user_data(args: StackValidationArgs, report: ReportVio
                 if isinstance(value, str) and len(value) >= MIN_SECRET_LENGTH:
                     secrets.append((resource.name, value))
             elif resource.resource_type == INSTANCE:
-                instances.append((resource, user_data.layers(resource.props)))
+                instances.append((resource, layers.user_data(resource.props)))
         except UnknownValueError:
             continue
-    for instance, layers in instances:
+    for instance, instance_layers in instances:
         for parameter, value in secrets:
-            where = next((layer.where for layer in layers if value in layer.text), None)
+            where = next((layer.where for layer in instance_layers if value in layer.text), None)
             if where:
                 report(f"{instance.resource_type} '{instance.name}': {where} contains the value of the "
                        f"SecureString parameter '{parameter}'; reference the parameter (the host reads it "
@@ -72,6 +84,14 @@ POLICIES = [
         validate=_key_parameters_secure,
         enforcement_level=EnforcementLevel.MANDATORY,
     ),
+    ResourceValidationPolicy(
+        name="ssm-document-no-secrets",
+        description=("SSM document content (every base64/gzip layer, and each runCommand script as the "
+                     "SSM Agent runs it) holds nothing shaped like a Datadog API or application key, "
+                     "and no private key."),
+        validate=_no_secrets_in_documents,
+        enforcement_level=EnforcementLevel.MANDATORY,
+    ),
     StackValidationPolicy(
         name="ssm-secure-values-not-in-user-data",
         description="No EC2 user-data (any base64/gzip layer) contains the value of a SecureString parameter of the stack.",
@@ -82,6 +102,7 @@ POLICIES = [
 
 READS = {
     "ssm-key-parameters-secure-string": {PARAMETER: [NAME, TYPE]},
+    "ssm-document-no-secrets": {DOCUMENT: [layers.DOCUMENT_CONTENT]},
     "ssm-secure-values-not-in-user-data": {
-        PARAMETER: [TYPE, VALUE], INSTANCE: [user_data.USER_DATA_PLAIN, user_data.USER_DATA_BASE64]},
+        PARAMETER: [TYPE, VALUE], INSTANCE: [layers.USER_DATA_PLAIN, layers.USER_DATA_BASE64]},
 }
