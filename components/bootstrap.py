@@ -75,10 +75,14 @@ def app_version(sources: dict[str, str]) -> str:
 
 
 def read_sources() -> dict[str, str]:
-    """Every file under userdata/ (relative path -> text), read once per rendering."""
+    """Every file under userdata/ (relative path -> text), read once per rendering.
+
+    `*.example` files document options (as integrations-core's conf.yaml.example) and are never
+    installed, so they are not staged: user-data has no bytes to spare.
+    """
     return {path.relative_to(USERDATA_DIR).as_posix(): path.read_text()
             for path in sorted(USERDATA_DIR.rglob("*"))
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"}
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".example")}
 
 
 def rendered_files(settings: Settings) -> dict[str, str]:

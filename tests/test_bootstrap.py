@@ -58,7 +58,8 @@ def test_user_data_is_one_cloud_config_running_the_staged_bootstrap(stack_eval):
 def test_every_userdata_file_is_staged_and_templates_are_fully_rendered(stack_eval):
     files = staged(stack_eval)
     sources = {p.relative_to(USERDATA_DIR).as_posix().removesuffix(".tmpl")
-               for p in USERDATA_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+               for p in USERDATA_DIR.rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".example"}
     assert set(files) == sources
     templates = [p.relative_to(USERDATA_DIR).as_posix().removesuffix(".tmpl")
                  for p in USERDATA_DIR.rglob("*.tmpl")]
