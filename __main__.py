@@ -2,13 +2,15 @@
 
 import pulumi
 
+from components.bike_share import BikeShareArgs, BikeShareMonitoring
 from components.bootstrap import AgentBootstrap
 from components.bundle import render_bundle
 from components.converge import ConvergeAssociation, HostConfiguration
 from components.dashboards import Dashboards
 from components.downtimes import Downtimes
 from components.host import MonitoredHost
-from components.monitors import Monitors
+from components.datadog_common import app_base_url
+from components.monitors import Monitors, audience
 from components.settings import load_settings
 
 settings = load_settings()
@@ -29,6 +31,19 @@ dashboards = Dashboards("datadog-dashboards", settings)
 monitors = Monitors("datadog-monitors", settings)
 if settings.downtimes.enabled:  # e.g. dev mutes nights and weekends; prod never does
     Downtimes("datadog-downtimes", settings, monitor=monitors.my_metric)
+monitor_ids, dashboard_urls = dict(monitors.ids), dict(dashboards.urls)
+if settings.bike_share.enabled:  # the seed's closing use case; dev on, prod off by default
+    bike = settings.bike_share
+    bike_share = BikeShareMonitoring(
+        "bike-share",
+        BikeShareArgs(scope=f"host:{settings.datadog_hostname}", host_default=settings.datadog_hostname,
+                      empty_below_bikes=bike.empty_below_bikes, full_below_docks=bike.full_below_docks,
+                      window_minutes=bike.window_minutes, stale_after_minutes=bike.stale_after_minutes,
+                      feed_url=bike.feed_url),
+        audience(settings, handles=bike.notification_handles),
+        dashboard_url_base=app_base_url(settings.datadog_site))
+    monitor_ids.update(bike_share.ids)
+    dashboard_urls["bikeShare"] = bike_share.url
 
 pulumi.export("environment", settings.env)
 pulumi.export("datadogHostname", settings.datadog_hostname)
@@ -39,5 +54,5 @@ pulumi.export("appUrl", host.app_url)
 pulumi.export("ssmSessionCommand", host.ssm_session_command)
 pulumi.export("configDocument", configuration.document.name)
 pulumi.export("convergeAssociationId", converge.association_id)
-pulumi.export("dashboardUrls", dashboards.urls)
-pulumi.export("monitorIds", monitors.ids)
+pulumi.export("dashboardUrls", dashboard_urls)
+pulumi.export("monitorIds", monitor_ids)

@@ -32,6 +32,11 @@ MANIFEST = "manifest"
 BUNDLE_ONLY = frozenset({"converge.sh", "converge.env", MANIFEST})
 # The first-boot fetcher travels in the user-data, not in the bundle.
 FIRST_BOOT_DIR = "first-boot/"
+# Files of a feature that a stack switches on or off: in the bundle only when it is on
+# (converge.sh removes a manifest entry's file from the host when the bundle lacks it).
+FEATURE_FILES = {
+    "bikeShare": ("agent/checks.d/bike_share.py", "agent/conf.d/bike_share.yaml.tmpl"),
+}
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,22 @@ def template_values(settings: Settings, sources: dict[str, str]) -> dict[str, st
         "url_lookup_allowlist": ",".join(settings.app.url_lookup_allowlist),
         "setup_overhead_min_ms": str(settings.app.setup_overhead_min_ms),
         "setup_overhead_max_ms": str(settings.app.setup_overhead_max_ms),
+        "bike_share_feed_url": json.dumps(settings.bike_share.feed_url),
+        "bike_share_selection": _station_selection(settings),
+        "bike_share_interval": str(settings.bike_share.check_interval_seconds),
     }
+
+
+def _station_selection(settings: Settings) -> str:
+    """The check's one selection option, as a YAML key: value line."""
+    bike_share = settings.bike_share
+    if bike_share.station_ids:
+        return f"station_ids: {json.dumps(list(bike_share.station_ids))}"
+    return f"largest_stations: {bike_share.largest_stations}"
+
+
+def enabled_features(settings: Settings) -> set[str]:
+    return {"bikeShare"} if settings.bike_share.enabled else set()
 
 
 def app_version(sources: dict[str, str]) -> str:
@@ -116,7 +136,9 @@ def read_sources() -> dict[str, str]:
 
 
 def render_bundle(settings: Settings) -> Bundle:
-    sources = read_sources()
+    switched_off = {path for feature, paths in FEATURE_FILES.items()
+                    if feature not in enabled_features(settings) for path in paths}
+    sources = {path: text for path, text in read_sources().items() if path not in switched_off}
     values = template_values(settings, sources)
     files: dict[str, str] = {}
     for relative, content in sources.items():

@@ -19,58 +19,17 @@ import pulumi_datadog as datadog
 
 from components.datadog_common import app_base_url
 from components.settings import Settings
-
-
-def _host_variable(settings: Settings) -> datadog.DashboardTemplateVariableArgs:
-    return datadog.DashboardTemplateVariableArgs(
-        name="host", prefix="host", defaults=[settings.datadog_hostname])
-
-
-def _timeseries(title: str, query: str, formula: str = "q1",
-                display_type: str = "line") -> datadog.DashboardWidgetArgs:
-    """A timeseries of one metric query `q1`, drawn through `formula`.
-
-    Queries + formulas, because the request's plain `q` is deprecated in the provider.
-    """
-    return datadog.DashboardWidgetArgs(
-        timeseries_definition=datadog.DashboardWidgetTimeseriesDefinitionArgs(
-            title=title,
-            show_legend=True,
-            requests=[datadog.DashboardWidgetTimeseriesDefinitionRequestArgs(
-                display_type=display_type,
-                queries=[datadog.DashboardWidgetTimeseriesDefinitionRequestQueryArgs(
-                    metric_query=datadog.DashboardWidgetTimeseriesDefinitionRequestQueryMetricQueryArgs(
-                        name="q1", query=query, data_source="metrics"))],
-                formulas=[datadog.DashboardWidgetTimeseriesDefinitionRequestFormulaArgs(
-                    formula_expression=formula)],
-            )],
-        ))
-
-
-def _query_value(title: str, query: str, aggregator: str, live_span: str) -> datadog.DashboardWidgetArgs:
-    return datadog.DashboardWidgetArgs(
-        query_value_definition=datadog.DashboardWidgetQueryValueDefinitionArgs(
-            title=title,
-            live_span=live_span,
-            precision=0,
-            requests=[datadog.DashboardWidgetQueryValueDefinitionRequestArgs(
-                queries=[datadog.DashboardWidgetQueryValueDefinitionRequestQueryArgs(
-                    metric_query=datadog.DashboardWidgetQueryValueDefinitionRequestQueryMetricQueryArgs(
-                        name="q1", query=query, data_source="metrics", aggregator=aggregator))],
-                formulas=[datadog.DashboardWidgetQueryValueDefinitionRequestFormulaArgs(
-                    formula_expression="q1")],
-            )],
-        ))
+from components.widgets import host_variable, query_value, timeseries
 
 
 def timeboard_widgets() -> list[datadog.DashboardWidgetArgs]:
     return [
-        _timeseries("Average my_metric by host", "avg:my_metric{$host} by {host}"),
-        _timeseries("Anomalies in MySQL CPU time", "avg:mysql.performance.cpu_time{$host}",
-                    formula="anomalies(q1, 'basic', 2)"),
+        timeseries("Average my_metric by host", "avg:my_metric{$host} by {host}"),
+        timeseries("Anomalies in MySQL CPU time", "avg:mysql.performance.cpu_time{$host}",
+                    formulas="anomalies(q1, 'basic', 2)"),
         # One-hour sum buckets, reduced with `sum` over a one-hour span: every point of
         # the past hour counts once, even when the span straddles two clock-hour buckets.
-        _query_value("my_metric summed over the past hour",
+        query_value("my_metric summed over the past hour",
                      "avg:my_metric{$host}.rollup(sum, 3600)", aggregator="sum", live_span="1h"),
     ]
 
@@ -80,16 +39,16 @@ def apm_widgets(settings: Settings) -> list[datadog.DashboardWidgetArgs]:
     # System metrics carry host tags (env:<env> included), not the APM service tag.
     host_scope = f"env:{settings.env},$host"
     return [
-        _timeseries("Request hits by resource",
+        timeseries("Request hits by resource",
                     f"sum:trace.flask.request.hits{{{trace_scope}}} by {{resource_name}}",
                     display_type="bars"),
-        _timeseries("p95 request latency (s)", f"p95:trace.flask.request{{{trace_scope}}}"),
-        _timeseries("Request errors by resource",
+        timeseries("p95 request latency (s)", f"p95:trace.flask.request{{{trace_scope}}}"),
+        timeseries("Request errors by resource",
                     f"sum:trace.flask.request.errors{{{trace_scope}}} by {{resource_name}}",
                     display_type="bars"),
-        _timeseries("Host CPU user %", f"avg:system.cpu.user{{{host_scope}}} by {{host}}"),
-        _timeseries("Host load (1 min)", f"avg:system.load.1{{{host_scope}}} by {{host}}"),
-        _timeseries("CPU % by watched process",
+        timeseries("Host CPU user %", f"avg:system.cpu.user{{{host_scope}}} by {{host}}"),
+        timeseries("Host load (1 min)", f"avg:system.load.1{{{host_scope}}} by {{host}}"),
+        timeseries("CPU % by watched process",
                     f"avg:system.processes.cpu.pct{{{host_scope}}} by {{process_name}}"),
     ]
 
@@ -108,7 +67,7 @@ class Dashboards(pulumi.ComponentResource):
                       widgets: list[datadog.DashboardWidgetArgs]) -> datadog.Dashboard:
             return datadog.Dashboard(
                 f"{name}-{suffix}", title=f"[{env}] {title}", description=f"{description} {managed}",
-                layout_type="ordered", template_variables=[_host_variable(settings)],
+                layout_type="ordered", template_variables=[host_variable(settings.datadog_hostname)],
                 widgets=widgets, opts=child)
 
         self.timeboard = dashboard(

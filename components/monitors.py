@@ -27,7 +27,8 @@ setting from app.env, so the expected count follows the app's configuration.
 
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import pulumi
 import pulumi_datadog as datadog
@@ -120,12 +121,18 @@ def mysql_monitor(settings: Settings) -> datadog.MonitorArgs:
 
 def _service_check_monitor(settings: Settings, check: str, *, by: tuple[str, ...], name: str,
                            summary: str, alert: str, no_data: str, recovery: str) -> datadog.MonitorArgs:
-    """A service check on this host, one group per `by` tags: alert on one failure,
-    no-data after the setting."""
+    return service_check_monitor(audience(settings), check, _host_scope(settings), by=by, name=name,
+                                 summary=summary, alert=alert, no_data=no_data, recovery=recovery)
+
+
+def service_check_monitor(to: Audience, check: str, scope: str, *, by: tuple[str, ...], name: str,
+                          summary: str, alert: str, no_data: str, recovery: str) -> datadog.MonitorArgs:
+    """A service check over `scope`, one group per `by` tags: alert on one failure,
+    no-data after the audience's no-data timeframe."""
     groups = ",".join(f'"{tag}"' for tag in by)
-    return _monitor(
-        settings, "service check", name=name,
-        query=(f'"{check}".over("{_host_scope(settings)}").by({groups})'
+    return monitor(
+        to, "service check", name=name,
+        query=(f'"{check}".over("{scope}").by({groups})'
                f".last({SERVICE_CHECK_LAST}).count_by_status()"),
         thresholds=SERVICE_CHECK_THRESHOLDS,
         notify_no_data=True,
@@ -176,23 +183,43 @@ def _apm_monitor(settings: Settings, limit: str, *, name: str, query: str, summa
     )
 
 
-def _monitor(settings: Settings, type_: str, *, name: str, query: str,
-             thresholds: datadog.MonitorMonitorThresholdsArgs, notify_no_data: bool,
-             summary: str, sections: dict[str, str],
-             require_full_window: Optional[bool] = None) -> datadog.MonitorArgs:
-    """What every monitor shares: `[<env>]` name, standard tags, handles and footer,
-    and the stack's no-data timeframe wherever no data alerts."""
+@dataclass(frozen=True)
+class Audience:
+    """Whose monitors these are and who hears of them: what every monitor shares."""
+    env: str
+    tags: tuple[str, ...]
+    handles: tuple[str, ...]
+    footer: str
+    no_data_minutes: int
+
+
+def audience(settings: Settings, handles: Optional[tuple[str, ...]] = None) -> Audience:
     m = settings.monitors
+    return Audience(env=settings.env, tags=settings.standard_tags, handles=handles or m.notification_handles,
+                    footer=m.message_footer, no_data_minutes=m.no_data_minutes)
+
+
+def _monitor(settings: Settings, type_: str, **kwargs: Any) -> datadog.MonitorArgs:
+    return monitor(audience(settings), type_, **kwargs)
+
+
+def monitor(to: Audience, type_: str, *, name: str, query: str,
+            thresholds: datadog.MonitorMonitorThresholdsArgs, notify_no_data: bool,
+            summary: str, sections: dict[str, str], require_full_window: Optional[bool] = None,
+            threshold_windows: Optional[datadog.MonitorMonitorThresholdWindowsArgs] = None) -> datadog.MonitorArgs:
+    """What every monitor shares: `[<env>]` name, standard tags, handles and footer,
+    and the no-data timeframe wherever no data alerts."""
     return datadog.MonitorArgs(
-        name=f"[{settings.env}] {name}",
+        name=f"[{to.env}] {name}",
         type=type_,
         query=query,
         monitor_thresholds=thresholds,
+        monitor_threshold_windows=threshold_windows,
         require_full_window=require_full_window,
         notify_no_data=notify_no_data,
-        no_data_timeframe=m.no_data_minutes if notify_no_data else None,
-        message=monitor_message(summary, sections, m.notification_handles, m.message_footer),
-        tags=list(settings.standard_tags),
+        no_data_timeframe=to.no_data_minutes if notify_no_data else None,
+        message=monitor_message(summary, sections, to.handles, to.footer),
+        tags=list(to.tags),
     )
 
 

@@ -53,6 +53,11 @@ DATADOG_SITES = (
     "ap1.datadoghq.com", "ap2.datadoghq.com", "ddog-gov.com",
 )
 DEFAULT_AGENT_VERSION = "7.77.2"
+# Citi Bike NYC's GBFS 2.3 auto-discovery file (MobilityData's systems.csv).
+BIKE_SHARE_DEFAULT_FEED = "https://gbfs.citibikenyc.com/gbfs/2.3/gbfs.json"
+# Every watched station is 9 custom metrics per host; the check refuses more than this.
+BIKE_SHARE_MAX_STATIONS = 50
+_STATION_ID = r"[A-Za-z0-9_.:\-]{1,64}"
 _NAME = r"[a-z0-9][a-z0-9_.\-]{0,62}"
 _REGION = r"[a-z]{2}(-gov)?-[a-z]+-\d"
 
@@ -114,6 +119,21 @@ class MonitorSettings:
 
 
 @dataclass(frozen=True)
+class BikeShareSettings:
+    """The bike-share workload (userdata/agent/checks.d/bike_share.py and its Datadog objects)."""
+    enabled: bool
+    feed_url: str
+    station_ids: tuple[str, ...]  # an explicit selection; else the largest stations
+    largest_stations: int
+    empty_below_bikes: int
+    full_below_docks: int
+    window_minutes: int
+    stale_after_minutes: int
+    check_interval_seconds: int
+    notification_handles: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class DowntimeSettings:
     enabled: bool
     timezone: str
@@ -133,6 +153,7 @@ class Settings:
     app: AppSettings
     monitors: MonitorSettings
     downtimes: DowntimeSettings
+    bike_share: BikeShareSettings
 
     @property
     def datadog_hostname(self) -> str:
@@ -193,6 +214,7 @@ def load_settings() -> Settings:
         enabled=cfg.boolean("downtimesEnabled", True),
         timezone=_timezone(cfg, "downtimeTimezone", "America/New_York"),
     )
+    bike_share = _bike_share_settings(cfg)
     region = aws.raw("region")
     if region is None or not re.fullmatch(_REGION, region):
         aws.fail("region", region, "set an AWS region such as us-east-2 (pulumi config set aws:region us-east-2)")
@@ -207,7 +229,7 @@ def load_settings() -> Settings:
         project=PROJECT, stack=stack, env=env, service=service,
         aws_region=region or "", datadog_site=site,
         datadog_api_key=datadog_config.require_secret("apiKey"),
-        host=host, agent=agent, app=app, monitors=monitors, downtimes=downtimes,
+        host=host, agent=agent, app=app, monitors=monitors, downtimes=downtimes, bike_share=bike_share,
     )
 
 
@@ -303,6 +325,34 @@ def _watched_processes(cfg: ConfigReader) -> tuple[str, ...]:
     if not processes:
         cfg.fail("watchedProcesses", [], "must name at least one process")
     return processes
+
+
+def _bike_share_settings(cfg: ConfigReader) -> BikeShareSettings:
+    station_ids = cfg.string_list("bikeShareStationIds", (), lambda i: bool(re.fullmatch(_STATION_ID, i)),
+                                  "must be a GBFS station_id (letters, digits, _ . : -), as in station_information")
+    if len(station_ids) > BIKE_SHARE_MAX_STATIONS or len(set(station_ids)) != len(station_ids):
+        cfg.fail("bikeShareStationIds", list(station_ids),
+                 f"must list at most {BIKE_SHARE_MAX_STATIONS} distinct stations: each one is 9 custom metrics")
+    if station_ids and cfg.raw("bikeShareLargestStations") is not None:
+        cfg.fail("bikeShareLargestStations", cfg.raw("bikeShareLargestStations"),
+                 f"choose one selection: set either {cfg.key('bikeShareStationIds')} or this, not both")
+    handles = cfg.string_list("bikeShareNotificationHandles", ("@bike-relocation@example.com",), is_handle,
+                              "must be a Datadog notification handle starting with @")
+    if not handles:
+        cfg.fail("bikeShareNotificationHandles", [], "must name at least one handle (the relocation team)")
+    return BikeShareSettings(
+        enabled=cfg.boolean("bikeShareEnabled", False),
+        feed_url=cfg.string("bikeShareFeedUrl", BIKE_SHARE_DEFAULT_FEED, r"https://[A-Za-z0-9.\-]+(:\d+)?/\S*",
+                            "must be an https:// URL of a system's gbfs.json (MobilityData's systems.csv lists them)"),
+        station_ids=station_ids,
+        largest_stations=cfg.integer("bikeShareLargestStations", 10, 1, BIKE_SHARE_MAX_STATIONS),
+        empty_below_bikes=cfg.integer("bikeShareEmptyBelowBikes", 2, 1, 100),
+        full_below_docks=cfg.integer("bikeShareFullBelowDocks", 2, 1, 100),
+        window_minutes=cfg.integer("bikeShareWindowMinutes", 15, 5, 1440),
+        stale_after_minutes=cfg.integer("bikeShareStaleAfterMinutes", 15, 2, 1440),
+        check_interval_seconds=cfg.integer("bikeShareCheckIntervalSeconds", 60, 15, 3600),
+        notification_handles=handles,
+    )
 
 
 def _timezone(cfg: ConfigReader, name: str, default: str) -> str:

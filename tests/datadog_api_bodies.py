@@ -79,6 +79,11 @@ def monitor_body(inputs: dict[str, Any]) -> dict[str, Any]:
         "no_data_timeframe": _int(i.take("noDataTimeframe", 10)),
     }
     thresholds.done()
+    # monitor_threshold_windows.0.{trigger,recovery}_window -> options.threshold_windows
+    windows = i.nested("monitorThresholdWindows")
+    if windows.values:
+        options["threshold_windows"] = {_snake(k): windows.take(k) for k in list(windows.values)}
+    windows.done()
     body = {"name": i.take("name"), "type": i.take("type"), "query": i.take("query"),
             "message": i.take("message"), "tags": i.take("tags", []), "options": options}
     i.done()
@@ -108,6 +113,8 @@ def _widget(i: Inputs) -> dict[str, Any]:
         definition = _timeseries(i.nested("timeseriesDefinition"))
     elif "queryValueDefinition" in i.values:
         definition = _query_value(i.nested("queryValueDefinition"))
+    elif "toplistDefinition" in i.values:
+        definition = _toplist(i.nested("toplistDefinition"))
     else:
         definition = {}
     i.done()
@@ -133,6 +140,14 @@ def _query_value(i: Inputs) -> dict[str, Any]:
     return body
 
 
+def _toplist(i: Inputs) -> dict[str, Any]:
+    """buildDatadogToplistDefinition and buildDatadogToplistRequests (scalar formulas)."""
+    body = {"type": "toplist", "title": i.take("title"),
+            "requests": [_formula_request(r, "scalar") for r in i.each("requests")]}
+    i.done()
+    return body
+
+
 def _formula_request(i: Inputs, response_format: str, **extra: Any) -> dict[str, Any]:
     """A request of `query` blocks and `formula` blocks; the provider sets the
     response format (timeseries or scalar) by widget type."""
@@ -151,8 +166,12 @@ def _query(i: Inputs) -> dict[str, Any]:
 
 
 def _formula(i: Inputs) -> dict[str, Any]:
-    """buildDatadogFormula: formula_expression -> formula."""
+    """buildDatadogFormula: formula_expression -> formula; limit.{count,order} as WidgetFormulaLimit."""
     body = {"formula": i.take("formulaExpression")}
+    limit = i.nested("limit")
+    if limit.values:
+        body["limit"] = {"count": _int(limit.take("count")), "order": limit.take("order")}
+    limit.done()
     i.done()
     return body
 

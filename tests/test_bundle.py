@@ -24,16 +24,22 @@ def staged(evaluation) -> dict[str, str]:
     return decode_document(evaluation.one(DOCUMENT).inputs["content"]).files
 
 
+def switched_off(evaluation) -> set[str]:
+    """Files of features the stack does not enable (prod: no bike-share)."""
+    features = {"dev": set(), "prod": {"bikeShare"}}[evaluation.stack]
+    return {path.removesuffix(".tmpl") for feature in features for path in bundle.FEATURE_FILES[feature]}
+
+
 def test_every_userdata_file_is_in_the_bundle_and_templates_are_fully_rendered(stack_eval):
     files = staged(stack_eval)
     sources = {p.relative_to(USERDATA_DIR).as_posix().removesuffix(".tmpl")
                for p in USERDATA_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
     first_boot = {s for s in sources if s.startswith("first-boot/")}
-    assert first_boot and set(files) == sources - first_boot
+    assert first_boot and set(files) == sources - first_boot - switched_off(stack_eval)
     templates = [p.relative_to(USERDATA_DIR).as_posix().removesuffix(".tmpl")
                  for p in USERDATA_DIR.rglob("*.tmpl")]
     assert len(templates) >= 6
-    for path in templates:
+    for path in set(templates) - switched_off(stack_eval):
         assert "${" not in files[path], path
     assert files["converge.sh"] == (USERDATA_DIR / "converge.sh").read_text()
 
@@ -42,7 +48,7 @@ def test_every_bundle_file_is_installed_by_the_manifest_or_read_by_converge(stac
     files = staged(stack_eval)
     entries = manifest_entries(files["manifest"])
     assert all(len(entry) == 5 for entry in entries)
-    assert {entry[0] for entry in entries} | BUNDLE_ONLY == set(files)
+    assert {entry[0] for entry in entries} - switched_off(stack_eval) | BUNDLE_ONLY == set(files)
     targets = [entry[1] for entry in entries]
     assert len(set(targets)) == len(targets) and all(t.startswith("/") for t in targets)
     assert {entry[4] for entry in entries} == {"datadog-agent", "flask-app", "mysql-grants"}

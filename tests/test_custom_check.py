@@ -1,5 +1,4 @@
 """Unit tests for the custom_my_metric Agent check, run against the real datadog_checks.base stubs."""
-import importlib.util
 import json
 import os
 import random
@@ -10,20 +9,11 @@ import yaml
 from datadog_checks.base import ConfigurationError
 from datadog_checks.base.stubs import aggregator
 
-AGENT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "userdata", "agent")
-CHECK_PATH = os.path.join(AGENT_DIR, "checks.d", "custom_my_metric.py")
+from agent_checks import AGENT_DIR, load_check_module
+
 CONF_TMPL_PATH = os.path.join(AGENT_DIR, "conf.d", "custom_my_metric.yaml.tmpl")
 
-
-def load_check_module(path=CHECK_PATH, name="custom_my_metric"):
-    """Import the check from its file, the way the Agent loads checks.d/ (no package needed)."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-check_module = load_check_module()
+check_module = load_check_module("custom_my_metric")
 
 
 def make_check(instance):

@@ -1,0 +1,66 @@
+"""Dashboard widgets as metric queries plus formulas (the request's plain `q` is deprecated
+in the provider), shared by every dashboard of the program."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import pulumi_datadog as datadog
+
+
+def host_variable(default: str) -> datadog.DashboardTemplateVariableArgs:
+    """A `host` template variable; every query of a board filters on `$host`."""
+    return datadog.DashboardTemplateVariableArgs(name="host", prefix="host", defaults=[default])
+
+
+def timeseries(title: str, queries: str | Sequence[str], formulas: str | Sequence[str] = "q1",
+               display_type: str = "line") -> datadog.DashboardWidgetArgs:
+    """A timeseries of metric queries `q1`, `q2`... (in that order), drawn through `formulas`."""
+    queries = [queries] if isinstance(queries, str) else list(queries)
+    formulas = [formulas] if isinstance(formulas, str) else list(formulas)
+    return datadog.DashboardWidgetArgs(
+        timeseries_definition=datadog.DashboardWidgetTimeseriesDefinitionArgs(
+            title=title,
+            show_legend=True,
+            requests=[datadog.DashboardWidgetTimeseriesDefinitionRequestArgs(
+                display_type=display_type,
+                queries=[datadog.DashboardWidgetTimeseriesDefinitionRequestQueryArgs(
+                    metric_query=datadog.DashboardWidgetTimeseriesDefinitionRequestQueryMetricQueryArgs(
+                        name=f"q{n}", query=query, data_source="metrics"))
+                    for n, query in enumerate(queries, 1)],
+                formulas=[datadog.DashboardWidgetTimeseriesDefinitionRequestFormulaArgs(formula_expression=f)
+                          for f in formulas],
+            )],
+        ))
+
+
+def query_value(title: str, query: str, aggregator: str, live_span: str) -> datadog.DashboardWidgetArgs:
+    return datadog.DashboardWidgetArgs(
+        query_value_definition=datadog.DashboardWidgetQueryValueDefinitionArgs(
+            title=title,
+            live_span=live_span,
+            precision=0,
+            requests=[datadog.DashboardWidgetQueryValueDefinitionRequestArgs(
+                queries=[datadog.DashboardWidgetQueryValueDefinitionRequestQueryArgs(
+                    metric_query=datadog.DashboardWidgetQueryValueDefinitionRequestQueryMetricQueryArgs(
+                        name="q1", query=query, data_source="metrics", aggregator=aggregator))],
+                formulas=[datadog.DashboardWidgetQueryValueDefinitionRequestFormulaArgs(
+                    formula_expression="q1")],
+            )],
+        ))
+
+
+def toplist(title: str, query: str, order: str, count: int = 10) -> datadog.DashboardWidgetArgs:
+    """The `count` groups of `query` with the lowest (`asc`) or highest (`desc`) last value."""
+    return datadog.DashboardWidgetArgs(
+        toplist_definition=datadog.DashboardWidgetToplistDefinitionArgs(
+            title=title,
+            requests=[datadog.DashboardWidgetToplistDefinitionRequestArgs(
+                queries=[datadog.DashboardWidgetToplistDefinitionRequestQueryArgs(
+                    metric_query=datadog.DashboardWidgetToplistDefinitionRequestQueryMetricQueryArgs(
+                        name="q1", query=query, data_source="metrics", aggregator="last"))],
+                formulas=[datadog.DashboardWidgetToplistDefinitionRequestFormulaArgs(
+                    formula_expression="q1",
+                    limit=datadog.DashboardWidgetToplistDefinitionRequestFormulaLimitArgs(count=count, order=order))],
+            )],
+        ))

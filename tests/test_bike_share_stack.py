@@ -1,0 +1,147 @@
+"""Bike-share rebalancing in the stacks: settings, what reaches the host, monitors, dashboard.
+
+The check itself is tested in tests/test_bike_share_check.py; here, the program around it
+under the mock engine (and, for what converge.sh does with the files, the converge harness).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from components.validation import SettingsError
+from offline.host_config import decode_document
+from tests.converge_harness import Host
+
+MONITOR = "datadog:index/monitor:Monitor"
+DASHBOARD = "datadog:index/dashboard:Dashboard"
+COMPONENT = "observability-lab:datadog:BikeShareMonitoring"
+CHECK, CONF = "agent/checks.d/bike_share.py", "agent/conf.d/bike_share.yaml"
+HOST = "observability-lab-dev"
+
+
+def files(evaluation) -> dict[str, str]:
+    return decode_document(evaluation.one("aws:ssm/document:Document").inputs["content"]).files
+
+
+def monitors(evaluation) -> dict[str, dict]:
+    return {r.name.removeprefix("bike-share-"): r.inputs for r in evaluation.of_type(MONITOR)
+            if r.name.startswith("bike-share-")}
+
+
+def test_dev_watches_citi_bike_and_prod_does_not(dev, prod):
+    assert dev.of_type(COMPONENT) and not prod.of_type(COMPONENT)
+    assert CHECK in files(dev) and CONF in files(dev)
+    assert CHECK not in files(prod) and CONF not in files(prod)
+    (instance,) = yaml.safe_load(files(dev)[CONF])["instances"]
+    assert instance == {"gbfs_url": "https://gbfs.citibikenyc.com/gbfs/2.3/gbfs.json", "largest_stations": 10,
+                        "min_collection_interval": 60, "timeout": 10, "service": "sample-flask-app"}
+    assert not any("bike" in key.lower() for key in prod.outputs["monitorIds"])
+    assert "bikeShare" not in prod.outputs["dashboardUrls"]
+
+
+def test_settings_reach_the_checks_conf(run_stack):
+    evaluation = run_stack("prod", {"bikeShareEnabled": True, "bikeShareStationIds": ["72", "66db237e-0aca"],
+                                    "bikeShareFeedUrl": "https://gbfs.example.org/gbfs.json",
+                                    "bikeShareCheckIntervalSeconds": 120})
+    (instance,) = yaml.safe_load(files(evaluation)[CONF])["instances"]
+    assert instance["station_ids"] == ["72", "66db237e-0aca"] and "largest_stations" not in instance
+    assert instance["gbfs_url"] == "https://gbfs.example.org/gbfs.json"
+    assert instance["min_collection_interval"] == 120
+
+
+BAD = {
+    "bikeShareFeedUrl": ("http://gbfs.example.org/gbfs.json", "https:// URL"),
+    "bikeShareLargestStations": (51, "from 1 to 50"),
+    "bikeShareEmptyBelowBikes": (0, "from 1 to 100"),
+    "bikeShareWindowMinutes": (1, "from 5 to 1440"),
+    "bikeShareNotificationHandles": (["relocation@example.com"], "starting with @"),
+}
+
+
+def test_bad_bike_share_settings_are_reported_together(run_stack_allowing_errors):
+    evaluation = run_stack_allowing_errors("dev", {key: value for key, (value, _) in BAD.items()})
+    assert isinstance(evaluation.error, SettingsError)
+    assert evaluation.resources == [] or all(not r.custom for r in evaluation.resources)
+    message = str(evaluation.error)
+    for key, (_, allowed) in BAD.items():
+        assert f"observability-lab:{key}" in message and allowed in message, key
+
+
+@pytest.mark.parametrize("overrides,allowed", [
+    ({"bikeShareStationIds": [str(n) for n in range(51)]}, "at most 50 distinct stations"),
+    ({"bikeShareStationIds": ["72", "72"]}, "at most 50 distinct stations"),
+    ({"bikeShareStationIds": ["72"], "bikeShareLargestStations": 5}, "not both"),
+    ({"bikeShareStationIds": ["72 W"]}, "GBFS station_id"),
+])
+def test_the_station_selection_is_bounded_and_single(run_stack_allowing_errors, overrides, allowed):
+    error = run_stack_allowing_errors("dev", overrides).error
+    assert isinstance(error, SettingsError) and allowed in str(error)
+
+
+def test_station_monitors_alert_per_station_on_sustained_thresholds(run_stack):
+    found = monitors(run_stack("dev", {"bikeShareEmptyBelowBikes": 3, "bikeShareFullBelowDocks": 4,
+                                       "bikeShareWindowMinutes": 20}))
+    for key, metric, below in (("empty", "bikes_available", "3"), ("full", "docks_available", "4")):
+        m = found[key]
+        assert m["type"] == "metric alert"
+        assert m["query"] == (f"max(last_20m):max:bikeshare.station.{metric}{{host:{HOST}}} "
+                              f"by {{host,system,station_id,station_name}} < {below}")
+        assert m["monitorThresholds"] == {"critical": below}
+        assert m["name"].startswith("[dev] Bike station running ") and "{{station_name.name}}" in m["name"]
+        assert "{{station_name.name}}" in m["message"] and "{{value}}" in m["message"]
+        assert m["message"].splitlines()[-1] == "@bike-relocation-dev@example.com"
+        assert m["tags"] == ["env:dev", "service:sample-flask-app", "managed-by:pulumi"]
+
+
+def test_feed_monitors_watch_the_service_check_and_the_feed_age(run_stack):
+    found = monitors(run_stack("dev", {"bikeShareStaleAfterMinutes": 30}))
+    assert found["feed-unreachable"]["query"] == (
+        f'"bikeshare.can_fetch".over("host:{HOST}").by("host").last(2).count_by_status()')
+    assert found["feed-unreachable"]["notifyNoData"] is True
+    assert "{{check_message}}" in found["feed-unreachable"]["message"]
+    stale = found["feed-stale"]
+    assert stale["query"].endswith("bikeshare.system.feed_age_seconds{host:observability-lab-dev} "
+                                   "by {host,system} > 1800")
+    assert stale["monitorThresholds"] == {"critical": "1800"}
+
+
+def test_the_trend_monitor_compares_total_bikes_with_their_daily_pattern(dev):
+    trend = monitors(dev)["trend"]
+    assert trend["type"] == "query alert"
+    assert re.fullmatch(r"avg\(last_4h\):anomalies\(sum:bikeshare\.system\.bikes_available\{host:[\w-]+\} by "
+                        r"\{system\}, 'agile', 2, direction='below', alert_window='last_30m', interval=60, "
+                        r"count_default_zero='true', seasonality='daily'\) >= 1", trend["query"])
+    assert trend["monitorThresholdWindows"] == {"triggerWindow": "last_30m", "recoveryWindow": "last_30m"}
+
+
+def test_the_rebalancing_dashboard(dev):
+    (board,) = [r for r in dev.of_type(DASHBOARD) if r.name == "bike-share-dashboard"]
+    assert board.inputs["title"] == "[dev] bike-share rebalancing"
+    assert board.inputs["templateVariables"] == [{"name": "host", "prefix": "host", "defaults": [HOST]}]
+    widgets = board.inputs["widgets"]
+    emptiest, fullest = (w["toplistDefinition"]["requests"][0] for w in widgets[:2])
+    assert emptiest["formulas"][0]["limit"] == {"count": 10, "order": "asc"}
+    assert fullest["formulas"][0]["limit"] == {"count": 10, "order": "desc"}
+    assert fullest["queries"][0]["metricQuery"]["query"] == "max:bikeshare.station.fill_ratio{$host} by {station_name}"
+    trend = widgets[2]["timeseriesDefinition"]["requests"][0]
+    assert [f["formulaExpression"] for f in trend["formulas"]] == ["q1", "forecast(q1, 'seasonal', 1)"]
+    titles = [next(iter(w.values()))["title"] for w in widgets]
+    assert titles[3:] == ["Stations empty and full", "Feed age (s)"]
+    assert "bikeShare" in dev.outputs["dashboardUrls"]  # empty until Datadog assigns the path
+    assert set(monitors(dev)) == {"empty", "full", "feed-unreachable", "feed-stale", "trend"}
+    assert {k for k in dev.outputs["monitorIds"] if k.startswith("bikeShare")} == {
+        "bikeShareEmpty", "bikeShareFull", "bikeShareFeedUnreachable", "bikeShareFeedStale", "bikeShareTrend"}
+
+
+def test_switching_it_off_removes_the_check_from_the_host(dev, run_stack, tmp_path):
+    host = Host(tmp_path)
+    assert host.converge(files(dev)).returncode == 0
+    assert host.path("/etc/datadog-agent/checks.d/bike_share.py").exists()
+    run = host.converge(files(run_stack("dev", {"bikeShareEnabled": False})))
+    assert run.returncode == 0, run.stderr
+    assert run.report("file")["/etc/datadog-agent/checks.d/bike_share.py"] == "removed"
+    assert run.report("file")["/etc/datadog-agent/conf.d/bike_share.yaml"] == "removed"
+    assert run.report("service")["datadog-agent"] == "restarted"
