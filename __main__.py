@@ -26,7 +26,8 @@ bootstrap = AgentBootstrap("bootstrap", settings.config_parameter_name)
 host = MonitoredHost("host", settings, user_data=bootstrap.user_data,
                      config_parameter=configuration.parameter,
                      config_document_prefix=settings.name("host-config"))
-converge = ConvergeAssociation("host-config-run", configuration, target_tag=settings.fleet_tag)
+converge = ConvergeAssociation("host-config-run", configuration, target_tag=settings.fleet_tag,
+                               after=[host.instance])
 dashboards = Dashboards("datadog-dashboards", settings)
 monitors = Monitors("datadog-monitors", settings)
 if settings.downtimes.enabled:  # e.g. dev mutes nights and weekends; prod never does

@@ -79,7 +79,6 @@ def template_values(settings: Settings, sources: dict[str, str]) -> dict[str, st
         "api_key_ref": json.dumps(f"ENC[{settings.api_key_parameter_name}]"),
         "aws_region": json.dumps(settings.aws_region),
         "site": json.dumps(settings.datadog_site),
-        "hostname": json.dumps(settings.datadog_hostname),
         "env": settings.env,
         "host_tags": json.dumps(list(settings.agent.host_tags)),
         "check_interval": str(settings.agent.check_interval_seconds),

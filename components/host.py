@@ -17,6 +17,8 @@ import pulumi_aws as aws
 from components.settings import HostSettings, Settings
 
 CANONICAL_OWNER = "099720109477"
+# The instance tag converge.sh reads from instance metadata (IMDSv2) for the Agent's hostname.
+DATADOG_HOSTNAME_TAG = "datadog-hostname"
 
 
 class MonitoredHost(pulumi.ComponentResource):
@@ -70,12 +72,14 @@ class MonitoredHost(pulumi.ComponentResource):
             iam_instance_profile=profile.name,
             associate_public_ip_address=True,
             metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
-                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1),
+                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1,
+                # converge.sh reads the datadog-hostname tag from instance metadata.
+                instance_metadata_tags="enabled"),
             root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
                 volume_type="gp3", volume_size=host.root_volume_gib, encrypted=True,
                 delete_on_termination=True),
             user_data=user_data,
-            tags={**host_tags, fleet_key: fleet_value},
+            tags={**host_tags, fleet_key: fleet_value, DATADOG_HOSTNAME_TAG: settings.datadog_hostname},
             volume_tags=host_tags,
             opts=pulumi.ResourceOptions(
                 parent=self,

@@ -73,6 +73,8 @@ def test_association_targets_the_stacks_hosts_by_tag_and_waits_for_their_converg
     fleet = f"observability-lab-{stack_eval.stack}"
     assert association.inputs["targets"] == [{"key": "tag:fleet", "values": [fleet]}]
     assert stack_eval.one(INSTANCE).inputs["tags"]["fleet"] == fleet
+    # It runs once the instance (and the hostname tag converge.sh reads) is in place.
+    assert stack_eval.one(INSTANCE).urn in association.dependencies
     assert association.inputs["waitForSuccessTimeoutSeconds"] == WAIT_FOR_SUCCESS_SECONDS
     assert "scheduleExpression" not in association.inputs  # runs on change, not on a timer
     assert (association.inputs["maxErrors"], association.inputs["maxConcurrency"]) == ("0", "50%")

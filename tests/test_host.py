@@ -108,7 +108,9 @@ def test_instance_profile_may_only_read_its_own_parameters_and_documents(stack_e
 
 def test_instance_is_hardened(stack_eval):
     instance = stack_eval.one(INSTANCE).inputs
-    assert instance["metadataOptions"]["httpTokens"] == "required"
+    # IMDSv2 only, one hop; instance tags readable in metadata (converge.sh reads its hostname there).
+    assert instance["metadataOptions"] == {"httpEndpoint": "enabled", "httpTokens": "required",
+                                           "httpPutResponseHopLimit": 1, "instanceMetadataTags": "enabled"}
     root = instance["rootBlockDevice"]
     assert (root["volumeType"], root["encrypted"]) == ("gp3", True)
     assert "userDataReplaceOnChange" not in instance
