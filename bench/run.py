@@ -1,11 +1,13 @@
-"""Benchmark: program evaluation against its import floor, suite time, user-data and document sizes.
+"""Benchmark: program evaluation against its import floor, at 1, 10 and 50 hosts; suite time;
+user-data and document sizes per host count.
 
     python -m bench.run [--runs 5] [--no-suite]
 
 Each figure is the median over fresh interpreters, measured alternately (floor, dev,
-prod, floor, ...) so machine noise hits all of them alike. Peak memory is each
-child's own maximum resident set (os.wait4). This script reports; nothing asserts
-timings.
+prod, the host counts, floor, ...) so machine noise hits all of them alike. Peak memory
+is each child's own maximum resident set (os.wait4). The host counts are the dev stack
+with `hostCount` set, read from a copy of Pulumi.dev.yaml (the plan's --stack-file).
+This script reports; nothing asserts timings.
 """
 
 from __future__ import annotations
@@ -14,15 +16,36 @@ import argparse
 import importlib.util
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EC2_USER_DATA_LIMIT = 16_384
 SSM_DOCUMENT_LIMIT = 65_536
+HOST_COUNTS = (1, 10, 50)
+# The target of issue 13: 50 hosts evaluate in at most 1.3 x the one-host time.
+FLEET_TARGET = 1.3
+STACK_FILES = Path(tempfile.mkdtemp(prefix="observability-lab-bench-"))
+
+
+def stack_file(hosts: int) -> Path:
+    """Pulumi.dev.yaml with hostCount set, for the plan's --stack-file."""
+    path = STACK_FILES / f"Pulumi.dev-{hosts}-hosts.yaml"
+    if not path.exists():
+        path.write_text((ROOT / "Pulumi.dev.yaml").read_text() + f"  observability-lab:hostCount: {hosts}\n")
+    return path
+
+
+def plan_code(*args: str) -> str:
+    """A fresh interpreter's work: the offline plan path, output discarded."""
+    return ("import os, sys; from offline.plan import main; sys.stdout = open(os.devnull, 'w'); "
+            f"main({list(args)!r})")
+
 
 CASES = {
     "floor: import pulumi, pulumi_aws, pulumi_datadog": "import pulumi, pulumi_aws, pulumi_datadog",
@@ -35,10 +58,10 @@ CASES = {
     "floor+: also load pulumi_aws.ec2, .iam, .ssm":
         "import pulumi, pulumi_aws, pulumi_datadog; "
         "pulumi_aws.ec2.Instance, pulumi_aws.iam.Role, pulumi_aws.ssm.Parameter",
-    "dev: evaluate the whole stack (offline plan path)":
-        "import os, sys; from offline.plan import main; sys.stdout = open(os.devnull, 'w'); main(['dev', '--json'])",
-    "prod: evaluate the whole stack (offline plan path)":
-        "import os, sys; from offline.plan import main; sys.stdout = open(os.devnull, 'w'); main(['prod', '--json'])",
+    "dev: evaluate the whole stack (offline plan path)": plan_code("dev", "--json"),
+    "prod: evaluate the whole stack (offline plan path)": plan_code("prod", "--json"),
+    **{f"hosts {n}: the dev stack with hostCount {n}": plan_code("dev", "--json", "--stack-file", str(stack_file(n)))
+       for n in HOST_COUNTS},
 }
 
 
@@ -55,18 +78,23 @@ def run_once(code: str) -> tuple[float, float, float]:
 
 
 def payload_sizes() -> list[str]:
-    """From the offline plan of each stack (a fresh interpreter, like the cases above)."""
+    """From the offline plan of each stack and host count (a fresh interpreter, like the cases above)."""
     lines = []
-    for stack in ("dev", "prod"):
-        result = subprocess.run([sys.executable, "-m", "offline.plan", stack, "--json"], cwd=ROOT,
+    plans = [(stack, [stack]) for stack in ("dev", "prod")]
+    plans += [(f"dev, hostCount {n}", ["dev", "--stack-file", str(stack_file(n))]) for n in HOST_COUNTS]
+    for label, args in plans:
+        result = subprocess.run([sys.executable, "-m", "offline.plan", *args, "--json"], cwd=ROOT,
                                 capture_output=True, text=True, check=True)
         plan = json.loads(result.stdout)
-        for name, size in plan["userDataSizes"].items():
-            lines.append(f"  {stack} user-data ({name}): {size} bytes, "
+        sizes = plan["userDataSizes"]
+        for size in sorted(set(sizes.values())):
+            hosts = sum(1 for s in sizes.values() if s == size)
+            lines.append(f"  {label}: user-data {size} bytes on each of {hosts} host(s), "
                          f"{100 * size / EC2_USER_DATA_LIMIT:.1f} % of EC2's {EC2_USER_DATA_LIMIT}")
         for name, config in plan["hostConfiguration"].items():
             bundle = sum(f["bytes"] for f in config["files"])
-            lines.append(f"  {stack} SSM document ({name}): {config['documentBytes']} bytes, "
+            lines.append(f"  {label}: one SSM document ({name}) for all {len(sizes)} host(s): "
+                         f"{config['documentBytes']} bytes, "
                          f"{100 * config['documentBytes'] / SSM_DOCUMENT_LIMIT:.1f} % of SSM's {SSM_DOCUMENT_LIMIT} "
                          f"(headroom {100 - 100 * config['documentBytes'] / SSM_DOCUMENT_LIMIT:.1f} %); "
                          f"bundle {len(config['files'])} files, {bundle} bytes before gzip")
@@ -86,7 +114,13 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-suite", action="store_true", help="skip timing the test suite")
     args = parser.parse_args()
+    try:
+        return report(args)
+    finally:
+        shutil.rmtree(STACK_FILES, ignore_errors=True)
 
+
+def report(args: argparse.Namespace) -> int:
     samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in CASES}
     for _ in range(args.runs):
         for name, code in CASES.items():
@@ -103,12 +137,19 @@ def main() -> int:
         print(f"  {name}: {wall[name]:.2f} s wall (range {spread}), {cpu[name]:.2f} s CPU, "
               f"peak RSS {peak:.0f} MiB")
     for label, figures in (("wall", wall), ("CPU", cpu)):
-        floor, floor_gc, floor_plus, dev, prod = figures.values()
+        floor, floor_gc, floor_plus, dev, prod, *fleet = figures.values()
         print(f"  {label}: dev/floor {dev / floor:.3f}, prod/floor {prod / floor:.3f}; "
               f"dev/floor-gc {dev / floor_gc:.3f}, prod/floor-gc {prod / floor_gc:.3f}; "
               f"program's own work {dev - floor_gc:+.2f} s (dev), {prod - floor_gc:+.2f} s (prod)")
         print(f"  {label}: AWS service modules cost {floor_plus - floor:+.2f} s with GC on; "
               f"pausing GC saves {floor_plus - floor_gc:.2f} s of the SDK loads")
+        one = fleet[0]
+        print(f"  {label}: hosts " + ", ".join(
+            f"{n}: {value:.2f} s ({value / one:.3f} x one host, {value / floor_gc:.3f} x floor-gc, "
+            f"{value / floor:.3f} x floor)" for n, value in zip(HOST_COUNTS, fleet)))
+    ratio = wall[list(CASES)[-1]] / wall[list(CASES)[-len(HOST_COUNTS)]]
+    print(f"  {HOST_COUNTS[-1]} hosts / 1 host (wall medians): {ratio:.3f} "
+          f"(target <= {FLEET_TARGET}: {'met' if ratio <= FLEET_TARGET else 'NOT met'})")
 
     print("User-data and configuration document:")
     print("\n".join(payload_sizes()))

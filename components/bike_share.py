@@ -9,6 +9,10 @@ asks: the system's bikes available against their own daily pattern (`anomalies`,
 seasonality daily), so a drop that the hour of day does not explain alerts before the
 stations run dry. The dashboard shows the emptiest and fullest stations, the system's
 bikes with their forecast, stations empty and full over time, and the feed's freshness.
+
+Every host of the stack runs the check, so its monitors watch the stack's hosts by tag
+(`HostScope`) and keep `host` among their groups, as the host monitors do
+(components/monitors.py explains the missing-group choices they share).
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ from typing import Optional
 import pulumi
 import pulumi_datadog as datadog
 
-from components.datadog_common import number
-from components.monitors import Audience, monitor, service_check_monitor
+from components.datadog_common import HostScope, number
+from components.monitors import HOST_GROUP_DELAY_SECONDS, Audience, monitor, service_check_monitor
 from components.widgets import host_variable, timeseries, toplist
 
 STATION_GROUPS = "host,system,station_id,station_name"
@@ -32,8 +36,7 @@ TREND_ALERT_WINDOW = "last_30m"
 
 @dataclass(frozen=True)
 class BikeShareArgs:
-    scope: str                # the hosts whose check reports, as a tag filter ("host:...")
-    host_default: str         # the dashboard's `host` variable default
+    hosts: HostScope          # the hosts whose check reports
     empty_below_bikes: int
     full_below_docks: int
     window_minutes: int
@@ -47,11 +50,12 @@ def station_monitor(to: Audience, args: BikeShareArgs, *, metric: str, below: in
     return monitor(
         to, "metric alert",
         name=f"Bike station running {what}: {STATION_NAME}",
-        query=(f"max(last_{window}m):max:bikeshare.station.{metric}{{{args.scope}}} "
+        query=(f"max(last_{window}m):max:bikeshare.station.{metric}{{{args.hosts.metric}}} "
                f"by {{{STATION_GROUPS}}} < {number(below)}"),
         thresholds=datadog.MonitorMonitorThresholdsArgs(critical=number(below)),
         # A station that stops reporting is the feed's monitors' business, not "empty".
         notify_no_data=False,
+        new_group_delay=HOST_GROUP_DELAY_SECONDS,
         summary=f"Station {STATION_NAME} is running {what}",
         sections={
             "is_alert": (f"{STATION_NAME} has had fewer than {below} {metric.split('_')[0]} available for "
@@ -63,11 +67,10 @@ def station_monitor(to: Audience, args: BikeShareArgs, *, metric: str, below: in
 
 def feed_unreachable_monitor(to: Audience, args: BikeShareArgs) -> datadog.MonitorArgs:
     return service_check_monitor(
-        to, "bikeshare.can_fetch", args.scope, by=("host",),
+        to, "bikeshare.can_fetch", args.hosts, by=("host",),
         name="Bike-share feed unreachable from {{host.name}}",
         summary=f"GBFS feed {args.feed_url}",
         alert="The bike_share check cannot read a whole snapshot of the feed: {{check_message}}",
-        no_data="The bike_share check has not reported from {{host.name}}: is the Agent running?",
         recovery="The bike_share check reads the feed again.",
     )
 
@@ -77,9 +80,10 @@ def feed_stale_monitor(to: Audience, args: BikeShareArgs) -> datadog.MonitorArgs
     return monitor(
         to, "metric alert",
         name="Bike-share feed stale: {{system.name}}",
-        query=f"min(last_5m):max:bikeshare.system.feed_age_seconds{{{args.scope}}} by {{host,system}} > {limit}",
+        query=f"min(last_5m):max:bikeshare.system.feed_age_seconds{{{args.hosts.metric}}} by {{host,system}} > {limit}",
         thresholds=datadog.MonitorMonitorThresholdsArgs(critical=limit),
         notify_no_data=False,
+        new_group_delay=HOST_GROUP_DELAY_SECONDS,
         summary=f"GBFS feed {args.feed_url}",
         sections={
             "is_alert": (f"station_status of {{{{system.name}}}} is {{{{value}}}} s old (limit {limit} s): "
@@ -93,7 +97,9 @@ def bikes_trend_monitor(to: Audience, args: BikeShareArgs) -> datadog.MonitorArg
     return monitor(
         to, "query alert",
         name="Bikes available dropping below their daily pattern: {{system.name}}",
-        query=(f"avg({TREND_WINDOW}):anomalies(sum:bikeshare.system.bikes_available{{{args.scope}}} by {{system}}, "
+        # Every host reports the same system figure: averaged across hosts, it stays the
+        # system's own count whatever hostCount is (a sum would jump with each new host).
+        query=(f"avg({TREND_WINDOW}):anomalies(avg:bikeshare.system.bikes_available{{{args.hosts.metric}}} by {{system}}, "
                f"'agile', 2, direction='below', alert_window='{TREND_ALERT_WINDOW}', interval=60, "
                "count_default_zero='true', seasonality='daily') >= 1"),
         thresholds=datadog.MonitorMonitorThresholdsArgs(critical="1"),
@@ -111,14 +117,14 @@ def bikes_trend_monitor(to: Audience, args: BikeShareArgs) -> datadog.MonitorArg
 
 
 def dashboard_widgets(args: BikeShareArgs) -> list[datadog.DashboardWidgetArgs]:
-    stations = "{$host} by {station_name}"
-    system = "{$host} by {system}"
+    stations = f"{{{args.hosts.metric},$host}} by {{station_name}}"
+    system = f"{{{args.hosts.metric},$host}} by {{system}}"
     return [
         toplist("Emptiest stations (bikes available)", f"max:bikeshare.station.bikes_available{stations}",
                 order="asc"),
         toplist("Fullest stations (fill ratio)", f"max:bikeshare.station.fill_ratio{stations}", order="desc"),
         timeseries("Bikes available in the system, and their forecast",
-                   f"sum:bikeshare.system.bikes_available{system}",
+                   f"avg:bikeshare.system.bikes_available{system}",
                    formulas=("q1", "forecast(q1, 'seasonal', 1)")),
         timeseries("Stations empty and full", (f"max:bikeshare.system.stations_empty{system}",
                                                f"max:bikeshare.system.stations_full{system}"),
@@ -152,7 +158,7 @@ class BikeShareMonitoring(pulumi.ComponentResource):
             description=(f"Stations of the GBFS feed {args.feed_url} as the bike_share check sees them, for the "
                          "relocation team. Managed by Pulumi; edits in the UI are overwritten."),
             layout_type="ordered",
-            template_variables=[host_variable(args.host_default)],
+            template_variables=[host_variable(args.hosts.hostnames)],
             widgets=dashboard_widgets(args),
             opts=child,
         )

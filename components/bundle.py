@@ -1,6 +1,6 @@
-"""The host's configuration bundle: every file under userdata/, rendered for one stack.
+"""The hosts' configuration bundle: every file under userdata/, rendered once for a whole stack.
 
-`*.tmpl` files are rendered from stack settings with `string.Template`; every other file
+`*.tmpl` files are rendered from the stack's `BundleArgs` with `string.Template`; every other file
 is taken as it is. The bundle's digest is the sha256 of the `sha256sum` listing of its
 files (sorted by path): one digest names the exact content of every file. On the host a
 bundle lives in `/opt/observability-lab/bundles/<digest>/`, and converge.sh refuses a
@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from string import Template
-
-from components.settings import Settings
+from typing import Optional
 
 USERDATA_DIR = Path(__file__).resolve().parent.parent / "userdata"
 BUNDLES_DIR = "/opt/observability-lab/bundles"
@@ -72,50 +71,86 @@ def checksums(files: dict[str, str]) -> str:
     return "".join(f"{sha256(files[path])}  {path}\n" for path in sorted(files))
 
 
-def template_values(settings: Settings, sources: dict[str, str]) -> dict[str, str]:
+@dataclass(frozen=True)
+class BikeShareCheck:
+    """The `bike_share` check's instance (agent/conf.d/bike_share.yaml.tmpl)."""
+    feed_url: str
+    station_ids: tuple[str, ...]  # an explicit selection; else the largest stations
+    largest_stations: int
+    check_interval_seconds: int
+
+
+@dataclass(frozen=True)
+class BundleArgs:
+    """Everything the *.tmpl files are rendered from: the same for every host of a stack.
+
+    What differs per host (the Agent's hostname) is filled in on the host by converge.sh,
+    so one bundle, one document and one association serve the whole stack.
+    """
+    env: str
+    service: str
+    aws_region: str
+    datadog_site: str
+    api_key_parameter_name: str
+    agent_version: str
+    host_tags: tuple[str, ...]
+    check_interval_seconds: int
+    watched_processes: tuple[str, ...]
+    app_port: int
+    app_workers: int
+    url_lookup_allowlist: tuple[str, ...]
+    setup_overhead_min_ms: int
+    setup_overhead_max_ms: int
+    root_volume_gib: int
+    bike_share: Optional[BikeShareCheck]  # None: the check is not shipped
+
+
+def template_values(args: BundleArgs, sources: dict[str, str]) -> dict[str, str]:
     """Everything the *.tmpl files may use, already quoted for their format."""
-    return {
+    values = {
         # YAML templates take JSON scalars/lists: valid YAML, no quoting surprises.
-        "api_key_ref": json.dumps(f"ENC[{settings.api_key_parameter_name}]"),
-        "aws_region": json.dumps(settings.aws_region),
-        "site": json.dumps(settings.datadog_site),
-        "hostname": json.dumps(settings.datadog_hostname),
-        "env": settings.env,
-        "host_tags": json.dumps(list(settings.agent.host_tags)),
-        "check_interval": str(settings.agent.check_interval_seconds),
-        "check_service": json.dumps(settings.service),
+        "api_key_ref": json.dumps(f"ENC[{args.api_key_parameter_name}]"),
+        "aws_region": json.dumps(args.aws_region),
+        "site": json.dumps(args.datadog_site),
+        "env": args.env,
+        "host_tags": json.dumps(list(args.host_tags)),
+        "check_interval": str(args.check_interval_seconds),
+        "check_service": json.dumps(args.service),
         "process_instances": json.dumps([
             {"name": process, "search_string": [process], "exact_match": False}
-            for process in settings.monitors.watched_processes]),
+            for process in args.watched_processes]),
         # Shell/systemd env files and the manifest: plain values (validated to need no quoting).
-        "agent_version": settings.agent.version,
+        "agent_version": args.agent_version,
         "app_user": APP_USER,
         "app_dir": APP_DIR,
         "app_unit": APP_UNIT,
-        "service": settings.service,
+        "service": args.service,
         "app_version": app_version(sources),
-        "app_port": str(settings.host.app_port),
-        "app_workers": str(settings.app.workers),
-        "root_volume_gib": str(settings.host.root_volume_gib),
-        "url_lookup_allowlist": ",".join(settings.app.url_lookup_allowlist),
-        "setup_overhead_min_ms": str(settings.app.setup_overhead_min_ms),
-        "setup_overhead_max_ms": str(settings.app.setup_overhead_max_ms),
-        "bike_share_feed_url": json.dumps(settings.bike_share.feed_url),
-        "bike_share_selection": _station_selection(settings),
-        "bike_share_interval": str(settings.bike_share.check_interval_seconds),
+        "app_port": str(args.app_port),
+        "app_workers": str(args.app_workers),
+        "root_volume_gib": str(args.root_volume_gib),
+        "url_lookup_allowlist": ",".join(args.url_lookup_allowlist),
+        "setup_overhead_min_ms": str(args.setup_overhead_min_ms),
+        "setup_overhead_max_ms": str(args.setup_overhead_max_ms),
     }
+    if args.bike_share is not None:  # its template is in the bundle only then
+        values.update({
+            "bike_share_feed_url": json.dumps(args.bike_share.feed_url),
+            "bike_share_selection": _station_selection(args.bike_share),
+            "bike_share_interval": str(args.bike_share.check_interval_seconds),
+        })
+    return values
 
 
-def _station_selection(settings: Settings) -> str:
+def _station_selection(check: BikeShareCheck) -> str:
     """The check's one selection option, as a YAML key: value line."""
-    bike_share = settings.bike_share
-    if bike_share.station_ids:
-        return f"station_ids: {json.dumps(list(bike_share.station_ids))}"
-    return f"largest_stations: {bike_share.largest_stations}"
+    if check.station_ids:
+        return f"station_ids: {json.dumps(list(check.station_ids))}"
+    return f"largest_stations: {check.largest_stations}"
 
 
-def enabled_features(settings: Settings) -> set[str]:
-    return {"bikeShare"} if settings.bike_share.enabled else set()
+def enabled_features(args: BundleArgs) -> set[str]:
+    return {"bikeShare"} if args.bike_share is not None else set()
 
 
 def app_version(sources: dict[str, str]) -> str:
@@ -135,11 +170,11 @@ def read_sources() -> dict[str, str]:
             and not (relative := path.relative_to(USERDATA_DIR).as_posix()).startswith(FIRST_BOOT_DIR)}
 
 
-def render_bundle(settings: Settings) -> Bundle:
+def render_bundle(args: BundleArgs) -> Bundle:
     switched_off = {path for feature, paths in FEATURE_FILES.items()
-                    if feature not in enabled_features(settings) for path in paths}
+                    if feature not in enabled_features(args) for path in paths}
     sources = {path: text for path, text in read_sources().items() if path not in switched_off}
-    values = template_values(settings, sources)
+    values = template_values(args, sources)
     files: dict[str, str] = {}
     for relative, content in sources.items():
         if relative.endswith(".tmpl"):

@@ -31,7 +31,7 @@ import base64
 import gzip
 import io
 import tarfile
-from typing import Optional
+from typing import Optional, Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -161,6 +161,7 @@ class ConvergeAssociation(pulumi.ComponentResource):
     """Runs a configuration document on every host carrying the target tag."""
 
     def __init__(self, name: str, configuration: HostConfiguration, *, target_tag: tuple[str, str],
+                 after: Sequence[pulumi.Resource] = (),
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("observability-lab:host:ConvergeAssociation", name, None, opts)
         document = configuration.document
@@ -180,10 +181,13 @@ class ConvergeAssociation(pulumi.ComponentResource):
             # A new document is a new association (its name is ForceNew for the provider
             # too), so every change runs once on every host. The old one is deleted first:
             # an instance replaced in the same `pulumi up` must never get the old bundle
-            # from it after the new one. No dependency on the instances: on a first
-            # `pulumi up` the wait above covers an instance that registers later, and after
-            # a volume resize converge.sh waits for the larger disk itself.
-            opts=pulumi.ResourceOptions(parent=self, replace_on_changes=["*"], delete_before_replace=True),
+            # from it after the new one. `after` (the instances): converge.sh reads each
+            # host's Datadog hostname from its instance tags, so a new association runs only
+            # once the instances (their tags, and tags in instance metadata) are updated. A new
+            # instance registering later is covered by the wait above, and after a volume
+            # resize converge.sh waits for the larger disk itself.
+            opts=pulumi.ResourceOptions(parent=self, replace_on_changes=["*"], delete_before_replace=True,
+                                        depends_on=list(after)),
         )
         self.association_id = self.association.association_id
         self.register_outputs({"associationId": self.association_id})

@@ -5,11 +5,41 @@ Kept free of `pulumi_datadog` so it imports instantly and is unit-testable on it
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 # The Mustache-style conditions Datadog renders per monitor state, in the order
 # they appear in every message.
 MESSAGE_SECTIONS = ("is_warning", "is_alert", "is_no_data", "is_recovery")
+
+
+@dataclass(frozen=True)
+class HostScope:
+    """Which hosts a stack's Datadog objects watch, written for each query grammar.
+
+    `tags` are host tags every host of the stack carries and no other host does (the
+    Agent adds `env:<env>` and `project:<project>`): monitors and dashboards follow the
+    stack as it grows or shrinks, with no per-host copy. `hostnames` are its hosts now.
+    """
+
+    tags: tuple[str, ...]
+    hostnames: tuple[str, ...]
+
+    @property
+    def metric(self) -> str:
+        """A metric query's tag filter: `env:dev,project:observability-lab`."""
+        return ",".join(self.tags)
+
+    @property
+    def service_check(self) -> str:
+        """The arguments of a service check query's `.over()`: one quoted tag each."""
+        return ",".join(f'"{tag}"' for tag in self.tags)
+
+    @property
+    def named_hosts(self) -> str:
+        """The tags and exactly the stack's hosts, in the boolean filter syntax
+        (`env:dev AND project:x AND host IN (a, b)`; it cannot mix with `,` filters)."""
+        return " AND ".join([*self.tags, f"host IN ({', '.join(self.hostnames)})"])
 
 
 def number(value: float) -> str:

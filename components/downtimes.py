@@ -39,6 +39,7 @@ next occurrences under "Preview planned recurrences" on the downtime's page in D
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import pulumi
@@ -46,27 +47,32 @@ import pulumi_datadog as datadog
 import pulumiverse_time
 
 from components.recurrence import WeeklyRecurrence, api_start, parse_instant
-from components.settings import Settings
 
 NIGHTS = WeeklyRecurrence(days=("SU", "MO", "TU", "WE", "TH", "FR"), hour=19, hours=14)
 WEEKEND = WeeklyRecurrence(days=("SA",), hour=0, hours=48)
-# The schedules target one monitor by id; "*" matches every group of it (my_metric is
-# grouped by host).
+# The schedules target one monitor by id; "*" matches every group of it: my_metric is
+# grouped by host, so every host of the stack, however many there are (no per-host copy).
 SCOPE = "*"
+
+
+@dataclass(frozen=True)
+class DowntimesArgs:
+    env: str
+    timezone: str              # IANA: where "night" and "weekend" are
+    handles: tuple[str, ...]   # notified when a downtime starts and ends
 
 
 class Downtimes(pulumi.ComponentResource):
     """Two recurring DowntimeSchedules on one monitor (dev only, by settings)."""
 
-    def __init__(self, name: str, settings: Settings, monitor: datadog.Monitor,
+    def __init__(self, name: str, args: DowntimesArgs, monitor: datadog.Monitor,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("observability-lab:datadog:Downtimes", name, None, opts)
-        host = settings.datadog_hostname
-        handles = " ".join(settings.monitors.notification_handles)
-        tz = settings.downtimes.timezone
+        handles = " ".join(args.handles)
+        tz = args.timezone
 
         def schedule(suffix: str, recurrence: WeeklyRecurrence, when: str) -> datadog.DowntimeSchedule:
-            message = (f"[{settings.env}] The my_metric monitor on {host} is muted {when} "
+            message = (f"[{args.env}] The my_metric monitor is muted on every host of the stack {when} "
                        f"({tz}). {handles}")
             # Every input of the schedule but the start, which is derived from the anchor.
             definition: dict[str, pulumi.Input[str]] = {

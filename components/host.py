@@ -1,7 +1,13 @@
-"""The monitored host: an Ubuntu LTS EC2 instance with a closed network and minimal IAM.
+"""The stack's monitored hosts: Ubuntu LTS EC2 instances with a closed network and minimal IAM.
+
+`HostAccess` is what every host of a stack shares: the security group, the instance role
+and profile, the Datadog API key parameter, where the hosts run (subnet) and from which
+image. `MonitoredHost` is one host: its instance, tagged with its Datadog hostname.
+A stack has one `HostAccess` and `hostCount` hosts; adding or removing a host touches no
+other host's resources.
 
 Shell access is through SSM Session Manager, so there is no SSH ingress and no key
-pair. The Datadog API key reaches the host only through an SSM SecureString that the
+pair. The Datadog API key reaches the hosts only through an SSM SecureString that the
 Agent reads at boot (secret backend `aws.ssm`); it is never in user-data.
 """
 
@@ -9,50 +15,93 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from typing import Optional
+from dataclasses import dataclass
+from typing import Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_aws as aws
 
-from components.settings import HostSettings, Settings
-
 CANONICAL_OWNER = "099720109477"
+# Until hosts were split out, one component of this type, named "host", held every AWS
+# resource of a stack's single host: HostAccess keeps that URN as an alias, and host 1's
+# instance its old one, so stacks created then keep their resources (no replacement).
+SINGLE_HOST_TYPE = "observability-lab:aws:MonitoredHost"
+INSTANCE_TYPE = "aws:ec2/instance:Instance"
+# The instance tag converge.sh reads from instance metadata (IMDSv2) for the Agent's hostname.
+DATADOG_HOSTNAME_TAG = "datadog-hostname"
 
 
-class MonitoredHost(pulumi.ComponentResource):
-    """EC2 instance + security group + instance profile + the API key parameter."""
+@dataclass(frozen=True)
+class HostAccessArgs:
+    """What every host of a stack shares."""
+    env: str
+    name_prefix: str                   # every AWS name and Name tag starts with it
+    tags: Mapping[str, str]            # on every AWS resource
+    api_key_parameter_name: str
+    api_key: pulumi.Input[str]         # secret
+    config_parameter: aws.ssm.Parameter  # names the current configuration document
+    config_document_prefix: str        # the configuration documents' names start with it
+    app_port: int
+    app_allowed_cidrs: tuple[str, ...]
+    subnet_id: Optional[str]           # None: the first default subnet of the default VPC
+    ami_id: Optional[str]              # None: Canonical's image named `ubuntu_image_name`
+    ubuntu_image_name: str
 
-    def __init__(self, name: str, settings: Settings, *, user_data: str,
-                 config_parameter: aws.ssm.Parameter, config_document_prefix: str,
-                 opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("observability-lab:aws:MonitoredHost", name, None, opts)
+    def name(self, suffix: str) -> str:
+        return f"{self.name_prefix}-{suffix}"
+
+    def tagged(self, role: str) -> dict[str, str]:
+        return {"Name": self.name(role), **self.tags}
+
+
+@dataclass(frozen=True)
+class MonitoredHostArgs:
+    """One host of the stack."""
+    datadog_hostname: str              # the Agent's hostname (unique in the Datadog org)
+    name: str                          # its Name tag
+    tags: Mapping[str, str]            # on every AWS resource
+    fleet_tag: tuple[str, str]         # what the configuration association targets
+    instance_type: str
+    root_volume_gib: int
+    user_data: str                     # the first-boot fetcher (the same on every host)
+    app_port: int
+    aws_region: str
+
+
+class HostAccess(pulumi.ComponentResource):
+    """Security group + instance role and profile + the API key parameter, and the network
+    and image every host of the stack uses (looked up once)."""
+
+    def __init__(self, name: str, args: HostAccessArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        # Its children keep their URNs too: the engine applies a parent's aliases to them.
+        moved = pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=SINGLE_HOST_TYPE)])
+        super().__init__("observability-lab:aws:HostAccess", name, None,
+                         pulumi.ResourceOptions.merge(moved, opts))
         child = pulumi.ResourceOptions(parent=self)
-        host = settings.host
-        host_tags = _tags(settings, "host")
-        fleet_key, fleet_value = settings.fleet_tag
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        host_tags = args.tagged("host")
 
         self.api_key_parameter = aws.ssm.Parameter(
             f"{name}-datadog-api-key",
-            name=settings.api_key_parameter_name,
-            description=f"Datadog API key read by the {settings.env} host's Agent at boot",
+            name=args.api_key_parameter_name,
+            description=f"Datadog API key read by the {args.env} host's Agent at boot",
             type="SecureString",
-            value=settings.datadog_api_key,
-            tags=_tags(settings, "datadog-api-key"),
+            value=args.api_key,
+            tags=args.tagged("datadog-api-key"),
             opts=child,
         )
-        role, role_policies = self._instance_role(name, settings, host_tags, child, config_parameter,
-                                                  config_document_prefix)
-        profile = aws.iam.InstanceProfile(
-            f"{name}-profile", name=settings.name("host"), role=role.name,
-            tags=host_tags, opts=child)
+        role, role_policies = self._instance_role(name, args, host_tags, child)
+        self.profile = aws.iam.InstanceProfile(
+            f"{name}-profile", name=args.name("host"), role=role.name, tags=host_tags, opts=child)
 
-        subnet_id, vpc_id = _network(host.subnet_id, pulumi.InvokeOutputOptions(parent=self))
-        security_group = aws.ec2.SecurityGroup(
+        self.subnet_id, vpc_id = _network(args.subnet_id, invoke)
+        self.image_id = _image(args.ami_id, args.ubuntu_image_name, invoke)
+        self.security_group = aws.ec2.SecurityGroup(
             f"{name}-sg",
-            name=settings.name("host"),
-            description=f"{settings.env} monitored host: app port only, no SSH (use SSM)",
+            name=args.name("host"),
+            description=f"{args.env} monitored host: app port only, no SSH (use SSM)",
             vpc_id=vpc_id,
-            ingress=_app_ingress(host.app_port, host.app_allowed_cidrs),
+            ingress=_app_ingress(args.app_port, args.app_allowed_cidrs),
             egress=[aws.ec2.SecurityGroupEgressArgs(
                 description="package downloads, Datadog intake, SSM",
                 protocol="-1", from_port=0, to_port=0,
@@ -60,59 +109,20 @@ class MonitoredHost(pulumi.ComponentResource):
             tags=host_tags,
             opts=child,
         )
+        # A first boot reads both parameters, with the role's permissions.
+        self.boot_dependencies: list[pulumi.Resource] = [self.api_key_parameter, args.config_parameter,
+                                                          *role_policies]
+        # The URN this stack's one instance had before hosts were split out (see SINGLE_HOST_TYPE).
+        self.single_host_instance_urn = pulumi.create_urn(
+            f"{name}-instance", INSTANCE_TYPE, parent=pulumi.create_urn(name, SINGLE_HOST_TYPE))
+        self.register_outputs({"securityGroupId": self.security_group.id, "instanceProfile": self.profile.name})
 
-        self.instance = aws.ec2.Instance(
-            f"{name}-instance",
-            ami=_image(host, pulumi.InvokeOutputOptions(parent=self)),
-            instance_type=host.instance_type,
-            subnet_id=subnet_id,
-            vpc_security_group_ids=[security_group.id],
-            iam_instance_profile=profile.name,
-            associate_public_ip_address=True,
-            metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
-                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1),
-            root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
-                volume_type="gp3", volume_size=host.root_volume_gib, encrypted=True,
-                delete_on_termination=True),
-            user_data=user_data,
-            tags={**host_tags, fleet_key: fleet_value},
-            volume_tags=host_tags,
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                # Its first boot reads both parameters, with the role's permissions.
-                depends_on=[self.api_key_parameter, config_parameter, *role_policies],
-                # The user-data (a fetcher, components/bootstrap.py) carries no settings and
-                # runs once, at first boot. Should the fetcher itself change, running hosts
-                # have no use for it: ignored, the change neither replaces the host nor makes
-                # the provider stop and start it to rewrite its user-data.
-                ignore_changes=["userData"],
-                # Only the image and the subnet replace the host. The old one goes first, so
-                # two Agents never report under the one Datadog hostname.
-                delete_before_replace=True,
-            ),
-        )
-
-        self.instance_id = self.instance.id
-        self.public_ip = self.instance.public_ip
-        self.public_dns = self.instance.public_dns
-        self.app_url = pulumi.Output.concat("http://", self.instance.public_dns, f":{host.app_port}")
-        self.ssm_session_command = pulumi.Output.concat("aws ssm start-session --region ",
-                                                        settings.aws_region, " --target ", self.instance.id)
-        self.register_outputs({
-            "instanceId": self.instance_id,
-            "publicIp": self.public_ip,
-            "publicDns": self.public_dns,
-            "appUrl": self.app_url,
-            "ssmSessionCommand": self.ssm_session_command,
-        })
-
-    def _instance_role(self, name: str, settings: Settings, tags: dict[str, str],
-                       child: pulumi.ResourceOptions, config_parameter: aws.ssm.Parameter,
-                       config_document_prefix: str) -> tuple[aws.iam.Role, list[pulumi.Resource]]:
+    def _instance_role(self, name: str, args: HostAccessArgs, tags: dict[str, str],
+                       child: pulumi.ResourceOptions) -> tuple[aws.iam.Role, list[pulumi.Resource]]:
         role = aws.iam.Role(
             f"{name}-role",
-            name=settings.name("host"),
-            description=f"{settings.env} monitored host: SSM management and its own Datadog key",
+            name=args.name("host"),
+            description=f"{args.env} monitored host: SSM management and its own Datadog key",
             assume_role_policy=json.dumps({
                 "Version": "2012-10-17",
                 "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
@@ -132,14 +142,14 @@ class MonitoredHost(pulumi.ComponentResource):
         read_own_config = aws.iam.RolePolicy(
             f"{name}-read-own-config",
             role=role.id,
-            policy=pulumi.Output.all(self.api_key_parameter.arn, config_parameter.arn).apply(
+            policy=pulumi.Output.all(self.api_key_parameter.arn, args.config_parameter.arn).apply(
                 lambda arns: json.dumps({
                     "Version": "2012-10-17",
                     "Statement": [
                         {"Sid": "ReadOwnParameters", "Effect": "Allow",
                          "Action": ["ssm:GetParameter", "ssm:GetParameters"], "Resource": list(arns)},
                         {"Sid": "ReadOwnConfigDocuments", "Effect": "Allow", "Action": "ssm:GetDocument",
-                         "Resource": _document_arn(arns[1], f"{config_document_prefix}-*")},
+                         "Resource": _document_arn(arns[1], f"{args.config_document_prefix}-*")},
                     ],
                 })),
             opts=child,
@@ -147,13 +157,69 @@ class MonitoredHost(pulumi.ComponentResource):
         return role, [ssm_core, read_own_config]
 
 
+class MonitoredHost(pulumi.ComponentResource):
+    """One host: an EC2 instance in the stack's shared network, role and security group."""
+
+    def __init__(self, name: str, args: MonitoredHostArgs, access: HostAccess, *,
+                 instance_aliases: Sequence[pulumi.Input[str]] = (),
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("observability-lab:aws:MonitoredHost", name, None, opts)
+        host_tags = {"Name": args.name, **args.tags}
+        fleet_key, fleet_value = args.fleet_tag
+
+        self.instance = aws.ec2.Instance(
+            f"{name}-instance",
+            ami=access.image_id,
+            instance_type=args.instance_type,
+            subnet_id=access.subnet_id,
+            vpc_security_group_ids=[access.security_group.id],
+            iam_instance_profile=access.profile.name,
+            associate_public_ip_address=True,
+            metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
+                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1,
+                # converge.sh reads the datadog-hostname tag from instance metadata.
+                instance_metadata_tags="enabled"),
+            root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
+                volume_type="gp3", volume_size=args.root_volume_gib, encrypted=True,
+                delete_on_termination=True),
+            user_data=args.user_data,
+            tags={**host_tags, fleet_key: fleet_value, DATADOG_HOSTNAME_TAG: args.datadog_hostname},
+            volume_tags=host_tags,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=access.boot_dependencies,
+                aliases=list(instance_aliases),
+                # The user-data (a fetcher, components/bootstrap.py) carries no settings and
+                # runs once, at first boot. Should the fetcher itself change, running hosts
+                # have no use for it: ignored, the change neither replaces the host nor makes
+                # the provider stop and start it to rewrite its user-data.
+                ignore_changes=["userData"],
+                # Only the image and the subnet replace the host. The old one goes first, so
+                # two Agents never report under the host's one Datadog hostname.
+                delete_before_replace=True,
+            ),
+        )
+
+        self.datadog_hostname = args.datadog_hostname
+        self.instance_id = self.instance.id
+        self.public_ip = self.instance.public_ip
+        self.public_dns = self.instance.public_dns
+        self.app_url = pulumi.Output.concat("http://", self.instance.public_dns, f":{args.app_port}")
+        self.ssm_session_command = pulumi.Output.concat("aws ssm start-session --region ",
+                                                        args.aws_region, " --target ", self.instance.id)
+        self.register_outputs({
+            "datadogHostname": self.datadog_hostname,
+            "instanceId": self.instance_id,
+            "publicIp": self.public_ip,
+            "publicDns": self.public_dns,
+            "appUrl": self.app_url,
+            "ssmSessionCommand": self.ssm_session_command,
+        })
+
+
 def _document_arn(parameter_arn: str, name: str) -> str:
     """arn:<partition>:ssm:<region>:<account>:document/<name>, beside a parameter's ARN."""
     return parameter_arn.split(":parameter/", 1)[0] + f":document/{name}"
-
-
-def _tags(settings: Settings, role: str) -> dict[str, str]:
-    return {"Name": settings.name(role), **settings.aws_tags}
 
 
 def _app_ingress(port: int, cidrs: tuple[str, ...]) -> list[aws.ec2.SecurityGroupIngressArgs]:
@@ -178,26 +244,26 @@ def _network(subnet_id: Optional[str],
             aws.ec2.GetSubnetsFilterArgs(name="vpc-id", values=[vpc]),
             aws.ec2.GetSubnetsFilterArgs(name="default-for-az", values=["true"])]),
         opts=invoke)
-    # AWS returns subnets in no fixed order; sorting keeps the choice (and the host) stable.
+    # AWS returns subnets in no fixed order; sorting keeps the choice (and the hosts) stable.
     return subnets.ids.apply(lambda ids: sorted(ids)[0]), vpc_id
 
 
-def _image(host: HostSettings, invoke: pulumi.InvokeOutputOptions) -> pulumi.Input[str]:
+def _image(ami_id: Optional[str], image_name: str, invoke: pulumi.InvokeOutputOptions) -> pulumi.Input[str]:
     """The stack's AMI: `amiId`, or Canonical's image of exactly one release and build.
 
     The lookup is by exact name (release + serial), so it finds the same build in every
-    region and keeps finding it when Canonical publishes newer ones: the instance's `ami`
-    changes, and the host is replaced, only when the stack changes its image settings.
+    region and keeps finding it when Canonical publishes newer ones: the instances' `ami`
+    changes, and the hosts are replaced, only when the stack changes its image settings.
     Deprecated images still resolve (deprecation is not deregistration).
     """
-    if host.ami_id:
-        return host.ami_id
+    if ami_id:
+        return ami_id
     return aws.ec2.get_ami_output(
         most_recent=True,
         owners=[CANONICAL_OWNER],
         include_deprecated=True,
         filters=[
-            aws.ec2.GetAmiFilterArgs(name="name", values=[host.ubuntu_image_name]),
+            aws.ec2.GetAmiFilterArgs(name="name", values=[image_name]),
             aws.ec2.GetAmiFilterArgs(name="virtualization-type", values=["hvm"]),
             aws.ec2.GetAmiFilterArgs(name="architecture", values=["x86_64"]),
         ],

@@ -27,6 +27,9 @@ from components.validation import (
 
 PROJECT = "observability-lab"
 ENVIRONMENTS = ("dev", "staging", "prod")
+# Hosts a stack may run (`hostCount`): every host is billed by Datadog, and each one's
+# checks multiply the stack's custom metrics.
+MAX_HOSTS = 50
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ _REGION = r"[a-z]{2}(-gov)?-[a-z]+-\d"
 
 @dataclass(frozen=True)
 class HostSettings:
+    count: int  # hostCount: hosts 1..count, each its own instance, MySQL and Agent
     instance_type: str
     root_volume_gib: int
     ubuntu_release: str
@@ -98,11 +102,6 @@ class AppSettings:
     setup_overhead_min_ms: int
     setup_overhead_max_ms: int
     workers: int
-
-    @property
-    def processes(self) -> int:
-        """How many gunicorn processes run the app: one master (arbiter) plus its workers."""
-        return self.workers + 1
 
 
 @dataclass(frozen=True)
@@ -155,10 +154,19 @@ class Settings:
     downtimes: DowntimeSettings
     bike_share: BikeShareSettings
 
+    def datadog_hostname(self, index: int) -> str:
+        """Host `index`'s name in Datadog (1-based), known before its instance exists."""
+        return f"{self.project}-{self.env}-{index}"
+
     @property
-    def datadog_hostname(self) -> str:
-        """The host's name in Datadog, known before the instance exists."""
-        return f"{self.project}-{self.env}"
+    def datadog_hostnames(self) -> tuple[str, ...]:
+        return tuple(self.datadog_hostname(n) for n in range(1, self.host.count + 1))
+
+    @property
+    def stack_host_tags(self) -> tuple[str, ...]:
+        """Host tags the Agent adds on every host of the stack: what scopes its Datadog
+        objects to its own hosts (another project's hosts in the same env never match)."""
+        return stack_host_tags(self.env)
 
     @property
     def api_key_parameter_name(self) -> str:
@@ -186,9 +194,17 @@ class Settings:
         """The EC2 tag that marks this stack's hosts; the SSM association targets it."""
         return ("fleet", f"{self.project}-{self.env}")
 
+    @property
+    def name_prefix(self) -> str:
+        """What every environment-scoped name starts with, so dev and prod never collide."""
+        return f"{self.project}-{self.env}"
+
     def name(self, suffix: str) -> str:
-        """An environment-scoped name, so dev and prod never collide."""
-        return f"{self.project}-{self.env}-{suffix}"
+        return f"{self.name_prefix}-{suffix}"
+
+
+def stack_host_tags(env: str) -> tuple[str, ...]:
+    return (f"env:{env}", f"project:{PROJECT}")
 
 
 def load_settings() -> Settings:
@@ -206,7 +222,7 @@ def load_settings() -> Settings:
     agent = AgentSettings(
         version=_agent_version(cfg),
         check_interval_seconds=cfg.integer("checkIntervalSeconds", 45, 15, 86_400),
-        host_tags=_host_tags(cfg, env),
+        host_tags=_host_tags(cfg, stack_host_tags(env)),
     )
     app = _app_settings(cfg)
     monitors = _monitor_settings(cfg)
@@ -245,6 +261,7 @@ def _host_settings(cfg: ConfigReader) -> HostSettings:
                          f"{cfg.key('appPort')} {app_port} is a remote-access/database port; "
                          "it may not be opened to the whole internet")
     return HostSettings(
+        count=cfg.integer("hostCount", 1, 1, MAX_HOSTS),
         instance_type=cfg.string("instanceType", "t3.small", r"[a-z][a-z0-9\-]*\.[a-z0-9]+",
                                  "must be an EC2 instance type such as t3.small"),
         root_volume_gib=cfg.integer("rootVolumeGiB", 20, 8, 1024),
@@ -261,13 +278,15 @@ def _host_settings(cfg: ConfigReader) -> HostSettings:
     )
 
 
-def _host_tags(cfg: ConfigReader, env: str) -> tuple[str, ...]:
+def _host_tags(cfg: ConfigReader, stack_tags: tuple[str, ...]) -> tuple[str, ...]:
     tags = cfg.string_list("hostTags", ("name:cars_app",), is_datadog_tag,
                            "must be a Datadog tag key:value (lowercase, starts with a letter, a-z 0-9 _ - . / :)")
     for tag in tags:
         if tag.startswith("env:"):
             cfg.fail("hostTags", tag, "env: is set from the stack's environment; remove it")
-    return tuple(tags) + (f"env:{env}",)
+        elif tag.startswith("project:"):
+            cfg.fail("hostTags", tag, "project: is set by the program (it scopes the stack's monitors); remove it")
+    return tuple(tags) + stack_tags
 
 
 def _agent_version(cfg: ConfigReader) -> str:

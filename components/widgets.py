@@ -8,9 +8,14 @@ from typing import Sequence
 import pulumi_datadog as datadog
 
 
-def host_variable(default: str) -> datadog.DashboardTemplateVariableArgs:
-    """A `host` template variable; every query of a board filters on `$host`."""
-    return datadog.DashboardTemplateVariableArgs(name="host", prefix="host", defaults=[default])
+def host_variable(hostnames: Sequence[str]) -> datadog.DashboardTemplateVariableArgs:
+    """A `host` template variable offering the stack's hosts, all of them (`*`) on load.
+
+    Every query of a board filters on `$host` and on the stack's host tags, so `*` means
+    this stack's hosts only.
+    """
+    return datadog.DashboardTemplateVariableArgs(name="host", prefix="host", defaults=["*"],
+                                                 available_values=list(hostnames))
 
 
 def timeseries(title: str, queries: str | Sequence[str], formulas: str | Sequence[str] = "q1",

@@ -4,7 +4,8 @@
     python -m offline.plan dev --compare before.json
 
 Per resource (by type and name, as in its URN): created, deleted, unchanged, updated in
-place, or replaced, with the inputs that differ. Inputs a resource ignores
+place, or replaced, with the inputs that differ. A resource whose aliases name one of the
+base plan's resources is that resource, moved (renamed or re-parented), as for the engine. Inputs a resource ignores
 (`ignore_changes`) do not count, as in the engine. A replacement is predicted from the
 resource's `replace_on_changes` and from the provider's own replace-only inputs listed
 below for the types this program uses; only `pulumi preview` against a real account says
@@ -26,11 +27,35 @@ PROVIDER_REPLACES: dict[str, frozenset[str]] = {
     "aws:ssm/parameter:Parameter": frozenset({"name"}),
     "aws:ec2/securityGroup:SecurityGroup": frozenset({"name", "vpcId", "description"}),
     "aws:iam/role:Role": frozenset({"name"}),
+    # pulumiverse-time (terraform-provider-time): time_static's triggers force a new instant.
+    "time:index/static:Static": frozenset({"triggers", "rfc3339"}),
 }
 
 
-def _key(resource: dict[str, Any]) -> tuple[str, str]:
+Key = tuple[str, str]  # (type, name)
+
+
+def _key(resource: dict[str, Any]) -> Key:
     return resource["type"], resource["name"]
+
+
+def urn_key(urn: str) -> Key:
+    """urn:pulumi:<stack>::<project>::<parent types$>type::name -> (type, name)."""
+    _, _, qualified_type, name = urn.split("::", 3)
+    return qualified_type.rsplit("$", 1)[-1], name
+
+
+def moves(before_plan: dict[str, Any], after_plan: dict[str, Any]) -> dict[Key, Key]:
+    """after's key -> the base plan's key it had, for resources found through an alias."""
+    before = {_key(r) for r in before_plan["resources"]}
+    after = {_key(r) for r in after_plan["resources"]}
+    found: dict[Key, Key] = {}
+    for resource in after_plan["resources"]:
+        for alias in resource.get("options", {}).get("aliases", []):
+            old = urn_key(alias)
+            if old in before and old not in after and old not in found.values():
+                found[_key(resource)] = old
+    return found
 
 
 def changed_inputs(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
@@ -51,27 +76,33 @@ def classify(before: dict[str, Any], after: dict[str, Any]) -> tuple[str, list[s
     return "updated", changed
 
 
-def compare(before_plan: dict[str, Any], after_plan: dict[str, Any]) -> dict[tuple[str, str], tuple[str, list[str]]]:
+def compare(before_plan: dict[str, Any], after_plan: dict[str, Any]) -> dict[Key, tuple[str, list[str]]]:
+    """What happens to each resource, by its key in `after_plan` (deleted ones: in the base)."""
     before = {_key(r): r for r in before_plan["resources"]}
     after = {_key(r): r for r in after_plan["resources"]}
-    result: dict[tuple[str, str], tuple[str, list[str]]] = {}
-    for key in sorted(set(before) | set(after)):
-        if key not in before:
+    moved = moves(before_plan, after_plan)
+    result: dict[Key, tuple[str, list[str]]] = {}
+    for key in sorted(set(before) - set(moved.values()) | set(after)):
+        was = moved.get(key, key)
+        if was not in before:
             result[key] = ("created", [])
         elif key not in after:
             result[key] = ("deleted", [])
         else:
-            result[key] = classify(before[key], after[key])
+            result[key] = classify(before[was], after[key])
     return result
 
 
-def render(changes: dict[tuple[str, str], tuple[str, list[str]]]) -> str:
+def render(changes: dict[Key, tuple[str, list[str]]], moved: dict[Key, Key] | None = None) -> str:
     counts: dict[str, int] = {}
     lines = []
     for (type_, name), (what, inputs) in changes.items():
         counts[what] = counts.get(what, 0) + 1
-        if what != "unchanged":
+        was = (moved or {}).get((type_, name))
+        if what != "unchanged" or was:
             detail = f" ({', '.join(inputs)})" if inputs else ""
+            if was:
+                detail += f" [was {was[1] if was[0] == type_ else ' '.join(was)}, kept through its alias]"
             lines.append(f"  {what:<9} {type_} {name}{detail}")
     summary = ", ".join(f"{n} {what}" for what, n in sorted(counts.items()))
     return "\n".join([f"Changes against the base plan: {summary}", *lines]) + "\n"

@@ -137,11 +137,11 @@ def _ami(lookup: dict[str, Any]) -> dict[str, Any]:
     """An image per name filter: another release or build is another (fake) AMI id."""
     names = [value for f in lookup.get("filters", []) if f["name"] == "name" for value in f["values"]]
     name = names[0] if names else "unnamed"
-    ami = f"ami-{_fake_id(name)}"
+    ami = f"ami-{fake_id(name)}"
     return {"id": ami, "imageId": ami, "name": name}
 
 
-def _fake_id(name: str) -> str:
+def fake_id(name: str) -> str:
     return f"{zlib.crc32(name.encode()):08x}{zlib.crc32(name[::-1].encode()):08x}"[:17]
 
 
@@ -171,11 +171,12 @@ class OfflineMocks(pulumi.runtime.Mocks):
         state = dict(args.inputs)
         resource_id = f"{name}-id"
         if type_ == "aws:ec2/instance:Instance":
-            resource_id = f"i-{_fake_id(name)}"
+            resource_id = f"i-{fake_id(name)}"
+            # One address for all (a documentation range); a DNS name of its own per instance.
             state.update(publicIp="203.0.113.10", privateIp="172.31.0.10",
-                         publicDns="ec2-203-0-113-10.compute-1.amazonaws.example")
+                         publicDns=f"ec2-{fake_id(name)}.compute-1.amazonaws.example")
         elif type_ == "aws:ec2/securityGroup:SecurityGroup":
-            resource_id = f"sg-{_fake_id(name)}"
+            resource_id = f"sg-{fake_id(name)}"
         elif type_ == "aws:ssm/parameter:Parameter":
             param = reveal(args.inputs.get("name", name))
             state["arn"] = f"arn:aws:ssm:{self.region}:{FAKE_ACCOUNT}:parameter{param}"
@@ -183,7 +184,7 @@ class OfflineMocks(pulumi.runtime.Mocks):
             # A new document's only version (its content never changes under one name).
             state.update(latestVersion="1", defaultVersion="1")
         elif type_ == "aws:ssm/association:Association":
-            state["associationId"] = f"{_fake_id(name)}-{_fake_id(name[::-1])}"
+            state["associationId"] = f"{fake_id(name)}-{fake_id(name[::-1])}"
         elif type_.startswith("aws:iam/"):
             state.setdefault("name", name)
             state["arn"] = f"arn:aws:iam::{FAKE_ACCOUNT}:{type_.split(':')[-1].lower()}/{name}"
@@ -305,6 +306,25 @@ def close_event_loop() -> None:
         _WORKER_LOOPS.pop().close()
 
 
+def _alias_urns(monitor: RecordingMonitor, request: Any) -> list[str]:
+    """The resource's aliases as URNs (what the engine matches its state against).
+
+    An alias given as a spec (`pulumi.Alias(type_=...)`) is completed from the resource
+    itself, as the engine does: an unset name, type or parent is the resource's own.
+    """
+    urns = list(request.aliasURNs)
+    for alias in request.aliases:
+        if alias.HasField("spec"):
+            spec = alias.spec
+            if spec.stack or spec.project:
+                raise NotImplementedError("offline engine: aliases to another stack or project")
+            parent = "" if spec.noParent else (spec.parentUrn or request.parent)
+            urns.append(monitor.make_urn(parent, spec.type or request.type, spec.name or request.name))
+        else:
+            urns.append(alias.urn)
+    return sorted(urns)
+
+
 def _collect(evaluation: Evaluation, monitor: RecordingMonitor) -> None:
     for urn, registration in monitor.resources.items():
         request = monitor.requests.get(urn)
@@ -320,6 +340,7 @@ def _collect(evaluation: Evaluation, monitor: RecordingMonitor) -> None:
                 "additionalSecretOutputs": sorted(request.additionalSecretOutputs),
                 "deleteBeforeReplace": request.deleteBeforeReplace,
                 "protect": request.protect,
+                "aliases": _alias_urns(monitor, request),
             },
             outputs=dict(registration.state),
             dependencies=tuple(sorted(request.dependencies)),

@@ -168,9 +168,13 @@ def render_text(plan: dict[str, Any]) -> str:
         lines += ["    " + line for line in _yaml(body).splitlines()]
     for name, config in plan["hostConfiguration"].items():
         lines += _host_configuration_text(name, config)
+    # Every host has the same user-data: each distinct one is shown once, with its instances.
+    instances_of: dict[str, list[str]] = {}
     for name, text in plan["userData"].items():
-        size = plan["userDataSizes"][name]
-        lines += ["", f"User-data of {name} (first boot only; {size} bytes, "
+        instances_of.setdefault(text, []).append(name)
+    for text, names in instances_of.items():
+        size = len(text.encode())
+        lines += ["", f"User-data of {', '.join(names)} (first boot only; {size} bytes, "
                       f"{100 * size / EC2_USER_DATA_LIMIT:.1f} % of EC2's {EC2_USER_DATA_LIMIT})"]
         lines += ["    " + line if line else "" for line in text.splitlines()]
     lines += ["", "Dashboards"]
@@ -231,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     plan = build_plan(evaluation)
     if args.compare:
-        sys.stdout.write(changes.render(changes.compare(json.loads(args.compare.read_text()), plan)))
+        base = json.loads(args.compare.read_text())
+        sys.stdout.write(changes.render(changes.compare(base, plan), changes.moves(base, plan)))
     elif args.json:
         sys.stdout.write(json.dumps(plan, sort_keys=True, indent=2) + "\n")
     else:

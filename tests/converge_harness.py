@@ -6,8 +6,9 @@ datadog-agent, useradd, id, chown, python3's venv, curl, growpart, resize2fs, fi
 lsblk, sleep) are small executables first on PATH that record each call in `calls` and
 act out the part of their behaviour the script depends on, from state files the tests
 can set: installed packages, active services, a failing Agent config check, the disk's
-size. Everything else (gpg, sha256sum, install, flock, tar, base64, openssl) is the real
-tool; curl's downloads of Datadog's apt keys get a real public key made for the tests.
+size, the instance's tags in instance metadata. Everything else (gpg, sha256sum, install,
+flock, tar, base64, openssl) is the real tool; curl's downloads of Datadog's apt keys get
+a real public key made for the tests.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.bundle import Bundle
+
+# What the instance metadata of a test host says by default (Host.set() changes it).
+IMDS_TOKEN = "imds-session-token-for-tests"
+DEFAULT_DATADOG_HOSTNAME = "observability-lab-dev-1"
 
 _RECORD = 'echo "${0##*/} $*" >>"$FAKE/calls"\n'
 
@@ -76,6 +81,17 @@ printf '#!/bin/sh\n' >"$3/bin/python"
 printf '#!/bin/sh\necho "pip $*" >>"$FAKE/calls"\n' >"$3/bin/pip"
 chmod +x "$3/bin/python" "$3/bin/pip"''',
     "curl": r'''
+# Instance metadata (IMDSv2): a session token for a PUT, then the instance's
+# datadog-hostname tag (imds.datadog-hostname; a 404 without it) for that token only.
+case "$*" in
+  *"-X PUT"*"X-aws-ec2-metadata-token-ttl-seconds: "*" http://169.254.169.254/latest/api/token")
+    printf %s "$IMDS_TOKEN"; exit 0 ;;
+  *" http://169.254.169.254/latest/meta-data/tags/instance/datadog-hostname")
+    [[ "$*" == *"-H X-aws-ec2-metadata-token: $IMDS_TOKEN "* ]] || exit 22  # 401
+    [ -e "$FAKE/imds.datadog-hostname" ] || exit 22  # 404
+    cat "$FAKE/imds.datadog-hostname"; exit 0 ;;
+  *169.254.169.254*) exit 22 ;;
+esac
 [ ! -e "$FAKE/fail.curl" ] || exit 7
 while [ $# -gt 0 ]; do if [ "$1" = -o ] && [ "$2" != /dev/null ]; then cp "$FAKE/apt-key.asc" "$2"; fi; shift; done''',
     "findmnt": "echo /dev/nvme0n1p1",
@@ -153,6 +169,7 @@ class Host:
             directory.mkdir(parents=True)
         _install_recorders(self.bin)
         (self.fake / "dpkg").write_text("")
+        (self.fake / "imds.datadog-hostname").write_text(DEFAULT_DATADOG_HOSTNAME)
         (self.fake / "apt-key.asc").write_text(apt_signing_key())
         partition = self.root / "sys/class/block/nvme0n1p1/partition"
         partition.parent.mkdir(parents=True)
@@ -168,6 +185,7 @@ class Host:
 
     def env(self, **extra: str) -> dict[str, str]:
         return {"PATH": f"{self.bin}:/usr/bin:/bin", "FAKE": str(self.fake), "HOME": str(self.base),
+                "IMDS_TOKEN": IMDS_TOKEN,
                 "CONVERGE_ROOT": str(self.root), "OBSERVABILITY_LAB_BUNDLES": str(self.bundles),
                 "TMPDIR": str(self.base), **extra}
 

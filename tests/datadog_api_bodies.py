@@ -78,6 +78,10 @@ def monitor_body(inputs: dict[str, Any]) -> dict[str, Any]:
         # GetOk with the schema default 10: sent even where no-data does not notify.
         "no_data_timeframe": _int(i.take("noDataTimeframe", 10)),
     }
+    # `if attr, ok := d.GetOk("new_group_delay"); ok { o.SetNewGroupDelay(...) }`: only when nonzero.
+    new_group_delay = _int(i.take("newGroupDelay", 0))
+    if new_group_delay:
+        options["new_group_delay"] = new_group_delay
     thresholds.done()
     # monitor_threshold_windows.0.{trigger,recovery}_window -> options.threshold_windows
     windows = i.nested("monitorThresholdWindows")
@@ -101,8 +105,11 @@ def dashboard_body(inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _template_variable(i: Inputs) -> dict[str, Any]:
-    """buildDatadogTemplateVariables."""
+    """buildDatadogTemplateVariables: available_values only when the list is not empty."""
     body = {"name": i.take("name"), "prefix": i.take("prefix"), "defaults": i.take("defaults")}
+    available = i.take("availableValues")
+    if available:
+        body["available_values"] = available
     i.done()
     return body
 

@@ -19,7 +19,7 @@ MONITOR = "datadog:index/monitor:Monitor"
 DASHBOARD = "datadog:index/dashboard:Dashboard"
 COMPONENT = "observability-lab:datadog:BikeShareMonitoring"
 CHECK, CONF = "agent/checks.d/bike_share.py", "agent/conf.d/bike_share.yaml"
-HOST = "observability-lab-dev"
+HOSTS = "env:dev,project:observability-lab"  # the stack's host tags
 
 
 def files(evaluation) -> dict[str, str]:
@@ -87,7 +87,7 @@ def test_station_monitors_alert_per_station_on_sustained_thresholds(run_stack):
     for key, metric, below in (("empty", "bikes_available", "3"), ("full", "docks_available", "4")):
         m = found[key]
         assert m["type"] == "metric alert"
-        assert m["query"] == (f"max(last_20m):max:bikeshare.station.{metric}{{host:{HOST}}} "
+        assert m["query"] == (f"max(last_20m):max:bikeshare.station.{metric}{{{HOSTS}}} "
                               f"by {{host,system,station_id,station_name}} < {below}")
         assert m["monitorThresholds"] == {"critical": below}
         assert m["name"].startswith("[dev] Bike station running ") and "{{station_name.name}}" in m["name"]
@@ -99,19 +99,20 @@ def test_station_monitors_alert_per_station_on_sustained_thresholds(run_stack):
 def test_feed_monitors_watch_the_service_check_and_the_feed_age(run_stack):
     found = monitors(run_stack("dev", {"bikeShareStaleAfterMinutes": 30}))
     assert found["feed-unreachable"]["query"] == (
-        f'"bikeshare.can_fetch".over("host:{HOST}").by("host").last(2).count_by_status()')
-    assert found["feed-unreachable"]["notifyNoData"] is True
+        '"bikeshare.can_fetch".over("env:dev","project:observability-lab").by("host").last(2).count_by_status()')
+    # A removed host's group goes quiet; a silent host is the my_metric monitor's no-data alert.
+    assert found["feed-unreachable"]["notifyNoData"] is False
     assert "{{check_message}}" in found["feed-unreachable"]["message"]
     stale = found["feed-stale"]
-    assert stale["query"].endswith("bikeshare.system.feed_age_seconds{host:observability-lab-dev} "
-                                   "by {host,system} > 1800")
+    assert stale["query"].endswith(f"bikeshare.system.feed_age_seconds{{{HOSTS}}} by {{host,system}} > 1800")
     assert stale["monitorThresholds"] == {"critical": "1800"}
 
 
 def test_the_trend_monitor_compares_total_bikes_with_their_daily_pattern(dev):
     trend = monitors(dev)["trend"]
     assert trend["type"] == "query alert"
-    assert re.fullmatch(r"avg\(last_4h\):anomalies\(sum:bikeshare\.system\.bikes_available\{host:[\w-]+\} by "
+    # Averaged across hosts (each reports the same system figure): the same series whatever hostCount is.
+    assert re.fullmatch(r"avg\(last_4h\):anomalies\(avg:bikeshare\.system\.bikes_available\{env:dev,project:[\w-]+\} by "
                         r"\{system\}, 'agile', 2, direction='below', alert_window='last_30m', interval=60, "
                         r"count_default_zero='true', seasonality='daily'\) >= 1", trend["query"])
     assert trend["monitorThresholdWindows"] == {"triggerWindow": "last_30m", "recoveryWindow": "last_30m"}
@@ -120,12 +121,14 @@ def test_the_trend_monitor_compares_total_bikes_with_their_daily_pattern(dev):
 def test_the_rebalancing_dashboard(dev):
     (board,) = [r for r in dev.of_type(DASHBOARD) if r.name == "bike-share-dashboard"]
     assert board.inputs["title"] == "[dev] bike-share rebalancing"
-    assert board.inputs["templateVariables"] == [{"name": "host", "prefix": "host", "defaults": [HOST]}]
+    assert board.inputs["templateVariables"] == [{"name": "host", "prefix": "host", "defaults": ["*"],
+                                                  "availableValues": ["observability-lab-dev-1"]}]
     widgets = board.inputs["widgets"]
     emptiest, fullest = (w["toplistDefinition"]["requests"][0] for w in widgets[:2])
     assert emptiest["formulas"][0]["limit"] == {"count": 10, "order": "asc"}
     assert fullest["formulas"][0]["limit"] == {"count": 10, "order": "desc"}
-    assert fullest["queries"][0]["metricQuery"]["query"] == "max:bikeshare.station.fill_ratio{$host} by {station_name}"
+    assert fullest["queries"][0]["metricQuery"]["query"] == (
+        f"max:bikeshare.station.fill_ratio{{{HOSTS},$host}} by {{station_name}}")
     trend = widgets[2]["timeseriesDefinition"]["requests"][0]
     assert [f["formulaExpression"] for f in trend["formulas"]] == ["q1", "forecast(q1, 'seasonal', 1)"]
     titles = [next(iter(w.values()))["title"] for w in widgets]

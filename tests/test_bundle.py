@@ -96,9 +96,12 @@ def test_agent_config_reads_the_key_from_ssm_and_tags_the_host(stack_eval):
     assert config["secret_backend_type"] == "aws.ssm"
     assert config["secret_backend_config"] == {"aws_session": {"aws_region": "us-east-2"}}
     assert config["site"] == "datadoghq.com"
-    assert config["hostname"] == f"observability-lab-{env}" == stack_eval.outputs["datadogHostname"]
+    # Filled in on each host from its instance's tag (tests/test_converge_script.py): one bundle, every host.
+    assert config["hostname"] == "@@DATADOG_HOSTNAME@@"
     assert config["env"] == env
-    assert "name:cars_app" in config["tags"] and f"env:{env}" in config["tags"]
+    # The tags the stack's monitors and dashboards select its hosts by, on every host.
+    assert config["tags"][-2:] == [f"env:{env}", "project:observability-lab"]
+    assert "name:cars_app" in config["tags"]
     assert config["apm_config"]["enabled"] is True
     assert config["process_config"]["process_collection"]["enabled"] is True
 

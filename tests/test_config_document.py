@@ -72,7 +72,10 @@ def test_association_targets_the_stacks_hosts_by_tag_and_waits_for_their_converg
     association = stack_eval.one(ASSOCIATION)
     fleet = f"observability-lab-{stack_eval.stack}"
     assert association.inputs["targets"] == [{"key": "tag:fleet", "values": [fleet]}]
-    assert stack_eval.one(INSTANCE).inputs["tags"]["fleet"] == fleet
+    instances = stack_eval.of_type(INSTANCE)
+    assert instances and all(instance.inputs["tags"]["fleet"] == fleet for instance in instances)
+    # It runs once the instances (and the hostname tags converge.sh reads) are in place.
+    assert {instance.urn for instance in instances} <= set(association.dependencies)
     assert association.inputs["waitForSuccessTimeoutSeconds"] == WAIT_FOR_SUCCESS_SECONDS
     assert "scheduleExpression" not in association.inputs  # runs on change, not on a timer
     assert (association.inputs["maxErrors"], association.inputs["maxConcurrency"]) == ("0", "50%")
@@ -82,7 +85,7 @@ def test_the_host_boots_after_the_parameter_naming_the_document(stack_eval):
     (parameter,) = [r for r in stack_eval.of_type("aws:ssm/parameter:Parameter")
                     if r.inputs["name"].endswith("/host-config/document")]
     assert parameter.inputs["insecureValue"] == stack_eval.one(DOCUMENT).inputs["name"]
-    assert parameter.urn in stack_eval.one(INSTANCE).dependencies
+    assert all(parameter.urn in instance.dependencies for instance in stack_eval.of_type(INSTANCE))
 
 
 def run_document(host: Host, script: str):

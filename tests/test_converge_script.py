@@ -12,14 +12,17 @@ import re
 import subprocess
 
 import pytest
+import yaml
 
 from components.bundle import USERDATA_DIR, manifest_entries
 from offline.host_config import decode_document
-from tests.converge_harness import Host, write_bundle
+from tests.converge_harness import DEFAULT_DATADOG_HOSTNAME, IMDS_TOKEN, Host, write_bundle
 
 DOCUMENT = "aws:ssm/document:Document"
+AGENT_CONFIG = "/etc/datadog-agent/datadog.yaml"
 AGENT_CHECK_CONF = "/etc/datadog-agent/conf.d/custom_my_metric.yaml"
 MYSQL_CONF = "/etc/datadog-agent/conf.d/mysql.d/conf.yaml"
+HOSTNAME_TAG_URL = "http://169.254.169.254/latest/meta-data/tags/instance/datadog-hostname"
 
 
 def bundle_of(evaluation) -> dict[str, str]:
@@ -63,8 +66,12 @@ def test_first_run_installs_everything(host, dev_files):
         installed = host.path(target)
         assert oct(installed.stat().st_mode & 0o777) == oct(int(mode, 8)), target
         assert f"chown {owner} {installed}.converge-new" in run.calls
-        if target != MYSQL_CONF:
+        if target not in (MYSQL_CONF, AGENT_CONFIG):
             assert installed.read_text() == dev_files[file], target
+    # The one per-host value, from the instance's tag; the bundle is the same on every host.
+    assert host.path(AGENT_CONFIG).read_text() == dev_files["agent/datadog.yaml"].replace(
+        '"@@DATADOG_HOSTNAME@@"', f'"{DEFAULT_DATADOG_HOSTNAME}"')
+    assert f"datadog hostname: {DEFAULT_DATADOG_HOSTNAME} (instance tag datadog-hostname)" in run.stdout
     # Packages from apt, the Agent at its pinned version and held.
     assert any("install --no-install-recommends ca-certificates curl gnupg python3-venv mysql-server-8.0" in c
                for c in run.called("apt-get"))
@@ -88,6 +95,45 @@ def test_first_run_installs_everything(host, dev_files):
                                       "datadog-agent": "restarted"}
     assert run.report("grants for") == {"datadog@mysql": "applied"}
     assert "filesystem /: kept" in run.stdout
+
+
+def test_the_agents_hostname_is_the_instances_tag_read_with_an_imdsv2_token(host, dev_files):
+    host.set("imds.datadog-hostname", "observability-lab-prod-7")
+    run = host.converge(dev_files)
+    assert run.returncode == 0, run.stdout + run.stderr
+    config = yaml.safe_load(host.path(AGENT_CONFIG).read_text())
+    assert config["hostname"] == "observability-lab-prod-7"
+    token, tag = run.called("curl")[:2]
+    assert "-X PUT" in token and token.endswith("http://169.254.169.254/latest/api/token")
+    assert tag.endswith(HOSTNAME_TAG_URL) and f"X-aws-ec2-metadata-token: {IMDS_TOKEN}" in tag
+
+
+def test_a_host_whose_tag_names_another_host_restarts_only_the_agent(converged, dev_files):
+    converged.set("imds.datadog-hostname", "observability-lab-dev-2")
+    run = converged.converge(dev_files)
+    assert run.returncode == 0, run.stderr
+    assert {f: s for f, s in run.report("file").items() if s != "unchanged"} == {AGENT_CONFIG: "updated"}
+    assert yaml.safe_load(converged.path(AGENT_CONFIG).read_text())["hostname"] == "observability-lab-dev-2"
+    assert restarts(run) == ["datadog-agent"] and run.called("apt-get") == []
+
+
+@pytest.mark.parametrize("tag,reason", [
+    (None, "no instance tag datadog-hostname in instance metadata"),
+    ("Observability_Lab", "instance tag datadog-hostname is not a hostname"),
+    ("host; rm -rf /", "instance tag datadog-hostname is not a hostname"),
+])
+def test_a_missing_or_invalid_hostname_tag_fails_the_run_before_anything_changes(host, dev_files, tag, reason):
+    if tag is None:
+        host.clear("imds.datadog-hostname")
+    else:
+        host.set("imds.datadog-hostname", tag)
+    run = host.converge(dev_files)
+    assert run.returncode != 0 and reason in run.stdout, run.stdout
+    assert {c.split()[0] for c in run.calls} <= {"curl", "sleep"}  # no apt, no service, no file
+    assert not host.path("/etc/datadog-agent").exists() and not host.path("/opt").exists()
+    if tag is None:  # retried for a while: a tag added by the same `pulumi up` may lag in metadata
+        assert len([c for c in run.called("curl") if c.endswith(HOSTNAME_TAG_URL)]) == 30
+        assert run.called("sleep") == ["sleep 4"] * 29
 
 
 def test_mysql_password_is_made_on_the_host_once_and_never_printed(converged, dev_files):

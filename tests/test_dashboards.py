@@ -7,6 +7,16 @@ import re
 DASHBOARD = "datadog:index/dashboard:Dashboard"
 COMPONENT = "observability-lab:datadog:Dashboards"
 SERVICE = "sample-flask-app"
+HOSTS = {"dev": 1, "prod": 2}  # hostCount of the committed stacks
+
+
+def hostnames(evaluation) -> list[str]:
+    return [f"observability-lab-{evaluation.stack}-{n}" for n in range(1, HOSTS[evaluation.stack] + 1)]
+
+
+def scope(evaluation) -> str:
+    """The stack's host tags: `*` in the host variable never reaches another stack's hosts."""
+    return f"env:{evaluation.stack},project:observability-lab,$host"
 
 
 def dashboards(evaluation) -> dict[str, dict]:
@@ -38,13 +48,13 @@ def test_one_component_owns_both_dashboards(stack_eval):
     assert {r.name for r in stack_eval.of_type(DASHBOARD)} - {r.name for r in found} <= {"bike-share-dashboard"}
 
 
-def test_timeboard_widgets_reproduce_the_seed_scoped_to_host(stack_eval):
-    board = dashboards(stack_eval)["timeboard"]
+def test_timeboard_widgets_reproduce_the_seed_scoped_to_the_stacks_hosts(stack_eval):
+    board, hosts = dashboards(stack_eval)["timeboard"], scope(stack_eval)
     assert board["layoutType"] == "ordered"
     assert widgets(board) == [
-        ("timeseries", "avg:my_metric{$host} by {host}", "line"),
-        ("timeseries", "anomalies(avg:mysql.performance.cpu_time{$host}, 'basic', 2)", "line"),
-        ("queryValue", "avg:my_metric{$host}.rollup(sum, 3600)", "sum"),
+        ("timeseries", f"avg:my_metric{{{hosts}}} by {{host}}", "line"),
+        ("timeseries", f"anomalies(avg:mysql.performance.cpu_time{{{hosts}}} by {{host}}, 'basic', 2)", "line"),
+        ("queryValue", f"avg:my_metric{{{hosts}}}.rollup(sum, 3600)", "sum"),
     ]
     rollup = board["widgets"][2]["queryValueDefinition"]
     assert rollup["liveSpan"] == "1h"  # one hour of points, summed into one number
@@ -58,9 +68,9 @@ def test_apm_dashboard_widgets_scoped_by_service_env_and_host(stack_eval):
         ("timeseries", f"sum:trace.flask.request.hits{{{traces}}} by {{resource_name}}", "bars"),
         ("timeseries", f"p95:trace.flask.request{{{traces}}}", "line"),
         ("timeseries", f"sum:trace.flask.request.errors{{{traces}}} by {{resource_name}}", "bars"),
-        ("timeseries", f"avg:system.cpu.user{{env:{env},$host}} by {{host}}", "line"),
-        ("timeseries", f"avg:system.load.1{{env:{env},$host}} by {{host}}", "line"),
-        ("timeseries", f"avg:system.processes.cpu.pct{{env:{env},$host}} by {{process_name}}", "line"),
+        ("timeseries", f"avg:system.cpu.user{{{scope(stack_eval)}}} by {{host}}", "line"),
+        ("timeseries", f"avg:system.load.1{{{scope(stack_eval)}}} by {{host}}", "line"),
+        ("timeseries", f"avg:system.processes.cpu.pct{{{scope(stack_eval)}}} by {{process_name}}", "line"),
     ]
 
 
@@ -71,19 +81,24 @@ def test_service_setting_rescopes_the_apm_queries(run_stack):
     assert all("service:cars-app,env:dev,$host" in q for q in trace_queries)
 
 
-def test_host_template_variable_defaults_to_this_stacks_host(stack_eval):
-    host = f"observability-lab-{stack_eval.stack}"
+def test_host_template_variable_lists_the_stacks_hosts_and_shows_them_all(stack_eval):
+    env = stack_eval.stack
     for key, board in dashboards(stack_eval).items():
-        assert board["templateVariables"] == [{"name": "host", "prefix": "host", "defaults": [host]}], key
-        # Every query is filtered by the variable, so the board follows it.
-        assert all("$host" in query for _, query, _ in widgets(board)), key
+        assert board["templateVariables"] == [{"name": "host", "prefix": "host", "defaults": ["*"],
+                                               "availableValues": hostnames(stack_eval)}], key
+        # Every query is filtered by the variable, so the board follows it, and by the
+        # stack's env (and, for host metrics, its project tag): `*` is this stack's hosts.
+        for _, query, _ in widgets(board):
+            assert "$host" in query and f"env:{env}" in query, (key, query)
+            assert "project:observability-lab" in query or f"service:{SERVICE},env:{env}" in query, (key, query)
 
 
-def test_titles_and_descriptions_carry_env_host_and_service(stack_eval):
-    env, host = stack_eval.stack, f"observability-lab-{stack_eval.stack}"
+def test_titles_and_descriptions_carry_env_hosts_and_service(stack_eval):
+    env, count = stack_eval.stack, HOSTS[stack_eval.stack]
     for key, board in dashboards(stack_eval).items():
-        assert board["title"].startswith(f"[{env}] ") and host in board["title"], key
+        assert board["title"].startswith(f"[{env}] "), key
         assert f"env {env}" in board["description"], key
+        assert f"the {env} stack's {count} host" in board["description"], key
         # The Dashboard API only takes team:<name> tags; env/service live in the text instead.
         assert all(tag.startswith("team:") for tag in board.get("tags", [])), key
     assert SERVICE in dashboards(stack_eval)["apm"]["title"]

@@ -117,7 +117,7 @@ def test_any_change_replaces_the_schedule(dev):
 
 def test_messages_name_the_env_and_notify_the_handles(dev):
     for key, s in schedules(dev).items():
-        assert s["message"].startswith("[dev] ") and "observability-lab-dev" in s["message"], key
+        assert s["message"].startswith("[dev] The my_metric monitor is muted on every host of the stack "), key
         assert s["message"].endswith("@sre-dev@example.com"), key
 
 

@@ -335,11 +335,9 @@ def process_tree(root: int) -> dict[int, str]:
 def test_gunicorn_runs_the_master_plus_the_configured_workers(server):
     """What the app's live process monitor counts: processes matching its search, one
     master (ddtrace-run execs gunicorn, so the started pid is the master) + the workers."""
-    from components.monitors import APP_PROCESS_SEARCH
-    from components.settings import AppSettings
+    from components.monitors import APP_PROCESS_SEARCH, app_process_count
 
-    expected = AppSettings(url_lookup_allowlist=(), setup_overhead_min_ms=0, setup_overhead_max_ms=0,
-                           workers=WORKERS).processes
+    expected = app_process_count(WORKERS)
     *_, master = server
 
     def matching():

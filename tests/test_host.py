@@ -1,27 +1,39 @@
-"""The monitored host's AWS resources, evaluated for the whole dev and prod stacks."""
+"""The monitored hosts' AWS resources, evaluated for the whole dev (one host) and prod (two) stacks."""
 
 from __future__ import annotations
 
 import json
 
-from offline.engine import PLACEHOLDER_SECRETS, is_secret, reveal
+from offline.engine import PLACEHOLDER_SECRETS, fake_id, is_secret, reveal
 
 INSTANCE = "aws:ec2/instance:Instance"
 SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
 PARAMETER = "aws:ssm/parameter:Parameter"
+ACCESS = "observability-lab:aws:HostAccess"
 HOST = "observability-lab:aws:MonitoredHost"
+HOSTS = {"dev": 1, "prod": 2}  # hostCount of the committed stacks
 
 
 def ami_lookups(evaluation):
     return [args for token, args in evaluation.invokes if token == "aws:ec2/getAmi:getAmi"]
 
 
-def test_the_hosts_aws_resources_are_children_of_the_host_component(stack_eval):
-    host = stack_eval.one(HOST)
-    children = {r.type for r in stack_eval.children_of(host)}
-    assert children == {INSTANCE, SECURITY_GROUP, PARAMETER, "aws:iam/role:Role", "aws:iam/rolePolicy:RolePolicy",
-                        "aws:iam/instanceProfile:InstanceProfile",
-                        "aws:iam/rolePolicyAttachment:RolePolicyAttachment"}
+def test_what_the_hosts_share_is_one_component_and_each_host_another(stack_eval):
+    access = stack_eval.one(ACCESS)
+    assert {r.type for r in stack_eval.children_of(access)} == {
+        SECURITY_GROUP, PARAMETER, "aws:iam/role:Role", "aws:iam/rolePolicy:RolePolicy",
+        "aws:iam/instanceProfile:InstanceProfile", "aws:iam/rolePolicyAttachment:RolePolicyAttachment"}
+    hosts = stack_eval.of_type(HOST)
+    assert sorted(h.name for h in hosts) == [f"host-{n}" for n in range(1, HOSTS[stack_eval.stack] + 1)]
+    for host in hosts:
+        (instance,) = stack_eval.children_of(host)
+        assert (instance.type, instance.name) == (INSTANCE, f"{host.name}-instance")
+    group, profile = stack_eval.one(SECURITY_GROUP), stack_eval.one("aws:iam/instanceProfile:InstanceProfile")
+    for instance in stack_eval.of_type(INSTANCE):  # the one group, profile and subnet
+        assert instance.inputs["vpcSecurityGroupIds"] == [f"sg-{fake_id(group.name)}"]
+        assert instance.inputs["iamInstanceProfile"] == profile.inputs["name"]
+        assert instance.inputs["subnetId"] == "subnet-0aaaaaaaaaaaaaaa1"
+        assert group.urn in instance.dependencies and profile.urn in instance.dependencies
 
 
 def test_the_image_is_one_pinned_canonical_build(stack_eval):
@@ -32,7 +44,9 @@ def test_the_image_is_one_pinned_canonical_build(stack_eval):
     # An exact name, no wildcard: a newer Canonical build never changes the host's image.
     assert filters["name"] == ["ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20260714"]
     assert filters["architecture"] == ["x86_64"]
-    assert stack_eval.one(INSTANCE).options["ignoreChanges"] == ["userData"]
+    for instance in stack_eval.of_type(INSTANCE):  # one lookup for every host
+        assert instance.inputs["ami"] == f"ami-{fake_id(filters['name'][0])}"
+        assert instance.options["ignoreChanges"] == ["userData"]
 
 
 def test_release_and_serial_settings_name_another_image(run_stack):
@@ -48,7 +62,7 @@ def test_release_and_serial_settings_name_another_image(run_stack):
 def test_pinned_ami_skips_the_lookup(run_stack):
     evaluation = run_stack("prod", {"amiId": "ami-0123456789abcdef0"})
     assert ami_lookups(evaluation) == []
-    assert evaluation.one(INSTANCE).inputs["ami"] == "ami-0123456789abcdef0"
+    assert [i.inputs["ami"] for i in evaluation.of_type(INSTANCE)] == ["ami-0123456789abcdef0"] * 2
 
 
 def test_security_group_is_closed_by_default_and_never_opens_ssh(stack_eval):
@@ -106,20 +120,34 @@ def test_instance_profile_may_only_read_its_own_parameters_and_documents(stack_e
     assert trust["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
 
 
-def test_instance_is_hardened(stack_eval):
-    instance = stack_eval.one(INSTANCE).inputs
-    assert instance["metadataOptions"]["httpTokens"] == "required"
-    root = instance["rootBlockDevice"]
-    assert (root["volumeType"], root["encrypted"]) == ("gp3", True)
-    assert "userDataReplaceOnChange" not in instance
-    assert "keyName" not in instance
+def test_instances_are_hardened(stack_eval):
+    for resource in stack_eval.of_type(INSTANCE):
+        instance = resource.inputs
+        # IMDSv2 only, one hop; instance tags readable in metadata (converge.sh reads its hostname there).
+        assert instance["metadataOptions"] == {"httpEndpoint": "enabled", "httpTokens": "required",
+                                               "httpPutResponseHopLimit": 1, "instanceMetadataTags": "enabled"}
+        root = instance["rootBlockDevice"]
+        assert (root["volumeType"], root["encrypted"]) == ("gp3", True)
+        assert "userDataReplaceOnChange" not in instance
+        assert "keyName" not in instance
+
+
+def test_each_instance_is_tagged_with_its_own_datadog_hostname_and_the_stacks_fleet(stack_eval):
+    env = stack_eval.stack
+    instances = sorted(stack_eval.of_type(INSTANCE), key=lambda r: r.name)
+    assert [i.inputs["tags"]["datadog-hostname"] for i in instances] == [
+        f"observability-lab-{env}-{n}" for n in range(1, HOSTS[env] + 1)]
+    assert [i.inputs["tags"]["Name"] for i in instances] == [
+        f"observability-lab-{env}-host-{n}" for n in range(1, HOSTS[env] + 1)]
+    assert all(i.inputs["tags"]["fleet"] == f"observability-lab-{env}" for i in instances)
+    assert sorted(stack_eval.outputs["hosts"]) == [i.inputs["tags"]["datadog-hostname"] for i in instances]
 
 
 def test_instance_size_follows_the_stack(dev, prod):
-    assert dev.one(INSTANCE).inputs["instanceType"] == "t3.small"
-    assert prod.one(INSTANCE).inputs["instanceType"] == "t3.medium"
-    assert dev.one(INSTANCE).inputs["rootBlockDevice"]["volumeSize"] == 20
-    assert prod.one(INSTANCE).inputs["rootBlockDevice"]["volumeSize"] == 30
+    for evaluation, size, gib in ((dev, "t3.small", 20), (prod, "t3.medium", 30)):
+        for instance in evaluation.of_type(INSTANCE):
+            assert instance.inputs["instanceType"] == size
+            assert instance.inputs["rootBlockDevice"]["volumeSize"] == gib
 
 
 def test_every_taggable_aws_resource_carries_env_and_a_name_with_the_env(stack_eval):
@@ -152,10 +180,30 @@ def test_api_key_lives_only_in_the_ssm_parameter_as_a_secret(stack_eval):
     assert key not in json.dumps(stack_eval.outputs)
 
 
-def test_outputs_give_access_without_the_key(stack_eval):
-    outputs = stack_eval.outputs
-    instance_id = outputs["instanceId"]
-    assert outputs["datadogHostname"] == f"observability-lab-{stack_eval.stack}"
-    assert outputs["appUrl"] == f"http://{outputs['publicDns']}:5050"
-    assert outputs["ssmSessionCommand"] == f"aws ssm start-session --region us-east-2 --target {instance_id}"
+SINGLE_HOST_OUTPUTS = {"datadogHostname", "instanceId", "publicIp", "publicDns", "appUrl", "ssmSessionCommand"}
+
+
+def test_outputs_give_each_host_without_the_key(stack_eval):
+    hosts = stack_eval.outputs["hosts"]
+    instances = {i.inputs["tags"]["datadog-hostname"]: i for i in stack_eval.of_type(INSTANCE)}
+    assert set(hosts) == set(instances) and len(hosts) == HOSTS[stack_eval.stack]
+    for hostname, host in hosts.items():
+        instance = instances[hostname]
+        instance_id = f"i-{fake_id(instance.name)}"
+        assert host == {
+            "instanceId": instance_id,
+            "publicDns": instance.outputs["publicDns"],
+            "appUrl": f"http://{instance.outputs['publicDns']}:5050",
+            "ssmSessionCommand": f"aws ssm start-session --region us-east-2 --target {instance_id}",
+        }
+    assert len({h["publicDns"] for h in hosts.values()}) == len(hosts)
+
+
+def test_one_host_stacks_keep_their_single_host_outputs(dev, prod):
+    outputs = dev.outputs
+    ((hostname, host),) = outputs["hosts"].items()
+    assert outputs["datadogHostname"] == hostname == "observability-lab-dev-1"
+    assert {k: outputs[k] for k in host} == host
     assert outputs["publicIp"]
+    # Several hosts: the per-host map only, no output naming one host among them.
+    assert not SINGLE_HOST_OUTPUTS & set(prod.outputs)

@@ -16,7 +16,7 @@ from offline import changes
 from offline.engine import evaluate
 from offline.plan import build_plan
 
-INSTANCE = ("aws:ec2/instance:Instance", "host-instance")
+INSTANCE = ("aws:ec2/instance:Instance", "host-1-instance")
 DOCUMENT = ("aws:ssm/document:Document", "host-config-document")
 ASSOCIATION = ("aws:ssm/association:Association", "host-config-run-association")
 CURRENT = ("aws:ssm/parameter:Parameter", "host-config-current-document")

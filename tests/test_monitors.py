@@ -21,8 +21,22 @@ def monitors(evaluation) -> dict[str, dict]:
     return {r.name.removeprefix(PREFIX): r.inputs for r in evaluation.of_type(MONITOR) if r.name.startswith(PREFIX)}
 
 
-def host_of(evaluation) -> str:
-    return f"observability-lab-{evaluation.stack}"
+HOSTS = {"dev": 1, "prod": 2}  # hostCount of the committed stacks
+
+
+def hostnames(evaluation) -> list[str]:
+    return [f"observability-lab-{evaluation.stack}-{n}" for n in range(1, HOSTS[evaluation.stack] + 1)]
+
+
+def tags_of(evaluation) -> str:
+    """The stack's host tags, which the Agent adds on each of its hosts."""
+    return f"env:{evaluation.stack},project:observability-lab"
+
+
+def named_hosts(evaluation) -> str:
+    """The stack's tags and hosts in Datadog's boolean metric filter syntax."""
+    return (f"env:{evaluation.stack} AND project:observability-lab AND host IN "
+            f"({', '.join(hostnames(evaluation))})")
 
 
 def handles_of(evaluation) -> list[str]:
@@ -49,10 +63,12 @@ def test_one_component_owns_every_monitor(stack_eval):
 
 
 def test_every_monitor_names_env_is_tagged_and_notifies_the_handles(stack_eval):
-    env, host = stack_eval.stack, host_of(stack_eval)
+    env = stack_eval.stack
     for key, m in monitors(stack_eval).items():
         assert m["name"].startswith(f"[{env}] "), key
-        assert host in m["name"] or SERVICE in m["name"], key
+        # One monitor for every host: the host it alerts on is the group's, never a fixed name.
+        assert "{{host.name}}" in m["name"] or SERVICE in m["name"], key
+        assert "observability-lab-" not in m["name"] + m["message"], key
         assert m["tags"] == [f"env:{env}", f"service:{SERVICE}", "managed-by:pulumi"], key
         # Handles on the last line, outside every {{#...}} block: notified on every transition.
         assert m["message"].splitlines()[-1] == " ".join(handles_of(stack_eval)), key
@@ -60,14 +76,17 @@ def test_every_monitor_names_env_is_tagged_and_notifies_the_handles(stack_eval):
 
 
 def test_my_metric_monitor_matches_the_seed(stack_eval):
-    m, host = monitors(stack_eval)["my-metric"], host_of(stack_eval)
+    m = monitors(stack_eval)["my-metric"]
     assert m["type"] == "metric alert"
-    # A multi-alert by host: Datadog fills {{host.ip}} and {{host.name}} only then.
-    assert m["query"] == f"avg(last_5m):avg:my_metric{{host:{host}}} by {{host}} > 800"
+    # A multi-alert by host: Datadog fills {{host.ip}} and {{host.name}} only then. Over the
+    # stack's tags and exactly its hosts: a host removed from the stack leaves the query.
+    assert m["query"] == f"avg(last_5m):avg:my_metric{{{named_hosts(stack_eval)}}} by {{host}} > 800"
     assert m["monitorThresholds"] == {"warning": "500", "critical": "800"}
+    # The host monitors' one no-data alert: a host or its Agent gone silent, per host.
     assert m["notifyNoData"] is True
     assert m["noDataTimeframe"] == 10
     assert m["requireFullWindow"] is False
+    assert m["newGroupDelay"] == 1800  # a new host boots before it reports
 
 
 def test_metric_monitor_query_threshold_is_the_critical_one(stack_eval):
@@ -103,20 +122,22 @@ def test_thresholds_follow_a_per_stack_override(run_stack, warning, critical, sh
     evaluation = run_stack("dev", {"myMetricCritical": critical, "myMetricWarning": warning,
                                    "myMetricWindowMinutes": 15, "noDataMinutes": 30})
     m = monitors(evaluation)["my-metric"]
-    assert m["query"] == f"avg(last_15m):avg:my_metric{{host:observability-lab-dev}} by {{host}} > {shown[1]}"
+    assert m["query"] == f"avg(last_15m):avg:my_metric{{{named_hosts(evaluation)}}} by {{host}} > {shown[1]}"
     assert m["monitorThresholds"] == {"warning": shown[0], "critical": shown[1]}
     assert m["noDataTimeframe"] == 30
     assert f"above {shown[1]}" in m["message"] and f"above {shown[0]}" in m["message"]
 
 
 def test_process_monitor_is_one_multi_alert_by_host_and_process_name(stack_eval):
-    m, host = monitors(stack_eval)["processes"], host_of(stack_eval)
+    m, env = monitors(stack_eval)["processes"], stack_eval.stack
     assert m["type"] == "service check"
     # process_name, not process: the process check drops the `process:` tag in Agent 8.
-    assert m["query"] == (f'"process.up".over("host:{host}").by("host","process_name")'
+    assert m["query"] == (f'"process.up".over("env:{env}","project:observability-lab").by("host","process_name")'
                           ".last(2).count_by_status()")
     assert m["monitorThresholds"] == {"critical": "1", "warning": "1", "ok": "1"}
-    assert m["notifyNoData"] is True and m["noDataTimeframe"] == 10
+    # A removed host's groups go quiet instead of alerting on missing data.
+    assert m["notifyNoData"] is False and "noDataTimeframe" not in m
+    assert m["newGroupDelay"] == 1800
     assert "{{process_name.name}}" in m["name"]
     assert "{{process.name}}" not in m["name"] + m["message"]
     assert "watched: gunicorn, mysqld" in m["message"]
@@ -125,7 +146,7 @@ def test_process_monitor_is_one_multi_alert_by_host_and_process_name(stack_eval)
 def test_host_template_variables_only_in_monitors_grouped_by_host(stack_eval):
     for key, m in monitors(stack_eval).items():
         uses_host_variable = "{{host." in m["message"] + m["name"]
-        grouped_by_host = "by {host}" in m["query"] or re.search(r'\.by\([^)]*"host"', m["query"])
+        grouped_by_host = "by {host}" in m["query"] or re.search(r'\.by\([^)]*["\']host["\']', m["query"])
         assert not uses_host_variable or grouped_by_host, key
 
 
@@ -144,19 +165,22 @@ def test_watching_another_process_changes_no_query(run_stack):
 
 
 def test_mysql_monitor_watches_can_connect_by_host(stack_eval):
-    m, host = monitors(stack_eval)["mysql"], host_of(stack_eval)
+    m, env = monitors(stack_eval)["mysql"], stack_eval.stack
     assert m["type"] == "service check"
-    assert m["query"] == f'"mysql.can_connect".over("host:{host}").by("host").last(2).count_by_status()'
+    assert m["query"] == (f'"mysql.can_connect".over("env:{env}","project:observability-lab").by("host")'
+                          ".last(2).count_by_status()")
     assert m["monitorThresholds"] == {"critical": "1", "warning": "1", "ok": "1"}
-    assert m["notifyNoData"] is True
+    assert m["notifyNoData"] is False and m["newGroupDelay"] == 1800
 
 
-def test_app_processes_monitor_counts_the_gunicorn_master_and_workers(stack_eval):
-    m, host = monitors(stack_eval)["app-processes"], host_of(stack_eval)
+def test_app_processes_monitor_counts_each_hosts_gunicorn_master_and_workers(stack_eval):
+    m = monitors(stack_eval)["app-processes"]
     assert m["type"] == "process alert"
-    assert m["query"] == f"processes('gunicorn').over('host:{host}').rollup('count').last('5m') < 3"
+    # by('host'): counted per host, or two hosts' processes would add up to enough.
+    assert m["query"] == (f"processes('gunicorn').over('{tags_of(stack_eval)}').by('host')"
+                          ".rollup('count').last('5m') < 3")
     assert m["monitorThresholds"] == {"critical": "3"}
-    assert m["notifyNoData"] is False  # a stopped app counts 0: the alert itself
+    assert m["notifyNoData"] is False and m["newGroupDelay"] == 1800
     assert "1 master + 2 workers" in m["message"]
 
 
@@ -239,3 +263,14 @@ def test_app_base_url_per_site():
     assert app_base_url("datadoghq.com") == "https://app.datadoghq.com"
     assert app_base_url("datadoghq.eu") == "https://app.datadoghq.eu"
     assert app_base_url("us5.datadoghq.com") == "https://us5.datadoghq.com"
+
+
+def test_of_the_host_grouped_monitors_only_my_metric_alerts_on_missing_data(dev):
+    """A host leaving the stack leaves no alert behind; a host going silent is my_metric's no-data alert."""
+    grouped = [r for r in dev.of_type(MONITOR)
+               if "by {host" in r.inputs["query"] or re.search(r"\.by\([^)]*[\"']host[\"']", r.inputs["query"])]
+    assert {r.name for r in grouped} >= {PREFIX + k for k in ("my-metric", "processes", "app-processes", "mysql")}
+    assert len(grouped) == 8  # and the bike-share monitors grouped by host (dev runs the check)
+    for r in grouped:
+        assert r.inputs["newGroupDelay"] == 1800, r.name
+        assert r.inputs["notifyNoData"] is (r.name == PREFIX + "my-metric"), r.name

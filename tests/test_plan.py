@@ -23,8 +23,8 @@ def test_text_plan_shows_tree_resources_host_configuration_and_user_data(capsys,
     assert code == 0
     assert out.startswith(f"Offline plan for stack '{stack}'")
     assert "nothing was sent to AWS" in out
-    assert "- host (observability-lab:aws:MonitoredHost)" in out
-    assert "aws:ec2/instance:Instance host-instance" in out
+    assert "- host (observability-lab:aws:HostAccess)" in out
+    assert "  - host-1 (observability-lab:aws:MonitoredHost)\n    - host-1-instance (aws:ec2/instance:Instance)" in out
     config = out[out.index("\nHost configuration (host-config-document): SSM document "):out.index("\nUser-data of")]
     # Every file with its size, digest and destination; the scripts readable; no base64 wall.
     assert re.search(r"\n +585  [0-9a-f]{12}  agent/datadog.yaml -> /etc/datadog-agent/datadog.yaml "
@@ -33,10 +33,11 @@ def test_text_plan_shows_tree_resources_host_configuration_and_user_data(capsys,
     assert "--- converge.sh" in config and "secret_backend_type: aws.ssm" in config
     assert "#cloud-config" in out[out.index("\nUser-data of"):]
     dashboards = out[out.index("\nDashboards\n"):out.index("\nMonitors\n")]
-    assert "anomalies(avg:mysql.performance.cpu_time{$host}, 'basic', 2)" in dashboards
-    assert "avg:my_metric{$host}.rollup(sum, 3600)" in dashboards
+    hosts = f"env:{stack},project:observability-lab,$host"
+    assert f"anomalies(avg:mysql.performance.cpu_time{{{hosts}}} by {{host}}, 'basic', 2)" in dashboards
+    assert f"avg:my_metric{{{hosts}}}.rollup(sum, 3600)" in dashboards
     monitors = out[out.index("\nMonitors\n"):out.index("\nDowntime schedules\n")]
-    assert f"avg(last_5m):avg:my_metric{{host:observability-lab-{stack}}} by {{host}} > 800" in monitors
+    assert f"avg(last_5m):avg:my_metric{{env:{stack} AND project:observability-lab AND host IN (" in monitors
 
 
 def test_json_plan_is_stable_and_byte_identical_across_runs(capsys, stack):
@@ -48,8 +49,8 @@ def test_json_plan_is_stable_and_byte_identical_across_runs(capsys, stack):
     assert document["stack"] == stack
     types = {r["type"] for r in document["resources"]}
     assert "aws:ec2/instance:Instance" in types
-    (size,) = document["userDataSizes"].values()
-    assert size <= 0.7 * 16_384
+    assert len(document["userDataSizes"]) == {"dev": 1, "prod": 2}[stack]
+    assert all(size <= 0.7 * 16_384 for size in document["userDataSizes"].values())
     (config,) = document["hostConfiguration"].values()
     assert config["documentBytes"] <= 0.7 * 65_536
     assert {f["path"] for f in config["files"]} == set(config["contents"])
@@ -114,3 +115,12 @@ def test_command_line_plan_matches_across_processes_and_hash_seeds(capsys):
     assert _CLI_PLAN.returncode == 0, stderr
     assert stdout == in_process
     assert stderr == ""
+
+
+def test_compare_follows_a_resource_through_its_alias(capsys):
+    # The plan of the last one-host version: host 1's instance is the old instance, renamed.
+    code, out, _ = run_plan(capsys, "dev", "--compare", str(ROOT / "tests" / "data" / "dev-plan-one-host.json"))
+    assert code == 0
+    assert ("  updated   aws:ec2/instance:Instance host-1-instance (metadataOptions, tags, volumeTags) "
+            "[was host-instance, kept through its alias]\n") in out
+    assert "deleted" not in out and "aws:ec2/instance:Instance host-instance" not in out

@@ -114,7 +114,7 @@ def test_violations_come_back_as_diagnostics_of_their_level(analyzer, dev: Evalu
     assert diagnostic.enforcementLevel == analyzer_pb2.MANDATORY
     assert diagnostic.policyPackName == guardrails.PACK_NAME
     # What the CLI prints: the policy's description, then the message naming the resource.
-    assert diagnostic.message.startswith(diagnostic.description + "\naws:ec2/instance:Instance 'host-instance'")
+    assert diagnostic.message.startswith(diagnostic.description + f"\naws:ec2/instance:Instance '{instance.name}'")
     assert "9f" * 16 not in diagnostic.message
 
     untagged = with_inputs(instance, lambda p: p["tags"].pop("service"))

@@ -26,7 +26,7 @@ def test_defaults_reproduce_the_seed():
     assert s.env == "dev"
     assert s.service == "sample-flask-app"
     assert s.agent.check_interval_seconds == 45
-    assert s.agent.host_tags == ("name:cars_app", "env:dev")
+    assert s.agent.host_tags == ("name:cars_app", "env:dev", "project:observability-lab")
     assert (s.monitors.my_metric_warning, s.monitors.my_metric_critical) == (500, 800)
     assert s.monitors.my_metric_window_minutes == 5
     assert s.monitors.no_data_minutes == 10
@@ -39,7 +39,8 @@ def test_defaults_reproduce_the_seed():
     assert s.host.ami_id is None
     assert s.host.root_volume_gib == 20
     assert s.datadog_site == "datadoghq.com"
-    assert s.datadog_hostname == "observability-lab-dev"
+    assert s.host.count == 1
+    assert s.datadog_hostnames == ("observability-lab-dev-1",)
     assert all(h.startswith("@") for h in s.monitors.notification_handles)
 
 
@@ -49,7 +50,8 @@ def test_stacks_differ_where_environments_differ():
     assert dev.host.instance_type != prod.host.instance_type
     assert dev.monitors.notification_handles != prod.monitors.notification_handles
     assert dev.downtimes.enabled and not prod.downtimes.enabled
-    assert dev.datadog_hostname != prod.datadog_hostname
+    assert not set(dev.datadog_hostnames) & set(prod.datadog_hostnames)
+    assert (dev.host.count, prod.host.count) == (1, 2)
 
 
 def test_settings_are_immutable():
@@ -86,6 +88,10 @@ BAD_SETTINGS = {
     "tag without value": ({"hostTags": ["cars_app"]}, "key:value"),
     "uppercase tag": ({"hostTags": ["Name:Cars"]}, "lowercase"),
     "env in host tags": ({"hostTags": ["env:integration_test"]}, "set from the stack"),
+    "project in host tags": ({"hostTags": ["project:other"]}, "set by the program"),
+    "no host": ({"hostCount": 0}, "from 1 to 50"),
+    "too many hosts": ({"hostCount": 51}, "from 1 to 50"),
+    "host count not a number": ({"hostCount": "two"}, "must be an integer"),
     "unknown Ubuntu release": ({"ubuntuRelease": "16.04"}, "allowed: 22.04, 24.04"),
     "malformed AMI id": ({"amiId": "ami-XYZ"}, "AMI id"),
     "image serial not a build date": ({"ubuntuImageSerial": "latest"}, "image serial (build date)"),
@@ -152,3 +158,20 @@ def test_settings_are_read_in_one_module_only():
     readers = [p.name for p in [root / "__main__.py", *(root / "components").glob("*.py")]
                if "pulumi.Config(" in p.read_text()]
     assert readers == ["settings.py"]
+
+
+def test_components_take_their_own_arguments_not_the_settings():
+    """Only __main__.py turns settings into each component's arguments: components stay reusable."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    importers = []
+    for path in sorted((root / "components").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [f"{node.module}.{a.name}" for a in node.names] + [node.module or ""]
+                     if isinstance(node, ast.ImportFrom) else [])
+            if any(name == "components.settings" for name in names):
+                importers.append(path.name)
+    assert importers == []

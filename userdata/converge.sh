@@ -8,6 +8,8 @@
 # changed pinned version. Stdout is the change report (one line per file, package and
 # service); command output goes to the log. A failing step exits non-zero and says which;
 # a unit whose new files fail their check gets its previous files back.
+# One bundle serves every host of a stack: the one value that differs per host, the
+# Agent's hostname, comes from this instance's datadog-hostname tag (instance metadata).
 set -euo pipefail
 
 BUNDLE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -18,6 +20,8 @@ KEYRING=/usr/share/keyrings/datadog-archive-keyring.gpg
 BASE_PACKAGES=(ca-certificates curl gnupg python3-venv mysql-server-8.0)
 # In this order: the Agent's MySQL check needs the grants, its process check the app.
 UNITS=(mysql-grants flask-app datadog-agent)
+IMDS=http://169.254.169.254
+HOSTNAME_TAG=datadog-hostname
 export DEBIAN_FRONTEND=noninteractive
 
 say() {
@@ -145,11 +149,34 @@ read_mysql_password() {
   fi
 }
 
+# The Agent's hostname: this instance's datadog-hostname tag, from instance metadata
+# (IMDSv2; tags in metadata are enabled on every host). Read before anything changes, so
+# a host without it is left as it is. A tag added by the same `pulumi up` can take a
+# moment to show in metadata: a missing tag is retried for 2 minutes.
+read_datadog_hostname() {
+  local token try
+  token=$(curl -fsS --max-time 5 --retry 5 --retry-connrefused -X PUT \
+    -H "X-aws-ec2-metadata-token-ttl-seconds: 300" "$IMDS/latest/api/token" 2>>"$LOG") ||
+    fail "no IMDSv2 token from $IMDS (instance metadata unreachable)"
+  for try in {1..30}; do
+    DATADOG_HOSTNAME=$(curl -fsS --max-time 5 --retry 3 -H "X-aws-ec2-metadata-token: $token" \
+      "$IMDS/latest/meta-data/tags/instance/$HOSTNAME_TAG" 2>>"$LOG") && break
+    DATADOG_HOSTNAME=
+    [ "$try" = 30 ] || sleep 4
+  done
+  [ -n "$DATADOG_HOSTNAME" ] ||
+    fail "no instance tag $HOSTNAME_TAG in instance metadata (is instance_metadata_tags enabled, the tag set?)"
+  [[ $DATADOG_HOSTNAME =~ ^[a-z0-9]([a-z0-9.-]{0,253}[a-z0-9])?$ ]] ||
+    fail "instance tag $HOSTNAME_TAG is not a hostname (lowercase letters, digits, . and -): '$DATADOG_HOSTNAME'"
+  say "datadog hostname: $DATADOG_HOSTNAME (instance tag $HOSTNAME_TAG)"
+}
+
 # The whole file, in bash (no process per file): `read -d ''` stops at the end.
 slurp() { IFS= read -r -d '' "$1" <"$2" || true; }
 
-# Per manifest line: the file as it must be on the host (password filled in, except in the
-# grants record, which only records which grants were applied) and what to do with it.
+# Per manifest line: the file as it must be on the host (hostname and password filled in;
+# the grants record keeps its placeholder, as it only records which grants were applied)
+# and what to do with it.
 plan_files() {
   local file target owner mode unit desired action content installed
   while read -r file target owner mode unit; do
@@ -157,6 +184,7 @@ plan_files() {
     desired=$WORK/desired/${file//\//_}
     if [ -f "$BUNDLE/$file" ]; then
       slurp content "$BUNDLE/$file"
+      content=${content//@@DATADOG_HOSTNAME@@/"$DATADOG_HOSTNAME"}
       [ "$unit" = mysql-grants ] || content=${content//@@DATADOG_MYSQL_PASSWORD@@/$MYSQL_PASSWORD}
       printf '%s' "$content" >"$desired"
       installed=
@@ -331,6 +359,7 @@ main() {
   fi
   # shellcheck source=/dev/null
   . "$BUNDLE/converge.env" # DD_AGENT_VERSION, APP_USER, APP_DIR, APP_UNIT, APP_PORT, ROOT_VOLUME_GIB
+  read_datadog_hostname
   WORK=$(mktemp -d)
   trap 'rm -rf "$WORK"' EXIT
   mkdir "$WORK/desired"
