@@ -179,13 +179,13 @@ class ConvergeAssociation(pulumi.ComponentResource):
             compliance_severity="HIGH",
             wait_for_success_timeout_seconds=WAIT_FOR_SUCCESS_SECONDS,
             # A new document is a new association (its name is ForceNew for the provider
-            # too), so every change runs once on every host. The old one is deleted first:
-            # an instance replaced in the same `pulumi up` must never get the old bundle
-            # from it after the new one. `after` (the instances): converge.sh reads each
-            # host's Datadog hostname from its instance tags, so a new association runs only
-            # once the instances (their tags, and tags in instance metadata) are updated. A new
-            # instance registering later is covered by the wait above, and after a volume
-            # resize converge.sh waits for the larger disk itself.
+            # too), so every change runs once on every host; the old one is deleted just
+            # before, never alongside it (README: the one ordering left open). `after` (the
+            # instances): converge.sh reads each host's Datadog hostname from its instance
+            # tags, so a new association runs only once the instances (their tags, and tags
+            # in instance metadata) are updated. A new instance registering later is covered
+            # by the wait above, and after a volume resize converge.sh waits for the larger
+            # disk itself.
             opts=pulumi.ResourceOptions(parent=self, replace_on_changes=["*"], delete_before_replace=True,
                                         depends_on=list(after)),
         )
