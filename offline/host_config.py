@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import base64
 import gzip
-import hashlib
 import io
 import tarfile
 from dataclasses import dataclass
 
 import yaml
+
+from components.bundle import Bundle
 
 PAYLOAD_START = "base64 -d <<'END_OF_BUNDLE'"
 PAYLOAD_END = "END_OF_BUNDLE"
@@ -58,5 +59,4 @@ def decode_document(content: str) -> ConfigDocument:
             extracted = archive.extractfile(member)
             if extracted is not None:
                 files[member.name] = extracted.read().decode()
-    listing = "".join(f"{hashlib.sha256(files[p].encode()).hexdigest()}  {p}\n" for p in sorted(files))
-    return ConfigDocument(script=script, files=files, digest=hashlib.sha256(listing.encode()).hexdigest())
+    return ConfigDocument(script=script, files=files, digest=Bundle(files).digest)

@@ -14,7 +14,6 @@ combined settings error and exit 2.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import sys
@@ -23,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from components.bundle import manifest_entries
+from components.bundle import manifest_entries, sha256
 from offline import changes
 from offline.engine import ROOT, Evaluation, Resource, close_event_loop, evaluate, is_secret
 from offline.host_config import decode_document
@@ -51,7 +50,7 @@ def mask(value: Any) -> Any:
 
 def _digest_placeholder(text: str, where: str) -> str:
     """A long input in the resource list: its size and digest (a change shows), shown in full elsewhere."""
-    return f"<{len(text.encode())} bytes, sha256 {hashlib.sha256(text.encode()).hexdigest()[:12]}; {where}>"
+    return f"<{len(text.encode())} bytes, sha256 {sha256(text)[:12]}; {where}>"
 
 
 def host_configuration(resource: Resource) -> dict[str, Any]:
@@ -62,7 +61,7 @@ def host_configuration(resource: Resource) -> dict[str, Any]:
     for path, text in sorted(document.files.items()):
         target, owner, mode, unit = installed.get(path, ("(read by converge.sh from the bundle)", "", "", ""))
         files.append({"path": path, "bytes": len(text.encode()),
-                      "sha256": hashlib.sha256(text.encode()).hexdigest()[:12],
+                      "sha256": sha256(text)[:12],
                       "installedAt": target, "owner": owner, "mode": mode, "unit": unit})
     size = len(resource.inputs["content"].encode())
     return {"document": resource.inputs["name"], "documentBytes": size,
