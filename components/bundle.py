@@ -103,6 +103,7 @@ class BundleArgs:
     setup_overhead_max_ms: int
     root_volume_gib: int
     bike_share: Optional[BikeShareCheck]  # None: the check is not shipped
+    mysql_server_package: str  # what apt installs as the MySQL server (converge.env)
 
 
 def template_values(args: BundleArgs, sources: dict[str, str]) -> dict[str, str]:
@@ -129,6 +130,7 @@ def template_values(args: BundleArgs, sources: dict[str, str]) -> dict[str, str]
         "app_port": str(args.app_port),
         "app_workers": str(args.app_workers),
         "root_volume_gib": str(args.root_volume_gib),
+        "mysql_server_package": args.mysql_server_package,
         "url_lookup_allowlist": ",".join(args.url_lookup_allowlist),
         "setup_overhead_min_ms": str(args.setup_overhead_min_ms),
         "setup_overhead_max_ms": str(args.setup_overhead_max_ms),

@@ -56,6 +56,8 @@ DATADOG_SITES = (
     "ap1.datadoghq.com", "ap2.datadoghq.com", "ddog-gov.com",
 )
 DEFAULT_AGENT_VERSION = "7.77.2"
+# Ubuntu's MySQL 8 server; an image of another distribution (amiId) may name it otherwise.
+DEFAULT_MYSQL_SERVER_PACKAGE = "mysql-server-8.0"
 # Citi Bike NYC's GBFS 2.3 auto-discovery file (MobilityData's systems.csv).
 BIKE_SHARE_DEFAULT_FEED = "https://gbfs.citibikenyc.com/gbfs/2.3/gbfs.json"
 # Every watched station is 9 custom metrics per host; the check refuses more than this.
@@ -76,6 +78,7 @@ class HostSettings:
     subnet_id: Optional[str]
     app_port: int
     app_allowed_cidrs: tuple[str, ...]
+    mysql_server_package: str  # what apt installs for MySQL: the image's package name
 
     @property
     def ubuntu_codename(self) -> str:
@@ -275,6 +278,9 @@ def _host_settings(cfg: ConfigReader) -> HostSettings:
                                "must be a subnet id: subnet- followed by 8 or 17 lowercase hex digits"),
         app_port=app_port,
         app_allowed_cidrs=cidrs,
+        mysql_server_package=cfg.string(
+            "mysqlServerPackage", DEFAULT_MYSQL_SERVER_PACKAGE, r"[a-z0-9][a-z0-9+.\-]+",
+            "must be a Debian package name such as " + DEFAULT_MYSQL_SERVER_PACKAGE),
     )
 
 

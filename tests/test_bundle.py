@@ -178,6 +178,12 @@ def test_agent_version_and_volume_size_reach_converge(run_stack):
     assert "ROOT_VOLUME_GIB=40" in env_file.splitlines()
 
 
+def test_the_mysql_server_package_is_the_images_ubuntus_by_default(run_stack):
+    assert "MYSQL_SERVER_PACKAGE=mysql-server-8.0" in staged(run_stack("dev"))["converge.env"].splitlines()
+    chosen = staged(run_stack("dev", {"mysqlServerPackage": "mariadb-server"}))["converge.env"]
+    assert "MYSQL_SERVER_PACKAGE=mariadb-server" in chosen.splitlines()
+
+
 def shell_sources() -> list[Path]:
     return sorted(USERDATA_DIR.rglob("*.sh")) + [Path(__file__).resolve().parent.parent / ".ci" / "run"]
 

@@ -106,6 +106,7 @@ BAD_SETTINGS = {
     "empty URL allowlist": ({"urlLookupAllowlist": []}, "at least one host"),
     "no watched process": ({"watchedProcesses": []}, "at least one process"),
     "no gunicorn worker": ({"appWorkers": 0}, "from 1 to 32"),
+    "MySQL package not a package name": ({"mysqlServerPackage": "mysql server; rm -rf /"}, "Debian package name"),
     "missing region": ({"aws:region": None}, "AWS region"),
     "missing API key": ({"datadog:apiKey": None}, "--secret datadog:apiKey"),
     "unknown Datadog site": ({"datadog:apiUrl": "https://api.example.com/"}, "https://api.<site>/"),

@@ -17,7 +17,7 @@ ROOT=${CONVERGE_ROOT:-} # every host path is under ROOT: a scratch directory in 
 STATE=$ROOT/var/lib/observability-lab
 LOG=$ROOT/var/log/observability-lab-converge.log
 KEYRING=/usr/share/keyrings/datadog-archive-keyring.gpg
-BASE_PACKAGES=(ca-certificates curl gnupg python3-venv mysql-server-8.0)
+BASE_PACKAGES=(ca-certificates curl gnupg python3-venv) # and MYSQL_SERVER_PACKAGE (converge.env)
 # In this order: the Agent's MySQL check needs the grants, its process check the app.
 UNITS=(mysql-grants flask-app datadog-agent)
 IMDS=http://169.254.169.254
@@ -358,7 +358,8 @@ main() {
     return 0
   fi
   # shellcheck source=/dev/null
-  . "$BUNDLE/converge.env" # DD_AGENT_VERSION, APP_USER, APP_DIR, APP_UNIT, APP_PORT, ROOT_VOLUME_GIB
+  . "$BUNDLE/converge.env" # DD_AGENT_VERSION, APP_USER, APP_DIR, APP_UNIT, APP_PORT, MYSQL_SERVER_PACKAGE, ROOT_VOLUME_GIB
+  BASE_PACKAGES+=("$MYSQL_SERVER_PACKAGE")
   read_datadog_hostname
   WORK=$(mktemp -d)
   trap 'rm -rf "$WORK"' EXIT
