@@ -363,3 +363,12 @@ def test_sourcing_the_script_runs_nothing(host):
     result = run_steps(host, "true")
     assert result.returncode == 0, result.stderr
     assert not (host.fake / "calls").exists() and not (host.fake / "log").exists()
+
+
+def test_main_is_the_list_of_steps_each_a_function_of_its_own():
+    script = (USERDATA_DIR / "converge.sh").read_text()
+    defined = set(re.findall(r"^([a-z_]+)\(\) \{", script, re.M))
+    body = re.search(r"^main\(\) \{\n(.*?)^\}", script, re.M | re.S).group(1)
+    steps = [re.sub(r"^if (\w+);.*", r"\1", line.strip()) for line in body.splitlines()]
+    assert [step for step in steps if step.split()[0] not in defined] == []
+    assert len(steps) >= 15  # starting MySQL, pruning old bundles, ... are steps, not inline code

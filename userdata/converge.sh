@@ -13,6 +13,7 @@
 set -euo pipefail
 
 BUNDLE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+DIGEST=${BUNDLE##*/}
 ROOT=${CONVERGE_ROOT:-} # every host path is under ROOT: a scratch directory in tests
 STATE=$ROOT/var/lib/observability-lab
 LOG=$ROOT/var/log/observability-lab-converge.log
@@ -84,7 +85,7 @@ verify_bundle() {
   local digest
   digest=$(cd "$BUNDLE" && find . -type f -printf '%P\n' | LC_ALL=C sort | xargs -d '\n' sha256sum |
     sha256sum | cut -d' ' -f1)
-  [ "$digest" = "${BUNDLE##*/}" ] || fail "bundle $BUNDLE: its files hash to $digest, not to its name"
+  [ "$digest" = "$DIGEST" ] || fail "bundle $BUNDLE: its files hash to $digest, not to its name"
 }
 
 ensure_packages() {
@@ -342,47 +343,88 @@ grow_root_filesystem() {
   esac
 }
 
-main() {
-  local digest unit old
-  mkdir -p "$STATE" "${LOG%/*}" "$ROOT/run/lock"
-  touch "$BUNDLE" # the newest bundles are the ones in use (pruning below goes by age)
-  # One converge at a time: the first boot's and the association's may overlap.
-  exec 9>"$ROOT/run/lock/observability-lab-converge.lock"
-  flock 9
-  verify_bundle
-  digest=${BUNDLE##*/}
-  say "== converge ${digest:0:12} (${CONVERGE_TRIGGER:-association}) $(date -u +%FT%TZ)"
-  # The association may have run a newer bundle before the first boot got here: never go back.
-  if [ "${CONVERGE_TRIGGER:-}" = first-boot ] && [ -s "$STATE/applied" ]; then
-    say "already converged on $(cut -c1-12 "$STATE/applied"); the first-boot bundle is not applied"
-    return 0
-  fi
-  # shellcheck source=/dev/null
-  . "$BUNDLE/converge.env" # DD_AGENT_VERSION, APP_USER, APP_DIR, APP_UNIT, APP_PORT, ROOT_VOLUME_GIB
-  read_datadog_hostname
-  WORK=$(mktemp -d)
-  trap 'rm -rf "$WORK"' EXIT
-  mkdir "$WORK/desired"
-  APPLIED=()
-  ensure_packages
-  ensure_app_user
+ensure_mysql_running() {
   if systemctl is-active --quiet mysql; then say "service mysql: kept"; else
     quietly systemctl enable --now mysql || fail "starting mysql"
     say "service mysql: started"
   fi
-  read_mysql_password
-  plan_files
+}
+
+converge_units() {
+  local unit
+  APPLIED=()
   for unit in "${UNITS[@]}"; do converge_unit "$unit"; done
-  grow_root_filesystem
-  echo "$digest" >"$STATE/applied"
-  # Keep this bundle and the two before it, newest first, for comparing after a change.
+}
+
+# Where converge keeps its state, and its log.
+open_state_and_log() {
+  mkdir -p "$STATE" "${LOG%/*}" "$ROOT/run/lock"
+}
+
+# One converge at a time: the first boot's and the association's may overlap.
+take_lock() {
+  exec 9>"$ROOT/run/lock/observability-lab-converge.lock"
+  flock 9
+}
+
+announce() {
+  touch "$BUNDLE" # the newest bundles are the ones in use (prune_bundles goes by age)
+  say "== converge ${DIGEST:0:12} (${CONVERGE_TRIGGER:-association}) $(date -u +%FT%TZ)"
+}
+
+# The association may have run a newer bundle before the first boot got here: never go back.
+superseded_at_first_boot() {
+  [ "${CONVERGE_TRIGGER:-}" = first-boot ] && [ -s "$STATE/applied" ] || return 1
+  say "already converged on $(cut -c1-12 "$STATE/applied"); the first-boot bundle is not applied"
+}
+
+load_settings() {
+  # shellcheck source=/dev/null
+  . "$BUNDLE/converge.env" # DD_AGENT_VERSION, APP_USER, APP_DIR, APP_UNIT, APP_PORT, ROOT_VOLUME_GIB
+}
+
+# This run's scratch space: the files as they must be, and the plan per unit.
+make_workspace() {
+  WORK=$(mktemp -d)
+  trap 'rm -rf "$WORK"' EXIT
+  mkdir "$WORK/desired"
+}
+
+record_applied() {
+  echo "$DIGEST" >"$STATE/applied"
+}
+
+# Keep this bundle and the two before it, newest first, for comparing after a change.
+prune_bundles() {
+  local old
   find "${BUNDLE%/*}" -mindepth 1 -maxdepth 1 -type d -regextype egrep -regex '.*/[0-9a-f]{64}' \
     -printf '%T@ %p\n' | sort -rn | tail -n +4 | cut -d' ' -f2- | while read -r old; do
     if [ "$old" != "$BUNDLE" ]; then rm -rf "$old"; fi
   done
   # Left by a delivery killed while it unpacked.
   find "${BUNDLE%/*}" -mindepth 1 -maxdepth 1 -name '.incoming.*' -mmin +60 -exec rm -rf {} +
-  say "== converged on ${digest:0:12}; restarted or applied: ${APPLIED[*]:-nothing}"
+}
+
+# The steps, in order. Each is a function above; a failing step ends the run with FAILED.
+main() {
+  open_state_and_log
+  take_lock
+  verify_bundle
+  announce
+  if superseded_at_first_boot; then return 0; fi
+  load_settings
+  read_datadog_hostname
+  make_workspace
+  ensure_packages
+  ensure_app_user
+  ensure_mysql_running
+  read_mysql_password
+  plan_files
+  converge_units
+  grow_root_filesystem
+  record_applied
+  prune_bundles
+  say "== converged on ${DIGEST:0:12}; restarted or applied: ${APPLIED[*]:-nothing}"
 }
 
 # Run when executed; only define the steps when sourced (tests).
