@@ -94,7 +94,8 @@ case "$*" in
 esac
 [ ! -e "$FAKE/fail.curl" ] || exit 7
 while [ $# -gt 0 ]; do if [ "$1" = -o ] && [ "$2" != /dev/null ]; then cp "$FAKE/apt-key.asc" "$2"; fi; shift; done''',
-    "findmnt": "echo /dev/nvme0n1p1",
+    # The root filesystem: its source, device number and type (root.mount; a partition by default).
+    "findmnt": 'cat "$FAKE/root.mount" 2>/dev/null || echo "/dev/nvme0n1p1 259:1 ext4"',
     # The disk's size: the first line of disk.gib, dropped once read while more lines follow.
     "lsblk": r'''
 case "$*" in
@@ -171,9 +172,12 @@ class Host:
         (self.fake / "dpkg").write_text("")
         (self.fake / "imds.datadog-hostname").write_text(DEFAULT_DATADOG_HOSTNAME)
         (self.fake / "apt-key.asc").write_text(apt_signing_key())
-        partition = self.root / "sys/class/block/nvme0n1p1/partition"
-        partition.parent.mkdir(parents=True)
-        partition.write_text("1\n")
+        # sysfs as the kernel shows a partition: /sys/dev/block/<major:minor> -> .../<disk>/<partition>.
+        partition = self.root / "sys/devices/pci0000:00/nvme/nvme0n1/nvme0n1p1"
+        partition.mkdir(parents=True)
+        (partition / "partition").write_text("1\n")
+        (self.root / "sys/dev/block").mkdir(parents=True)
+        (self.root / "sys/dev/block/259:1").symlink_to("../../devices/pci0000:00/nvme/nvme0n1/nvme0n1p1")
 
     def copy(self, base: Path) -> "Host":
         """Another host in the same state (paths reach the script through its environment)."""

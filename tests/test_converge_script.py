@@ -319,6 +319,21 @@ def test_growing_waits_for_ec2_to_finish_resizing_the_volume(converged, run_stac
     assert run.calls.index("growpart /dev/nvme0n1 1") > run.calls.index("sleep 1")
 
 
+@pytest.mark.parametrize("mount,source", [
+    ("overlay 0:31 overlay", "overlay"),  # a container's root
+    ("/dev/mapper/vg0-root 253:0 ext4", "/dev/mapper/vg0-root"),  # LVM
+    ("/dev/nvme0n1p1 259:1 xfs", "xfs on /dev/nvme0n1p1"),  # a partition, but not ext4
+])
+def test_a_root_that_is_not_a_growable_partition_is_left_as_it_is(converged, run_stack, mount, source):
+    converged.set("root.mount", mount)
+    run = converged.converge(bundle_of(run_stack("dev", {"rootVolumeGiB": 40})))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert [line for line in run.stdout.splitlines() if line.startswith("filesystem /:")] == [
+        f"filesystem /: not grown ({source} is not a growable ext4 partition)"]
+    assert run.called("growpart") == [] and run.called("resize2fs") == []
+    assert "== converged on" in run.stdout
+
+
 def test_growpart_errors_fail_the_run(converged, dev_files):
     converged.set("growpart.status", "2")
     run = converged.converge(dev_files)

@@ -320,22 +320,30 @@ converge_unit() {
 # A larger rootVolumeGiB is an in-place EBS modification: grow the partition and the
 # filesystem into it (cloud-init's growpart does the same at every boot). The association
 # may run while EC2 still modifies the volume: wait (10 minutes at most) for the disk to
-# reach ROOT_VOLUME_GIB first.
+# reach ROOT_VOLUME_GIB first. Only an ext4 partition is grown: a root on LVM, an overlay
+# (a container) or another filesystem is left to whoever made it, with one report line.
 disk_has_grown() {
   [ "$(lsblk -b -d -n -o SIZE "$1")" -ge $((ROOT_VOLUME_GIB * 1024 * 1024 * 1024)) ]
 }
 
 grow_root_filesystem() {
-  local source disk partition status=0
-  if ! { source=$(findmnt -n -o SOURCE /) && disk=/dev/$(lsblk -n -o PKNAME "$source") &&
-    partition=$(cat "$ROOT/sys/class/block/${source##*/}/partition"); }; then
-    fail "finding the root partition"
+  local source number type device disk partition status=0
+  read -r source number type < <(findmnt -n -o SOURCE,MAJ:MIN,FSTYPE /) || true
+  # sysfs names a partition's disk by its parent directory: .../nvme0n1/nvme0n1p1.
+  device=$(readlink -f "$ROOT/sys/dev/block/${number:-none}" || true)
+  if [ ! -f "$device/partition" ] || [ "$type" != ext4 ]; then
+    [ ! -f "$device/partition" ] || source="$type on $source"
+    say "filesystem /: not grown (${source:-its source} is not a growable ext4 partition)"
+    return 0
   fi
+  partition=$(cat "$device/partition")
+  disk=${device%/*}
+  disk=/dev/${disk##*/}
   retry_for 600 disk_has_grown "$disk" || fail "$disk is still smaller than $ROOT_VOLUME_GIB GiB after 10 minutes"
   growpart "$disk" "$partition" >>"$LOG" 2>&1 || status=$?
   case "$status" in
     0)
-      quietly resize2fs "$source" || fail "resize2fs $source"
+      quietly resize2fs "/dev/${device##*/}" || fail "resize2fs /dev/${device##*/}"
       say "filesystem /: grown"
       ;;
     1) say "filesystem /: kept" ;; # growpart's NOCHANGE
