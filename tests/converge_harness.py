@@ -31,7 +31,10 @@ _RECORD = 'echo "${0##*/} $*" >>"$FAKE/calls"\n'
 # name -> body run after recording the call ($FAKE is the recorders' state directory).
 RECORDERS = {
     "apt-get": r'''
-[ ! -e "$FAKE/fail.apt-get" ] || exit 100
+# fail.apt-get-install: an install fails with the file's content as apt's output.
+if [[ " $* " == *" install "* ]] && [ -e "$FAKE/fail.apt-get-install" ]; then
+  cat "$FAKE/fail.apt-get-install"; exit 100
+fi
 installing=0
 for arg in "$@"; do
   if [ "$arg" = install ]; then installing=1; continue; fi

@@ -356,22 +356,51 @@ def run_steps(host: Host, steps: str) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", "-c", script], env=host.env(), capture_output=True, text=True)
 
 
-def test_apt_retries_with_backoff_until_success(host):
-    result = run_steps(host, """
-apt-get() { n=$(cat "$FAKE/tries" 2>/dev/null || echo 0); echo $((n + 1)) >"$FAKE/tries"; [ "$n" -ge 2 ]; }
-apt_retry update""")
+# apt-get's own messages (apt 2.x) for what waiting can fix and what it cannot.
+APT_LOCKED = ("E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 812 (unattended-upgr)\n"
+              "E: Unable to acquire the dpkg frontend lock (/var/lib/dpkg/lock-frontend), "
+              "is another process using it?")
+APT_OFFLINE = ("E: Failed to fetch http://archive.ubuntu.com/ubuntu/pool/main/m/mysql-8.0/"
+               "mysql-server-8.0_8.0.39-0ubuntu0.24.04.2_amd64.deb  Temporary failure resolving "
+               "'archive.ubuntu.com'\nE: Unable to fetch some archives, maybe run apt-get update "
+               "or try with --fix-missing?")
+APT_NO_SUCH_PACKAGE = "Reading package lists...\nE: Unable to locate package mysql-server-8.0"
+
+
+def failing_apt(times: int, message: str) -> str:
+    """An apt-get that fails `times` times with apt's message, then succeeds."""
+    return f"""
+apt-get() {{
+  n=$(cat "$FAKE/tries" 2>/dev/null || echo 0); echo $((n + 1)) >"$FAKE/tries"
+  [ "$n" -ge {times} ] || {{ printf '%s\\n' "{message}"; return 100; }}
+}}"""
+
+
+@pytest.mark.parametrize("message", [APT_LOCKED, APT_OFFLINE], ids=["lock", "fetch"])
+def test_apt_retries_a_held_lock_or_a_failed_download_with_backoff(host, message):
+    result = run_steps(host, failing_apt(2, message) + "\napt_retry update")
     assert result.returncode == 0, result.stderr
     assert (host.fake / "tries").read_text().strip() == "3"
     assert (host.fake / "calls").read_text().split("\n")[:2] == ["sleep 5", "sleep 10"]
 
 
 def test_apt_retries_are_bounded(host):
-    result = run_steps(host, """
-apt-get() { echo x >>"$FAKE/tries"; return 100; }
-apt_retry install mysql-server-8.0""")
+    result = run_steps(host, failing_apt(99, APT_OFFLINE) + "\napt_retry install mysql-server-8.0")
     assert result.returncode != 0
-    assert len((host.fake / "tries").read_text().split()) == 6
+    assert (host.fake / "tries").read_text().strip() == "6"
     assert "failed after 6 tries" in result.stderr
+
+
+def test_a_package_apt_cannot_find_fails_at_once_with_apts_message(host, dev_files):
+    host.set("fail.apt-get-install", APT_NO_SUCH_PACKAGE)
+    run = host.converge(dev_files)
+    assert run.returncode != 0
+    assert run.called("apt-get")[1:] == [
+        "apt-get -o DPkg::Lock::Timeout=60 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "
+        "-q -y install --no-install-recommends ca-certificates curl gnupg python3-venv mysql-server-8.0"]
+    assert run.called("sleep") == []
+    assert run.stdout.splitlines()[-1] == ("FAILED: installing ca-certificates curl gnupg python3-venv "
+                                           "mysql-server-8.0: E: Unable to locate package mysql-server-8.0")
 
 
 def test_sourcing_the_script_runs_nothing(host):

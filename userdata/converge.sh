@@ -45,18 +45,34 @@ quietly() {
   return "$status"
 }
 
-# cloud-init and unattended-upgrades hold the dpkg lock on first boot: retry with
-# backoff (bounded: 6 tries, about 2 minutes in all) on top of apt's own lock wait.
+# apt-get's messages (LC_ALL=C) for what waiting can fix: the dpkg lock held by someone
+# else (cloud-init and unattended-upgrades on first boot), a download that failed.
+APT_RETRYABLE='Could not get lock|Unable to acquire the dpkg frontend lock|Unable to lock|Failed to fetch|Unable to fetch|Temporary failure resolving|Could not resolve|Could not connect|Connection failed|Connection timed out|Some index files failed to download|Hash Sum mismatch'
+
+# Runs apt-get; retries what waiting can fix, with backoff (bounded: 6 tries, about 2
+# minutes in all, on top of apt's own lock wait). Anything else (a package apt cannot
+# find, a broken dependency, a failing maintainer script) fails at once, with apt's
+# error lines in APT_ERROR and on stderr.
 apt_retry() {
-  local try
+  local try output status
+  APT_ERROR=
   for try in 1 2 3 4 5 6; do
+    status=0
     # A package's changed conffile keeps the local one instead of stopping at a prompt.
-    quietly apt-get -o DPkg::Lock::Timeout=60 -o Dpkg::Options::=--force-confdef \
-      -o Dpkg::Options::=--force-confold -q -y "$@" && return 0
-    echo "apt-get $* failed (try $try), retrying in $((try * 5)) s" >>"$LOG"
+    output=$(LC_ALL=C apt-get -o DPkg::Lock::Timeout=60 -o Dpkg::Options::=--force-confdef \
+      -o Dpkg::Options::=--force-confold -q -y "$@" 2>&1) || status=$?
+    printf '%s\n' "$output" >>"$LOG"
+    [ "$status" -ne 0 ] || return 0
+    APT_ERROR=$(grep '^E: ' <<<"$output" | head -n 3 | paste -sd ' ' || true)
+    APT_ERROR=${APT_ERROR:-apt-get exited $status}
+    if ! grep -Eq "$APT_RETRYABLE" <<<"$output"; then
+      echo "apt-get $* failed: $APT_ERROR" >&2
+      return 1
+    fi
+    echo "apt-get $* failed (try $try): $APT_ERROR; retrying in $((try * 5)) s" >>"$LOG"
     sleep $((try * 5))
   done
-  echo "apt-get $* failed after 6 tries" >&2
+  echo "apt-get $* failed after 6 tries: $APT_ERROR" >&2
   return 1
 }
 
@@ -96,8 +112,8 @@ ensure_packages() {
     if [ -n "${INSTALLED[$package]:-}" ]; then say "package $package: kept"; else missing+=("$package"); fi
   done
   if [ ${#missing[@]} -gt 0 ]; then
-    apt_retry update || fail "apt-get update"
-    apt_retry install --no-install-recommends "${missing[@]}" || fail "installing ${missing[*]}"
+    apt_retry update || fail "apt-get update: $APT_ERROR"
+    apt_retry install --no-install-recommends "${missing[@]}" || fail "installing ${missing[*]}: $APT_ERROR"
     for package in "${missing[@]}"; do say "package $package: installed"; done
   fi
   # The Agent at exactly DD_AGENT_VERSION, held: an upgrade or a downgrade happens in place.
@@ -123,10 +139,10 @@ ensure_packages() {
   fi
   mkdir -p "$ROOT/etc/apt/sources.list.d"
   echo "deb [signed-by=$KEYRING] https://apt.datadoghq.com/ stable 7" >"$ROOT/etc/apt/sources.list.d/datadog.list"
-  apt_retry update || fail "apt-get update"
+  apt_retry update || fail "apt-get update: $APT_ERROR"
   : >"$STATE/pending.datadog-agent" # restart it even if this run dies after the install
   apt_retry install --allow-downgrades --allow-change-held-packages "datadog-agent=$want" ||
-    fail "installing datadog-agent=$want"
+    fail "installing datadog-agent=$want: $APT_ERROR"
   quietly apt-mark hold datadog-agent || fail "holding datadog-agent"
   say "package datadog-agent: ${have:-none} -> $want"
 }
