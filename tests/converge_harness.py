@@ -2,7 +2,7 @@
 
 Every host path of the script is under CONVERGE_ROOT. The commands that would change the
 machine or need a real host (apt-get, dpkg-query, apt-mark, systemctl, mysql,
-datadog-agent, useradd, id, chown, python3's venv, curl, growpart, resize2fs, findmnt,
+datadog-agent, dpkg, useradd, id, chown, python3's venv, curl, growpart, resize2fs, findmnt,
 lsblk, sleep) are small executables first on PATH that record each call in `calls` and
 act out the part of their behaviour the script depends on, from state files the tests
 can set: installed packages, active services, a failing Agent config check, the disk's
@@ -31,6 +31,11 @@ _RECORD = 'echo "${0##*/} $*" >>"$FAKE/calls"\n'
 # name -> body run after recording the call ($FAKE is the recorders' state directory).
 RECORDERS = {
     "apt-get": r'''
+# dpkg-interrupted: a run killed while dpkg unpacked or configured, as apt sees it.
+if [[ " $* " == *" install "* ]] && [ -e "$FAKE/dpkg-interrupted" ]; then
+  echo "E: dpkg was interrupted, you must manually run 'dpkg --configure -a' to correct the problem."
+  exit 100
+fi
 # fail.apt-get-install: an install fails with the file's content as apt's output.
 if [[ " $* " == *" install "* ]] && [ -e "$FAKE/fail.apt-get-install" ]; then
   cat "$FAKE/fail.apt-get-install"; exit 100
@@ -54,6 +59,7 @@ for package in "$@"; do
 done
 exit "$status"''',
     "apt-mark": "",
+    "dpkg": '[[ " $* " != *" --configure -a "* ]] || rm -f "$FAKE/dpkg-interrupted"',
     "systemctl": r'''
 # A run killed mid-way (SSM timeout, reboot): the restart never happens, nor anything after.
 if [ "$1" = restart ] && [ -e "$FAKE/kill-at-restart.$2" ]; then kill -KILL "$PPID"; exit 1; fi

@@ -376,6 +376,16 @@ apt-get() {{
 }}"""
 
 
+def test_an_interrupted_dpkg_is_finished_before_installing(host, dev_files):
+    host.set("dpkg-interrupted")  # a first converge killed while dpkg unpacked mysql-server
+    run = host.converge(dev_files)
+    assert run.returncode == 0, run.stdout + run.stderr
+    installs = [i for i, call in enumerate(run.calls) if " install --no-install-recommends " in call]
+    configure = run.calls.index("dpkg --force-confdef --force-confold --configure -a")
+    assert len(installs) == 2 and installs[0] < configure < installs[1]
+    assert run.called("sleep") == []
+
+
 @pytest.mark.parametrize("message", [APT_LOCKED, APT_OFFLINE], ids=["lock", "fetch"])
 def test_apt_retries_a_held_lock_or_a_failed_download_with_backoff(host, message):
     result = run_steps(host, failing_apt(2, message) + "\napt_retry update")

@@ -46,8 +46,9 @@ quietly() {
 }
 
 # apt-get's messages (LC_ALL=C) for what waiting can fix: the dpkg lock held by someone
-# else (cloud-init and unattended-upgrades on first boot), a download that failed.
-APT_RETRYABLE='Could not get lock|Unable to acquire the dpkg frontend lock|Unable to lock|Failed to fetch|Unable to fetch|Temporary failure resolving|Could not resolve|Could not connect|Connection failed|Connection timed out|Some index files failed to download|Hash Sum mismatch'
+# else (cloud-init and unattended-upgrades on first boot; dpkg's own words for it too), a
+# download that failed.
+APT_RETRYABLE='Could not get lock|Unable to acquire the dpkg frontend lock|Unable to lock|locked by another process|Failed to fetch|Unable to fetch|Temporary failure resolving|Could not resolve|Could not connect|Connection failed|Connection timed out|Some index files failed to download|Hash Sum mismatch'
 
 # Runs apt-get; retries what waiting can fix, with backoff (bounded: 6 tries, about 2
 # minutes in all, on top of apt's own lock wait). Anything else (a package apt cannot
@@ -63,7 +64,15 @@ apt_retry() {
       -o Dpkg::Options::=--force-confold -q -y "$@" 2>&1) || status=$?
     printf '%s\n' "$output" >>"$LOG"
     [ "$status" -ne 0 ] || return 0
-    APT_ERROR=$(grep '^E: ' <<<"$output" | head -n 3 | paste -sd ' ' || true)
+    # A run killed while dpkg unpacked or configured a package: finish dpkg's work, then
+    # try again at once (or wait, if dpkg itself finds the lock held).
+    if grep -q "dpkg was interrupted" <<<"$output"; then
+      status=0
+      output=$(LC_ALL=C dpkg --force-confdef --force-confold --configure -a 2>&1) || status=$?
+      printf '%s\n' "$output" >>"$LOG"
+      [ "$status" -ne 0 ] || continue
+    fi
+    APT_ERROR=$(grep -E '^(E: |dpkg: error)' <<<"$output" | head -n 3 | paste -sd ' ' || true)
     APT_ERROR=${APT_ERROR:-apt-get exited $status}
     if ! grep -Eq "$APT_RETRYABLE" <<<"$output"; then
       echo "apt-get $* failed: $APT_ERROR" >&2
