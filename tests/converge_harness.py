@@ -87,6 +87,8 @@ esac''',
 [ "$1 $2" = "-m venv" ] || exit 2
 mkdir -p "$3/bin"
 printf '#!/bin/sh\n' >"$3/bin/python"
+# kill-in-venv: the run is killed after python is in the venv and before pip is.
+if [ -e "$FAKE/kill-in-venv" ]; then chmod +x "$3/bin/python"; kill -KILL "$PPID"; exit 1; fi
 printf '#!/bin/sh\necho "pip $*" >>"$FAKE/calls"\n' >"$3/bin/pip"
 chmod +x "$3/bin/python" "$3/bin/pip"''',
     "curl": r'''

@@ -173,6 +173,25 @@ def test_a_run_killed_before_its_restart_is_finished_by_the_next_one(converged, 
     assert converged.converge(files).report("service")["datadog-agent"] == "kept"
 
 
+def test_a_venv_left_half_built_by_a_killed_run_is_built_again(host, dev_files):
+    host.set("kill-in-venv")
+    killed = host.converge(dev_files)
+    assert killed.returncode != 0 and host.path("/opt/sample-flask-app/venv/bin/python").exists()
+    host.clear("kill-in-venv")
+    run = host.converge(dev_files)
+    assert run.returncode == 0, run.stdout + run.stderr
+    venv = host.path("/opt/sample-flask-app/venv")
+    assert f"python3 -m venv {venv}" in run.calls and any(c.startswith("pip install") for c in run.calls)
+    assert converged_again_keeps(host, dev_files).called("python3") == []
+
+
+def converged_again_keeps(host: Host, files: dict[str, str]):
+    """A run after a good one: the app is applied again (its files changed) on the same venv."""
+    run = host.converge(dict(files, **{"app/app.py": files["app/app.py"] + "# again\n"}))
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run
+
+
 def test_second_run_with_the_same_files_changes_and_restarts_nothing(converged, dev_files):
     run = converged.converge(dev_files)
     assert run.returncode == 0, run.stderr

@@ -270,9 +270,19 @@ apply_mysql_grants() {
 
 app_answers() { curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$APP_PORT/"; }
 
+# A venv counts as built only once `python3 -m venv` has finished (one killed half-way
+# has python but no pip): its marker is written last, and a venv without it is built
+# again from nothing. (Built elsewhere and moved in, its scripts would name the wrong path.)
+ensure_venv() {
+  local venv=$1
+  [ ! -e "$venv/.converge-complete" ] || return 0
+  rm -rf "$venv"
+  quietly python3 -m venv "$venv" && : >"$venv/.converge-complete"
+}
+
 apply_flask_app() {
   local venv=$ROOT$APP_DIR/venv
-  [ -x "$venv/bin/python" ] || quietly python3 -m venv "$venv" || return 1
+  ensure_venv "$venv" || return 1
   quietly "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT$APP_DIR/requirements.txt" &&
     quietly systemctl daemon-reload && quietly systemctl enable "$APP_UNIT" &&
     quietly systemctl restart "$APP_UNIT" || return 1
