@@ -3,7 +3,7 @@
 Every host path of the script is under CONVERGE_ROOT. The commands that would change the
 machine or need a real host (apt-get, dpkg-query, apt-mark, systemctl, mysql,
 datadog-agent, dpkg, useradd, id, chown, python3's venv, curl, growpart, resize2fs, findmnt,
-lsblk, sleep) are small executables first on PATH that record each call in `calls` and
+lsblk, sleep, date +%s) are small executables first on PATH that record each call in `calls` and
 act out the part of their behaviour the script depends on, from state files the tests
 can set: installed packages, active services, a failing Agent config check, the disk's
 size, the instance's tags in instance metadata. Everything else (gpg, sha256sum, install,
@@ -103,7 +103,15 @@ case "$*" in
     cat "$FAKE/imds.datadog-hostname"; exit 0 ;;
   *169.254.169.254*) exit 22 ;;
 esac
-[ ! -e "$FAKE/fail.curl" ] || exit 7
+# fail.curl: no answer; with hang.curl, only after curl's own --max-time (on the clock).
+if [ -e "$FAKE/fail.curl" ]; then
+  if [ -e "$FAKE/hang.curl" ]; then
+    while [ $# -gt 0 ] && [ "$1" != --max-time ]; do shift; done
+    echo $(($(cat "$FAKE/clock") + ${2:-300})) >"$FAKE/clock"
+    exit 28
+  fi
+  exit 7
+fi
 while [ $# -gt 0 ]; do if [ "$1" = -o ] && [ "$2" != /dev/null ]; then cp "$FAKE/apt-key.asc" "$2"; fi; shift; done''',
     # The root filesystem: its source, device number and type (root.mount; a partition by default).
     "findmnt": 'cat "$FAKE/root.mount" 2>/dev/null || echo "/dev/nvme0n1p1 259:1 ext4"',
@@ -118,8 +126,15 @@ case "$*" in
 esac''',
     "growpart": 'exit "$(cat "$FAKE/growpart.status" 2>/dev/null || echo 1)"',
     "resize2fs": "",
-    "sleep": "",
+    "sleep": 'echo $(($(cat "$FAKE/clock") + $1)) >"$FAKE/clock"',
 }
+
+# The clock (`date +%s`): seconds in the file `clock`, advanced by sleep and by a curl that
+# hangs, so a wait's bound shows without waiting. Any other date is the real one. Not
+# recorded: reading the time changes nothing on the host.
+CLOCK = r'''#!/usr/bin/env bash
+if [ "$*" = +%s ]; then cat "$FAKE/clock"; else exec /usr/bin/date "$@"; fi
+'''
 
 
 def _install_recorders(bin_dir: Path) -> None:
@@ -128,6 +143,8 @@ def _install_recorders(bin_dir: Path) -> None:
         path = bin_dir / name
         path.write_text("#!/usr/bin/env bash\n" + _RECORD + body.lstrip("\n") + "\n")
         path.chmod(0o755)
+    (bin_dir / "date").write_text(CLOCK)
+    (bin_dir / "date").chmod(0o755)
 
 
 @functools.cache
@@ -181,6 +198,7 @@ class Host:
             directory.mkdir(parents=True)
         _install_recorders(self.bin)
         (self.fake / "dpkg").write_text("")
+        (self.fake / "clock").write_text("1700000000\n")
         (self.fake / "imds.datadog-hostname").write_text(DEFAULT_DATADOG_HOSTNAME)
         (self.fake / "apt-key.asc").write_text(apt_signing_key())
         # sysfs as the kernel shows a partition: /sys/dev/block/<major:minor> -> .../<disk>/<partition>.

@@ -301,6 +301,18 @@ def test_an_app_that_does_not_answer_gets_its_previous_code_back(converged, dev_
     assert converged.path("/opt/sample-flask-app/app.py").read_text() == before
 
 
+def test_the_apps_30_s_to_answer_hold_for_the_whole_wait_when_every_try_hangs(converged, dev_files):
+    converged.set("fail.curl")
+    converged.set("hang.curl")  # each try lasts until curl's own --max-time
+    start = int((converged.fake / "clock").read_text())
+    run = converged.converge(dict(dev_files, **{"app/app.py": dev_files["app/app.py"] + "# hangs\n"}))
+    assert run.returncode != 0
+    assert "flask-app.service does not answer on 127.0.0.1:5050 30 s after its restart" in run.stderr
+    # Two waits (the new code, then the previous code restored), each within its 30 s.
+    assert int((converged.fake / "clock").read_text()) - start <= 2 * 30
+    assert len([c for c in run.called("curl") if "127.0.0.1:5050" in c]) > 2
+
+
 def test_first_boot_never_goes_back_to_an_older_bundle(converged, run_stack):
     newer = converged.converge(bundle_of(run_stack("dev", {"checkIntervalSeconds": 30})))
     assert newer.returncode == 0

@@ -85,11 +85,15 @@ apt_retry() {
   return 1
 }
 
-# Runs "$@" until it succeeds, at most $1 times, a second apart.
-retry_for() {
-  local tries=$1 try
+now() { date +%s; }
+
+# Runs "$@" until it succeeds or $1 seconds have passed, a second apart. The bound is
+# for the whole wait: each try finds the seconds left in LEFT, to bound its own wait.
+retry_until() {
+  local deadline
+  deadline=$(($(now) + $1))
   shift
-  for ((try = 1; try <= tries; try++)); do
+  while LEFT=$((deadline - $(now))) && [ "$LEFT" -gt 0 ]; do
     "$@" >>"$LOG" 2>&1 && return 0
     sleep 1
   done
@@ -268,7 +272,8 @@ apply_mysql_grants() {
   sed "s/@@DATADOG_MYSQL_PASSWORD@@/$MYSQL_PASSWORD/g" "$sql" | quietly mysql --user=root
 }
 
-app_answers() { curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$APP_PORT/"; }
+app_answers() { curl -fsS -o /dev/null --max-time $((LEFT < 2 ? LEFT : 2)) "http://127.0.0.1:$APP_PORT/"; }
+agent_answers() { timeout "$LEFT" datadog-agent status; }
 
 # A venv counts as built only once `python3 -m venv` has finished (one killed half-way
 # has python but no pip): its marker is written last, and a venv without it is built
@@ -286,7 +291,7 @@ apply_flask_app() {
   quietly "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT$APP_DIR/requirements.txt" &&
     quietly systemctl daemon-reload && quietly systemctl enable "$APP_UNIT" &&
     quietly systemctl restart "$APP_UNIT" || return 1
-  retry_for 30 app_answers || {
+  retry_until 30 app_answers || {
     echo "$APP_UNIT does not answer on 127.0.0.1:$APP_PORT 30 s after its restart" >&2
     return 1
   }
@@ -310,7 +315,7 @@ changed_checks() {
 apply_datadog_agent() {
   local report check
   quietly systemctl restart datadog-agent || return 1
-  retry_for 60 datadog-agent status || {
+  retry_until 60 agent_answers || {
     echo "datadog-agent status still fails 60 s after the restart" >&2
     return 1
   }
@@ -374,7 +379,7 @@ grow_root_filesystem() {
   partition=$(cat "$device/partition")
   disk=${device%/*}
   disk=/dev/${disk##*/}
-  retry_for 600 disk_has_grown "$disk" || fail "$disk is still smaller than $ROOT_VOLUME_GIB GiB after 10 minutes"
+  retry_until 600 disk_has_grown "$disk" || fail "$disk is still smaller than $ROOT_VOLUME_GIB GiB after 10 minutes"
   growpart "$disk" "$partition" >>"$LOG" 2>&1 || status=$?
   case "$status" in
     0)
