@@ -2,8 +2,8 @@
 
 Every host path of the script is under CONVERGE_ROOT. The commands that would change the
 machine or need a real host (apt-get, dpkg-query, apt-mark, systemctl, mysql,
-datadog-agent, useradd, id, chown, python3's venv, curl, growpart, resize2fs, findmnt,
-lsblk, sleep) are small executables first on PATH that record each call in `calls` and
+datadog-agent, dpkg, useradd, id, chown, python3's venv, curl, growpart, resize2fs, findmnt,
+lsblk, sleep, date +%s) are small executables first on PATH that record each call in `calls` and
 act out the part of their behaviour the script depends on, from state files the tests
 can set: installed packages, active services, a failing Agent config check, the disk's
 size, the instance's tags in instance metadata. Everything else (gpg, sha256sum, install,
@@ -31,7 +31,15 @@ _RECORD = 'echo "${0##*/} $*" >>"$FAKE/calls"\n'
 # name -> body run after recording the call ($FAKE is the recorders' state directory).
 RECORDERS = {
     "apt-get": r'''
-[ ! -e "$FAKE/fail.apt-get" ] || exit 100
+# dpkg-interrupted: a run killed while dpkg unpacked or configured, as apt sees it.
+if [[ " $* " == *" install "* ]] && [ -e "$FAKE/dpkg-interrupted" ]; then
+  echo "E: dpkg was interrupted, you must manually run 'dpkg --configure -a' to correct the problem."
+  exit 100
+fi
+# fail.apt-get-install: an install fails with the file's content as apt's output.
+if [[ " $* " == *" install "* ]] && [ -e "$FAKE/fail.apt-get-install" ]; then
+  cat "$FAKE/fail.apt-get-install"; exit 100
+fi
 installing=0
 for arg in "$@"; do
   if [ "$arg" = install ]; then installing=1; continue; fi
@@ -51,6 +59,7 @@ for package in "$@"; do
 done
 exit "$status"''',
     "apt-mark": "",
+    "dpkg": '[[ " $* " != *" --configure -a "* ]] || rm -f "$FAKE/dpkg-interrupted"',
     "systemctl": r'''
 # A run killed mid-way (SSM timeout, reboot): the restart never happens, nor anything after.
 if [ "$1" = restart ] && [ -e "$FAKE/kill-at-restart.$2" ]; then kill -KILL "$PPID"; exit 1; fi
@@ -78,6 +87,8 @@ esac''',
 [ "$1 $2" = "-m venv" ] || exit 2
 mkdir -p "$3/bin"
 printf '#!/bin/sh\n' >"$3/bin/python"
+# kill-in-venv: the run is killed after python is in the venv and before pip is.
+if [ -e "$FAKE/kill-in-venv" ]; then chmod +x "$3/bin/python"; kill -KILL "$PPID"; exit 1; fi
 printf '#!/bin/sh\necho "pip $*" >>"$FAKE/calls"\n' >"$3/bin/pip"
 chmod +x "$3/bin/python" "$3/bin/pip"''',
     "curl": r'''
@@ -92,9 +103,18 @@ case "$*" in
     cat "$FAKE/imds.datadog-hostname"; exit 0 ;;
   *169.254.169.254*) exit 22 ;;
 esac
-[ ! -e "$FAKE/fail.curl" ] || exit 7
+# fail.curl: no answer; with hang.curl, only after curl's own --max-time (on the clock).
+if [ -e "$FAKE/fail.curl" ]; then
+  if [ -e "$FAKE/hang.curl" ]; then
+    while [ $# -gt 0 ] && [ "$1" != --max-time ]; do shift; done
+    echo $(($(cat "$FAKE/clock") + ${2:-300})) >"$FAKE/clock"
+    exit 28
+  fi
+  exit 7
+fi
 while [ $# -gt 0 ]; do if [ "$1" = -o ] && [ "$2" != /dev/null ]; then cp "$FAKE/apt-key.asc" "$2"; fi; shift; done''',
-    "findmnt": "echo /dev/nvme0n1p1",
+    # The root filesystem: its source, device number and type (root.mount; a partition by default).
+    "findmnt": 'cat "$FAKE/root.mount" 2>/dev/null || echo "/dev/nvme0n1p1 259:1 ext4"',
     # The disk's size: the first line of disk.gib, dropped once read while more lines follow.
     "lsblk": r'''
 case "$*" in
@@ -106,8 +126,15 @@ case "$*" in
 esac''',
     "growpart": 'exit "$(cat "$FAKE/growpart.status" 2>/dev/null || echo 1)"',
     "resize2fs": "",
-    "sleep": "",
+    "sleep": 'echo $(($(cat "$FAKE/clock") + $1)) >"$FAKE/clock"',
 }
+
+# The clock (`date +%s`): seconds in the file `clock`, advanced by sleep and by a curl that
+# hangs, so a wait's bound shows without waiting. Any other date is the real one. Not
+# recorded: reading the time changes nothing on the host.
+CLOCK = r'''#!/usr/bin/env bash
+if [ "$*" = +%s ]; then cat "$FAKE/clock"; else exec /usr/bin/date "$@"; fi
+'''
 
 
 def _install_recorders(bin_dir: Path) -> None:
@@ -116,6 +143,8 @@ def _install_recorders(bin_dir: Path) -> None:
         path = bin_dir / name
         path.write_text("#!/usr/bin/env bash\n" + _RECORD + body.lstrip("\n") + "\n")
         path.chmod(0o755)
+    (bin_dir / "date").write_text(CLOCK)
+    (bin_dir / "date").chmod(0o755)
 
 
 @functools.cache
@@ -169,11 +198,15 @@ class Host:
             directory.mkdir(parents=True)
         _install_recorders(self.bin)
         (self.fake / "dpkg").write_text("")
+        (self.fake / "clock").write_text("1700000000\n")
         (self.fake / "imds.datadog-hostname").write_text(DEFAULT_DATADOG_HOSTNAME)
         (self.fake / "apt-key.asc").write_text(apt_signing_key())
-        partition = self.root / "sys/class/block/nvme0n1p1/partition"
-        partition.parent.mkdir(parents=True)
-        partition.write_text("1\n")
+        # sysfs as the kernel shows a partition: /sys/dev/block/<major:minor> -> .../<disk>/<partition>.
+        partition = self.root / "sys/devices/pci0000:00/nvme/nvme0n1/nvme0n1p1"
+        partition.mkdir(parents=True)
+        (partition / "partition").write_text("1\n")
+        (self.root / "sys/dev/block").mkdir(parents=True)
+        (self.root / "sys/dev/block/259:1").symlink_to("../../devices/pci0000:00/nvme/nvme0n1/nvme0n1p1")
 
     def copy(self, base: Path) -> "Host":
         """Another host in the same state (paths reach the script through its environment)."""

@@ -173,6 +173,25 @@ def test_a_run_killed_before_its_restart_is_finished_by_the_next_one(converged, 
     assert converged.converge(files).report("service")["datadog-agent"] == "kept"
 
 
+def test_a_venv_left_half_built_by_a_killed_run_is_built_again(host, dev_files):
+    host.set("kill-in-venv")
+    killed = host.converge(dev_files)
+    assert killed.returncode != 0 and host.path("/opt/sample-flask-app/venv/bin/python").exists()
+    host.clear("kill-in-venv")
+    run = host.converge(dev_files)
+    assert run.returncode == 0, run.stdout + run.stderr
+    venv = host.path("/opt/sample-flask-app/venv")
+    assert f"python3 -m venv {venv}" in run.calls and any(c.startswith("pip install") for c in run.calls)
+    assert converged_again_keeps(host, dev_files).called("python3") == []
+
+
+def converged_again_keeps(host: Host, files: dict[str, str]):
+    """A run after a good one: the app is applied again (its files changed) on the same venv."""
+    run = host.converge(dict(files, **{"app/app.py": files["app/app.py"] + "# again\n"}))
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run
+
+
 def test_second_run_with_the_same_files_changes_and_restarts_nothing(converged, dev_files):
     run = converged.converge(dev_files)
     assert run.returncode == 0, run.stderr
@@ -282,6 +301,18 @@ def test_an_app_that_does_not_answer_gets_its_previous_code_back(converged, dev_
     assert converged.path("/opt/sample-flask-app/app.py").read_text() == before
 
 
+def test_the_apps_30_s_to_answer_hold_for_the_whole_wait_when_every_try_hangs(converged, dev_files):
+    converged.set("fail.curl")
+    converged.set("hang.curl")  # each try lasts until curl's own --max-time
+    start = int((converged.fake / "clock").read_text())
+    run = converged.converge(dict(dev_files, **{"app/app.py": dev_files["app/app.py"] + "# hangs\n"}))
+    assert run.returncode != 0
+    assert "flask-app.service does not answer on 127.0.0.1:5050 30 s after its restart" in run.stderr
+    # Two waits (the new code, then the previous code restored), each within its 30 s.
+    assert int((converged.fake / "clock").read_text()) - start <= 2 * 30
+    assert len([c for c in run.called("curl") if "127.0.0.1:5050" in c]) > 2
+
+
 def test_first_boot_never_goes_back_to_an_older_bundle(converged, run_stack):
     newer = converged.converge(bundle_of(run_stack("dev", {"checkIntervalSeconds": 30})))
     assert newer.returncode == 0
@@ -319,6 +350,21 @@ def test_growing_waits_for_ec2_to_finish_resizing_the_volume(converged, run_stac
     assert run.calls.index("growpart /dev/nvme0n1 1") > run.calls.index("sleep 1")
 
 
+@pytest.mark.parametrize("mount,source", [
+    ("overlay 0:31 overlay", "overlay"),  # a container's root
+    ("/dev/mapper/vg0-root 253:0 ext4", "/dev/mapper/vg0-root"),  # LVM
+    ("/dev/nvme0n1p1 259:1 xfs", "xfs on /dev/nvme0n1p1"),  # a partition, but not ext4
+])
+def test_a_root_that_is_not_a_growable_partition_is_left_as_it_is(converged, run_stack, mount, source):
+    converged.set("root.mount", mount)
+    run = converged.converge(bundle_of(run_stack("dev", {"rootVolumeGiB": 40})))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert [line for line in run.stdout.splitlines() if line.startswith("filesystem /:")] == [
+        f"filesystem /: not grown ({source} is not a growable ext4 partition)"]
+    assert run.called("growpart") == [] and run.called("resize2fs") == []
+    assert "== converged on" in run.stdout
+
+
 def test_growpart_errors_fail_the_run(converged, dev_files):
     converged.set("growpart.status", "2")
     run = converged.converge(dev_files)
@@ -341,25 +387,73 @@ def run_steps(host: Host, steps: str) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", "-c", script], env=host.env(), capture_output=True, text=True)
 
 
-def test_apt_retries_with_backoff_until_success(host):
-    result = run_steps(host, """
-apt-get() { n=$(cat "$FAKE/tries" 2>/dev/null || echo 0); echo $((n + 1)) >"$FAKE/tries"; [ "$n" -ge 2 ]; }
-apt_retry update""")
+# apt-get's own messages (apt 2.x) for what waiting can fix and what it cannot.
+APT_LOCKED = ("E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 812 (unattended-upgr)\n"
+              "E: Unable to acquire the dpkg frontend lock (/var/lib/dpkg/lock-frontend), "
+              "is another process using it?")
+APT_OFFLINE = ("E: Failed to fetch http://archive.ubuntu.com/ubuntu/pool/main/m/mysql-8.0/"
+               "mysql-server-8.0_8.0.39-0ubuntu0.24.04.2_amd64.deb  Temporary failure resolving "
+               "'archive.ubuntu.com'\nE: Unable to fetch some archives, maybe run apt-get update "
+               "or try with --fix-missing?")
+APT_NO_SUCH_PACKAGE = "Reading package lists...\nE: Unable to locate package mysql-server-8.0"
+
+
+def failing_apt(times: int, message: str) -> str:
+    """An apt-get that fails `times` times with apt's message, then succeeds."""
+    return f"""
+apt-get() {{
+  n=$(cat "$FAKE/tries" 2>/dev/null || echo 0); echo $((n + 1)) >"$FAKE/tries"
+  [ "$n" -ge {times} ] || {{ printf '%s\\n' "{message}"; return 100; }}
+}}"""
+
+
+def test_an_interrupted_dpkg_is_finished_before_installing(host, dev_files):
+    host.set("dpkg-interrupted")  # a first converge killed while dpkg unpacked mysql-server
+    run = host.converge(dev_files)
+    assert run.returncode == 0, run.stdout + run.stderr
+    installs = [i for i, call in enumerate(run.calls) if " install --no-install-recommends " in call]
+    configure = run.calls.index("dpkg --force-confdef --force-confold --configure -a")
+    assert len(installs) == 2 and installs[0] < configure < installs[1]
+    assert run.called("sleep") == []
+
+
+@pytest.mark.parametrize("message", [APT_LOCKED, APT_OFFLINE], ids=["lock", "fetch"])
+def test_apt_retries_a_held_lock_or_a_failed_download_with_backoff(host, message):
+    result = run_steps(host, failing_apt(2, message) + "\napt_retry update")
     assert result.returncode == 0, result.stderr
     assert (host.fake / "tries").read_text().strip() == "3"
     assert (host.fake / "calls").read_text().split("\n")[:2] == ["sleep 5", "sleep 10"]
 
 
 def test_apt_retries_are_bounded(host):
-    result = run_steps(host, """
-apt-get() { echo x >>"$FAKE/tries"; return 100; }
-apt_retry install mysql-server-8.0""")
+    result = run_steps(host, failing_apt(99, APT_OFFLINE) + "\napt_retry install mysql-server-8.0")
     assert result.returncode != 0
-    assert len((host.fake / "tries").read_text().split()) == 6
+    assert (host.fake / "tries").read_text().strip() == "6"
     assert "failed after 6 tries" in result.stderr
+
+
+def test_a_package_apt_cannot_find_fails_at_once_with_apts_message(host, dev_files):
+    host.set("fail.apt-get-install", APT_NO_SUCH_PACKAGE)
+    run = host.converge(dev_files)
+    assert run.returncode != 0
+    assert run.called("apt-get")[1:] == [
+        "apt-get -o DPkg::Lock::Timeout=60 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "
+        "-q -y install --no-install-recommends ca-certificates curl gnupg python3-venv mysql-server-8.0"]
+    assert run.called("sleep") == []
+    assert run.stdout.splitlines()[-1] == ("FAILED: installing ca-certificates curl gnupg python3-venv "
+                                           "mysql-server-8.0: E: Unable to locate package mysql-server-8.0")
 
 
 def test_sourcing_the_script_runs_nothing(host):
     result = run_steps(host, "true")
     assert result.returncode == 0, result.stderr
     assert not (host.fake / "calls").exists() and not (host.fake / "log").exists()
+
+
+def test_main_is_the_list_of_steps_each_a_function_of_its_own():
+    script = (USERDATA_DIR / "converge.sh").read_text()
+    defined = set(re.findall(r"^([a-z_]+)\(\) \{", script, re.M))
+    body = re.search(r"^main\(\) \{\n(.*?)^\}", script, re.M | re.S).group(1)
+    steps = [re.sub(r"^if (\w+);.*", r"\1", line.strip()) for line in body.splitlines()]
+    assert [step for step in steps if step.split()[0] not in defined] == []
+    assert len(steps) >= 15  # starting MySQL, pruning old bundles, ... are steps, not inline code

@@ -13,6 +13,7 @@
 set -euo pipefail
 
 BUNDLE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+DIGEST=${BUNDLE##*/}
 ROOT=${CONVERGE_ROOT:-} # every host path is under ROOT: a scratch directory in tests
 STATE=$ROOT/var/lib/observability-lab
 LOG=$ROOT/var/log/observability-lab-converge.log
@@ -44,26 +45,55 @@ quietly() {
   return "$status"
 }
 
-# cloud-init and unattended-upgrades hold the dpkg lock on first boot: retry with
-# backoff (bounded: 6 tries, about 2 minutes in all) on top of apt's own lock wait.
+# apt-get's messages (LC_ALL=C) for what waiting can fix: the dpkg lock held by someone
+# else (cloud-init and unattended-upgrades on first boot; dpkg's own words for it too), a
+# download that failed.
+APT_RETRYABLE='Could not get lock|Unable to acquire the dpkg frontend lock|Unable to lock|locked by another process|Failed to fetch|Unable to fetch|Temporary failure resolving|Could not resolve|Could not connect|Connection failed|Connection timed out|Some index files failed to download|Hash Sum mismatch'
+
+# Runs apt-get; retries what waiting can fix, with backoff (bounded: 6 tries, about 2
+# minutes in all, on top of apt's own lock wait). Anything else (a package apt cannot
+# find, a broken dependency, a failing maintainer script) fails at once, with apt's
+# error lines in APT_ERROR and on stderr.
 apt_retry() {
-  local try
+  local try output status
+  APT_ERROR=
   for try in 1 2 3 4 5 6; do
+    status=0
     # A package's changed conffile keeps the local one instead of stopping at a prompt.
-    quietly apt-get -o DPkg::Lock::Timeout=60 -o Dpkg::Options::=--force-confdef \
-      -o Dpkg::Options::=--force-confold -q -y "$@" && return 0
-    echo "apt-get $* failed (try $try), retrying in $((try * 5)) s" >>"$LOG"
+    output=$(LC_ALL=C apt-get -o DPkg::Lock::Timeout=60 -o Dpkg::Options::=--force-confdef \
+      -o Dpkg::Options::=--force-confold -q -y "$@" 2>&1) || status=$?
+    printf '%s\n' "$output" >>"$LOG"
+    [ "$status" -ne 0 ] || return 0
+    # A run killed while dpkg unpacked or configured a package: finish dpkg's work, then
+    # try again at once (or wait, if dpkg itself finds the lock held).
+    if grep -q "dpkg was interrupted" <<<"$output"; then
+      status=0
+      output=$(LC_ALL=C dpkg --force-confdef --force-confold --configure -a 2>&1) || status=$?
+      printf '%s\n' "$output" >>"$LOG"
+      [ "$status" -ne 0 ] || continue
+    fi
+    APT_ERROR=$(grep -E '^(E: |dpkg: error)' <<<"$output" | head -n 3 | paste -sd ' ' || true)
+    APT_ERROR=${APT_ERROR:-apt-get exited $status}
+    if ! grep -Eq "$APT_RETRYABLE" <<<"$output"; then
+      echo "apt-get $* failed: $APT_ERROR" >&2
+      return 1
+    fi
+    echo "apt-get $* failed (try $try): $APT_ERROR; retrying in $((try * 5)) s" >>"$LOG"
     sleep $((try * 5))
   done
-  echo "apt-get $* failed after 6 tries" >&2
+  echo "apt-get $* failed after 6 tries: $APT_ERROR" >&2
   return 1
 }
 
-# Runs "$@" until it succeeds, at most $1 times, a second apart.
-retry_for() {
-  local tries=$1 try
+now() { date +%s; }
+
+# Runs "$@" until it succeeds or $1 seconds have passed, a second apart. The bound is
+# for the whole wait: each try finds the seconds left in LEFT, to bound its own wait.
+retry_until() {
+  local deadline
+  deadline=$(($(now) + $1))
   shift
-  for ((try = 1; try <= tries; try++)); do
+  while LEFT=$((deadline - $(now))) && [ "$LEFT" -gt 0 ]; do
     "$@" >>"$LOG" 2>&1 && return 0
     sleep 1
   done
@@ -84,7 +114,7 @@ verify_bundle() {
   local digest
   digest=$(cd "$BUNDLE" && find . -type f -printf '%P\n' | LC_ALL=C sort | xargs -d '\n' sha256sum |
     sha256sum | cut -d' ' -f1)
-  [ "$digest" = "${BUNDLE##*/}" ] || fail "bundle $BUNDLE: its files hash to $digest, not to its name"
+  [ "$digest" = "$DIGEST" ] || fail "bundle $BUNDLE: its files hash to $digest, not to its name"
 }
 
 ensure_packages() {
@@ -95,8 +125,8 @@ ensure_packages() {
     if [ -n "${INSTALLED[$package]:-}" ]; then say "package $package: kept"; else missing+=("$package"); fi
   done
   if [ ${#missing[@]} -gt 0 ]; then
-    apt_retry update || fail "apt-get update"
-    apt_retry install --no-install-recommends "${missing[@]}" || fail "installing ${missing[*]}"
+    apt_retry update || fail "apt-get update: $APT_ERROR"
+    apt_retry install --no-install-recommends "${missing[@]}" || fail "installing ${missing[*]}: $APT_ERROR"
     for package in "${missing[@]}"; do say "package $package: installed"; done
   fi
   # The Agent at exactly DD_AGENT_VERSION, held: an upgrade or a downgrade happens in place.
@@ -122,10 +152,10 @@ ensure_packages() {
   fi
   mkdir -p "$ROOT/etc/apt/sources.list.d"
   echo "deb [signed-by=$KEYRING] https://apt.datadoghq.com/ stable 7" >"$ROOT/etc/apt/sources.list.d/datadog.list"
-  apt_retry update || fail "apt-get update"
+  apt_retry update || fail "apt-get update: $APT_ERROR"
   : >"$STATE/pending.datadog-agent" # restart it even if this run dies after the install
   apt_retry install --allow-downgrades --allow-change-held-packages "datadog-agent=$want" ||
-    fail "installing datadog-agent=$want"
+    fail "installing datadog-agent=$want: $APT_ERROR"
   quietly apt-mark hold datadog-agent || fail "holding datadog-agent"
   say "package datadog-agent: ${have:-none} -> $want"
 }
@@ -242,15 +272,26 @@ apply_mysql_grants() {
   sed "s/@@DATADOG_MYSQL_PASSWORD@@/$MYSQL_PASSWORD/g" "$sql" | quietly mysql --user=root
 }
 
-app_answers() { curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$APP_PORT/"; }
+app_answers() { curl -fsS -o /dev/null --max-time $((LEFT < 2 ? LEFT : 2)) "http://127.0.0.1:$APP_PORT/"; }
+agent_answers() { timeout "$LEFT" datadog-agent status; }
+
+# A venv counts as built only once `python3 -m venv` has finished (one killed half-way
+# has python but no pip): its marker is written last, and a venv without it is built
+# again from nothing. (Built elsewhere and moved in, its scripts would name the wrong path.)
+ensure_venv() {
+  local venv=$1
+  [ ! -e "$venv/.converge-complete" ] || return 0
+  rm -rf "$venv"
+  quietly python3 -m venv "$venv" && : >"$venv/.converge-complete"
+}
 
 apply_flask_app() {
   local venv=$ROOT$APP_DIR/venv
-  [ -x "$venv/bin/python" ] || quietly python3 -m venv "$venv" || return 1
+  ensure_venv "$venv" || return 1
   quietly "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT$APP_DIR/requirements.txt" &&
     quietly systemctl daemon-reload && quietly systemctl enable "$APP_UNIT" &&
     quietly systemctl restart "$APP_UNIT" || return 1
-  retry_for 30 app_answers || {
+  retry_until 30 app_answers || {
     echo "$APP_UNIT does not answer on 127.0.0.1:$APP_PORT 30 s after its restart" >&2
     return 1
   }
@@ -274,7 +315,7 @@ changed_checks() {
 apply_datadog_agent() {
   local report check
   quietly systemctl restart datadog-agent || return 1
-  retry_for 60 datadog-agent status || {
+  retry_until 60 agent_answers || {
     echo "datadog-agent status still fails 60 s after the restart" >&2
     return 1
   }
@@ -319,22 +360,30 @@ converge_unit() {
 # A larger rootVolumeGiB is an in-place EBS modification: grow the partition and the
 # filesystem into it (cloud-init's growpart does the same at every boot). The association
 # may run while EC2 still modifies the volume: wait (10 minutes at most) for the disk to
-# reach ROOT_VOLUME_GIB first.
+# reach ROOT_VOLUME_GIB first. Only an ext4 partition is grown: a root on LVM, an overlay
+# (a container) or another filesystem is left to whoever made it, with one report line.
 disk_has_grown() {
   [ "$(lsblk -b -d -n -o SIZE "$1")" -ge $((ROOT_VOLUME_GIB * 1024 * 1024 * 1024)) ]
 }
 
 grow_root_filesystem() {
-  local source disk partition status=0
-  if ! { source=$(findmnt -n -o SOURCE /) && disk=/dev/$(lsblk -n -o PKNAME "$source") &&
-    partition=$(cat "$ROOT/sys/class/block/${source##*/}/partition"); }; then
-    fail "finding the root partition"
+  local source number type device disk partition status=0
+  read -r source number type < <(findmnt -n -o SOURCE,MAJ:MIN,FSTYPE /) || true
+  # sysfs names a partition's disk by its parent directory: .../nvme0n1/nvme0n1p1.
+  device=$(readlink -f "$ROOT/sys/dev/block/${number:-none}" || true)
+  if [ ! -f "$device/partition" ] || [ "$type" != ext4 ]; then
+    [ ! -f "$device/partition" ] || source="$type on $source"
+    say "filesystem /: not grown (${source:-its source} is not a growable ext4 partition)"
+    return 0
   fi
-  retry_for 600 disk_has_grown "$disk" || fail "$disk is still smaller than $ROOT_VOLUME_GIB GiB after 10 minutes"
+  partition=$(cat "$device/partition")
+  disk=${device%/*}
+  disk=/dev/${disk##*/}
+  retry_until 600 disk_has_grown "$disk" || fail "$disk is still smaller than $ROOT_VOLUME_GIB GiB after 10 minutes"
   growpart "$disk" "$partition" >>"$LOG" 2>&1 || status=$?
   case "$status" in
     0)
-      quietly resize2fs "$source" || fail "resize2fs $source"
+      quietly resize2fs "/dev/${device##*/}" || fail "resize2fs /dev/${device##*/}"
       say "filesystem /: grown"
       ;;
     1) say "filesystem /: kept" ;; # growpart's NOCHANGE
@@ -342,48 +391,89 @@ grow_root_filesystem() {
   esac
 }
 
-main() {
-  local digest unit old
-  mkdir -p "$STATE" "${LOG%/*}" "$ROOT/run/lock"
-  touch "$BUNDLE" # the newest bundles are the ones in use (pruning below goes by age)
-  # One converge at a time: the first boot's and the association's may overlap.
-  exec 9>"$ROOT/run/lock/observability-lab-converge.lock"
-  flock 9
-  verify_bundle
-  digest=${BUNDLE##*/}
-  say "== converge ${digest:0:12} (${CONVERGE_TRIGGER:-association}) $(date -u +%FT%TZ)"
-  # The association may have run a newer bundle before the first boot got here: never go back.
-  if [ "${CONVERGE_TRIGGER:-}" = first-boot ] && [ -s "$STATE/applied" ]; then
-    say "already converged on $(cut -c1-12 "$STATE/applied"); the first-boot bundle is not applied"
-    return 0
-  fi
-  # shellcheck source=/dev/null
-  . "$BUNDLE/converge.env" # DD_AGENT_VERSION, APP_USER, APP_DIR, APP_UNIT, APP_PORT, MYSQL_SERVER_PACKAGE, ROOT_VOLUME_GIB
-  BASE_PACKAGES+=("$MYSQL_SERVER_PACKAGE")
-  read_datadog_hostname
-  WORK=$(mktemp -d)
-  trap 'rm -rf "$WORK"' EXIT
-  mkdir "$WORK/desired"
-  APPLIED=()
-  ensure_packages
-  ensure_app_user
+ensure_mysql_running() {
   if systemctl is-active --quiet mysql; then say "service mysql: kept"; else
     quietly systemctl enable --now mysql || fail "starting mysql"
     say "service mysql: started"
   fi
-  read_mysql_password
-  plan_files
+}
+
+converge_units() {
+  local unit
+  APPLIED=()
   for unit in "${UNITS[@]}"; do converge_unit "$unit"; done
-  grow_root_filesystem
-  echo "$digest" >"$STATE/applied"
-  # Keep this bundle and the two before it, newest first, for comparing after a change.
+}
+
+# Where converge keeps its state, and its log.
+open_state_and_log() {
+  mkdir -p "$STATE" "${LOG%/*}" "$ROOT/run/lock"
+}
+
+# One converge at a time: the first boot's and the association's may overlap.
+take_lock() {
+  exec 9>"$ROOT/run/lock/observability-lab-converge.lock"
+  flock 9
+}
+
+announce() {
+  touch "$BUNDLE" # the newest bundles are the ones in use (prune_bundles goes by age)
+  say "== converge ${DIGEST:0:12} (${CONVERGE_TRIGGER:-association}) $(date -u +%FT%TZ)"
+}
+
+# The association may have run a newer bundle before the first boot got here: never go back.
+superseded_at_first_boot() {
+  [ "${CONVERGE_TRIGGER:-}" = first-boot ] && [ -s "$STATE/applied" ] || return 1
+  say "already converged on $(cut -c1-12 "$STATE/applied"); the first-boot bundle is not applied"
+}
+
+load_settings() {
+  # shellcheck source=/dev/null
+  . "$BUNDLE/converge.env" # DD_AGENT_VERSION, APP_USER, APP_DIR, APP_UNIT, APP_PORT, MYSQL_SERVER_PACKAGE, ROOT_VOLUME_GIB
+  BASE_PACKAGES+=("$MYSQL_SERVER_PACKAGE")
+}
+
+# This run's scratch space: the files as they must be, and the plan per unit.
+make_workspace() {
+  WORK=$(mktemp -d)
+  trap 'rm -rf "$WORK"' EXIT
+  mkdir "$WORK/desired"
+}
+
+record_applied() {
+  echo "$DIGEST" >"$STATE/applied"
+}
+
+# Keep this bundle and the two before it, newest first, for comparing after a change.
+prune_bundles() {
+  local old
   find "${BUNDLE%/*}" -mindepth 1 -maxdepth 1 -type d -regextype egrep -regex '.*/[0-9a-f]{64}' \
     -printf '%T@ %p\n' | sort -rn | tail -n +4 | cut -d' ' -f2- | while read -r old; do
     if [ "$old" != "$BUNDLE" ]; then rm -rf "$old"; fi
   done
   # Left by a delivery killed while it unpacked.
   find "${BUNDLE%/*}" -mindepth 1 -maxdepth 1 -name '.incoming.*' -mmin +60 -exec rm -rf {} +
-  say "== converged on ${digest:0:12}; restarted or applied: ${APPLIED[*]:-nothing}"
+}
+
+# The steps, in order. Each is a function above; a failing step ends the run with FAILED.
+main() {
+  open_state_and_log
+  take_lock
+  verify_bundle
+  announce
+  if superseded_at_first_boot; then return 0; fi
+  load_settings
+  read_datadog_hostname
+  make_workspace
+  ensure_packages
+  ensure_app_user
+  ensure_mysql_running
+  read_mysql_password
+  plan_files
+  converge_units
+  grow_root_filesystem
+  record_applied
+  prune_bundles
+  say "== converged on ${DIGEST:0:12}; restarted or applied: ${APPLIED[*]:-nothing}"
 }
 
 # Run when executed; only define the steps when sourced (tests).
