@@ -298,12 +298,13 @@ apply_flask_app() {
 }
 
 # The checks whose code or configuration this run changed (checks.d/<name>.py,
-# conf.d/<name>.yaml, conf.d/<name>.d/conf.yaml).
+# conf.d/<name>.yaml, conf.d/<name>.d/conf.yaml). A removed one (a feature switched off) has
+# nothing left to run: `datadog-agent check` would fail with "no valid check found".
 changed_checks() {
   local action target rest name
   [ -f "$WORK/plan.datadog-agent" ] || return 0
   while read -r action target rest; do
-    [ "$action" != unchanged ] || continue
+    case "$action" in unchanged | removed) continue ;; esac
     case "$target" in
       */checks.d/*.py) name=${target##*/} && echo "${name%.py}" ;;
       */conf.d/*.d/conf.yaml) name=${target%/conf.yaml} && name=${name##*/} && echo "${name%.d}" ;;
