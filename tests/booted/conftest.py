@@ -13,7 +13,7 @@ import pytest
 
 from tests.booted.documents import Rendered, render
 from tests.booted.host import BootedHost, ConvergeRun
-from tests.booted.lab import Lab
+from tests.booted.lab import INSTANCE_ID, Lab
 
 HERE = Path(__file__).resolve().parent
 
@@ -51,8 +51,15 @@ def first_boot(lab, dev_document) -> FirstBoot:
     lab.publish(dev_document)
     started = time.monotonic()
     host = lab.boot(seed_user_data=dev_document.user_data)
-    status = host.machine.run(["cloud-init", "status", "--wait", "--long"], timeout=1200)
+    # cloud-init's last stage (runcmd: the fetcher, then converge) ends with boot-finished.
+    deadline = started + 1200
+    finished = host.machine.path(f"/var/lib/cloud/instances/{INSTANCE_ID}/boot-finished")
+    while not finished.exists():
+        assert host.machine.is_active("cloud-final.service") != "failed", "cloud-final.service failed"
+        assert time.monotonic() < deadline, "cloud-init's final stage still running after 20 minutes"
+        time.sleep(0.5)
     seconds = time.monotonic() - started
+    status = host.machine.run(["cloud-init", "status", "--long"])
     output_log = host.machine.path("/var/log/cloud-init-output.log")
     output = output_log.read_text(errors="replace") if output_log.exists() else ""
     report = output[output.find("== converge "):] if "== converge " in output else output

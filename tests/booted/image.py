@@ -27,10 +27,10 @@ PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "libpam-systemd", "cloud-init",
     # The tools converge.sh and the first-boot fetcher take for granted on an Ubuntu image.
     "python3", "python3-yaml", "ca-certificates", "curl", "gnupg", "openssl", "sudo",
-    "cloud-guest-utils", "e2fsprogs", "iproute2", "procps", "passwd", "adduser",
+    "cloud-guest-utils", "e2fsprogs", "iproute2", "procps", "passwd", "adduser", "locales",
 )
 # Bump when the way the image is made changes without the inputs above changing.
-RECIPE = 1
+RECIPE = 2
 
 
 def machine_mirrors(sources: Path = Path("/etc/apt")) -> list[str]:
@@ -85,6 +85,10 @@ def base_image(log=print) -> Path:
             ["mmdebstrap", "--quiet", f"--variant={VARIANT}", f"--include={','.join(PACKAGES)}",
              # An image has no machine-id of its own: systemd makes one at each first boot.
              "--customize-hook=rm -f \"$1/etc/machine-id\" && touch \"$1/etc/machine-id\"",
+             # cloud-init sets LANG=en_US.UTF-8 at first boot: the image has that locale, as
+             # Ubuntu's have.
+             "--customize-hook=sed -i 's/^# *en_US.UTF-8 UTF-8/en_US.UTF-8 UTF-8/' \"$1/etc/locale.gen\""
+             " && chroot \"$1\" locale-gen",
              SUITE, str(building), *mirrors],
             capture_output=True, text=True)
         if result.returncode != 0:

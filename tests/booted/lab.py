@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from moto.moto_server.werkzeug_app import MotoRequestHandler
 from werkzeug.serving import make_server
 
 from components.settings import DEFAULT_AGENT_VERSION
+from tests.local_processes import free_port, stop, wait_until
 from tests.booted.agent_package import AgentVersion, build_agent_deb, embedded_site_packages
 from tests.booted.apt_repo import SigningKeys, build_repository
 from tests.booted.documents import Rendered
@@ -62,12 +62,27 @@ def check_machine() -> None:
                            + ". `make test-booted` sets the machine up.")
 
 
+def nspawns_under(directory: Path) -> list[int]:
+    """systemd-nspawn processes booting a root under directory."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"systemd-nspawn") and any(str(directory).encode() in arg for arg in argv):
+            found.append(int(cmdline.parent.name))
+    return found
+
+
 def sweep_leftovers() -> None:
     """What a killed earlier session left (its pid is gone): mounts, namespaces, directories."""
     for directory in WORK_ROOT.glob(f"{WORK_PREFIX}*"):
         pid = directory.name[len(WORK_PREFIX):].split("-")[0]
         if pid.isdigit() and Path(f"/proc/{pid}").exists():
             continue
+        for process in nspawns_under(directory):
+            os.kill(process, signal.SIGKILL)
         mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
                   if line.split()[1].startswith(str(directory))]
         for mount in sorted(mounts, reverse=True):
@@ -77,10 +92,16 @@ def sweep_leftovers() -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 class Lab:
     def __init__(self, rendered: Rendered, log=print):
         check_machine()
         sweep_leftovers()
+        # A SIGTERM (CI's timeout, a ^C'd make) unwinds like ^C, so every finalizer runs.
+        signal.signal(signal.SIGTERM, _interrupt)
         self.log = log
         self.dir = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-", dir=WORK_ROOT))
         self.hosts: list[BootedHost] = []
@@ -119,30 +140,30 @@ class Lab:
         self.timings["session set-up"] = time.monotonic() - started
 
     def _start_moto_control(self) -> None:
-        server = make_server("127.0.0.1", 0, self.moto, threaded=True, request_handler=MotoRequestHandler)
+        class Quiet(MotoRequestHandler):
+            def log_request(self, *args, **kwargs) -> None:
+                pass
+
+        server = make_server("127.0.0.1", 0, self.moto, threaded=True, request_handler=Quiet)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         self._cleanups.append(server.shutdown)
         self.ssm = boto3.client("ssm", region_name=self.region, endpoint_url=f"http://127.0.0.1:{server.port}",
                                 aws_access_key_id="testing", aws_secret_access_key="testing")
 
     def _start_trace_intake(self) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.trace_port = probe.getsockname()[1]
+        self.trace_port = free_port()
         log = open(self.dir / "trace-intake.log", "wb")
         process = subprocess.Popen([str(Path(sys.executable).parent / "ddapm-test-agent"), "--host", "127.0.0.1",
-                                    "--port", str(self.trace_port)], stdout=log, stderr=subprocess.STDOUT)
-        self._cleanups.append(lambda: (process.send_signal(signal.SIGTERM), process.wait(10), log.close()))
+                                    "--port", str(self.trace_port), "--otlp-http-port", str(free_port()),
+                                    "--otlp-grpc-port", str(free_port())], stdout=log, stderr=subprocess.STDOUT)
+        self._cleanups.append(lambda: (stop(process), log.close()))
         self.trace_intake = f"http://127.0.0.1:{self.trace_port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{self.trace_intake}/test/traces", timeout=2).read()
-                return
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"ddapm-test-agent did not start; see {self.dir / 'trace-intake.log'}")
-                time.sleep(0.2)
+
+        def up() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"ddapm-test-agent exited; see {self.dir / 'trace-intake.log'}")
+            return bool(urllib.request.urlopen(f"{self.trace_intake}/test/traces", timeout=2).read())
+        wait_until(up, 30, "ddapm-test-agent")
 
     def _make_session_layer(self) -> Path:
         machine = Machine(self.dir / "session-layer", [self.image], None)
@@ -188,7 +209,8 @@ class Lab:
                 machine.write("/var/lib/cloud/seed/nocloud/meta-data",
                               f"instance-id: {INSTANCE_ID}\nlocal-hostname: {HOSTNAME}\n", mode=0o600)
             host = BootedHost(machine, netns, world, self.trace_intake)
-            host.boot_seconds = machine.boot()
+            host.boot_seconds = machine.boot(("starting", "running", "degraded") if seed_user_data else
+                                             ("running", "degraded"))
         except BaseException:
             if world:
                 world.close()

@@ -64,8 +64,11 @@ class Machine:
         path.chmod(mode)
 
     # ----------------------------------------------------------------------- life cycle
-    def boot(self) -> float:
-        """Starts the container and waits until its systemd says it is up; returns the seconds."""
+    def boot(self, until: tuple[str, ...] = ("running", "degraded")) -> float:
+        """Starts the container and waits for one of these system states; returns the seconds.
+
+        A first boot stays `starting` while cloud-init's final stage converges the host: wait for
+        `starting` then, and for cloud-init itself afterwards."""
         assert self.netns is not None, "a machine boots only in a network namespace of its own"
         started = time.monotonic()
         with open(self.console, "ab") as console:
@@ -93,7 +96,7 @@ class Machine:
         while True:
             self._check_alive()
             state = self._nsenter(["systemctl", "is-system-running"], timeout=10).stdout.strip()
-            if state in ("running", "degraded"):
+            if state in until:
                 return time.monotonic() - started
             if time.monotonic() > deadline:
                 raise BootError(f"system state {state!r} after {BOOT_TIMEOUT} s; see {self.console}")
@@ -145,12 +148,13 @@ class Machine:
             env: Optional[dict[str, str]] = None) -> subprocess.CompletedProcess:
         """A command as a unit of the container's systemd, as root; its exit status and output.
 
-        systemd-run expands `$` in its arguments: pass scripts as files (`write`), not inline.
+        systemd expands `$NAME` in a unit's command line: every `$` is passed as `$$`, literal.
         """
         unit = unit or f"observability-lab-test-{next(_SEQUENCE)}"
         properties = [f"--setenv={key}={value}" for key, value in (env or {}).items()]
         return self._nsenter(["systemd-run", "--quiet", "--wait", "--pipe", "--collect", f"--unit={unit}",
-                              "-p", "StandardInput=null", *properties, "--", *command], timeout=timeout)
+                              "-p", "StandardInput=null", *properties, "--",
+                              *(arg.replace("$", "$$") for arg in command)], timeout=timeout)
 
     def kill_unit(self, unit: str) -> None:
         """SIGKILL to every process of a unit, as an SSM timeout or a power cut would end it."""
