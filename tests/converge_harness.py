@@ -26,7 +26,12 @@ from components.bundle import Bundle
 IMDS_TOKEN = "imds-session-token-for-tests"
 DEFAULT_DATADOG_HOSTNAME = "observability-lab-dev-1"
 
-_RECORD = 'echo "${0##*/} $*" >>"$FAKE/calls"\n'
+# Each recorder first records its call. kill_run kills the whole converge run, as SSM's
+# timeout or a reboot would: its session (Host.run starts one), and this recorder's own
+# process group (`timeout` makes one of its own).
+_RECORD = '''echo "${0##*/} $*" >>"$FAKE/calls"
+kill_run() { kill -KILL -- "-$(ps -o sid= -p $$ | tr -d ' ')" 0; }
+'''
 
 # name -> body run after recording the call ($FAKE is the recorders' state directory).
 RECORDERS = {
@@ -62,15 +67,18 @@ exit "$status"''',
     "dpkg": '[[ " $* " != *" --configure -a "* ]] || rm -f "$FAKE/dpkg-interrupted"',
     "systemctl": r'''
 # A run killed mid-way (SSM timeout, reboot): the restart never happens, nor anything after.
-if [ "$1" = restart ] && [ -e "$FAKE/kill-at-restart.$2" ]; then kill -KILL "$PPID"; exit 1; fi
+if [ "$1" = restart ] && [ -e "$FAKE/kill-at-restart.$2" ]; then kill_run; fi
 case "$1" in
   is-active) [ -e "$FAKE/active.${*: -1}" ] ;;
   enable) [ "$2" != --now ] || touch "$FAKE/active.${*: -1}" ;;
 esac''',
     "mysql": 'cat >>"$FAKE/mysql.sql"',
     "datadog-agent": r'''
+# kill-at-<command>: the run is killed while the Agent runs it.
+[ ! -e "$FAKE/kill-at-$1" ] || kill_run
 case "$1" in
-  status) [ ! -e "$FAKE/fail.agent-status" ] ;;
+  # The Agent does not come up on a datadog.yaml that says AGENT_WONT_START.
+  status) [ ! -e "$FAKE/fail.agent-status" ] && ! grep -qs AGENT_WONT_START "$CONVERGE_ROOT/etc/datadog-agent/datadog.yaml" ;;
   # Running a check once fails when its code or configuration says so.
   check) ! grep -rqs CHECK_FAILS "$CONVERGE_ROOT/etc/datadog-agent" ;;
   configcheck)
@@ -88,7 +96,7 @@ esac''',
 mkdir -p "$3/bin"
 printf '#!/bin/sh\n' >"$3/bin/python"
 # kill-in-venv: the run is killed after python is in the venv and before pip is.
-if [ -e "$FAKE/kill-in-venv" ]; then chmod +x "$3/bin/python"; kill -KILL "$PPID"; exit 1; fi
+if [ -e "$FAKE/kill-in-venv" ]; then chmod +x "$3/bin/python"; kill_run; fi
 printf '#!/bin/sh\necho "pip $*" >>"$FAKE/calls"\n' >"$3/bin/pip"
 chmod +x "$3/bin/python" "$3/bin/pip"''',
     "curl": r'''
@@ -228,8 +236,9 @@ class Host:
     def run(self, command: list[str], **extra_env: str) -> ConvergeRun:
         calls = self.fake / "calls"
         calls.unlink(missing_ok=True)
+        # A session of its own: what a recorder's kill_run kills.
         result = subprocess.run(command, env=self.env(**extra_env), capture_output=True, text=True,
-                                timeout=60)
+                                timeout=60, start_new_session=True)
         return ConvergeRun(result.returncode, result.stdout, result.stderr,
                            calls.read_text().splitlines() if calls.exists() else [])
 

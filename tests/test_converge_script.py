@@ -192,6 +192,46 @@ def converged_again_keeps(host: Host, files: dict[str, str]):
     return run
 
 
+def test_a_run_killed_while_a_changed_check_runs_is_rolled_back_by_the_next(converged, dev_files):
+    code = "agent/checks.d/custom_my_metric.py"
+    before = converged.path("/etc/datadog-agent/checks.d/custom_my_metric.py").read_text()
+    files = dict(dev_files, **{code: dev_files[code] + "# CHECK_FAILS\n"})
+    converged.set("kill-at-check")
+    killed = converged.converge(files)
+    assert killed.returncode != 0 and "datadog-agent check custom_my_metric" in killed.calls
+    converged.clear("kill-at-check")
+    run = converged.converge(files)  # the same bundle: its files look unchanged now
+    assert run.returncode != 0
+    assert "datadog-agent check custom_my_metric" in run.calls
+    assert "FAILED: datadog-agent rejected its new files; the previous ones are back" in run.stdout
+    assert converged.path("/etc/datadog-agent/checks.d/custom_my_metric.py").read_text() == before
+
+
+def test_a_run_killed_while_the_agent_starts_on_a_new_config_is_rolled_back_by_the_next(converged, dev_files):
+    before = converged.path(AGENT_CONFIG).read_text()
+    files = dict(dev_files, **{"agent/datadog.yaml": dev_files["agent/datadog.yaml"] + "# AGENT_WONT_START\n"})
+    converged.set("kill-at-status")
+    assert converged.converge(files).returncode != 0
+    converged.clear("kill-at-status")
+    run = converged.converge(files)
+    assert run.returncode != 0
+    assert "FAILED: datadog-agent rejected its new files; the previous ones are back" in run.stdout
+    assert converged.path(AGENT_CONFIG).read_text() == before
+    assert restarts(run) == ["datadog-agent", "datadog-agent"]
+    assert converged.converge(files).returncode != 0  # the bad file is refused again, not kept
+    assert converged.path(AGENT_CONFIG).read_text() == before
+
+
+def test_a_failure_with_nothing_to_restore_says_so(converged, run_stack):
+    converged.set("fail.agent-status")  # e.g. a new Agent version that does not start
+    run = converged.converge(bundle_of(run_stack("dev", {"agentVersion": "7.71.0"})))
+    assert run.returncode != 0
+    assert run.stdout.splitlines()[-1] == ("FAILED: datadog-agent fails, and none of its files changed since "
+                                           "it last ran: there is nothing to restore (see "
+                                           f"{converged.path('/var/log/observability-lab-converge.log')})")
+    assert restarts(run) == ["datadog-agent"]
+
+
 def test_second_run_with_the_same_files_changes_and_restarts_nothing(converged, dev_files):
     run = converged.converge(dev_files)
     assert run.returncode == 0, run.stderr
@@ -279,7 +319,8 @@ def test_a_created_file_is_removed_again_when_the_agent_rejects_it(converged, de
     files["agent/conf.d/mysql.d/conf.yaml"] = dev_files["agent/conf.d/mysql.d/conf.yaml"]
     run = converged.converge(files)
     assert run.returncode != 0
-    assert run.report("file")[MYSQL_CONF] == "created"
+    assert f"file {MYSQL_CONF}: created" in run.stdout
+    assert run.report("file")[MYSQL_CONF] == "removed again (it was new)"  # the report's last word
     assert not converged.path(MYSQL_CONF).exists()
 
 

@@ -206,7 +206,8 @@ slurp() { IFS= read -r -d '' "$1" <"$2" || true; }
 
 # Per manifest line: the file as it must be on the host (hostname and password filled in;
 # the grants record keeps its placeholder, as it only records which grants were applied)
-# and what to do with it.
+# and what to do with it. Whatever is not a regular file at a target (a link) is
+# replaced, never followed.
 plan_files() {
   local file target owner mode unit desired action content installed
   while read -r file target owner mode unit; do
@@ -217,27 +218,47 @@ plan_files() {
       content=${content//@@DATADOG_HOSTNAME@@/"$DATADOG_HOSTNAME"}
       [ "$unit" = mysql-grants ] || content=${content//@@DATADOG_MYSQL_PASSWORD@@/$MYSQL_PASSWORD}
       printf '%s' "$content" >"$desired"
-      installed=
-      [ ! -f "$ROOT$target" ] || slurp installed "$ROOT$target"
-      if [ ! -e "$ROOT$target" ]; then action=created
-      elif [ "$content" = "$installed" ]; then action=unchanged
-      else action=updated; fi
-    elif [ -e "$ROOT$target" ]; then action=removed # a feature switched off
+      if [ -L "$ROOT$target" ] || { [ -e "$ROOT$target" ] && [ ! -f "$ROOT$target" ]; }; then
+        action=updated
+      elif [ ! -e "$ROOT$target" ]; then
+        action=created
+      else
+        slurp installed "$ROOT$target"
+        if [ "$content" = "$installed" ]; then action=unchanged; else action=updated; fi
+      fi
+    elif [ -e "$ROOT$target" ] || [ -L "$ROOT$target" ]; then
+      action=removed # a feature switched off
     else continue; fi
-    echo "$action $ROOT$target $owner $mode $desired" >>"$WORK/plan.$unit"
+    echo "$action $target $owner $mode $desired" >>"$WORK/plan.$unit"
   done <"$BUNDLE/manifest"
 }
 
-# Writes one unit's changed files, keeping the previous ones for restore_files.
+# What undoing a unit's changes needs outlives the run, until the unit is applied: a run
+# killed while the unit is checked leaves it to the next run, which checks (or undoes)
+# the same changes. $STATE/rollback.<unit>/changed lists every file changed since the
+# unit was last applied, and backup/<path> keeps each one as it was before the first of
+# those changes (no backup: the file was new).
+remember_previous() {
+  local record=$STATE/rollback.$1 target=$2
+  if [ -f "$record/changed" ] && grep -qxF "$target" "$record/changed"; then return 0; fi
+  mkdir -p "$record/backup${target%/*}" || return 1
+  if [ -e "$ROOT$target" ] || [ -L "$ROOT$target" ]; then
+    cp -a "$ROOT$target" "$record/backup$target.part" &&
+      mv -fT "$record/backup$target.part" "$record/backup$target" || return 1
+  else
+    rm -f "$record/backup$target" || return 1
+  fi
+  echo "$target" >>"$record/changed"
+}
+
+# Writes one unit's changed files, each remembered first for restore_files.
 write_files() {
   local unit=$1 action target owner mode desired
   while read -r action target owner mode desired; do
-    say "file ${target#"$ROOT"}: $action"
+    say "file $target: $action"
     [ "$action" = unchanged ] && continue
-    if [ "$action" != created ]; then
-      mkdir -p "$WORK/backup.$unit${target%/*}"
-      cp -p "$target" "$WORK/backup.$unit$target"
-    fi
+    remember_previous "$unit" "$target" || fail "keeping the previous $target for a rollback"
+    target=$ROOT$target
     if [ "$action" = removed ]; then
       rm -f "$target"
       continue
@@ -253,15 +274,30 @@ write_files() {
   done < <(cat "$WORK/plan.$unit" 2>/dev/null || true)
 }
 
+# Puts back every file the unit's record lists (RESTORED: how many), then forgets it.
 restore_files() {
-  local unit=$1 action target rest
-  [ -f "$WORK/plan.$unit" ] || return 0
-  while read -r action target rest; do
-    case "$action" in
-      created) rm -f "$target" ;;
-      updated | removed) cp -p "$WORK/backup.$unit$target" "$target" ;;
-    esac
-  done <"$WORK/plan.$unit"
+  local record=$STATE/rollback.$1 target
+  RESTORED=0
+  [ -f "$record/changed" ] || return 0
+  while read -r target; do
+    if [ -e "$record/backup$target" ] || [ -L "$record/backup$target" ]; then
+      cp -a "$record/backup$target" "$ROOT$target.converge-new" &&
+        mv -fT "$ROOT$target.converge-new" "$ROOT$target" || return 1
+      say "file $target: restored"
+    else
+      rm -f "$ROOT$target" || return 1
+      say "file $target: removed again (it was new)"
+    fi
+    RESTORED=$((RESTORED + 1))
+  done <"$record/changed"
+  rm -rf "$record"
+}
+
+# Applied: neither the marker nor the record is needed any more (the record goes first:
+# a record without its marker would be taken for a later change's).
+forget_pending() {
+  rm -rf "$STATE/rollback.$1"
+  rm -f "$STATE/pending.$1"
 }
 
 # What applying each unit means, and how it is checked.
@@ -297,19 +333,18 @@ apply_flask_app() {
   }
 }
 
-# The checks whose code or configuration this run changed (checks.d/<name>.py,
-# conf.d/<name>.yaml, conf.d/<name>.d/conf.yaml).
+# The checks whose code or configuration changed since the Agent last ran on its files
+# (checks.d/<name>.py, conf.d/<name>.yaml, conf.d/<name>.d/conf.yaml).
 changed_checks() {
-  local action target rest name
-  [ -f "$WORK/plan.datadog-agent" ] || return 0
-  while read -r action target rest; do
-    [ "$action" != unchanged ] || continue
+  local target name
+  [ -f "$STATE/rollback.datadog-agent/changed" ] || return 0
+  while read -r target; do
     case "$target" in
       */checks.d/*.py) name=${target##*/} && echo "${name%.py}" ;;
       */conf.d/*.d/conf.yaml) name=${target%/conf.yaml} && name=${name##*/} && echo "${name%.d}" ;;
       */conf.d/*.yaml) name=${target##*/} && echo "${name%.yaml}" ;;
     esac
-  done <"$WORK/plan.datadog-agent"
+  done <"$STATE/rollback.datadog-agent/changed"
 }
 
 apply_datadog_agent() {
@@ -342,19 +377,31 @@ converge_unit() {
   # A marker in $STATE outlives a run killed between writing files and applying them:
   # the next run applies the unit even though its files then look unchanged.
   if grep -qv '^unchanged ' "$WORK/plan.$unit" 2>/dev/null; then : >"$STATE/pending.$unit"; fi
+  # A record left without its marker belongs to changes already applied.
+  [ -e "$STATE/pending.$unit" ] || rm -rf "$STATE/rollback.$unit"
   write_files "$unit"
   if [ ! -e "$STATE/pending.$unit" ]; then
     say "$label: kept"
   elif "apply_${unit//-/_}"; then
-    rm -f "$STATE/pending.$unit"
+    forget_pending "$unit"
     say "$label: $done"
     APPLIED+=("$unit")
   else
-    restore_files "$unit"
-    "apply_${unit//-/_}" || fail "$unit fails with its new files, and with the previous ones restored (see $LOG)"
-    rm -f "$STATE/pending.$unit"
-    fail "$unit rejected its new files; the previous ones are back and it runs on them (see $LOG)"
+    roll_back "$unit"
   fi
+}
+
+# A unit failed its check: its previous files back, applied again, and a message that
+# says what really happened. Always ends the run.
+roll_back() {
+  local unit=$1
+  restore_files "$unit" ||
+    fail "$unit fails with its new files, and restoring the previous ones failed too; what is left to restore is in $STATE/rollback.$unit (see $LOG)"
+  [ "$RESTORED" -gt 0 ] ||
+    fail "$unit fails, and none of its files changed since it last ran: there is nothing to restore (see $LOG)"
+  "apply_${unit//-/_}" || fail "$unit fails with its new files, and with the previous ones restored (see $LOG)"
+  forget_pending "$unit"
+  fail "$unit rejected its new files; the previous ones are back and it runs on them (see $LOG)"
 }
 
 # A larger rootVolumeGiB is an in-place EBS modification: grow the partition and the
