@@ -68,6 +68,8 @@ exit "$status"''',
     "systemctl": r'''
 # A run killed mid-way (SSM timeout, reboot): the restart never happens, nor anything after.
 if [ "$1" = restart ] && [ -e "$FAKE/kill-at-restart.$2" ]; then kill_run; fi
+# term-at-restart.<unit>: converge is asked to stop (SIGTERM) while it restarts the unit.
+if [ "$1" = restart ] && [ -e "$FAKE/term-at-restart.$2" ]; then kill -TERM "$PPID"; fi
 case "$1" in
   is-active) [ -e "$FAKE/active.${*: -1}" ] ;;
   enable) [ "$2" != --now ] || touch "$FAKE/active.${*: -1}" ;;

@@ -8,8 +8,13 @@ Package installs, systemd, MySQL and the Agent themselves only run on a host.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import re
+import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -352,6 +357,64 @@ def test_the_apps_30_s_to_answer_hold_for_the_whole_wait_when_every_try_hangs(co
     # Two waits (the new code, then the previous code restored), each within its 30 s.
     assert int((converged.fake / "clock").read_text()) - start <= 2 * 30
     assert len([c for c in run.called("curl") if "127.0.0.1:5050" in c]) > 2
+
+
+@contextlib.contextmanager
+def full_filesystem(directory: Path):
+    """directory on a small tmpfs of its own with its files, and the rest of the space used up."""
+    saved = directory.with_name(directory.name + ".saved")
+    directory.rename(saved)
+    directory.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs", str(directory)], check=True)
+    try:
+        shutil.copytree(saved, directory, symlinks=True, dirs_exist_ok=True)
+        filler = os.open(directory / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(filler, b"\0" * 4096)
+        os.close(filler)
+        with pytest.raises(OSError) as full:
+            (directory / "probe").write_text("x" * 8192)
+        assert full.value.errno == errno.ENOSPC
+        (directory / "probe").unlink(missing_ok=True)
+        yield
+    finally:
+        subprocess.run(["umount", str(directory)], check=True)
+        directory.rmdir()
+        saved.rename(directory)
+
+
+def test_a_full_disk_fails_the_write_with_a_failed_line_and_leaves_nothing_half_written(converged, dev_files):
+    conf_d = converged.path("/etc/datadog-agent/conf.d")
+    before = (conf_d / "custom_my_metric.yaml").read_text()
+    files = dict(dev_files, **{"agent/conf.d/custom_my_metric.yaml": before + "# more\n" * 100})
+    with full_filesystem(conf_d):
+        run = converged.converge(files)
+        left = sorted(p.name for p in conf_d.rglob("*") if p.is_file())
+        assert run.returncode != 0
+        assert f"file {AGENT_CHECK_CONF}: updated" not in run.stdout  # only after the write
+        assert run.stdout.splitlines()[-1].startswith(
+            f"FAILED: writing {AGENT_CHECK_CONF}: install: error writing")
+        assert "No space left on device" in run.stdout.splitlines()[-1]
+        assert left == ["bike_share.yaml", "conf.yaml", "conf.yaml", "custom_my_metric.yaml", "filler"]
+        assert (conf_d / "custom_my_metric.yaml").read_text() == before
+    assert restarts(run) == []  # the Agent keeps running on the files it has
+
+
+def test_an_unexpected_failure_still_ends_with_a_failed_line(converged, dev_files):
+    applied = converged.path("/var/lib/observability-lab/applied")
+    applied.unlink()
+    applied.mkdir()  # nothing converge can write its record to
+    run = converged.converge(dev_files)
+    assert run.returncode != 0
+    assert run.stdout.splitlines()[-1].startswith("FAILED: record_applied: ")
+
+
+def test_a_run_asked_to_stop_ends_with_a_failed_line(converged, run_stack):
+    converged.set("term-at-restart.datadog-agent")
+    run = converged.converge(bundle_of(run_stack("dev", {"checkIntervalSeconds": 30})))
+    assert run.returncode == 143
+    assert run.stdout.splitlines()[-1] == "FAILED: stopped by a signal (exit 143)"
 
 
 def test_first_boot_never_goes_back_to_an_older_bundle(converged, run_stack):

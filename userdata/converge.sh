@@ -25,13 +25,33 @@ IMDS=http://169.254.169.254
 HOSTNAME_TAG=datadog-hostname
 export DEBIAN_FRONTEND=noninteractive
 
+# The report on stdout, and in the log (a log it cannot write, e.g. on a full disk, does
+# not stop the report).
 say() {
   printf '%s\n' "$*"
-  printf '%s\n' "$*" >>"$LOG"
+  printf '%s\n' "$*" >>"$LOG" 2>/dev/null || true
 }
 fail() {
+  FAILED_SAID=1
   say "FAILED: $*"
   exit 1
+}
+
+# Every failure ends the report with a FAILED line naming what failed: fail() says it;
+# any other command that stops the run (set -e) is named from the ERR trap.
+report_failures() {
+  FAILED_SAID='' FAILED_AT=''
+  set -o errtrace
+  trap 'FAILED_AT="${FUNCNAME[0]:-main}: $BASH_COMMAND"' ERR
+  trap 'FAILED_AT="stopped by a signal"; exit 143' TERM INT HUP
+  trap on_exit EXIT
+}
+on_exit() {
+  local status=$?
+  if [ "$status" -ne 0 ] && [ -z "$FAILED_SAID" ]; then
+    say "FAILED: ${FAILED_AT:-converge} (exit $status)"
+  fi
+  [ -z "${WORK:-}" ] || rm -rf "$WORK"
 }
 
 # Runs a command with its output in the log only; on failure the log's last lines go to stderr.
@@ -251,38 +271,64 @@ remember_previous() {
   echo "$target" >>"$record/changed"
 }
 
-# Writes one unit's changed files, each remembered first for restore_files.
+# Writes $1's content as the file $2 (owner:group $3, mode $4): next to it, then renamed
+# over it, so readers see the old file or the new one, and a failed write (a full disk)
+# leaves nothing behind. WRITE_ERROR says why it failed.
+put_file() {
+  local new=$2.converge-new
+  if WRITE_ERROR=$({ install -m "$4" "$1" "$new" && chown "$3" "$new" && mv -fT "$new" "$2"; } 2>&1); then
+    return 0
+  fi
+  rm -f "$new"
+  return 1
+}
+
+# Writes one unit's changed files, each remembered first for restore_files, and reports
+# each once it is done.
 write_files() {
   local unit=$1 action target owner mode desired
   while read -r action target owner mode desired; do
+    if [ "$action" != unchanged ]; then
+      remember_previous "$unit" "$target" || fail "keeping the previous $target for a rollback"
+      if [ "$action" = removed ]; then
+        WRITE_ERROR=$(rm -f "$ROOT$target" 2>&1) || write_failed "$unit" "removing $target"
+      else
+        if [ ! -d "$ROOT${target%/*}" ]; then
+          install -d -m 0750 "$ROOT${target%/*}"
+          chown "$owner" "$ROOT${target%/*}"
+        fi
+        put_file "$desired" "$ROOT$target" "$owner" "$mode" || write_failed "$unit" "writing $target"
+      fi
+    fi
     say "file $target: $action"
-    [ "$action" = unchanged ] && continue
-    remember_previous "$unit" "$target" || fail "keeping the previous $target for a rollback"
-    target=$ROOT$target
-    if [ "$action" = removed ]; then
-      rm -f "$target"
-      continue
-    fi
-    if [ ! -d "${target%/*}" ]; then
-      install -d -m 0750 "${target%/*}"
-      chown "$owner" "${target%/*}"
-    fi
-    # Next to the target, then renamed: readers see the old file or the new one.
-    install -m "$mode" "$desired" "$target.converge-new"
-    chown "$owner" "$target.converge-new"
-    mv -f "$target.converge-new" "$target"
   done < <(cat "$WORK/plan.$unit" 2>/dev/null || true)
 }
 
-# Puts back every file the unit's record lists (RESTORED: how many), then forgets it.
+# A file of the unit could not be written: the unit's files go back to what they were
+# (its service still runs on them), and the run ends.
+write_failed() {
+  local unit=$1 what="$2: $WRITE_ERROR"
+  restore_files "$unit" ||
+    fail "$what; restoring $unit's previous files failed too ($WRITE_ERROR); what is left to restore is in $STATE/rollback.$unit"
+  fail "$what; $unit's files are as they were before this run"
+}
+
+# Puts back every file the unit's record lists that differs from its backup (RESTORED: how
+# many), then forgets the record.
 restore_files() {
   local record=$STATE/rollback.$1 target
   RESTORED=0
   [ -f "$record/changed" ] || return 0
   while read -r target; do
-    if [ -e "$record/backup$target" ] || [ -L "$record/backup$target" ]; then
-      cp -a "$record/backup$target" "$ROOT$target.converge-new" &&
-        mv -fT "$ROOT$target.converge-new" "$ROOT$target" || return 1
+    if [ ! -L "$record/backup$target" ] && [ ! -L "$ROOT$target" ] &&
+      cmp -s "$record/backup$target" "$ROOT$target" 2>/dev/null; then
+      continue # never written (the run stopped first): nothing to put back
+    elif [ -e "$record/backup$target" ] || [ -L "$record/backup$target" ]; then
+      if ! WRITE_ERROR=$({ cp -a "$record/backup$target" "$ROOT$target.converge-new" &&
+        mv -fT "$ROOT$target.converge-new" "$ROOT$target"; } 2>&1); then
+        rm -f "$ROOT$target.converge-new"
+        return 1
+      fi
       say "file $target: restored"
     else
       rm -f "$ROOT$target" || return 1
@@ -480,8 +526,7 @@ load_settings() {
 
 # This run's scratch space: the files as they must be, and the plan per unit.
 make_workspace() {
-  WORK=$(mktemp -d)
-  trap 'rm -rf "$WORK"' EXIT
+  WORK=$(mktemp -d) # removed by on_exit
   mkdir "$WORK/desired"
 }
 
@@ -502,6 +547,7 @@ prune_bundles() {
 
 # The steps, in order. Each is a function above; a failing step ends the run with FAILED.
 main() {
+  report_failures
   open_state_and_log
   take_lock
   verify_bundle
