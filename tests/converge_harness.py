@@ -2,18 +2,22 @@
 
 Every host path of the script is under CONVERGE_ROOT. The commands that would change the
 machine or need a real host (apt-get, dpkg-query, apt-mark, systemctl, mysql,
-datadog-agent, dpkg, useradd, id, chown, python3's venv, curl, growpart, resize2fs, findmnt,
+datadog-agent, dpkg, useradd, id, python3's venv, curl, growpart, resize2fs, findmnt,
 lsblk, sleep, date +%s) are small executables first on PATH that record each call in `calls` and
 act out the part of their behaviour the script depends on, from state files the tests
 can set: installed packages, active services, a failing Agent config check, the disk's
 size, the instance's tags in instance metadata. Everything else (gpg, sha256sum, install,
-flock, tar, base64, openssl) is the real tool; curl's downloads of Datadog's apt keys get
-a real public key made for the tests.
+chown, flock, tar, base64, openssl) is the real tool; curl's downloads of Datadog's apt
+keys get a real public key made for the tests. The host's users do not exist here:
+install and chown get the numbers HOST_USERS gives their names (spare ones of this
+machine), so owners on disk are real. Tests run as root (as CI does).
 """
 
 from __future__ import annotations
 
 import functools
+import grp
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -92,7 +96,17 @@ case "$1" in
 esac''',
     "useradd": 'echo "${*: -1}" >>"$FAKE/users"',
     "id": 'grep -qx "${*: -1}" "$FAKE/users" 2>/dev/null',
-    "chown": "",
+    # The real chown, on the test host's numbers for the owner's names.
+    "chown": r'''
+args=() spec=
+for arg in "$@"; do
+  if [ -z "$spec" ] && [[ $arg != -* ]]; then
+    spec=$arg arg=$(owner_id "${arg%%:*}")
+    [[ $spec != *:* ]] || arg="$arg:$(owner_id "${spec#*:}")"
+  fi
+  args+=("$arg")
+done
+exec -a chown /usr/bin/chown "${args[@]}"''',
     "python3": r'''
 [ "$1 $2" = "-m venv" ] || exit 2
 mkdir -p "$3/bin"
@@ -139,22 +153,50 @@ esac''',
     "sleep": 'echo $(($(cat "$FAKE/clock") + $1)) >"$FAKE/clock"',
 }
 
-# The clock (`date +%s`): seconds in the file `clock`, advanced by sleep and by a curl that
-# hangs, so a wait's bound shows without waiting. Any other date is the real one. Not
-# recorded: reading the time changes nothing on the host.
-CLOCK = r'''#!/usr/bin/env bash
-if [ "$*" = +%s ]; then cat "$FAKE/clock"; else exec /usr/bin/date "$@"; fi
+# A user or group name -> the test host's number for it (`passwd`: "name number" lines):
+# the host's users (dd-agent, the app's) do not exist on the test machine.
+_OWNER_ID = r'''owner_id() { awk -v n="$1" '$1 == n { print $2; f = 1 } END { if (!f) print n }' "$FAKE/passwd"; }
 '''
+
+# Real tools in a wrapper, not recorded (they are not what changes the host's services).
+WRAPPERS = {
+    # The clock (`date +%s`): seconds in the file `clock`, advanced by sleep and by a curl
+    # that hangs, so a wait's bound shows without waiting. Any other date is the real one.
+    "date": 'if [ "$*" = +%s ]; then cat "$FAKE/clock"; else exec /usr/bin/date "$@"; fi',
+    # The real install, on the test host's numbers for -o and -g.
+    "install": r'''
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -o | -g) args+=("$1" "$(owner_id "$2")") && shift 2 ;;
+    *) args+=("$1") && shift ;;
+  esac
+done
+exec -a install /usr/bin/install "${args[@]}"''',
+}
+
+
+POSIX_SH = {"date", "sleep"}
+
+
+def spare_ids(count: int, start: int = 61000) -> list[int]:
+    """Numbers no user or group of the test machine has, for the host's own users."""
+    taken = {entry.pw_uid for entry in pwd.getpwall()} | {entry.gr_gid for entry in grp.getgrall()}
+    return [number for number in range(start, start + 1000) if number not in taken][:count]
+
+
+HOST_USERS = dict(zip(("dd-agent", "flaskapp"), spare_ids(2)), root=0)
 
 
 def _install_recorders(bin_dir: Path) -> None:
     bin_dir.mkdir(parents=True)
-    for name, body in RECORDERS.items():
+    scripts = {name: _RECORD + _OWNER_ID + body.lstrip("\n") for name, body in RECORDERS.items()}
+    scripts.update({name: _OWNER_ID + body.lstrip("\n") for name, body in WRAPPERS.items()})
+    for name, body in scripts.items():
         path = bin_dir / name
-        path.write_text("#!/usr/bin/env bash\n" + _RECORD + body.lstrip("\n") + "\n")
+        # The ones called once a second in a wait are plain sh (dash starts faster).
+        path.write_text(("#!/bin/sh\n" if name in POSIX_SH else "#!/usr/bin/env bash\n") + body + "\n")
         path.chmod(0o755)
-    (bin_dir / "date").write_text(CLOCK)
-    (bin_dir / "date").chmod(0o755)
 
 
 @functools.cache
@@ -208,6 +250,7 @@ class Host:
             directory.mkdir(parents=True)
         _install_recorders(self.bin)
         (self.fake / "dpkg").write_text("")
+        (self.fake / "passwd").write_text("".join(f"{name} {number}\n" for name, number in HOST_USERS.items()))
         (self.fake / "clock").write_text("1700000000\n")
         (self.fake / "imds.datadog-hostname").write_text(DEFAULT_DATADOG_HOSTNAME)
         (self.fake / "apt-key.asc").write_text(apt_signing_key())

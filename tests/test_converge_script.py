@@ -13,7 +13,10 @@ import errno
 import os
 import re
 import shutil
+import stat
 import subprocess
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +24,7 @@ import yaml
 
 from components.bundle import USERDATA_DIR, manifest_entries
 from offline.host_config import decode_document
-from tests.converge_harness import DEFAULT_DATADOG_HOSTNAME, IMDS_TOKEN, Host, write_bundle
+from tests.converge_harness import DEFAULT_DATADOG_HOSTNAME, HOST_USERS, IMDS_TOKEN, Host, write_bundle
 
 DOCUMENT = "aws:ssm/document:Document"
 AGENT_CONFIG = "/etc/datadog-agent/datadog.yaml"
@@ -58,6 +61,11 @@ def converged(first_converge, tmp_path) -> Host:
     return first_converge.copy(tmp_path / "host")
 
 
+def owner_ids(owner: str) -> tuple[int, int]:
+    user, group = owner.split(":")
+    return HOST_USERS[user], HOST_USERS[group]
+
+
 def restarts(run) -> list[str]:
     return [c.split()[-1] for c in run.called("systemctl") if c.split()[1] == "restart"]
 
@@ -69,10 +77,15 @@ def test_first_run_installs_everything(host, dev_files):
     assert run.report("file") == {target: "created" for _, target, *_ in entries}
     for file, target, owner, mode, _ in entries:
         installed = host.path(target)
-        assert oct(installed.stat().st_mode & 0o777) == oct(int(mode, 8)), target
-        assert f"chown {owner} {installed}.converge-new" in run.calls
+        assert oct(installed.lstat().st_mode & 0o7777) == oct(int(mode, 8)), target
+        assert (installed.lstat().st_uid, installed.lstat().st_gid) == owner_ids(owner), target
         if target not in (MYSQL_CONF, AGENT_CONFIG):
             assert installed.read_text() == dev_files[file], target
+        # Every directory on the way is root's and only root may write to it.
+        for directory in installed.relative_to(host.root).parents[:-1]:
+            info = (host.root / directory).lstat()
+            assert (info.st_uid, info.st_mode & 0o022) == (0, 0), directory
+    assert run.called("chown") == []  # owned as the manifest says from the start (install -o -g)
     # The one per-host value, from the instance's tag; the bundle is the same on every host.
     assert host.path(AGENT_CONFIG).read_text() == dev_files["agent/datadog.yaml"].replace(
         '"@@DATADOG_HOSTNAME@@"', f'"{DEFAULT_DATADOG_HOSTNAME}"')
@@ -100,6 +113,85 @@ def test_first_run_installs_everything(host, dev_files):
                                       "datadog-agent": "restarted"}
     assert run.report("grants for") == {"datadog@mysql": "applied"}
     assert "filesystem /: kept" in run.stdout
+
+
+# Run as the Agent's user while converge writes: for every temporary file converge makes,
+# swap it for a link to a file of root's, so that a chown or chmod (or the rename) after
+# the write lands on root's file; and before that, plant such links where temporary
+# files will be. Each swap that succeeds is a line in `swapped`.
+RACER = r'''
+import os, sys
+tree, victim, out = sys.argv[1:]
+for base, _, names in os.walk(tree):
+    for name in names:
+        try:
+            os.symlink(victim, os.path.join(base, name + ".converge-new"))
+        except OSError:
+            pass
+open(os.path.join(out, "ready"), "w").close()
+while True:
+    for base, _, names in os.walk(tree):
+        for name in names:
+            if name.endswith(".converge-new") and not os.path.islink(os.path.join(base, name)):
+                path = os.path.join(base, name)
+                try:
+                    os.rename(path, path + ".taken")
+                    os.symlink(victim, path)
+                except OSError:
+                    continue
+                with open(os.path.join(out, "swapped"), "a") as swapped:
+                    swapped.write(path + "\n")
+'''
+
+
+@pytest.fixture
+def shared_host():
+    """A host whose scratch root another user can reach (pytest's own tmp is root's only)."""
+    base = Path(tempfile.mkdtemp(prefix="converge-shared-"))
+    try:
+        base.chmod(0o711)
+        yield Host(base / "host")
+    finally:
+        shutil.rmtree(base)
+
+
+def test_a_process_of_the_agents_user_cannot_redirect_a_write(shared_host, dev_files):
+    host, agent_user = shared_host, HOST_USERS["dd-agent"]
+    agent_dir = host.path("/etc/datadog-agent")
+    for directory in ("", "checks.d", "conf.d", "conf.d/mysql.d", "conf.d/process.d"):
+        (agent_dir / directory).mkdir(parents=True, exist_ok=True)
+        os.chown(agent_dir / directory, agent_user, agent_user)  # as the Agent's package leaves them
+        (agent_dir / directory / ".keep").write_text("")
+    victim = host.base / "victim"
+    victim.write_text("root's own\n")
+    victim.chmod(0o600)
+    out = host.base / "racer"
+    out.mkdir()
+    os.chown(out, agent_user, agent_user)
+    racer = subprocess.Popen(["setpriv", f"--reuid={agent_user}", f"--regid={agent_user}", "--clear-groups",
+                              "/usr/bin/python3", "-c", RACER, str(agent_dir), str(victim), str(out)])
+    try:
+        for _ in range(100):
+            if (out / "ready").exists() or racer.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert (out / "ready").exists(), "the racer did not start"
+        first = host.converge(dev_files)
+        code = "agent/checks.d/custom_my_metric.py"
+        again = host.converge(dict(dev_files, **{code: dev_files[code] + "# changed\n",
+                                                 "agent/datadog.yaml": dev_files["agent/datadog.yaml"] + "#\n"}))
+        assert racer.poll() is None, "the racer stopped"
+    finally:
+        racer.kill()
+        racer.wait()
+    assert first.returncode == 0 and again.returncode == 0, first.stdout + again.stdout
+    info = victim.lstat()
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o7777, victim.read_text()) == (0, 0, 0o600, "root's own\n")
+    assert not (out / "swapped").exists(), (out / "swapped").read_text()
+    for _, target, owner, _, _ in manifest_entries(dev_files["manifest"]):
+        if target.startswith("/etc/datadog-agent/"):
+            installed = host.path(target).lstat()
+            assert stat.S_ISREG(installed.st_mode) and (installed.st_uid, installed.st_gid) == owner_ids(owner)
 
 
 def test_the_agents_hostname_is_the_instances_tag_read_with_an_imdsv2_token(host, dev_files):

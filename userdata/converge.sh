@@ -271,12 +271,58 @@ remember_previous() {
   echo "$target" >>"$record/changed"
 }
 
+# Every directory on the way to a file converge writes is root's, and only root may
+# write to it: the Agent's user (its package leaves /etc/datadog-agent its own) or the
+# app's could otherwise swap a file or a directory for a link between two of converge's
+# steps and have root write, chown or copy through it. Top down, so that each
+# directory's parent is already safe when it is looked at; a link on the way is refused.
+# A missing directory is made root's, readable by the group of the file it is for.
+secure_directories() {
+  local action target owner rest path
+  local -A seen=()
+  while read -r action target owner rest; do
+    rest=${target%/*} path=
+    while [ -n "$rest" ]; do
+      rest=${rest#/}
+      path=$path/${rest%%/*}
+      if [[ $rest == */* ]]; then rest=${rest#*/}; else rest=; fi
+      [ -z "${seen[$path]:-}" ] || continue
+      seen[$path]=1
+      secure_directory "$path" "${owner#*:}" "${rest:-parent}"
+    done
+  done < <(cat "$WORK"/plan.* 2>/dev/null || true)
+}
+
+secure_directory() {
+  local path=$1 group=$2 depth=$3 directory=$ROOT$1 uid mode
+  if [ -L "$directory" ]; then
+    fail "$path is a symbolic link: converge does not write through one"
+  elif [ ! -e "$directory" ]; then
+    if [ "$depth" = parent ]; then
+      install -d -o root -g "$group" -m 0750 "$directory" || fail "creating $path"
+    else
+      install -d -o root -g root -m 0755 "$directory" || fail "creating $path"
+    fi
+    say "directory $path: created"
+  elif [ ! -d "$directory" ]; then
+    fail "$path is not a directory"
+  else
+    read -r uid mode < <(stat -c '%u %a' "$directory")
+    if [ "$uid" != 0 ] || ((8#$mode & 8#022)); then
+      { chown -h root "$directory" && chmod go-w "$directory"; } || fail "making $path root's"
+      say "directory $path: made root's, writable by root only (was uid $uid, mode $mode)"
+    fi
+  fi
+}
+
 # Writes $1's content as the file $2 (owner:group $3, mode $4): next to it, then renamed
 # over it, so readers see the old file or the new one, and a failed write (a full disk)
-# leaves nothing behind. WRITE_ERROR says why it failed.
+# leaves nothing behind. install -o -g -m makes the file root's 0600 and then its owner's
+# with its mode, before anyone else can see it under its name; only root can write to
+# the directory (secure_directories). WRITE_ERROR says why it failed.
 put_file() {
   local new=$2.converge-new
-  if WRITE_ERROR=$({ install -m "$4" "$1" "$new" && chown "$3" "$new" && mv -fT "$new" "$2"; } 2>&1); then
+  if WRITE_ERROR=$({ install -o "${3%%:*}" -g "${3#*:}" -m "$4" "$1" "$new" && mv -fT "$new" "$2"; } 2>&1); then
     return 0
   fi
   rm -f "$new"
@@ -293,10 +339,6 @@ write_files() {
       if [ "$action" = removed ]; then
         WRITE_ERROR=$(rm -f "$ROOT$target" 2>&1) || write_failed "$unit" "removing $target"
       else
-        if [ ! -d "$ROOT${target%/*}" ]; then
-          install -d -m 0750 "$ROOT${target%/*}"
-          chown "$owner" "$ROOT${target%/*}"
-        fi
         put_file "$desired" "$ROOT$target" "$owner" "$mode" || write_failed "$unit" "writing $target"
       fi
     fi
@@ -561,6 +603,7 @@ main() {
   ensure_mysql_running
   read_mysql_password
   plan_files
+  secure_directories
   converge_units
   grow_root_filesystem
   record_applied
