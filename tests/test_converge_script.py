@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import re
 import shutil
@@ -192,6 +193,34 @@ def test_a_process_of_the_agents_user_cannot_redirect_a_write(shared_host, dev_f
         if target.startswith("/etc/datadog-agent/"):
             installed = host.path(target).lstat()
             assert stat.S_ISREG(installed.st_mode) and (installed.st_uid, installed.st_gid) == owner_ids(owner)
+
+
+LOCK = "/run/observability-lab-converge.lock"
+
+
+def test_no_other_user_can_take_the_converge_lock(shared_host, dev_files):
+    host = shared_host
+    assert host.converge(dev_files).returncode == 0
+    lock = host.path(LOCK)
+    info, directory = lock.lstat(), lock.parent.lstat()
+    assert (info.st_uid, info.st_mode & 0o777) == (0, 0o600)
+    assert (directory.st_uid, directory.st_mode & 0o022) == (0, 0)  # only root creates files there
+    user = HOST_USERS["dd-agent"]
+    taken = subprocess.run(["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups",
+                            "flock", "--nonblock", str(lock), "true"], capture_output=True, text=True)
+    assert taken.returncode != 0 and "Permission denied" in taken.stderr
+
+
+def test_a_held_lock_is_waited_for_a_bounded_time_then_fails_clearly(host, dev_files):
+    lock = host.path(LOCK)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another converge, still running
+        run = host.converge(dev_files, CONVERGE_LOCK_WAIT_SECONDS="1")
+    assert run.returncode != 0
+    assert run.stdout.splitlines()[-1] == (f"FAILED: another converge has held {lock} for 1 s; "
+                                           "this one stops here (run it again once that one is done)")
+    assert run.calls == [] and not host.path("/etc/datadog-agent").exists()
 
 
 def test_the_agents_hostname_is_the_instances_tag_read_with_an_imdsv2_token(host, dev_files):

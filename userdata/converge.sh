@@ -17,6 +17,9 @@ DIGEST=${BUNDLE##*/}
 ROOT=${CONVERGE_ROOT:-} # every host path is under ROOT: a scratch directory in tests
 STATE=$ROOT/var/lib/observability-lab
 LOG=$ROOT/var/log/observability-lab-converge.log
+LOCK=$ROOT/run/observability-lab-converge.lock
+# Below the association's 30-minute wait: a run stuck behind another fails clearly first.
+LOCK_WAIT_SECONDS=${CONVERGE_LOCK_WAIT_SECONDS:-1500}
 KEYRING=/usr/share/keyrings/datadog-archive-keyring.gpg
 BASE_PACKAGES=(ca-certificates curl gnupg python3-venv mysql-server-8.0)
 # In this order: the Agent's MySQL check needs the grants, its process check the app.
@@ -541,13 +544,23 @@ converge_units() {
 
 # Where converge keeps its state, and its log.
 open_state_and_log() {
-  mkdir -p "$STATE" "${LOG%/*}" "$ROOT/run/lock"
+  mkdir -p "$STATE" "${LOG%/*}"
 }
 
-# One converge at a time: the first boot's and the association's may overlap.
+# One converge at a time: the first boot's and the association's may overlap. The lock
+# is in /run, where only root creates files, and is root's 0600: no other user can open
+# it, so none can hold it (a lock in the world-writable /run/lock could be). The wait is
+# bounded: then a clear message and a non-zero exit.
 take_lock() {
-  exec 9>"$ROOT/run/lock/observability-lab-converge.lock"
-  flock 9
+  local mask
+  mask=$(umask)
+  mkdir -p "${LOCK%/*}"
+  umask 077
+  exec 9>>"$LOCK"
+  umask "$mask"
+  { [ -O "$LOCK" ] && chmod 0600 "$LOCK"; } || fail "$LOCK is not root's"
+  flock -w "$LOCK_WAIT_SECONDS" 9 ||
+    fail "another converge has held $LOCK for $LOCK_WAIT_SECONDS s; this one stops here (run it again once that one is done)"
 }
 
 announce() {
