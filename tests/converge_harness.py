@@ -33,7 +33,11 @@ DEFAULT_DATADOG_HOSTNAME = "observability-lab-dev-1"
 # Each recorder first records its call. kill_run kills the whole converge run, as SSM's
 # timeout or a reboot would: its session (Host.run starts one), and this recorder's own
 # process group (`timeout` makes one of its own).
-_RECORD = '''echo "${0##*/} $*" >>"$FAKE/calls"
+# Every command line also goes to `argv`, with those of the real tools (see PASS_THROUGH).
+# A recorder's own tools are the machine's (PATH reset): they are not converge's commands.
+_ARGV = 'echo "${0##*/} $*" >>"$FAKE/argv"\n'
+_OWN_TOOLS = _ARGV + "PATH=/usr/bin:/bin\n"
+_RECORD = _OWN_TOOLS + '''echo "${0##*/} $*" >>"$FAKE/calls"
 kill_run() { kill -KILL -- "-$(ps -o sid= -p $$ | tr -d ' ')" 0; }
 '''
 
@@ -113,7 +117,7 @@ mkdir -p "$3/bin"
 printf '#!/bin/sh\n' >"$3/bin/python"
 # kill-in-venv: the run is killed after python is in the venv and before pip is.
 if [ -e "$FAKE/kill-in-venv" ]; then chmod +x "$3/bin/python"; kill_run; fi
-printf '#!/bin/sh\necho "pip $*" >>"$FAKE/calls"\n' >"$3/bin/pip"
+printf '#!/bin/sh\necho "pip $*" >>"$FAKE/calls"\necho "pip $*" >>"$FAKE/argv"\n' >"$3/bin/pip"
 chmod +x "$3/bin/python" "$3/bin/pip"''',
     "curl": r'''
 # Instance metadata (IMDSv2): a session token for a PUT, then the instance's
@@ -122,7 +126,9 @@ case "$*" in
   *"-X PUT"*"X-aws-ec2-metadata-token-ttl-seconds: "*" http://169.254.169.254/latest/api/token")
     printf %s "$IMDS_TOKEN"; exit 0 ;;
   *" http://169.254.169.254/latest/meta-data/tags/instance/datadog-hostname")
-    [[ "$*" == *"-H X-aws-ec2-metadata-token: $IMDS_TOKEN "* ]] || exit 22  # 401
+    # The token in a header file (-H @file), as converge passes it.
+    header=$(while [ $# -gt 0 ]; do [ "$1" != -H ] || [[ $2 != @* ]] || cat "${2#@}"; shift; done)
+    [ "$header" = "X-aws-ec2-metadata-token: $IMDS_TOKEN" ] || exit 22  # 401
     [ -e "$FAKE/imds.datadog-hostname" ] || exit 22  # 404
     cat "$FAKE/imds.datadog-hostname"; exit 0 ;;
   *169.254.169.254*) exit 22 ;;
@@ -178,6 +184,13 @@ exec -a install /usr/bin/install "${args[@]}"''',
 
 POSIX_SH = {"date", "sleep"}
 
+# The real tools that converge.sh and the document's script run, each in a wrapper that
+# records its command line in `argv`. With Host.run(strict=True) PATH holds only these and
+# the recorders: a command converge runs that is in neither fails the run.
+PASS_THROUGH = ("awk base64 bash cat chmod cmp cp cut dirname find flock gpg grep gzip head kill mkdir "
+                "mktemp mv openssl paste ps readlink rm sed sh sha256sum sort stat tail tar timeout touch "
+                "tr xargs").split()
+
 
 def spare_ids(count: int, start: int = 61000) -> list[int]:
     """Numbers no user or group of the test machine has, for the host's own users."""
@@ -191,12 +204,23 @@ HOST_USERS = dict(zip(("dd-agent", "flaskapp"), spare_ids(2)), root=0)
 def _install_recorders(bin_dir: Path) -> None:
     bin_dir.mkdir(parents=True)
     scripts = {name: _RECORD + _OWNER_ID + body.lstrip("\n") for name, body in RECORDERS.items()}
-    scripts.update({name: _OWNER_ID + body.lstrip("\n") for name, body in WRAPPERS.items()})
+    scripts.update({name: _OWN_TOOLS + _OWNER_ID + body.lstrip("\n") for name, body in WRAPPERS.items()})
     for name, body in scripts.items():
-        path = bin_dir / name
         # The ones called once a second in a wait are plain sh (dash starts faster).
-        path.write_text(("#!/bin/sh\n" if name in POSIX_SH else "#!/usr/bin/env bash\n") + body + "\n")
-        path.chmod(0o755)
+        _write_script(bin_dir / name, ("#!/bin/sh\n" if name in POSIX_SH else "#!/bin/bash\n") + body + "\n")
+
+
+def _install_pass_through(bin_dir: Path) -> None:
+    bin_dir.mkdir(parents=True)
+    for name in PASS_THROUGH:
+        real = shutil.which(name, path="/usr/bin:/bin")
+        assert real, f"{name} is not on this machine"
+        _write_script(bin_dir / name, f'#!/bin/sh\n{_ARGV}exec {real} "$@"\n')
+
+
+def _write_script(path: Path, text: str) -> None:
+    path.write_text(text)
+    path.chmod(0o755)
 
 
 @functools.cache
@@ -249,6 +273,7 @@ class Host:
         for directory in (self.root, self.fake, self.bundles):
             directory.mkdir(parents=True)
         _install_recorders(self.bin)
+        _install_pass_through(self.base / "pass-through")
         (self.fake / "dpkg").write_text("")
         (self.fake / "passwd").write_text("".join(f"{name} {number}\n" for name, number in HOST_USERS.items()))
         (self.fake / "clock").write_text("1700000000\n")
@@ -269,8 +294,9 @@ class Host:
                               bundles=base / "bundles", bin=base / "bin")
         return clone
 
-    def env(self, **extra: str) -> dict[str, str]:
-        return {"PATH": f"{self.bin}:/usr/bin:/bin", "FAKE": str(self.fake), "HOME": str(self.base),
+    def env(self, strict: bool = False, **extra: str) -> dict[str, str]:
+        path = f"{self.bin}:{self.base / 'pass-through'}" if strict else f"{self.bin}:/usr/bin:/bin"
+        return {"PATH": path, "FAKE": str(self.fake), "HOME": str(self.base),
                 "IMDS_TOKEN": IMDS_TOKEN,
                 "CONVERGE_ROOT": str(self.root), "OBSERVABILITY_LAB_BUNDLES": str(self.bundles),
                 "TMPDIR": str(self.base), **extra}
@@ -278,18 +304,19 @@ class Host:
     def path(self, host_path: str) -> Path:
         return self.root / host_path.lstrip("/")
 
-    def run(self, command: list[str], **extra_env: str) -> ConvergeRun:
+    def run(self, command: list[str], strict: bool = False, **extra_env: str) -> ConvergeRun:
+        """strict: PATH has only the recorders and the real tools' wrappers (see PASS_THROUGH)."""
         calls = self.fake / "calls"
         calls.unlink(missing_ok=True)
         # A session of its own: what a recorder's kill_run kills.
-        result = subprocess.run(command, env=self.env(**extra_env), capture_output=True, text=True,
+        result = subprocess.run(command, env=self.env(strict, **extra_env), capture_output=True, text=True,
                                 timeout=60, start_new_session=True)
         return ConvergeRun(result.returncode, result.stdout, result.stderr,
                            calls.read_text().splitlines() if calls.exists() else [])
 
-    def converge(self, files: dict[str, str], **extra_env: str) -> ConvergeRun:
+    def converge(self, files: dict[str, str], strict: bool = False, **extra_env: str) -> ConvergeRun:
         directory = write_bundle(files, self.bundles)
-        return self.run(["bash", str(directory / "converge.sh")], **extra_env)
+        return self.run(["/bin/bash", str(directory / "converge.sh")], strict, **extra_env)
 
     def set(self, name: str, content: str = "") -> None:
         """Create a recorder state file (e.g. `fail.agent-status`, `growpart.status`)."""

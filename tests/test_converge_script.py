@@ -231,7 +231,9 @@ def test_the_agents_hostname_is_the_instances_tag_read_with_an_imdsv2_token(host
     assert config["hostname"] == "observability-lab-prod-7"
     token, tag = run.called("curl")[:2]
     assert "-X PUT" in token and token.endswith("http://169.254.169.254/latest/api/token")
-    assert tag.endswith(HOSTNAME_TAG_URL) and f"X-aws-ec2-metadata-token: {IMDS_TOKEN}" in tag
+    # The token reaches curl as a header file (the recorder answers 404 to a wrong one), not
+    # on its command line.
+    assert tag.endswith(HOSTNAME_TAG_URL) and " -H @/dev/fd/" in tag and IMDS_TOKEN not in tag
 
 
 def test_a_host_whose_tag_names_another_host_restarts_only_the_agent(converged, dev_files):
@@ -275,6 +277,41 @@ def test_mysql_password_is_made_on_the_host_once_and_never_printed(converged, de
     assert (converged.fake / "mysql.sql").read_text().count(f"IDENTIFIED BY '{password}'") == 8
     log = converged.path("/var/log/observability-lab-converge.log").read_text()
     assert password not in again.stdout + again.stderr + log
+
+
+def test_no_secret_is_on_the_command_line_of_anything_converge_runs(host, dev_files):
+    # strict: every command converge runs is a recorder or a recording wrapper of the real
+    # tool, or the run fails (process collection, on in datadog.yaml, sends command lines).
+    first = host.converge(dev_files, strict=True)
+    assert first.returncode == 0, first.stdout + first.stderr
+    (password,) = re.findall(r'password: "([0-9a-f]{48})"', host.path(MYSQL_CONF).read_text())
+    grants = dict(dev_files, **{"mysql/datadog_user.sql": dev_files["mysql/datadog_user.sql"] + "-- again\n"})
+    assert host.converge(grants, strict=True).returncode == 0
+    broken = dict(grants, **{"agent/conf.d/mysql.d/conf.yaml": dev_files["agent/conf.d/mysql.d/conf.yaml"] + "# BROKEN\n"})
+    rolled_back = host.converge(broken, strict=True)  # backups, restores, the Agent's checks
+    assert "the previous ones are back" in rolled_back.stdout, rolled_back.stdout + rolled_back.stderr
+    argv = (host.fake / "argv").read_text()
+    assert "openssl rand -hex 24" in argv and "install -o dd-agent -g dd-agent -m 0640 " in argv
+    assert "mysql --user=root" in argv and "cp -a " in argv  # the grants, a backup: all seen
+    assert password not in argv
+    assert IMDS_TOKEN not in argv  # the instance metadata session token neither
+
+
+def test_the_log_and_the_state_are_roots_only(host, dev_files):
+    log, state = host.path("/var/log/observability-lab-converge.log"), host.path("/var/lib/observability-lab")
+    state.mkdir(parents=True)
+    state.chmod(0o755)  # as an older converge left them
+    log.parent.mkdir(parents=True)
+    log.write_text("an older run\n")
+    log.chmod(0o644)
+    host.set("kill-at-check")  # a run killed half-way leaves its scratch files behind
+    assert host.converge(dev_files).returncode != 0
+    host.clear("kill-at-check")
+    assert host.converge(dev_files).returncode == 0
+    assert oct(log.stat().st_mode & 0o777) == "0o600" and oct(state.stat().st_mode & 0o777) == "0o700"
+    # Nothing converge keeps (backups of the MySQL check's conf, its scratch copies) lies
+    # elsewhere; HOME (root's home on a host) holds only gpg's own directory.
+    assert {p.name for p in host.base.iterdir()} == {"root", "fake", "bundles", "bin", "pass-through", ".gnupg"}
 
 
 def test_a_new_password_is_granted_even_when_the_grants_did_not_change(converged, dev_files):

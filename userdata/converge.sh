@@ -159,8 +159,8 @@ ensure_packages() {
     return 0
   fi
   if [ ! -s "$ROOT$KEYRING" ]; then
-    local key tmp
-    tmp=$(mktemp -d)
+    local key tmp=$WORK/keyring
+    mkdir -m 0700 "$tmp"
     # An existing (empty) file makes gpg write a plain OpenPGP keyring; a missing one would
     # become a keybox, which apt ignores ("unsupported filetype") and then refuses the repo.
     : >"$tmp/keyring.gpg"
@@ -170,11 +170,13 @@ ensure_packages() {
         fail "fetching Datadog's apt key $key"
       fi
     done
-    install -D -m 0644 "$tmp/keyring.gpg" "$ROOT$KEYRING"
-    rm -rf "$tmp"
+    mkdir -p "$ROOT${KEYRING%/*}"
+    put_file "$tmp/keyring.gpg" "$ROOT$KEYRING" root:root 0644 || fail "writing $KEYRING: $WRITE_ERROR"
   fi
   mkdir -p "$ROOT/etc/apt/sources.list.d"
-  echo "deb [signed-by=$KEYRING] https://apt.datadoghq.com/ stable 7" >"$ROOT/etc/apt/sources.list.d/datadog.list"
+  echo "deb [signed-by=$KEYRING] https://apt.datadoghq.com/ stable 7" >"$WORK/datadog.list"
+  put_file "$WORK/datadog.list" "$ROOT/etc/apt/sources.list.d/datadog.list" root:root 0644 ||
+    fail "writing /etc/apt/sources.list.d/datadog.list: $WRITE_ERROR"
   apt_retry update || fail "apt-get update: $APT_ERROR"
   : >"$STATE/pending.datadog-agent" # restart it even if this run dies after the install
   apt_retry install --allow-downgrades --allow-change-held-packages "datadog-agent=$want" ||
@@ -212,7 +214,8 @@ read_datadog_hostname() {
     -H "X-aws-ec2-metadata-token-ttl-seconds: 300" "$IMDS/latest/api/token" 2>>"$LOG") ||
     fail "no IMDSv2 token from $IMDS (instance metadata unreachable)"
   for try in {1..30}; do
-    DATADOG_HOSTNAME=$(curl -fsS --max-time 5 --retry 3 -H "X-aws-ec2-metadata-token: $token" \
+    # The token as a header file (printf is bash's own), not on curl's command line.
+    DATADOG_HOSTNAME=$(curl -fsS --max-time 5 --retry 3 -H @<(printf 'X-aws-ec2-metadata-token: %s\n' "$token") \
       "$IMDS/latest/meta-data/tags/instance/$HOSTNAME_TAG" 2>>"$LOG") && break
     DATADOG_HOSTNAME=
     [ "$try" = 30 ] || sleep 4
@@ -394,9 +397,11 @@ forget_pending() {
 # What applying each unit means, and how it is checked.
 # The grants as installed (after a rollback, the previous ones).
 apply_mysql_grants() {
-  local sql=$STATE/mysql/datadog_user.sql
+  local sql=$STATE/mysql/datadog_user.sql statements
   [ -f "$sql" ] || return 1
-  sed "s/@@DATADOG_MYSQL_PASSWORD@@/$MYSQL_PASSWORD/g" "$sql" | quietly mysql --user=root
+  slurp statements "$sql"
+  # printf is bash's own: the password is on no command line (process collection sees those).
+  printf '%s' "${statements//@@DATADOG_MYSQL_PASSWORD@@/$MYSQL_PASSWORD}" | quietly mysql --user=root
 }
 
 app_answers() { curl -fsS -o /dev/null --max-time $((LEFT < 2 ? LEFT : 2)) "http://127.0.0.1:$APP_PORT/"; }
@@ -542,9 +547,13 @@ converge_units() {
   for unit in "${UNITS[@]}"; do converge_unit "$unit"; done
 }
 
-# Where converge keeps its state, and its log.
+# Where converge keeps its state, and its log: root's only (the state holds backups of
+# the MySQL check's conf, with its password; the log, what every command printed).
 open_state_and_log() {
-  mkdir -p "$STATE" "${LOG%/*}"
+  mkdir -p "${STATE%/*}" "${LOG%/*}"
+  (umask 077 && mkdir -p "$STATE" && : >>"$LOG")
+  chmod 0700 "$STATE"
+  chmod 0600 "$LOG"
 }
 
 # One converge at a time: the first boot's and the association's may overlap. The lock
@@ -579,10 +588,13 @@ load_settings() {
   . "$BUNDLE/converge.env" # DD_AGENT_VERSION, APP_USER, APP_DIR, APP_UNIT, APP_PORT, ROOT_VOLUME_GIB
 }
 
-# This run's scratch space: the files as they must be, and the plan per unit.
+# This run's scratch space: the files as they must be (the password filled in), and the
+# plan per unit. In the state directory, so that one left by a killed run is root's only
+# and goes at the next run (which holds the lock: no other run is using it).
 make_workspace() {
-  WORK=$(mktemp -d) # removed by on_exit
-  mkdir "$WORK/desired"
+  WORK=$STATE/work # removed by on_exit
+  rm -rf "$WORK"
+  mkdir -p "$WORK/desired"
 }
 
 record_applied() {
