@@ -161,7 +161,11 @@ esac''',
 
 # A user or group name -> the test host's number for it (`passwd`: "name number" lines):
 # the host's users (dd-agent, the app's) do not exist on the test machine.
-_OWNER_ID = r'''owner_id() { awk -v n="$1" '$1 == n { print $2; f = 1 } END { if (!f) print n }' "$FAKE/passwd"; }
+_OWNER_ID = r'''owner_id() {
+  local name number
+  while read -r name number; do [ "$name" != "$1" ] || { echo "$number"; return; }; done <"$FAKE/passwd"
+  echo "$1"
+}
 '''
 
 # Real tools in a wrapper, not recorded (they are not what changes the host's services).

@@ -27,6 +27,7 @@ UNITS=(mysql-grants flask-app datadog-agent)
 IMDS=http://169.254.169.254
 HOSTNAME_TAG=datadog-hostname
 export DEBIAN_FRONTEND=noninteractive
+declare -A REMEMBERED=() # unit -> the files its rollback record lists (remember_previous)
 
 # The report on stdout, and in the log (a log it cannot write, e.g. on a full disk, does
 # not stop the report).
@@ -265,16 +266,21 @@ plan_files() {
 # unit was last applied, and backup/<path> keeps each one as it was before the first of
 # those changes (no backup: the file was new).
 remember_previous() {
-  local record=$STATE/rollback.$1 target=$2
-  if [ -f "$record/changed" ] && grep -qxF "$target" "$record/changed"; then return 0; fi
-  mkdir -p "$record/backup${target%/*}" || return 1
+  local record=$STATE/rollback.$1 target=$2 listed
+  if [ -z "${REMEMBERED[$1]:-}" ]; then # the record as an earlier run left it, read once
+    REMEMBERED[$1]=$'\n'
+    while read -r listed; do REMEMBERED[$1]+=$listed$'\n'; done <"$record/changed" 2>/dev/null || true
+  fi
+  [[ ${REMEMBERED[$1]} != *$'\n'$target$'\n'* ]] || return 0
+  [ -d "$record/backup${target%/*}" ] || mkdir -p "$record/backup${target%/*}" || return 1
   if [ -e "$ROOT$target" ] || [ -L "$ROOT$target" ]; then
     cp -a "$ROOT$target" "$record/backup$target.part" &&
       mv -fT "$record/backup$target.part" "$record/backup$target" || return 1
   else
     rm -f "$record/backup$target" || return 1
   fi
-  echo "$target" >>"$record/changed"
+  echo "$target" >>"$record/changed" || return 1
+  REMEMBERED[$1]+=$target$'\n'
 }
 
 # Every directory on the way to a file converge writes is root's, and only root may
@@ -284,7 +290,7 @@ remember_previous() {
 # directory's parent is already safe when it is looked at; a link on the way is refused.
 # A missing directory is made root's, readable by the group of the file it is for.
 secure_directories() {
-  local action target owner rest path
+  local action target owner rest path paths=() groups=() depths=() i
   local -A seen=()
   while read -r action target owner rest; do
     rest=${target%/*} path=
@@ -293,10 +299,15 @@ secure_directories() {
       path=$path/${rest%%/*}
       if [[ $rest == */* ]]; then rest=${rest#*/}; else rest=; fi
       [ -z "${seen[$path]:-}" ] || continue
-      seen[$path]=1
-      secure_directory "$path" "${owner#*:}" "${rest:-parent}"
+      seen[$path]=1 paths+=("$path") groups+=("${owner#*:}") depths+=("${rest:-parent}")
     done
   done < <(cat "$WORK"/plan.* 2>/dev/null || true)
+  # Usually all there and root's already: one stat says so. A directory found root's and
+  # writable by root only, below others found so, cannot have changed since.
+  if [ "$(stat -c '%u %A' -- "${paths[@]/#/$ROOT}" 2>/dev/null | grep -c '^0 d....-..-.')" = "${#paths[@]}" ]; then
+    return 0
+  fi
+  for i in "${!paths[@]}"; do secure_directory "${paths[$i]}" "${groups[$i]}" "${depths[$i]}"; done
 }
 
 secure_directory() {
