@@ -542,20 +542,30 @@ def full_filesystem(directory: Path):
         saved.rename(directory)
 
 
-def test_a_full_disk_fails_the_write_with_a_failed_line_and_leaves_nothing_half_written(converged, dev_files):
+@pytest.mark.parametrize("action", ["updated", "created"])
+def test_a_full_disk_fails_the_write_with_a_failed_line_and_leaves_nothing_half_written(
+        converged, dev_files, action):
     conf_d = converged.path("/etc/datadog-agent/conf.d")
     before = (conf_d / "custom_my_metric.yaml").read_text()
+    if action == "created":
+        (conf_d / "custom_my_metric.yaml").unlink()
     files = dict(dev_files, **{"agent/conf.d/custom_my_metric.yaml": before + "# more\n" * 100})
     with full_filesystem(conf_d):
         run = converged.converge(files)
         left = sorted(p.name for p in conf_d.rglob("*") if p.is_file())
         assert run.returncode != 0
-        assert f"file {AGENT_CHECK_CONF}: updated" not in run.stdout  # only after the write
+        assert f"file {AGENT_CHECK_CONF}: {action}" not in run.stdout  # only after the write
         assert run.stdout.splitlines()[-1].startswith(
             f"FAILED: writing {AGENT_CHECK_CONF}: install: error writing")
-        assert "No space left on device" in run.stdout.splitlines()[-1]
-        assert left == ["bike_share.yaml", "conf.yaml", "conf.yaml", "custom_my_metric.yaml", "filler"]
-        assert (conf_d / "custom_my_metric.yaml").read_text() == before
+        assert run.stdout.splitlines()[-1].endswith(
+            "No space left on device; datadog-agent's files are as they were before this run")
+        assert f"file {AGENT_CHECK_CONF}: re" not in run.stdout  # no restore claimed: none was needed
+        assert [p for p in left if p != "custom_my_metric.yaml"] == ["bike_share.yaml", "conf.yaml", "conf.yaml",
+                                                                     "filler"]
+        if action == "updated":
+            assert (conf_d / "custom_my_metric.yaml").read_text() == before
+        else:
+            assert not (conf_d / "custom_my_metric.yaml").exists()
     assert restarts(run) == []  # the Agent keeps running on the files it has
 
 

@@ -389,20 +389,26 @@ restore_files() {
         return 1
       fi
       say "file $target: restored"
-    else
+    elif [ -e "$ROOT$target" ] || [ -L "$ROOT$target" ]; then
       rm -f "$ROOT$target" || return 1
       say "file $target: removed again (it was new)"
+    else
+      continue # new, and never written
     fi
     RESTORED=$((RESTORED + 1))
   done <"$record/changed"
-  rm -rf "$record"
+  forget_record "$1"
 }
 
 # Applied: neither the marker nor the record is needed any more (the record goes first:
 # a record without its marker would be taken for a later change's).
 forget_pending() {
-  rm -rf "$STATE/rollback.$1"
+  forget_record "$1"
   rm -f "$STATE/pending.$1"
+}
+forget_record() {
+  rm -rf "$STATE/rollback.$1"
+  unset 'REMEMBERED[$1]'
 }
 
 # What applying each unit means, and how it is checked.
@@ -485,7 +491,7 @@ converge_unit() {
   # the next run applies the unit even though its files then look unchanged.
   if grep -qv '^unchanged ' "$WORK/plan.$unit" 2>/dev/null; then : >"$STATE/pending.$unit"; fi
   # A record left without its marker belongs to changes already applied.
-  [ -e "$STATE/pending.$unit" ] || rm -rf "$STATE/rollback.$unit"
+  [ -e "$STATE/pending.$unit" ] || forget_record "$unit"
   write_files "$unit"
   if [ ! -e "$STATE/pending.$unit" ]; then
     say "$label: kept"
