@@ -403,6 +403,16 @@ def test_url_lookup_trace(server, agent):
     assert call["meta"]["network.destination.ip"] == PUBLIC_IP
 
 
+def test_upstream_content_is_served_as_plain_text(server):
+    # The fake upstream answers HTML; served as text/html from the app's own origin, its
+    # scripts would run there. Plain text, and no sniffing it back into HTML.
+    base, *_ = server
+    with LOCAL.open(f"{base}/url_lookup?url-name=example.com", timeout=5) as r:
+        assert r.read() == b"<html>fake</html>"
+        assert r.headers.get_content_type() == "text/plain"
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+
+
 def test_static_route_trace_has_unified_tags(server, agent):
     base, *_ = server
     assert http_get(base + "/api/apm")[0] == 200

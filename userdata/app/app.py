@@ -239,4 +239,5 @@ def url_lookup():
         except UpstreamError as exc:
             span.set_tag("url_lookup.upstream_error", str(exc))
             return _text(f"upstream error: {exc}", 502)
-    return Response(body, status=200, mimetype="text/html")
+    # Someone else's content: plain text, never HTML or script running from this origin.
+    return Response(body, status=200, mimetype="text/plain", headers={"X-Content-Type-Options": "nosniff"})
