@@ -190,6 +190,11 @@ class Settings:
         return f"/{self.project}/{self.env}/host-config/document"
 
     @property
+    def config_document_prefix(self) -> str:
+        """What the names of the stack's configuration documents start with (then `-<id>`)."""
+        return self.name("host-config")
+
+    @property
     def fleet_tag(self) -> tuple[str, str]:
         """The EC2 tag that marks this stack's hosts; the SSM association targets it."""
         return ("fleet", f"{self.project}-{self.env}")
