@@ -33,8 +33,9 @@ def bundle_args(s: Settings) -> BundleArgs:
 
 def host_access_args(s: Settings, configuration: HostConfiguration) -> HostAccessArgs:
     return HostAccessArgs(
-        env=s.env, name_prefix=s.name_prefix, tags=s.aws_tags,
-        api_key_parameter_name=s.api_key_parameter_name, api_key=s.datadog_api_key,
+        env=s.env, name_prefix=s.name_prefix, tags=s.aws_tags, aws_region=s.aws_region,
+        api_key_parameter_name=s.api_key_parameter_name, api_key_kms_alias=s.api_key_kms_alias,
+        api_key=s.datadog_api_key, deployer_arns=s.host.deployer_arns,
         config_parameter=configuration.parameter, config_document_prefix=s.config_document_prefix,
         app_port=s.host.app_port, app_allowed_cidrs=s.host.app_allowed_cidrs, subnet_id=s.host.subnet_id,
         ami_id=s.host.ami_id, ubuntu_image_name=s.host.ubuntu_image_name)

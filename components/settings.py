@@ -22,6 +22,7 @@ from components.validation import (
     is_datadog_tag,
     is_handle,
     is_hostname,
+    is_iam_principal_arn,
     is_whole_internet,
 )
 
@@ -76,6 +77,9 @@ class HostSettings:
     subnet_id: Optional[str]
     app_port: int
     app_allowed_cidrs: tuple[str, ...]
+    # Who runs `pulumi up`/`refresh` on the stack: the only principals besides its hosts that
+    # may use the API key's KMS key (through SSM). Empty: whoever runs the program.
+    deployer_arns: tuple[str, ...]
 
     @property
     def ubuntu_codename(self) -> str:
@@ -172,6 +176,11 @@ class Settings:
     def api_key_parameter_name(self) -> str:
         """SSM path of the Datadog API key; the Agent resolves it at boot."""
         return f"/{self.project}/{self.env}/datadog/api_key"
+
+    @property
+    def api_key_kms_alias(self) -> str:
+        """The alias of the stack's own KMS key that encrypts the API key parameter."""
+        return f"alias/{self.name_prefix}-datadog-api-key"
 
     @property
     def standard_tags(self) -> tuple[str, ...]:
@@ -280,6 +289,10 @@ def _host_settings(cfg: ConfigReader) -> HostSettings:
                                "must be a subnet id: subnet- followed by 8 or 17 lowercase hex digits"),
         app_port=app_port,
         app_allowed_cidrs=cidrs,
+        deployer_arns=cfg.string_list(
+            "deployerArns", (), is_iam_principal_arn,
+            "must be the ARN of an IAM role or user, such as arn:aws:iam::123456789012:role/deploy "
+            "(the role itself with its path, not an assumed-role session)"),
     )
 
 

@@ -22,6 +22,8 @@ _TAG = re.compile(r"[a-z][a-z0-9_.\-/]*:[a-z0-9_.\-/:]+")
 # A notification handle: `@` then an email, a Slack/PagerDuty/team handle, ...
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?")
 _HANDLE = re.compile(r"@[A-Za-z0-9_.+\-@/]+")
+# An IAM role or user, as aws:PrincipalArn names it (a role's path included, never a session).
+_IAM_PRINCIPAL = re.compile(r"arn:aws(-cn|-us-gov)?:iam::\d{12}:(role|user)/([\w+=,.@\-]+/)*[\w+=,.@\-]{1,64}")
 
 
 class SettingsError(ValueError):
@@ -136,6 +138,10 @@ def is_datadog_tag(tag: str) -> bool:
 
 def is_handle(handle: str) -> bool:
     return bool(_HANDLE.fullmatch(handle))
+
+
+def is_iam_principal_arn(arn: str) -> bool:
+    return bool(_IAM_PRINCIPAL.fullmatch(arn))
 
 
 def is_hostname(name: str) -> bool:

@@ -13,6 +13,7 @@ from offline import changes
 from offline.engine import Evaluation
 from offline.plan import build_plan
 
+PARAMETER = "aws:ssm/parameter:Parameter"
 INSTANCE = "aws:ec2/instance:Instance"
 HOST = "observability-lab:aws:MonitoredHost"
 ACCESS = "observability-lab:aws:HostAccess"
@@ -159,7 +160,8 @@ def test_host_one_keeps_the_single_hosts_urns_through_aliases(fleets, prod):
         access = evaluation.one(ACCESS)
         assert [changes.urn_key(urn) for urn in access.options["aliases"]] == [(HOST, "host")]
         assert {r.name for r in evaluation.children_of(access)} == {
-            "host-datadog-api-key", "host-role", "host-profile", "host-sg", "host-ssm-core", "host-read-own-config"}
+            "host-datadog-api-key", "host-role", "host-profile", "host-sg", "host-read-own-config",
+            "host-ssm-agent", "host-datadog-api-key-kms", "host-datadog-api-key-alias"}
 
 
 def test_an_existing_one_host_stack_keeps_every_aws_resource(dev):
@@ -173,7 +175,12 @@ def test_an_existing_one_host_stack_keeps_every_aws_resource(dev):
     assert result[(INSTANCE, "host-1-instance")] == ("updated", ["metadataOptions", "tags", "volumeTags"])
     assert result[(ACCESS, "host")] == ("unchanged", [])
     aws = {key: what for key, (what, _) in result.items() if key[0].startswith("aws:")}
-    assert "deleted" not in aws.values() and "created" not in aws.values()
+    # Least privilege (issue 18): the managed policy goes, the stack's own key and the SSM Agent's
+    # inline policy come, the key parameter is re-encrypted in place. Nothing else is created or deleted.
+    assert {key[1] for key, what in aws.items() if what == "deleted"} == {"host-ssm-core"}
+    assert {key[1] for key, what in aws.items() if what == "created"} == {
+        "host-ssm-agent", "host-datadog-api-key-kms", "host-datadog-api-key-alias"}
+    assert result[(PARAMETER, "host-datadog-api-key")] == ("updated", ["keyId"])
     # The new bundle (the hostname from the tag, the project tag) reaches the host as any change does.
     assert {key[1] for key, what in aws.items() if what == "replaced"} == {
         "host-config-document", "host-config-run-association"}

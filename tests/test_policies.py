@@ -122,6 +122,11 @@ def _monitor(evaluation: Evaluation, suffix: str) -> Resource:
     return next(r for r in evaluation.of_type(dd_rules.MONITOR) if r.name == f"datadog-monitors-{suffix}")
 
 
+def _role_policy(evaluation: Evaluation) -> Resource:
+    """The host role's inline policy reading its own parameters (it has two)."""
+    return next(r for r in evaluation.of_type(iam_rules.ROLE_POLICY) if r.name == "host-read-own-config")
+
+
 def _parameter(evaluation: Evaluation, name: str) -> Resource:
     return next(r for r in evaluation.of_type(ssm_rules.PARAMETER) if r.name == name)
 
@@ -208,21 +213,20 @@ VARIANTS: list[tuple[str, str, Callable[[Evaluation], Resource], list[str]]] = [
          fromPort=0.0, toPort=65535.0, cidrBlocks=["10.0.0.0/8"], ipv6CidrBlocks=None)),
      ["ingress[0] allows every port (tcp) from 10.0.0.0/8", "open only the ports"]),
     ("iam-inline-policy-no-wildcards", "action-star",
-     lambda e: with_inputs(e.one(iam_rules.ROLE_POLICY), _policy_document(
+     lambda e: with_inputs(_role_policy(e), _policy_document(
          {"Effect": "Allow", "Action": "ssm:*", "Resource": "arn:aws:ssm:us-east-2:123456789012:parameter/x"})),
      ["Statement[0] allows the action(s) ssm:*", "list the actions"]),
     ("iam-inline-policy-no-wildcards", "resource-star",
-     lambda e: with_inputs(e.one(iam_rules.ROLE_POLICY), _policy_document(
+     lambda e: with_inputs(_role_policy(e), _policy_document(
          {"Sid": "ReadEveryKey", "Effect": "Allow", "Action": ["ssm:GetParameter"], "Resource": "*"})),
      ['Statement[0] (ReadEveryKey) allows Resource "*" for ssm:GetParameter', "name the ARNs"]),
     ("iam-inline-policy-no-wildcards", "not-action",
-     lambda e: with_inputs(e.one(iam_rules.ROLE_POLICY), _policy_document(
+     lambda e: with_inputs(_role_policy(e), _policy_document(
          {"Effect": "Allow", "NotAction": "iam:*", "Resource": "arn:aws:s3:::bucket"})),
      ["an Allow with NotAction"]),
     ("iam-no-admin-managed-policies", "administrator-access",
-     lambda e: with_inputs(e.one(iam_rules.ROLE_POLICY_ATTACHMENT),
-                           _set("policyArn", "arn:aws:iam::aws:policy/AdministratorAccess")),
-     ["policyArn attaches arn:aws:iam::aws:policy/AdministratorAccess"]),
+     lambda e: with_inputs(e.one(iam_rules.ROLE), _set("managedPolicyArns", ["arn:aws:iam::aws:policy/AdministratorAccess"])),
+     ["managedPolicyArns attaches arn:aws:iam::aws:policy/AdministratorAccess"]),
     ("ssm-key-parameters-secure-string", "plain-string",
      lambda e: with_inputs(_parameter(e, "host-datadog-api-key"), _set("type", "String")),
      ["'/observability-lab/dev/datadog/api_key' says it holds a key", 'type="SecureString"']),
@@ -285,10 +289,10 @@ def test_variants_that_must_pass(world_app_port):
     e = world_app_port
     passing = [
         # Resource "*" for actions AWS cannot scope to a resource.
-        with_inputs(e.one(iam_rules.ROLE_POLICY), _policy_document(
+        with_inputs(_role_policy(e), _policy_document(
             {"Effect": "Allow", "Action": ["ec2:DescribeTags", "cloudwatch:PutMetricData"], "Resource": "*"})),
         # A Deny may use wildcards.
-        with_inputs(e.one(iam_rules.ROLE_POLICY), _policy_document({"Effect": "Deny", "Action": "*", "Resource": "*"})),
+        with_inputs(_role_policy(e), _policy_document({"Effect": "Deny", "Action": "*", "Resource": "*"})),
         # A parameter whose name does not say "key".
         with_inputs(_parameter(e, "host-datadog-api-key"), lambda p: p.update(
             name="/observability-lab/dev/ami_id", type="String", value="ami-0123456789abcdef0")),

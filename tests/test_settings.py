@@ -111,6 +111,8 @@ BAD_SETTINGS = {
     "handle with a trailing newline": ({"notificationHandles": ["@ops\n"]}, "starting with @"),
     "no watched process": ({"watchedProcesses": []}, "at least one process"),
     "no gunicorn worker": ({"appWorkers": 0}, "from 1 to 32"),
+    "deployer as an assumed-role session": (
+        {"deployerArns": ["arn:aws:sts::123456789012:assumed-role/deploy/ci"]}, "not an assumed-role session"),
     "missing region": ({"aws:region": None}, "AWS region"),
     "missing API key": ({"datadog:apiKey": None}, "--secret datadog:apiKey"),
     "unknown Datadog site": ({"datadog:apiUrl": "https://api.example.com/"}, "https://api.<site>/"),

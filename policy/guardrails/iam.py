@@ -6,7 +6,8 @@ instance role): on `iam.RolePolicy` and on `iam.Role(inline_policies=...)`.
 `Resource: "*"` is accepted only when every action of the statement is one AWS cannot
 scope to a resource (it documents them with no resource type in the Service
 Authorization Reference), listed in RESOURCE_STAR_ACTIONS: what a monitored host may
-need (EC2 tags for the Datadog Agent, CloudWatch metrics, listing SSM parameters).
+need (EC2 tags for the Datadog Agent, CloudWatch metrics, listing SSM parameters, the SSM
+Agent's message channels).
 An action wildcard (`*`, `service:*`) is never accepted, nor is an Allow with
 NotAction or NotResource (it grants everything not listed).
 """
@@ -40,7 +41,12 @@ POLICY_ARNS = "policyArns"
 
 RESOURCE_STAR_ACTIONS = frozenset(a.lower() for a in (
     "ec2:DescribeTags", "ec2:DescribeInstances", "ec2:DescribeVolumes",
-    "cloudwatch:PutMetricData", "ssm:DescribeParameters",
+    "cloudwatch:PutMetricData", "ssm:DescribeParameters", "ssm:ListAssociations", "ssm:PutInventory",
+    # The SSM Agent's message channels (Run Command, Session Manager).
+    "ec2messages:AcknowledgeMessage", "ec2messages:DeleteMessage", "ec2messages:FailMessage",
+    "ec2messages:GetEndpoint", "ec2messages:GetMessages", "ec2messages:SendReply",
+    "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel",
 ))
 # AWS-managed policies that amount to administering the account.
 ADMIN_POLICY_NAMES = frozenset({"AdministratorAccess", "PowerUserAccess", "IAMFullAccess"})
@@ -115,8 +121,8 @@ def _no_admin_policies(args: ResourceValidationArgs, report: ReportViolation) ->
     for where, arn in _attached_arns(args):
         if is_admin_policy(arn):
             report(f"{label(args)}: {where} attaches {arn}, an administrator policy; attach a policy "
-                   "with only the actions the role needs (the host has AmazonSSMManagedInstanceCore and "
-                   "an inline policy reading its own parameters and configuration documents).", None)
+                   "with only the actions the role needs (the host has inline policies only: its own "
+                   "parameters, configuration documents and key, and what the SSM Agent calls).", None)
 
 
 POLICIES = [
