@@ -92,7 +92,8 @@ hosts = [MonitoredHost(f"host-{n}", host_args(settings, n, bootstrap.user_data),
                        # Host 1 is the stack's single host of before: it keeps its instance.
                        instance_aliases=[access.single_host_instance_urn] if n == 1 else [])
          for n in range(1, settings.host.count + 1)]
-converge = ConvergeAssociation("host-config-run", configuration, target_tag=settings.fleet_tag,
+converge = ConvergeAssociation("host-config-run", configuration,
+                               instance_ids=[host.instance_id for host in hosts],
                                after=[host.instance for host in hosts])
 dashboards = Dashboards("datadog-dashboards", DashboardsArgs(
     env=settings.env, stack=settings.stack, service=settings.service, hosts=stack_hosts,

@@ -67,7 +67,7 @@ class MonitoredHostArgs:
     datadog_hostname: str              # the Agent's hostname (unique in the Datadog org)
     name: str                          # its Name tag
     tags: Mapping[str, str]            # on every AWS resource
-    fleet_tag: tuple[str, str]         # what the configuration association targets
+    fleet_tag: tuple[str, str]         # the stack's hosts, for people and tools (grants nothing)
     instance_type: str
     root_volume_gib: int
     user_data: str                     # the first-boot fetcher (the same on every host)

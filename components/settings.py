@@ -205,7 +205,8 @@ class Settings:
 
     @property
     def fleet_tag(self) -> tuple[str, str]:
-        """The EC2 tag that marks this stack's hosts; the SSM association targets it."""
+        """The EC2 tag that marks this stack's hosts, for people and tools. Nothing trusts it:
+        anyone may tag an instance, so the SSM association names the instances by id."""
         return ("fleet", f"{self.project}-{self.env}")
 
     @property

@@ -15,6 +15,7 @@ from offline.plan import build_plan
 
 PARAMETER = "aws:ssm/parameter:Parameter"
 INSTANCE = "aws:ec2/instance:Instance"
+ASSOCIATION = ("aws:ssm/association:Association", "host-config-run-association")
 HOST = "observability-lab:aws:MonitoredHost"
 ACCESS = "observability-lab:aws:HostAccess"
 DOCUMENT = "aws:ssm/document:Document"
@@ -65,14 +66,16 @@ def test_names_and_hostnames_are_unique(fleets):
 
 def test_one_configuration_for_every_host_whatever_their_number(fleets):
     # The bundle carries no per-host value (the hostname comes from each instance's tag),
-    # so the document, the association and the user-data do not grow with the hosts.
+    # so the document and the user-data do not grow with the hosts; the association names them.
     documents = {n: e.one(DOCUMENT).inputs["content"] for n, e in fleets.items()}
     assert documents[1] == documents[3] == documents[50]
     user_data = {n: {i.inputs["userData"] for i in e.of_type(INSTANCE)} for n, e in fleets.items()}
     assert len(user_data[1]) == 1 and user_data[1] == user_data[3] == user_data[50]
     for evaluation in fleets.values():
         (association,) = evaluation.of_type("aws:ssm/association:Association")
-        assert association.inputs["targets"] == [{"key": "tag:fleet", "values": ["observability-lab-dev"]}]
+        (target,) = association.inputs["targets"]
+        assert target["key"] == "InstanceIds"
+        assert target["values"] == [h["instanceId"] for h in evaluation.outputs["hosts"].values()]
 
 
 def test_the_my_metric_monitor_names_every_host_and_the_others_only_the_stacks_tags(fleets):
@@ -122,6 +125,9 @@ def changed(result: dict) -> dict:
 
 def test_a_third_host_adds_its_own_resources_and_touches_no_other_host(run_stack):
     result = compare(run_stack("dev", {"hostCount": 2}), run_stack("dev", {"hostCount": 3}))
+    # The association names the instances by id: a new list is a new association, which runs
+    # the same document on every host again (converge.sh changes nothing on hosts 1 and 2).
+    assert result.pop(ASSOCIATION) == ("replaced", ["targets"])
     assert {key for key, what in changed(result).items() if what != "updated"} == {
         (HOST, "host-3"), (INSTANCE, "host-3-instance")}
     assert {what for key, what in changed(result).items() if key[1] != "host-3-instance" and key[1] != "host-3"} \
@@ -137,11 +143,12 @@ def test_a_third_host_adds_its_own_resources_and_touches_no_other_host(run_stack
 def test_removing_the_third_host_removes_only_its_resources(run_stack):
     three, two = run_stack("dev", {"hostCount": 3}), run_stack("dev", {"hostCount": 2})
     result = compare(three, two)
+    assert result.pop(ASSOCIATION) == ("replaced", ["targets"])
     assert {key for key, what in changed(result).items() if what == "deleted"} == {
         (HOST, "host-3"), (INSTANCE, "host-3-instance")}
     assert {what for what in changed(result).values()} == {"deleted", "updated"}
     # By URN, too: the two-host stack is the three-host one minus host 3's resources.
-    urns = {n: {r.urn for r in e.resources} for n, e in ((3, three), (2, two))}
+    urns = {n: {r.urn for r in e.resources} for n, e in ((3, three), (2, two))}  # the association keeps its URN
     assert urns[3] - urns[2] == {r.urn for r in three.resources if r.name in ("host-3", "host-3-instance")}
     assert urns[2] <= urns[3]
 
