@@ -8,7 +8,9 @@ It imitates what converge.sh and the booted-host tests rely on, and nothing more
   start without an api_key, loads every check configuration from conf.d as the Agent's file
   provider does, runs the checks whose code is in checks.d on their interval through the real
   datadog_checks.base, and answers the CLI on 127.0.0.1:<cmd_port> (5001) with the auth token
-  it writes to /etc/datadog-agent/auth_token, as the Agent's IPC API does.
+  it creates at start (auth_token_file_path, by default next to datadog.yaml) beside its IPC
+  certificate (ipc_cert.pem), as the Agent's IPC API does: the Agent's user must be able to
+  write there.
 * `agent status`: asks the running daemon; fails when it does not answer.
 * `agent configcheck`: the configurations the running daemon loaded, and the ones it could not
   load under `=== Configuration errors ===`; exits 0 either way, like the real one.
@@ -45,7 +47,6 @@ sys.path.insert(0, str(INSTALL_DIR / "embedded/lib/site-packages"))
 import yaml  # noqa: E402  (from the embedded site-packages)
 
 CONFIG_DIR = Path(os.environ.get("DD_CONF_DIR", "/etc/datadog-agent"))
-AUTH_TOKEN = CONFIG_DIR / "auth_token"
 BEHAVIOUR = json.loads((INSTALL_DIR / "stand-in.json").read_text())
 DEFAULT_INTERVAL = 15
 
@@ -69,6 +70,11 @@ def agent_config() -> dict:
 
 def cmd_port(config: dict) -> int:
     return int(config.get("cmd_port", 5001))
+
+
+def auth_token_path(config: dict) -> Path:
+    """auth_token_file_path, else auth_token next to datadog.yaml; ipc_cert.pem goes beside it."""
+    return Path(config.get("auth_token_file_path") or CONFIG_DIR / "auth_token")
 
 
 # ----------------------------------------------------------------------------- check configurations
@@ -136,9 +142,15 @@ class Daemon:
         self.started = time.time()
         self.runs: dict[str, dict] = {}
         self.token = secrets.token_hex(32)
+        token = auth_token_path(self.config)
         old = os.umask(0o077)
-        AUTH_TOKEN.write_text(self.token)
-        os.umask(old)
+        try:  # the real Agent fails to start when it cannot create them ("auth_init_timeout")
+            token.write_text(self.token)
+            (token.parent / "ipc_cert.pem").write_text(f"stand-in IPC certificate {secrets.token_hex(8)}\n")
+        except OSError as error:
+            raise SystemExit(f"Error: unable to create the IPC auth artifacts: {error}")
+        finally:
+            os.umask(old)
 
     def status(self) -> dict:
         return {"version": BEHAVIOUR["version"], "pid": os.getpid(), "hostname": self.config.get("hostname"),
@@ -199,11 +211,11 @@ class Daemon:
 
 def ask(path: str) -> dict:
     """A request to the running daemon's IPC API, as the real CLI makes it."""
+    config = agent_config()
     try:
-        token = AUTH_TOKEN.read_text().strip()
+        token = auth_token_path(config).read_text().strip()
     except OSError as error:
         raise SystemExit(f"Error: unable to read authentication token file: {error}")
-    config = agent_config()
     request = urllib.request.Request(f"http://127.0.0.1:{cmd_port(config)}{path}",
                                      headers={"Authorization": f"Bearer {token}"})
     try:
