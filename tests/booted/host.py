@@ -32,6 +32,7 @@ from tests.booted.netns import NetworkNamespace
 from tests.booted.standins import World
 
 UNITS = ("mariadb.service", "flask-app.service", "datadog-agent.service")
+SQL_RECORD = "/var/lib/observability-lab/mysql/datadog_user.sql"
 SSM_DIR = "/var/lib/amazon/ssm/i-0b007edh0570000/document/orchestration"
 _RUNS = itertools.count(1)
 
@@ -65,9 +66,11 @@ def assert_succeeded(rendered: Rendered, run: ConvergeRun) -> None:
 @dataclass(frozen=True)
 class KillPoint:
     """SIGKILL to the whole converge run when it calls `command` with arguments containing
-    `words`, before that command runs. For dpkg, apt is pointed at the wrapper."""
+    `words`: before that command runs, or, with `once_exists`, while it runs, as soon as that
+    path exists (a venv half made). For dpkg, apt is pointed at the wrapper."""
     command: str
     words: str
+    once_exists: Optional[str] = None
 
 
 class BootedHost:
@@ -95,10 +98,13 @@ class BootedHost:
 
     def _arm(self, kill: KillPoint, unit: str) -> None:
         real = f"/usr/bin/{kill.command}"
+        during = "" if kill.once_exists is None else (
+            f'{real} "$@" &\n    while [ ! -e {kill.once_exists} ]; do sleep 0.02; done\n    ')
         self.machine.write(f"/usr/local/sbin/{kill.command}", f"""#!/bin/sh
 # Test kill point: the converge run dies here, as under an SSM timeout or a power cut.
 case " $* " in
-  *"{kill.words}"*) /usr/bin/systemctl kill --signal=SIGKILL {unit}.service; sleep 60 ;;
+  *"{kill.words}"*)
+    {during}/usr/bin/systemctl kill --signal=SIGKILL {unit}.service; sleep 60 ;;
 esac
 exec {real} "$@"
 """, mode=0o755)

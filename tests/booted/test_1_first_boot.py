@@ -23,3 +23,10 @@ def test_the_units_converge_wrote_pass_systemds_own_verification(first_boot):
     result = first_boot.host.machine.run(["systemd-analyze", "verify", "/etc/systemd/system/flask-app.service"])
     assert result.returncode == 0, result.stdout + result.stderr
 
+
+
+def test_the_datadog_keyring_is_a_plain_openpgp_keyring(first_boot):
+    # Not a gpg keybox: apt versions that verify without gpgv (sqv) ignore keyboxes ("unsupported
+    # filetype"). Debian 12's apt would read either, so the format itself is what is checked.
+    keyring = first_boot.host.machine.path("/usr/share/keyrings/datadog-archive-keyring.gpg").read_bytes()
+    assert keyring[8:12] != b"KBXf" and keyring[0] & 0x80, keyring[:16]
