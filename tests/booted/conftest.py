@@ -7,13 +7,14 @@ runs only them, `make test` runs both.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from tests.booted.documents import Rendered, render
-from tests.booted.host import BootedHost, ConvergeRun
-from tests.booted.lab import INSTANCE_ID, Lab
+from tests.booted.host import BootedHost
+from tests.booted.lab import FirstBoot, Lab, remove_run_dir, run_dirs_of
 
 HERE = Path(__file__).resolve().parent
 
@@ -30,48 +31,42 @@ def dev_document() -> Rendered:
     return render("dev")
 
 
+_TIMINGS: dict[str, float] = {}
+
+
 @pytest.fixture(scope="session")
 def lab(dev_document):
     lab = Lab(dev_document)
     yield lab
+    _TIMINGS.update(lab.timings)
     lab.close()
 
 
-class FirstBoot:
-    def __init__(self, host: BootedHost, cloud_init: str, output: str, run: ConvergeRun):
-        self.host, self.cloud_init, self.output, self.run = host, cloud_init, output, run
+def pytest_sessionfinish(session):
+    """The run's shared directory goes with the process that owns the run (xdist's controller)."""
+    if not hasattr(session.config, "workerinput"):
+        for directory in run_dirs_of(os.getpid()):
+            remove_run_dir(directory)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """What the session's shared steps took (reported, never asserted)."""
+    if _TIMINGS:
+        terminalreporter.write_sep("-", "booted host")
+        for step, seconds in _TIMINGS.items():
+            terminalreporter.write_line(f"{step}: {seconds:.1f} s")
 
 
 @pytest.fixture(scope="session")
 def first_boot(lab, dev_document) -> FirstBoot:
-    """A host's first boot, through the real user-data: cloud-init's NoCloud seed holds the dev
-    stack's rendered #cloud-config, whose fetcher reads the parameter and the document from the
-    SSM stand-in (what `pulumi up` published) and runs it. The converge it ran is `run`."""
-    import time
-    lab.publish(dev_document)
-    started = time.monotonic()
-    host = lab.boot(seed_user_data=dev_document.user_data)
-    # cloud-init's last stage (runcmd: the fetcher, then converge) ends with boot-finished.
-    deadline = started + 1200
-    finished = host.machine.path(f"/var/lib/cloud/instances/{INSTANCE_ID}/boot-finished")
-    while not finished.exists():
-        assert host.machine.is_active("cloud-final.service") != "failed", "cloud-final.service failed"
-        assert time.monotonic() < deadline, "cloud-init's final stage still running after 20 minutes"
-        time.sleep(0.5)
-    seconds = time.monotonic() - started
-    status = host.machine.run(["cloud-init", "status", "--long"])
-    output_log = host.machine.path("/var/log/cloud-init-output.log")
-    output = output_log.read_text(errors="replace") if output_log.exists() else ""
-    report = output[output.find("== converge "):] if "== converge " in output else output
-    returncode = 0 if "== converged on" in report else 1
-    lab.timings["first boot: boot + cloud-init + first converge"] = seconds
-    return FirstBoot(host, status.stdout + status.stderr, output, ConvergeRun(returncode, report, "", seconds))
+    """The run's first boot through the real user-data (Lab.first_boot), shared by every worker."""
+    return lab.first_boot(dev_document)
 
 
 @pytest.fixture(scope="session")
-def converged_layer(lab, first_boot) -> Path:
-    """The first-booted host, powered off: its upper layer, the lower layer of later hosts."""
-    return lab.shut(first_boot.host, keep_as_layer=True)
+def converged_layer(first_boot) -> Path:
+    """The first-booted host's disk, powered off: the lower layer of later hosts."""
+    return first_boot.layer
 
 
 @pytest.fixture

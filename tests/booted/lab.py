@@ -9,6 +9,8 @@ stacks on top, e.g. the upper layer of the host that made the first boot, powere
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import shutil
 import signal
@@ -32,7 +34,7 @@ from tests.local_processes import free_port, stop, wait_until
 from tests.booted.agent_package import AgentVersion, build_agent_deb, embedded_site_packages
 from tests.booted.apt_repo import SigningKeys, build_repository
 from tests.booted.documents import Rendered
-from tests.booted.host import BootedHost
+from tests.booted.host import BootedHost, ConvergeRun
 from tests.booted.image import base_image, machine_mirrors
 from tests.booted.machine import Machine
 from tests.booted.netns import NetworkNamespace
@@ -92,8 +94,56 @@ def sweep_leftovers() -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def run_dir() -> Path:
+    """One directory per test run, shared by its pytest-xdist workers: the material every host
+    needs (CA, keys, repository, session layer) and the first-booted host, made once. Named
+    after the process that owns the run (the xdist controller), so a sweep knows when it is dead."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    owner = os.getppid() if run else os.getpid()
+    path = WORK_ROOT / f"{WORK_PREFIX}{owner}-run-{(run or 'solo')[:12]}"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def run_dirs_of(owner: int) -> list[Path]:
+    return sorted(WORK_ROOT.glob(f"{WORK_PREFIX}{owner}-run-*"))
+
+
+def remove_run_dir(path: Path) -> None:
+    for mount in sorted((line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
+                         if line.split()[1].startswith(str(path))), reverse=True):
+        subprocess.run(["umount", "-l", mount], capture_output=True)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class once:
+    """A step made by the first process of the run that gets here; the others wait, then reuse it."""
+
+    def __init__(self, directory: Path, name: str):
+        self.lock, self.done = directory / f".{name}.lock", directory / f"{name}.done"
+
+    def __enter__(self) -> bool:
+        self.handle = open(self.lock, "w")
+        fcntl.flock(self.handle, fcntl.LOCK_EX)
+        return self.done.exists()
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.done.touch()
+        self.handle.close()
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+class FirstBoot:
+    """What the run's first boot left: its record (taken on the live host) and its disk."""
+
+    def __init__(self, record: dict, layer: Path):
+        self.record, self.layer = record, layer
+        self.run = ConvergeRun(0 if "== converged on" in record["report"] else 1, record["report"], "",
+                               record["seconds"])
 
 
 class Lab:
@@ -126,18 +176,33 @@ class Lab:
         self.registries = [(urlparse(line.split()[1]).hostname or "", urlparse(line.split()[1]).port or
                             (443 if line.split()[1].startswith("https") else 80)) for line in machine_mirrors()]
         self.registries = list(dict.fromkeys(self.registries)) + [(host, 443) for host in PIP_HOSTS]
-        self.ca = ThrowawayCA(self.dir / "ca", self.tls_names)
-        self.keys = SigningKeys()
-        self._cleanups.append(self.keys.close)
-        site = embedded_site_packages(self.dir / "agent")
-        self.debs = {agent.version: build_agent_deb(agent, self.dir / "agent", site) for agent in AGENT_VERSIONS}
-        self.repository = self.dir / "apt-repository"
-        build_repository(self.repository, list(self.debs.values()), self.keys)
+        self.shared = run_dir()
+        self.ca = ThrowawayCA(self.shared / "ca", self.tls_names, make=False)
+        self.repository = self.shared / "apt-repository"
+        self.session_layer = self.shared / "session-layer" / "upper"
+        keys = self.shared / "keys"
+        with once(self.shared, "material") as made:
+            if not made:
+                self._make_material(keys)
+        self.public_keys = {path.stem: path.read_bytes() for path in sorted(keys.glob("*.asc"))}
         self.moto = moto_app()
         self._start_moto_control()
         self._start_trace_intake()
-        self.session_layer = self._make_session_layer()
-        self.timings["session set-up"] = time.monotonic() - started
+        self.timings["session set-up, image included"] = time.monotonic() - started
+
+    def _make_material(self, keys: Path) -> None:
+        self.ca.make()
+        signing = SigningKeys()
+        try:
+            keys.mkdir()
+            for key_id, key in signing.public.items():
+                (keys / f"{key_id}.asc").write_bytes(key)
+            site = embedded_site_packages(self.shared / "agent")
+            debs = [build_agent_deb(agent, self.shared / "agent", site) for agent in AGENT_VERSIONS]
+            build_repository(self.repository, debs, signing)
+        finally:
+            signing.close()
+        self._make_session_layer()
 
     def _start_moto_control(self) -> None:
         class Quiet(MotoRequestHandler):
@@ -165,8 +230,8 @@ class Lab:
             return bool(urllib.request.urlopen(f"{self.trace_intake}/test/traces", timeout=2).read())
         wait_until(up, 30, "ddapm-test-agent")
 
-    def _make_session_layer(self) -> Path:
-        machine = Machine(self.dir / "session-layer", [self.image], None)
+    def _make_session_layer(self) -> None:
+        machine = Machine(self.shared / "session-layer", [self.image], None)
         try:
             machine.write("/etc/hosts", hosts_file(self.tls_names, self.registries))
             machine.write("/etc/hostname", HOSTNAME + "\n")
@@ -183,23 +248,23 @@ class Lab:
             subprocess.run(["chroot", str(machine.root), "update-ca-certificates"], check=True, capture_output=True)
         finally:
             machine.close(keep_upper=True)
-        return machine.upper
 
     # ------------------------------------------------------------------ hosts
     def boot(self, layers: Sequence[Path] = (), seed_user_data: Optional[str] = None,
-             tags: Optional[dict[str, str]] = None) -> BootedHost:
+             tags: Optional[dict[str, str]] = None, workdir: Optional[Path] = None) -> BootedHost:
         """A new host on these layers (above the session layer and the image), booted."""
         self._sequence += 1
         netns = NetworkNamespace(f"obslab-{os.getpid()}-{self._sequence}")
         machine = None
         world = None
         try:
-            machine = Machine(self.dir / f"host-{self._sequence}", [*layers, self.session_layer, self.image], netns,
+            machine = Machine(workdir or self.dir / f"host-{self._sequence}",
+                              [*layers, self.session_layer, self.image], netns,
                               hostname=HOSTNAME)
             imds = InstanceMetadata(self.region, tags if tags is not None else
                                     {"datadog-hostname": DATADOG_HOSTNAME, "Name": "observability-lab-dev-host-1"})
             world = World(netns, imds=imds, ca=self.ca, registries=self.registries, trace_intake=self.trace_port,
-                          tls_apps={"keys.datadoghq.com": KeyServer(self.keys.public),
+                          tls_apps={"keys.datadoghq.com": KeyServer(self.public_keys),
                                     "apt.datadoghq.com": StaticFiles(self.repository, "https://apt.datadoghq.com: "
                                                                      "Datadog's signed apt repository"),
                                     self.ssm_host: self.moto,
@@ -220,6 +285,50 @@ class Lab:
             raise
         self.hosts.append(host)
         return host
+
+    def first_boot(self, rendered: Rendered) -> "FirstBoot":
+        """The run's first boot, made once (by whichever worker asks first) and recorded: the
+        verdict is taken on the live host, then it is powered off and its disk kept as a layer."""
+        directory = self.shared / "first-boot"
+        with once(self.shared, "first-boot") as made:
+            if not made:
+                self._first_boot(rendered, directory)
+        return FirstBoot(json.loads((directory / "record.json").read_text()), directory / "machine" / "upper")
+
+    def _first_boot(self, rendered: Rendered, directory: Path) -> None:
+        """cloud-init's NoCloud seed holds the stack's rendered #cloud-config; its fetcher reads
+        the parameter and the document from the SSM stand-in (what `pulumi up` published)."""
+        self.publish(rendered)
+        started = time.monotonic()
+        host = self.boot(seed_user_data=rendered.user_data, workdir=directory / "machine")
+        try:
+            # cloud-init's last stage (runcmd: the fetcher, then converge) ends with boot-finished.
+            finished = host.machine.path(f"/var/lib/cloud/instances/{INSTANCE_ID}/boot-finished")
+            while not finished.exists():
+                if host.machine.is_active("cloud-final.service") == "failed":
+                    break
+                if time.monotonic() - started > 1200:
+                    raise RuntimeError("cloud-init's final stage still running after 20 minutes")
+                time.sleep(0.5)
+            seconds = time.monotonic() - started
+            output_log = host.machine.path("/var/log/cloud-init-output.log")
+            output = output_log.read_text(errors="replace") if output_log.exists() else ""
+            report = output[output.find("== converge "):] if "== converge " in output else output
+            run = ConvergeRun(0 if "== converged on" in report else 1, report, "", seconds)
+            try:
+                host.assert_converged(rendered, run)
+                verdict = None
+            except AssertionError as error:
+                verdict = str(error)
+            analyze = host.machine.run(["systemd-analyze", "verify", "/etc/systemd/system/flask-app.service"])
+            record = {"cloud_init": host.machine.run(["cloud-init", "status", "--long"]).stdout, "output": output,
+                      "report": report, "seconds": seconds, "verdict": verdict,
+                      "analyze": [analyze.returncode, analyze.stdout + analyze.stderr],
+                      "imds_requests": host.world.imds.requests}
+        finally:
+            self.shut(host, keep_as_layer=True)
+        (directory / "record.json").write_text(json.dumps(record))
+        self.timings["first boot: boot + cloud-init + first converge"] = seconds
 
     def shut(self, host: BootedHost, keep_as_layer: bool = False) -> Optional[Path]:
         """Powers a host off and removes it; its upper layer is returned when kept as a layer."""

@@ -127,9 +127,24 @@ class Machine:
                 self.process.wait(timeout=10)
         self.process = self.leader = None
 
-    def close(self, keep_upper: bool = False) -> None:
-        """Power off, unmount; the upper layer is removed unless it is kept as a later lower layer."""
+    def discard(self) -> None:
+        """SIGKILL to the container's init: the kernel ends every process of its PID namespace
+        at once and nspawn exits. For a host whose disk is thrown away; one kept as a layer is
+        powered off cleanly instead."""
+        if self.process is not None and self.process.poll() is None and self.leader is not None:
+            try:
+                os.kill(self.leader, signal.SIGKILL)
+                self.process.wait(timeout=30)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
         self.poweroff()
+
+    def close(self, keep_upper: bool = False) -> None:
+        """Stops the host, unmounts; the upper layer is removed unless kept as a later lower layer."""
+        if keep_upper:
+            self.poweroff()
+        else:
+            self.discard()
         if self.mounted:
             subprocess.run(["umount", str(self.root)], check=True, capture_output=True)
             self.mounted = False

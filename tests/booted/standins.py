@@ -45,10 +45,17 @@ PIP_HOSTS = ("pypi.org", "files.pythonhosted.org")
 class ThrowawayCA:
     """A CA made for one test session, and one server certificate for every TLS stand-in."""
 
-    def __init__(self, directory: Path, names: list[str]):
+    def __init__(self, directory: Path, names: list[str], make: bool = True):
+        self.directory, self.names = directory, names
+        self.cert, self.server_cert, self.server_key = (directory / "ca.pem", directory / "server.pem",
+                                                        directory / "server.key")
+        if make:
+            self.make()
+
+    def make(self) -> None:
+        directory, names = self.directory, self.names
         directory.mkdir(parents=True, exist_ok=True)
-        self.cert, key = directory / "ca.pem", directory / "ca.key"
-        self.server_cert, self.server_key = directory / "server.pem", directory / "server.key"
+        key = directory / "ca.key"
         openssl = ["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
         subprocess.run([*openssl, "-x509", "-days", "2", "-keyout", key, "-out", self.cert,
                         "-subj", "/CN=observability-lab throwaway test CA",
