@@ -4,16 +4,19 @@ from typing import Optional
 
 import pulumi
 
-from components.bike_share import BikeShareArgs, BikeShareMonitoring
+from components.bike_share import BikeShareMonitoring
 from components.bootstrap import AgentBootstrap
-from components.bundle import BikeShareCheck, BundleArgs, render_bundle
-from components.converge import ConvergeAssociation, HostConfiguration
-from components.dashboards import Dashboards, DashboardsArgs
-from components.datadog_common import HostScope, app_base_url
+from components.configuration import ConvergeAssociation, HostConfiguration
+from components.dashboards import Dashboards
 from components.downtimes import Downtimes, DowntimesArgs
 from components.host import HostAccess, HostAccessArgs, MonitoredHost, MonitoredHostArgs
-from components.monitors import Audience, Monitors, MonitorsArgs
-from components.settings import Settings, load_settings
+from components.monitors import Monitors
+from rendering.bike_share import BikeShareArgs
+from rendering.bundle import BikeShareCheck, BundleArgs, render_bundle
+from rendering.dashboards import DashboardsArgs
+from rendering.monitors import Audience, MonitorsArgs
+from rendering.queries import HostScope, app_base_url
+from settings.stack import Settings, load_settings
 
 
 # Each component's own arguments, from the stack's settings.

@@ -46,7 +46,7 @@ import pulumi
 import pulumi_datadog as datadog
 import pulumiverse_time
 
-from components.recurrence import WeeklyRecurrence, api_start, parse_instant
+from rendering.recurrence import WeeklyRecurrence, api_start, parse_instant
 
 NIGHTS = WeeklyRecurrence(days=("SU", "MO", "TU", "WE", "TH", "FR"), hour=19, hours=14)
 WEEKEND = WeeklyRecurrence(days=("SA",), hour=0, hours=48)

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from components.bundle import manifest_entries, sha256
+from rendering.bundle import manifest_entries, sha256
 from offline import changes
 from offline.engine import ROOT, Evaluation, Resource, close_event_loop, evaluate, is_secret
 from offline.host_config import decode_document

@@ -16,13 +16,10 @@ are in the title and description instead.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
-
-import pulumi
 import pulumi_datadog as datadog
 
-from components.datadog_common import HostScope
-from components.widgets import host_variable, query_value, timeseries
+from rendering.queries import HostScope
+from rendering.widgets import query_value, timeseries
 
 
 @dataclass(frozen=True)
@@ -64,37 +61,3 @@ def apm_widgets(args: DashboardsArgs) -> list[datadog.DashboardWidgetArgs]:
         timeseries("CPU % by watched process",
                    f"avg:system.processes.cpu.pct{{{host_scope}}} by {{process_name}}"),
     ]
-
-
-class Dashboards(pulumi.ComponentResource):
-    """The my_metric timeboard and the APM + infrastructure dashboard of one stack."""
-
-    def __init__(self, name: str, args: DashboardsArgs,
-                 opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("observability-lab:datadog:Dashboards", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        env, count = args.env, len(args.hosts.hostnames)
-        hosts = f"the {env} stack's {count} host{'s' if count > 1 else ''} (pick one with the host variable)"
-        managed = f"Managed by Pulumi (stack {args.stack}); edits in the UI are overwritten."
-
-        def dashboard(suffix: str, title: str, description: str,
-                      widgets: list[datadog.DashboardWidgetArgs]) -> datadog.Dashboard:
-            return datadog.Dashboard(
-                f"{name}-{suffix}", title=f"[{env}] {title}", description=f"{description} {managed}",
-                layout_type="ordered", template_variables=[host_variable(args.hosts.hostnames)],
-                widgets=widgets, opts=child)
-
-        self.timeboard = dashboard(
-            "timeboard", "my_metric timeboard",
-            f"my_metric and MySQL CPU of {hosts}, env {env}.", timeboard_widgets(args))
-        self.apm = dashboard(
-            "apm", f"{args.service} APM and infrastructure",
-            f"Traces of service {args.service} (env {env}) and the resources of {hosts}.",
-            apm_widgets(args))
-
-        # `url` is the dashboard's path on the web UI (empty until Datadog assigns it).
-        self.urls: dict[str, pulumi.Output[str]] = {
-            key: board.url.apply(lambda path: f"{args.url_base}{path}" if path else "")
-            for key, board in (("timeboard", self.timeboard), ("apm", self.apm))
-        }
-        self.register_outputs({"urls": self.urls})

@@ -12,13 +12,9 @@ every file of the bundle reach a running host through SSM alone. (EC2 caps user-
 
 from __future__ import annotations
 
-import hashlib
-from typing import Optional
-
-import pulumi
 import yaml
 
-from components.bundle import USERDATA_DIR
+from rendering.bundle import USERDATA_DIR
 
 EC2_USER_DATA_LIMIT = 16_384
 USER_DATA_BUDGET = int(EC2_USER_DATA_LIMIT * 0.7)  # 30 % headroom
@@ -47,20 +43,3 @@ def render_cloud_config(document_parameter: str) -> str:
         "runcmd": [["python3", FETCHER_ON_HOST, document_parameter]],
     }
     return "#cloud-config\n" + yaml.dump(document, Dumper=_LiteralDumper, sort_keys=False, width=1_000)
-
-
-class AgentBootstrap(pulumi.ComponentResource):
-    """The first-boot user-data: fetch and run the stack's configuration document."""
-
-    def __init__(self, name: str, document_parameter: str,
-                 opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("observability-lab:host:AgentBootstrap", name, None, opts)
-        self.user_data = render_cloud_config(document_parameter)
-        size = len(self.user_data.encode())
-        if size > USER_DATA_BUDGET:
-            raise ValueError(f"user-data is {size} bytes; the budget is {USER_DATA_BUDGET} "
-                             f"(70 % of EC2's {EC2_USER_DATA_LIMIT})")
-        self.register_outputs({
-            "userDataBytes": size,
-            "userDataSha256": hashlib.sha256(self.user_data.encode()).hexdigest(),
-        })

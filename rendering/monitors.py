@@ -43,10 +43,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-import pulumi
 import pulumi_datadog as datadog
 
-from components.datadog_common import HostScope, monitor_message, number
+from rendering.queries import HostScope, monitor_message, number
 
 APM_WINDOW = "last_5m"
 # Service checks: alert after 1 failed check, resolve after 1 OK (Datadog's defaults);
@@ -252,29 +251,3 @@ def monitor(to: Audience, type_: str, *, name: str, query: str,
 
 def _trace_scope(to: Audience, args: MonitorsArgs) -> str:
     return f"service:{args.service},env:{to.env}"
-
-
-class Monitors(pulumi.ComponentResource):
-    """Every monitor of one stack; `ids` maps a short key to each monitor's id."""
-
-    def __init__(self, name: str, args: MonitorsArgs, to: Audience,
-                 opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("observability-lab:datadog:Monitors", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        self.my_metric = datadog.Monitor(f"{name}-my-metric", my_metric_monitor(to, args), opts=child)
-        self.processes = datadog.Monitor(f"{name}-processes", process_monitor(to, args), opts=child)
-        self.app_processes = datadog.Monitor(f"{name}-app-processes", app_processes_monitor(to, args),
-                                             opts=child)
-        self.mysql = datadog.Monitor(f"{name}-mysql", mysql_monitor(to, args), opts=child)
-        self.apm_latency = datadog.Monitor(f"{name}-apm-latency", apm_latency_monitor(to, args), opts=child)
-        self.apm_errors = datadog.Monitor(f"{name}-apm-errors", apm_error_rate_monitor(to, args), opts=child)
-
-        self.ids: dict[str, pulumi.Output[str]] = {
-            "myMetric": self.my_metric.id,
-            "processes": self.processes.id,
-            "appProcesses": self.app_processes.id,
-            "mysql": self.mysql.id,
-            "apmLatency": self.apm_latency.id,
-            "apmErrors": self.apm_errors.id,
-        }
-        self.register_outputs({"ids": self.ids})

@@ -15,7 +15,7 @@ from typing import Optional
 
 import pulumi
 
-from components.validation import (
+from settings.validation import (
     ConfigReader,
     SettingsError,
     is_cidr,

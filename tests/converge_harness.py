@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.bundle import Bundle
+from rendering.bundle import Bundle
 
 # What the instance metadata of a test host says by default (Host.set() changes it).
 IMDS_TOKEN = "imds-session-token-for-tests"

@@ -11,7 +11,7 @@ import re
 import pytest
 import yaml
 
-from components.validation import SettingsError
+from settings.validation import SettingsError
 from offline.host_config import decode_document
 from tests.converge_harness import Host
 

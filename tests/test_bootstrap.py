@@ -6,7 +6,7 @@ import subprocess
 
 import yaml
 
-from components.bootstrap import EC2_USER_DATA_LIMIT, FETCHER, FETCHER_ON_HOST
+from rendering.first_boot import EC2_USER_DATA_LIMIT, FETCHER, FETCHER_ON_HOST
 from offline.engine import PLACEHOLDER_SECRETS
 
 INSTANCE = "aws:ec2/instance:Instance"

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-import components.bundle as bundle
-from components.bundle import BUNDLE_ONLY, USERDATA_DIR, manifest_entries
+import rendering.bundle as bundle
+from rendering.bundle import BUNDLE_ONLY, USERDATA_DIR, manifest_entries
 from offline.engine import PLACEHOLDER_SECRETS, evaluate
 from offline.host_config import decode_document
 

@@ -10,9 +10,9 @@ import subprocess
 
 import yaml
 
-import components.converge as converge
-from components.bundle import Bundle
-from components.converge import SSM_DOCUMENT_LIMIT, WAIT_FOR_SUCCESS_SECONDS
+import rendering.document as converge
+from rendering.bundle import Bundle
+from rendering.document import SSM_DOCUMENT_LIMIT, WAIT_FOR_SUCCESS_SECONDS
 from offline.host_config import decode_document
 from tests.converge_harness import Host
 

@@ -14,7 +14,7 @@ import subprocess
 import pytest
 import yaml
 
-from components.bundle import USERDATA_DIR, manifest_entries
+from rendering.bundle import USERDATA_DIR, manifest_entries
 from offline.host_config import decode_document
 from tests.converge_harness import DEFAULT_DATADOG_HOSTNAME, IMDS_TOKEN, Host, write_bundle
 

@@ -24,7 +24,7 @@ import pytest
 from dateutil.rrule import rruleset, rrulestr
 
 from components.downtimes import NIGHTS, WEEKEND
-from components.recurrence import START_LEAD, WeeklyRecurrence, api_start, parse_instant
+from rendering.recurrence import START_LEAD, WeeklyRecurrence, api_start, parse_instant
 from offline.engine import FAKE_NOW
 
 SCHEDULE = "datadog:index/downtimeSchedule:DowntimeSchedule"

@@ -26,7 +26,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from moto.server import ThreadedMotoServer
 
-from components.bootstrap import FETCHER
+from rendering.first_boot import FETCHER
 from tests.converge_harness import Host
 
 DOCUMENT = "aws:ssm/document:Document"

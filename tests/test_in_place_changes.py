@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-import components.bundle as bundle
+import rendering.bundle as bundle
 from offline import changes
 from offline.engine import evaluate
 from offline.plan import build_plan

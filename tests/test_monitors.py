@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from components.datadog_common import MESSAGE_SECTIONS, app_base_url, monitor_message, number
-from components.validation import SettingsError
+from rendering.queries import MESSAGE_SECTIONS, app_base_url, monitor_message, number
+from settings.validation import SettingsError
 
 MONITOR = "datadog:index/monitor:Monitor"
 COMPONENT = "observability-lab:datadog:Monitors"

@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 import guardrails
-from components.bundle import Bundle
-from components.converge import document_content
+from rendering.bundle import Bundle
+from rendering.document import document_content
 from guardrails import datadog as dd_rules, ec2 as ec2_rules, iam as iam_rules, network, ssm as ssm_rules
 from offline.engine import PLACEHOLDER_SECRETS, Evaluation, Resource, reveal
 from offline.host_config import decode_document

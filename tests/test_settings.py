@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from components.settings import load_settings
-from components.validation import SettingsError
+from settings.stack import load_settings
+from settings.validation import SettingsError
 from offline.engine import config_key, configure
 
 
@@ -142,7 +142,7 @@ def test_readme_configuration_table_lists_every_setting():
     import re
 
     root = Path(__file__).resolve().parent.parent
-    source = (root / "components" / "settings.py").read_text()
+    source = (root / "settings" / "stack.py").read_text()
     keys = set(re.findall(r'\bcfg\.\w+\(\s*"(\w+)"', source))
     keys |= {f"aws:{k}" for k in re.findall(r'\baws\.\w+\(\s*"(\w+)"', source)}
     keys |= {f"datadog:{k}" for k in re.findall(r'\bdatadog\.\w+\(\s*"(\w+)"', source)}
@@ -155,9 +155,9 @@ def test_settings_are_read_in_one_module_only():
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    readers = [p.name for p in [root / "__main__.py", *(root / "components").glob("*.py")]
-               if "pulumi.Config(" in p.read_text()]
-    assert readers == ["settings.py"]
+    readers = [p.relative_to(root).as_posix() for p in [root / "__main__.py", *root.glob("*/*.py")] if p.parts[-2] != "tests"
+               if "pulumi.Config(" in p.read_text() and "venv" not in p.parts]
+    assert readers == ["settings/stack.py"]
 
 
 def test_components_take_their_own_arguments_not_the_settings():
@@ -172,6 +172,6 @@ def test_components_take_their_own_arguments_not_the_settings():
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [f"{node.module}.{a.name}" for a in node.names] + [node.module or ""]
                      if isinstance(node, ast.ImportFrom) else [])
-            if any(name == "components.settings" for name in names):
+            if any(name == "settings.stack" for name in names):
                 importers.append(path.name)
     assert importers == []

@@ -1,0 +1,36 @@
+"""The stack's monitors as one component (rendering/monitors.py builds each monitor's arguments)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pulumi
+import pulumi_datadog as datadog
+
+from rendering.monitors import (Audience, MonitorsArgs, apm_error_rate_monitor, apm_latency_monitor,
+                                app_processes_monitor, my_metric_monitor, mysql_monitor, process_monitor)
+
+class Monitors(pulumi.ComponentResource):
+    """Every monitor of one stack; `ids` maps a short key to each monitor's id."""
+
+    def __init__(self, name: str, args: MonitorsArgs, to: Audience,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("observability-lab:datadog:Monitors", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.my_metric = datadog.Monitor(f"{name}-my-metric", my_metric_monitor(to, args), opts=child)
+        self.processes = datadog.Monitor(f"{name}-processes", process_monitor(to, args), opts=child)
+        self.app_processes = datadog.Monitor(f"{name}-app-processes", app_processes_monitor(to, args),
+                                             opts=child)
+        self.mysql = datadog.Monitor(f"{name}-mysql", mysql_monitor(to, args), opts=child)
+        self.apm_latency = datadog.Monitor(f"{name}-apm-latency", apm_latency_monitor(to, args), opts=child)
+        self.apm_errors = datadog.Monitor(f"{name}-apm-errors", apm_error_rate_monitor(to, args), opts=child)
+
+        self.ids: dict[str, pulumi.Output[str]] = {
+            "myMetric": self.my_metric.id,
+            "processes": self.processes.id,
+            "appProcesses": self.app_processes.id,
+            "mysql": self.mysql.id,
+            "apmLatency": self.apm_latency.id,
+            "apmErrors": self.apm_errors.id,
+        }
+        self.register_outputs({"ids": self.ids})
