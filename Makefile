@@ -4,7 +4,7 @@ VENV ?= venv
 PY := $(VENV)/bin/python
 STACK ?= dev
 
-.PHONY: test pytest typecheck setup system-deps plan bench clean
+.PHONY: test pytest typecheck setup system-deps plan bench docs clean
 
 # The suite (one pytest process, seconds), then pyright against the SDKs' own types.
 test: setup
@@ -47,6 +47,10 @@ node_modules/.installed: package.json package-lock.json
 # The offline plan: what STACK would create, rendered without any cloud account.
 plan: $(VENV)/.installed
 	@$(PY) -m offline.plan $(STACK) $(if $(JSON),--json) $(if $(COMPARE),--compare $(COMPARE))
+
+# The configuration reference in docs/configuration.md, from the settings' declarations.
+docs: $(VENV)/.installed
+	$(PY) -m settings.reference --write
 
 # Evaluation cost against the import floor, user-data size, suite time.
 bench: setup

@@ -1,17 +1,28 @@
 """Delivery of the configuration bundle through SSM: the document carrying it and the association
-running it (rendering/document.py renders the document)."""
+running it (rendering/bundle.py renders the bundle, rendering/document.py the document; its
+docstring says why a change is a new document and a new association)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import pulumi
 import pulumi_aws as aws
 
-from rendering.bundle import Bundle
+from components.base import Component
+from rendering.bundle import BundleArgs, render_bundle
 from rendering.document import WAIT_FOR_SUCCESS_SECONDS, document_content, document_id
+from settings.naming import Naming
 
-class HostConfiguration(pulumi.ComponentResource):
+
+@dataclass(frozen=True)
+class HostConfigurationArgs:
+    naming: Naming
+    bundle: BundleArgs  # the settings sections the bundle's templates are rendered from
+
+
+class HostConfiguration(Component):
     """The SSM document carrying one bundle, and the parameter naming the current document.
 
     The parameter is what a first boot reads to find the document (its user-data cannot
@@ -21,14 +32,20 @@ class HostConfiguration(pulumi.ComponentResource):
     content update in place is the provider path to avoid).
     """
 
-    def __init__(self, name: str, bundle: Bundle, *, name_prefix: str, parameter_name: str,
-                 description: str, tags: dict[str, str],
-                 opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("observability-lab:host:HostConfiguration", name, None, opts)
+    former_types = ("observability-lab:host:HostConfiguration",)
+
+    def __init__(self, name: str, args: HostConfigurationArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(name, opts)
+        naming = args.naming
+        # One rendering of userdata/ for every host, run by two triggers: each host's first
+        # boot, and the SSM association after every change.
+        self.bundle = bundle = render_bundle(args.bundle)
+        description = f"{naming.project} {naming.env}: unpack a configuration bundle and converge the host on it"
+        tags = naming.tagged("host-config")
         self.content = document_content(bundle, description)
         self.document = aws.ssm.Document(
             f"{name}-document",
-            name=f"{name_prefix}-{document_id(bundle)}",
+            name=f"{naming.config_documents}-{document_id(bundle)}",
             document_type="Command",
             document_format="YAML",
             target_type="/AWS::EC2::Instance",
@@ -38,12 +55,12 @@ class HostConfiguration(pulumi.ComponentResource):
         )
         self.parameter = aws.ssm.Parameter(
             f"{name}-current-document",
-            name=parameter_name,
+            name=naming.config_parameter,
             description="Name of the SSM document holding this stack's current host configuration",
             type="String",
             insecure_value=self.document.name,  # a document name, not a secret: diffs show it
             tags=tags,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.child,
         )
         self.register_outputs({
             "bundleDigest": bundle.digest,
@@ -52,15 +69,17 @@ class HostConfiguration(pulumi.ComponentResource):
         })
 
 
-class ConvergeAssociation(pulumi.ComponentResource):
-    """Runs a configuration document on every host carrying the target tag."""
+class ConvergeAssociation(Component):
+    """Runs a configuration document on every host carrying the stack's fleet tag."""
 
-    def __init__(self, name: str, configuration: HostConfiguration, *, target_tag: tuple[str, str],
+    former_types = ("observability-lab:host:ConvergeAssociation",)
+
+    def __init__(self, name: str, configuration: HostConfiguration, naming: Naming, *,
                  after: Sequence[pulumi.Resource] = (),
                  opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("observability-lab:host:ConvergeAssociation", name, None, opts)
+        super().__init__(name, opts)
         document = configuration.document
-        tag_key, tag_value = target_tag
+        tag_key, tag_value = naming.fleet_tag
         self.association = aws.ssm.Association(
             f"{name}-association",
             name=document.name,

@@ -16,92 +16,81 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
+from typing import Optional, Sequence
 
 import pulumi
 import pulumi_aws as aws
+
+from components.base import Component
+from settings.naming import Naming
+from settings.stack import HostSettings
 
 CANONICAL_OWNER = "099720109477"
 # Until hosts were split out, one component of this type, named "host", held every AWS
 # resource of a stack's single host: HostAccess keeps that URN as an alias, and host 1's
 # instance its old one, so stacks created then keep their resources (no replacement).
 SINGLE_HOST_TYPE = "observability-lab:aws:MonitoredHost"
+# Then hosts were split out under the tokens of module "aws" (components/base.py has one scheme now).
+ACCESS_TYPE_BEFORE = "observability-lab:aws:HostAccess"
 INSTANCE_TYPE = "aws:ec2/instance:Instance"
 # The instance tag converge.sh reads from instance metadata (IMDSv2) for the Agent's hostname.
 DATADOG_HOSTNAME_TAG = "datadog-hostname"
 
 
+
 @dataclass(frozen=True)
 class HostAccessArgs:
     """What every host of a stack shares."""
-    env: str
-    name_prefix: str                   # every AWS name and Name tag starts with it
-    tags: Mapping[str, str]            # on every AWS resource
-    api_key_parameter_name: str
-    api_key: pulumi.Input[str]         # secret
+    naming: Naming
+    host: HostSettings
+    api_key: pulumi.Input[str]           # secret
     config_parameter: aws.ssm.Parameter  # names the current configuration document
-    config_document_prefix: str        # the configuration documents' names start with it
-    app_port: int
-    app_allowed_cidrs: tuple[str, ...]
-    subnet_id: Optional[str]           # None: the first default subnet of the default VPC
-    ami_id: Optional[str]              # None: Canonical's image named `ubuntu_image_name`
-    ubuntu_image_name: str
-
-    def name(self, suffix: str) -> str:
-        return f"{self.name_prefix}-{suffix}"
-
-    def tagged(self, role: str) -> dict[str, str]:
-        return {"Name": self.name(role), **self.tags}
 
 
 @dataclass(frozen=True)
 class MonitoredHostArgs:
     """One host of the stack."""
-    datadog_hostname: str              # the Agent's hostname (unique in the Datadog org)
-    name: str                          # its Name tag
-    tags: Mapping[str, str]            # on every AWS resource
-    fleet_tag: tuple[str, str]         # what the configuration association targets
-    instance_type: str
-    root_volume_gib: int
+    naming: Naming
+    index: int                         # host `index` of 1..hostCount
+    host: HostSettings
     user_data: str                     # the first-boot fetcher (the same on every host)
-    app_port: int
     aws_region: str
 
 
-class HostAccess(pulumi.ComponentResource):
+class HostAccess(Component):
     """Security group + instance role and profile + the API key parameter, and the network
     and image every host of the stack uses (looked up once)."""
 
+    # Its children keep their URNs too: the engine applies a parent's aliases to them.
+    former_types = (ACCESS_TYPE_BEFORE, SINGLE_HOST_TYPE)
+
     def __init__(self, name: str, args: HostAccessArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        # Its children keep their URNs too: the engine applies a parent's aliases to them.
-        moved = pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=SINGLE_HOST_TYPE)])
-        super().__init__("observability-lab:aws:HostAccess", name, None,
-                         pulumi.ResourceOptions.merge(moved, opts))
-        child = pulumi.ResourceOptions(parent=self)
+        super().__init__(name, opts)
+        child, naming, host = self.child, args.naming, args.host
         invoke = pulumi.InvokeOutputOptions(parent=self)
-        host_tags = args.tagged("host")
+        host_tags = naming.tagged("host")
 
         self.api_key_parameter = aws.ssm.Parameter(
             f"{name}-datadog-api-key",
-            name=args.api_key_parameter_name,
-            description=f"Datadog API key read by the {args.env} host's Agent at boot",
+            name=naming.api_key_parameter,
+            description=f"Datadog API key read by the {naming.env} host's Agent at boot",
             type="SecureString",
             value=args.api_key,
-            tags=args.tagged("datadog-api-key"),
+            tags=naming.tagged("datadog-api-key"),
             opts=child,
         )
         role, role_policies = self._instance_role(name, args, host_tags, child)
         self.profile = aws.iam.InstanceProfile(
-            f"{name}-profile", name=args.name("host"), role=role.name, tags=host_tags, opts=child)
+            f"{name}-profile", name=naming.name("host"), role=role.name, tags=host_tags, opts=child)
 
-        self.subnet_id, vpc_id = _network(args.subnet_id, invoke)
-        self.image_id = _image(args.ami_id, args.ubuntu_image_name, invoke)
+        self.subnet_id, vpc_id = _network(host.subnet_id, invoke)
+        self.image_id = _image(host.ami_id, host.ubuntu_image_name, invoke)
         self.security_group = aws.ec2.SecurityGroup(
             f"{name}-sg",
-            name=args.name("host"),
-            description=f"{args.env} monitored host: app port only, no SSH (use SSM)",
+            name=naming.name("host"),
+            description=f"{naming.env} monitored host: app port only, no SSH (use SSM)",
             vpc_id=vpc_id,
-            ingress=_app_ingress(args.app_port, args.app_allowed_cidrs),
+            ingress=_app_ingress(host.app_port, host.app_allowed_cidrs),
             egress=[aws.ec2.SecurityGroupEgressArgs(
                 description="package downloads, Datadog intake, SSM",
                 protocol="-1", from_port=0, to_port=0,
@@ -121,8 +110,8 @@ class HostAccess(pulumi.ComponentResource):
                        child: pulumi.ResourceOptions) -> tuple[aws.iam.Role, list[pulumi.Resource]]:
         role = aws.iam.Role(
             f"{name}-role",
-            name=args.name("host"),
-            description=f"{args.env} monitored host: SSM management and its own Datadog key",
+            name=args.naming.name("host"),
+            description=f"{args.naming.env} monitored host: SSM management and its own Datadog key",
             assume_role_policy=json.dumps({
                 "Version": "2012-10-17",
                 "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
@@ -149,7 +138,7 @@ class HostAccess(pulumi.ComponentResource):
                         {"Sid": "ReadOwnParameters", "Effect": "Allow",
                          "Action": ["ssm:GetParameter", "ssm:GetParameters"], "Resource": list(arns)},
                         {"Sid": "ReadOwnConfigDocuments", "Effect": "Allow", "Action": "ssm:GetDocument",
-                         "Resource": _document_arn(arns[1], f"{args.config_document_prefix}-*")},
+                         "Resource": _document_arn(arns[1], f"{args.naming.config_documents}-*")},
                     ],
                 })),
             opts=child,
@@ -157,20 +146,24 @@ class HostAccess(pulumi.ComponentResource):
         return role, [ssm_core, read_own_config]
 
 
-class MonitoredHost(pulumi.ComponentResource):
+class MonitoredHost(Component):
     """One host: an EC2 instance in the stack's shared network, role and security group."""
+
+    former_types = ("observability-lab:aws:MonitoredHost",)
 
     def __init__(self, name: str, args: MonitoredHostArgs, access: HostAccess, *,
                  instance_aliases: Sequence[pulumi.Input[str]] = (),
                  opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("observability-lab:aws:MonitoredHost", name, None, opts)
-        host_tags = {"Name": args.name, **args.tags}
-        fleet_key, fleet_value = args.fleet_tag
+        super().__init__(name, opts)
+        naming, host = args.naming, args.host
+        host_tags = naming.tagged(f"host-{args.index}")
+        fleet_key, fleet_value = naming.fleet_tag
+        datadog_hostname = naming.datadog_hostname(args.index)
 
         self.instance = aws.ec2.Instance(
             f"{name}-instance",
             ami=access.image_id,
-            instance_type=args.instance_type,
+            instance_type=host.instance_type,
             subnet_id=access.subnet_id,
             vpc_security_group_ids=[access.security_group.id],
             iam_instance_profile=access.profile.name,
@@ -180,10 +173,10 @@ class MonitoredHost(pulumi.ComponentResource):
                 # converge.sh reads the datadog-hostname tag from instance metadata.
                 instance_metadata_tags="enabled"),
             root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
-                volume_type="gp3", volume_size=args.root_volume_gib, encrypted=True,
+                volume_type="gp3", volume_size=host.root_volume_gib, encrypted=True,
                 delete_on_termination=True),
             user_data=args.user_data,
-            tags={**host_tags, fleet_key: fleet_value, DATADOG_HOSTNAME_TAG: args.datadog_hostname},
+            tags={**host_tags, fleet_key: fleet_value, DATADOG_HOSTNAME_TAG: datadog_hostname},
             volume_tags=host_tags,
             opts=pulumi.ResourceOptions(
                 parent=self,
@@ -200,11 +193,11 @@ class MonitoredHost(pulumi.ComponentResource):
             ),
         )
 
-        self.datadog_hostname = args.datadog_hostname
+        self.datadog_hostname = datadog_hostname
         self.instance_id = self.instance.id
         self.public_ip = self.instance.public_ip
         self.public_dns = self.instance.public_dns
-        self.app_url = pulumi.Output.concat("http://", self.instance.public_dns, f":{args.app_port}")
+        self.app_url = pulumi.Output.concat("http://", self.instance.public_dns, f":{host.app_port}")
         self.ssm_session_command = pulumi.Output.concat("aws ssm start-session --region ",
                                                         args.aws_region, " --target ", self.instance.id)
         self.register_outputs({

@@ -7,16 +7,19 @@ from typing import Optional
 import pulumi
 import pulumi_datadog as datadog
 
+from components.base import Component
 from rendering.monitors import (Audience, MonitorsArgs, apm_error_rate_monitor, apm_latency_monitor,
                                 app_processes_monitor, my_metric_monitor, mysql_monitor, process_monitor)
 
-class Monitors(pulumi.ComponentResource):
+
+class Monitors(Component):
     """Every monitor of one stack; `ids` maps a short key to each monitor's id."""
 
-    def __init__(self, name: str, args: MonitorsArgs, to: Audience,
-                 opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("observability-lab:datadog:Monitors", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+    former_types = ("observability-lab:datadog:Monitors",)
+
+    def __init__(self, name: str, args: MonitorsArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(name, opts)
+        child, to = self.child, Audience.of(args.naming, args.monitors)
         self.my_metric = datadog.Monitor(f"{name}-my-metric", my_metric_monitor(to, args), opts=child)
         self.processes = datadog.Monitor(f"{name}-processes", process_monitor(to, args), opts=child)
         self.app_processes = datadog.Monitor(f"{name}-app-processes", app_processes_monitor(to, args),

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import pulumi_datadog as datadog
 
 from rendering.queries import HostScope, number
+from settings.naming import Naming
+from settings.stack import BikeShareSettings, MonitorSettings
 from rendering.monitors import HOST_GROUP_DELAY_SECONDS, Audience, monitor, service_check_monitor
 from rendering.widgets import timeseries, toplist
 
@@ -33,17 +35,25 @@ TREND_ALERT_WINDOW = "last_30m"
 
 @dataclass(frozen=True)
 class BikeShareArgs:
-    hosts: HostScope          # the hosts whose check reports
-    empty_below_bikes: int
-    full_below_docks: int
-    window_minutes: int
-    stale_after_minutes: int
-    feed_url: str
+    naming: Naming
+    bike_share: BikeShareSettings
+    monitors: MonitorSettings  # what every monitor of the stack shares (footer, no-data timeframe)
+    datadog_site: str          # for the exported link to the dashboard
+
+    @property
+    def hosts(self) -> HostScope:
+        """The hosts whose check reports: every host of the stack."""
+        return HostScope.of(self.naming)
+
+    @property
+    def audience(self) -> Audience:
+        """The relocation team."""
+        return Audience.of(self.naming, self.monitors, handles=self.bike_share.notification_handles)
 
 
 def station_monitor(to: Audience, args: BikeShareArgs, *, metric: str, below: int, what: str,
                     action: str) -> datadog.MonitorArgs:
-    window = args.window_minutes
+    window = args.bike_share.window_minutes
     return monitor(
         to, "metric alert",
         name=f"Bike station running {what}: {STATION_NAME}",
@@ -66,14 +76,14 @@ def feed_unreachable_monitor(to: Audience, args: BikeShareArgs) -> datadog.Monit
     return service_check_monitor(
         to, "bikeshare.can_fetch", args.hosts, by=("host",),
         name="Bike-share feed unreachable from {{host.name}}",
-        summary=f"GBFS feed {args.feed_url}",
+        summary=f"GBFS feed {args.bike_share.feed_url}",
         alert="The bike_share check cannot read a whole snapshot of the feed: {{check_message}}",
         recovery="The bike_share check reads the feed again.",
     )
 
 
 def feed_stale_monitor(to: Audience, args: BikeShareArgs) -> datadog.MonitorArgs:
-    limit = number(args.stale_after_minutes * 60)
+    limit = number(args.bike_share.stale_after_minutes * 60)
     return monitor(
         to, "metric alert",
         name="Bike-share feed stale: {{system.name}}",
@@ -81,7 +91,7 @@ def feed_stale_monitor(to: Audience, args: BikeShareArgs) -> datadog.MonitorArgs
         thresholds=datadog.MonitorMonitorThresholdsArgs(critical=limit),
         notify_no_data=False,
         new_group_delay=HOST_GROUP_DELAY_SECONDS,
-        summary=f"GBFS feed {args.feed_url}",
+        summary=f"GBFS feed {args.bike_share.feed_url}",
         sections={
             "is_alert": (f"station_status of {{{{system.name}}}} is {{{{value}}}} s old (limit {limit} s): "
                          "station figures are out of date, do not route bikes by them."),

@@ -1,14 +1,16 @@
 """The hosts' configuration bundle: every file under userdata/, rendered once for a whole stack.
 
-`*.tmpl` files are rendered from the stack's `BundleArgs` with `string.Template`; every other file
-is taken as it is. The bundle's digest is the sha256 of the `sha256sum` listing of its
+`*.tmpl` files are rendered from the stack's settings sections (`BundleArgs`) with
+`string.Template`: every setting of those sections is `${<section>_<field>}` (and `_json` for
+YAML), so a new setting reaches a template with no code here; every other file is taken as
+it is. The bundle's digest is the sha256 of the `sha256sum` listing of its
 files (sorted by path): one digest names the exact content of every file. On the host a
 bundle lives in `/opt/observability-lab/bundles/<digest>/`, and converge.sh refuses a
 directory whose files do not hash to its name.
 
 The SSM document of components/converge.py carries the bundle; both triggers (the first
 boot, components/bootstrap.py, and the SSM association after every change) run its
-converge.sh. Pure rendering: no Pulumi resources here.
+converge.sh. Pure rendering: no Pulumi here.
 """
 
 from __future__ import annotations
@@ -19,7 +21,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from string import Template
-from typing import Optional
+from typing import Any
+
+from settings.declare import Secret, declarations
+from settings.naming import Naming
+from settings.stack import AgentSettings, AppSettings, BikeShareSettings, HostSettings, StackSettings
 
 USERDATA_DIR = Path(__file__).resolve().parent.parent / "userdata"
 BUNDLES_DIR = "/opt/observability-lab/bundles"
@@ -72,77 +78,66 @@ def checksums(files: dict[str, str]) -> str:
 
 
 @dataclass(frozen=True)
-class BikeShareCheck:
-    """The `bike_share` check's instance (agent/conf.d/bike_share.yaml.tmpl)."""
-    feed_url: str
-    station_ids: tuple[str, ...]  # an explicit selection; else the largest stations
-    largest_stations: int
-    check_interval_seconds: int
-
-
-@dataclass(frozen=True)
 class BundleArgs:
-    """Everything the *.tmpl files are rendered from: the same for every host of a stack.
+    """The settings sections the *.tmpl files are rendered from: the same for every host of a stack.
 
     What differs per host (the Agent's hostname) is filled in on the host by converge.sh,
     so one bundle, one document and one association serve the whole stack.
     """
-    env: str
-    service: str
-    aws_region: str
-    datadog_site: str
-    api_key_parameter_name: str
-    agent_version: str
-    host_tags: tuple[str, ...]
-    check_interval_seconds: int
-    watched_processes: tuple[str, ...]
-    app_port: int
-    app_workers: int
-    url_lookup_allowlist: tuple[str, ...]
-    setup_overhead_min_ms: int
-    setup_overhead_max_ms: int
-    root_volume_gib: int
-    bike_share: Optional[BikeShareCheck]  # None: the check is not shipped
+    naming: Naming
+    stack: StackSettings
+    host: HostSettings
+    agent: AgentSettings
+    app: AppSettings
+    bike_share: BikeShareSettings  # its files are in the bundle only when it is enabled
+
+    def sections(self) -> dict[str, Any]:
+        """Each section by the prefix of its template values."""
+        return {"stack": self.stack, "host": self.host, "agent": self.agent, "app": self.app,
+                "bike_share": self.bike_share}
 
 
-def template_values(args: BundleArgs, sources: dict[str, str]) -> dict[str, str]:
-    """Everything the *.tmpl files may use, already quoted for their format."""
-    values = {
-        # YAML templates take JSON scalars/lists: valid YAML, no quoting surprises.
-        "api_key_ref": json.dumps(f"ENC[{args.api_key_parameter_name}]"),
-        "aws_region": json.dumps(args.aws_region),
-        "site": json.dumps(args.datadog_site),
-        "env": args.env,
-        "host_tags": json.dumps(list(args.host_tags)),
-        "check_interval": str(args.check_interval_seconds),
-        "check_service": json.dumps(args.service),
-        "process_instances": json.dumps([
-            {"name": process, "search_string": [process], "exact_match": False}
-            for process in args.watched_processes]),
-        # Shell/systemd env files and the manifest: plain values (validated to need no quoting).
-        "agent_version": args.agent_version,
-        "app_user": APP_USER,
-        "app_dir": APP_DIR,
-        "app_unit": APP_UNIT,
-        "service": args.service,
-        "app_version": app_version(sources),
-        "app_port": str(args.app_port),
-        "app_workers": str(args.app_workers),
-        "root_volume_gib": str(args.root_volume_gib),
-        "url_lookup_allowlist": ",".join(args.url_lookup_allowlist),
-        "setup_overhead_min_ms": str(args.setup_overhead_min_ms),
-        "setup_overhead_max_ms": str(args.setup_overhead_max_ms),
-    }
-    if args.bike_share is not None:  # its template is in the bundle only then
-        values.update({
-            "bike_share_feed_url": json.dumps(args.bike_share.feed_url),
-            "bike_share_selection": _station_selection(args.bike_share),
-            "bike_share_interval": str(args.bike_share.check_interval_seconds),
-        })
+def setting_values(prefix: str, section: Any) -> dict[str, str]:
+    """`${<prefix>_<field>}` (plain text: env files, the manifest) and `${<prefix>_<field>_json}`
+    (a JSON scalar or list: valid YAML, no quoting surprises) for every setting of a section.
+    Secrets never reach a template."""
+    values = {}
+    for name, declared in declarations(type(section)):
+        if isinstance(declared.kind, Secret):
+            continue
+        value = getattr(section, name)
+        data = list(value) if isinstance(value, tuple) else value
+        values[f"{prefix}_{name}_json"] = json.dumps(data)
+        values[f"{prefix}_{name}"] = (",".join(value) if isinstance(value, tuple) else
+                                      "" if value is None else json.dumps(value) if isinstance(value, bool) else
+                                      str(value))
     return values
 
 
-def _station_selection(check: BikeShareCheck) -> str:
+def template_values(args: BundleArgs, sources: dict[str, str]) -> dict[str, str]:
+    """Everything the *.tmpl files may use: every setting of the sections (setting_values), and
+    what the program derives from them."""
+    values: dict[str, str] = {}
+    for prefix, section in args.sections().items():
+        values.update(setting_values(prefix, section))
+    values.update({
+        "api_key_ref": json.dumps(f"ENC[{args.naming.api_key_parameter}]"),
+        "site_json": json.dumps(args.stack.datadog_site),
+        # The Agent's host tags: the stack's own ones, which its Datadog objects select by, last.
+        "host_tags_json": json.dumps([*args.agent.host_tags, *args.naming.stack_host_tags]),
+        "process_instances_json": json.dumps([
+            {"name": process, "search_string": [process], "exact_match": False}
+            for process in args.agent.watched_processes]),
+        "app_user": APP_USER,
+        "app_dir": APP_DIR,
+        "app_unit": APP_UNIT,
+        "app_version": app_version(sources),
+        "bike_share_selection": _station_selection(args.bike_share),
+    })
+    return values
+
+
+def _station_selection(check: BikeShareSettings) -> str:
     """The check's one selection option, as a YAML key: value line."""
     if check.station_ids:
         return f"station_ids: {json.dumps(list(check.station_ids))}"
@@ -150,7 +145,7 @@ def _station_selection(check: BikeShareCheck) -> str:
 
 
 def enabled_features(args: BundleArgs) -> set[str]:
-    return {"bikeShare"} if args.bike_share is not None else set()
+    return {"bikeShare"} if args.bike_share.enabled else set()
 
 
 def app_version(sources: dict[str, str]) -> str:

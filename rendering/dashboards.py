@@ -16,19 +16,27 @@ are in the title and description instead.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import pulumi_datadog as datadog
 
-from rendering.queries import HostScope
+from rendering.queries import HostScope, app_base_url
 from rendering.widgets import query_value, timeseries
+from settings.naming import Naming
 
 
 @dataclass(frozen=True)
 class DashboardsArgs:
-    env: str
-    stack: str
-    service: str
-    hosts: HostScope
-    url_base: str  # the Datadog site's web UI origin, for the exported links
+    naming: Naming
+    stack: str         # the Pulumi stack, named in the descriptions
+    datadog_site: str  # for the exported links to the web UI
+
+    @property
+    def hosts(self) -> HostScope:
+        return HostScope.of(self.naming)
+
+    @property
+    def url_base(self) -> str:
+        return app_base_url(self.datadog_site)
 
 
 def timeboard_widgets(args: DashboardsArgs) -> list[datadog.DashboardWidgetArgs]:
@@ -45,7 +53,7 @@ def timeboard_widgets(args: DashboardsArgs) -> list[datadog.DashboardWidgetArgs]
 
 
 def apm_widgets(args: DashboardsArgs) -> list[datadog.DashboardWidgetArgs]:
-    trace_scope = f"service:{args.service},env:{args.env},$host"
+    trace_scope = f"service:{args.naming.service},env:{args.naming.env},$host"
     # System metrics carry the host tags (env and project among them), not the APM service tag.
     host_scope = f"{args.hosts.metric},$host"
     return [

@@ -34,6 +34,16 @@ def _literal_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _LiteralDumper.add_representer(str, _literal_str)
 
 
+def user_data(document_parameter: str) -> str:
+    """The hosts' user-data, refused when it would leave EC2's limit too little headroom."""
+    text = render_cloud_config(document_parameter)
+    size = len(text.encode())
+    if size > USER_DATA_BUDGET:
+        raise ValueError(f"user-data is {size} bytes; the budget is {USER_DATA_BUDGET} "
+                         f"(70 % of EC2's {EC2_USER_DATA_LIMIT})")
+    return text
+
+
 def render_cloud_config(document_parameter: str) -> str:
     """The complete #cloud-config document: write the fetcher, run it once."""
     document = {

@@ -46,6 +46,8 @@ from typing import Optional
 import pulumi_datadog as datadog
 
 from rendering.queries import HostScope, monitor_message, number
+from settings.naming import Naming
+from settings.stack import AgentSettings, AppSettings, MonitorSettings
 
 APM_WINDOW = "last_5m"
 # Service checks: alert after 1 failed check, resolve after 1 OK (Datadog's defaults);
@@ -66,29 +68,44 @@ HOST_GROUP_DELAY_SECONDS = 1800
 @dataclass(frozen=True)
 class Audience:
     """Whose monitors these are and who hears of them: what every monitor shares."""
-    env: str
+    naming: Naming
     tags: tuple[str, ...]
     handles: tuple[str, ...]
     footer: str
     no_data_minutes: int
 
+    @classmethod
+    def of(cls, naming: Naming, monitors: MonitorSettings, *, handles: Optional[tuple[str, ...]] = None,
+           service: Optional[str] = None) -> Audience:
+        """The stack's audience: its handles (or `handles`), the standard tags of the app's
+        service (or of `service`), the footer and no-data timeframe of every monitor."""
+        return cls(naming=naming, tags=naming.datadog_tags(service), handles=handles or monitors.notification_handles,
+                   footer=monitors.message_footer, no_data_minutes=monitors.no_data_minutes)
+
+    @property
+    def env(self) -> str:
+        return self.naming.env
+
 
 @dataclass(frozen=True)
 class MonitorsArgs:
     """What the stack's monitors watch and their thresholds."""
-    hosts: HostScope
-    service: str
-    my_metric_warning: float
-    my_metric_critical: float
-    my_metric_window_minutes: int
-    watched_processes: tuple[str, ...]
-    app_workers: int
-    apm_latency_seconds: float
-    apm_error_rate_percent: float
+    naming: Naming
+    monitors: MonitorSettings
+    agent: AgentSettings  # the watched processes
+    app: AppSettings      # its workers: the app's process count
+
+    @property
+    def hosts(self) -> HostScope:
+        return HostScope.of(self.naming)
+
+    @property
+    def service(self) -> str:
+        return self.naming.service
 
     @property
     def app_processes(self) -> int:
-        return app_process_count(self.app_workers)
+        return app_process_count(self.app.workers)
 
 
 def app_process_count(workers: int) -> int:
@@ -97,9 +114,9 @@ def app_process_count(workers: int) -> int:
 
 
 def my_metric_monitor(to: Audience, args: MonitorsArgs) -> datadog.MonitorArgs:
-    window = args.my_metric_window_minutes
+    window = args.monitors.my_metric_window_minutes
     average = f"the average of my_metric over the last {window} minutes"
-    warning, critical = number(args.my_metric_warning), number(args.my_metric_critical)
+    warning, critical = number(args.monitors.my_metric_warning), number(args.monitors.my_metric_critical)
     return monitor(
         to, "metric alert",
         name="my_metric above threshold on {{host.name}}",
@@ -128,7 +145,7 @@ def process_monitor(to: Audience, args: MonitorsArgs) -> datadog.MonitorArgs:
     return service_check_monitor(
         to, "process.up", args.hosts, by=("host", "process_name"),
         name="Process {{process_name.name}} not running on {{host.name}}",
-        summary=f"Process check on {{{{host.name}}}} (watched: {', '.join(args.watched_processes)})",
+        summary=f"Process check on {{{{host.name}}}} (watched: {', '.join(args.agent.watched_processes)})",
         alert="{{process_name.name}} is not running on {{host.name}} ({{host.ip}}). Investigate and restart it.",
         recovery="{{process_name.name}} is running again on {{host.name}}.",
     )
@@ -151,7 +168,7 @@ def app_processes_monitor(to: Audience, args: MonitorsArgs) -> datadog.MonitorAr
         sections={
             "is_alert": (f"Only {{{{value}}}} gunicorn processes of {service} run on {{{{host.name}}}} "
                          f"over the last {APP_PROCESS_WINDOW}; expected {expected} (1 master + "
-                         f"{args.app_workers} workers). Check `systemctl status flask-app`."),
+                         f"{args.app.workers} workers). Check `systemctl status flask-app`."),
             "is_recovery": f"All {expected} gunicorn processes of {service} run again on {{{{host.name}}}}.",
         },
     )
@@ -186,7 +203,7 @@ def service_check_monitor(to: Audience, check: str, hosts: HostScope, *, by: tup
 
 
 def apm_latency_monitor(to: Audience, args: MonitorsArgs) -> datadog.MonitorArgs:
-    limit = number(args.apm_latency_seconds)
+    limit = number(args.monitors.apm_latency_seconds)
     return _apm_monitor(
         to, limit,
         name=f"{args.service} p95 latency above {limit}s",
@@ -198,7 +215,7 @@ def apm_latency_monitor(to: Audience, args: MonitorsArgs) -> datadog.MonitorArgs
 
 
 def apm_error_rate_monitor(to: Audience, args: MonitorsArgs) -> datadog.MonitorArgs:
-    limit = number(args.apm_error_rate_percent)
+    limit = number(args.monitors.apm_error_rate_percent)
     scope = _trace_scope(to, args)
     errors = f"sum:trace.flask.request.errors{{{scope}}}.as_count()"
     hits = f"sum:trace.flask.request.hits{{{scope}}}.as_count()"
@@ -235,7 +252,7 @@ def monitor(to: Audience, type_: str, *, name: str, query: str,
     """What every monitor shares: `[<env>]` name, standard tags, handles and footer,
     and the no-data timeframe wherever no data alerts."""
     return datadog.MonitorArgs(
-        name=f"[{to.env}] {name}",
+        name=to.naming.title(name),
         type=type_,
         query=query,
         monitor_thresholds=thresholds,

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from settings.naming import Naming
+
 # The Mustache-style conditions Datadog renders per monitor state, in the order
 # they appear in every message.
 MESSAGE_SECTIONS = ("is_warning", "is_alert", "is_no_data", "is_recovery")
@@ -24,6 +26,10 @@ class HostScope:
 
     tags: tuple[str, ...]
     hostnames: tuple[str, ...]
+
+    @classmethod
+    def of(cls, naming: Naming) -> HostScope:
+        return cls(tags=naming.stack_host_tags, hostnames=naming.datadog_hostnames)
 
     @property
     def metric(self) -> str:

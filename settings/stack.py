@@ -1,31 +1,24 @@
-"""Every stack setting, read once from Pulumi config into typed, immutable objects.
+"""Every stack setting, declared once (settings/declare.py), read once into typed, immutable sections.
 
-This is the only module that reads `pulumi.Config`. Defaults reproduce the
-hand-made setup in the seed write-up; `Pulumi.<stack>.yaml` overrides them.
-All problems are collected and raised together as one `SettingsError`
-before any resource is declared.
+Each section is what one concern needs; a component receives the sections it uses. Defaults
+reproduce the hand-made setup in the seed write-up; `Pulumi.<stack>.yaml` overrides them.
+All problems are collected and raised together as one `SettingsError` before any resource
+is declared. The reference in docs/configuration.md is generated from these declarations
+(`make docs`); a test fails when the two differ.
 """
 
 from __future__ import annotations
 
 import re
-import zoneinfo
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
-import pulumi
+from settings.declare import (PROJECT, Choice, Flag, Integer, Names, Number, OptionalText, Report, Secret,
+                              Source, Text, Timezone, read_section, setting)
+from settings.naming import Naming
+from settings.validation import (SettingsError, is_cidr, is_datadog_tag, is_handle, is_hostname,
+                                 is_whole_internet)
 
-from settings.validation import (
-    ConfigReader,
-    SettingsError,
-    is_cidr,
-    is_datadog_tag,
-    is_handle,
-    is_hostname,
-    is_whole_internet,
-)
-
-PROJECT = "observability-lab"
 ENVIRONMENTS = ("dev", "staging", "prod")
 # Hosts a stack may run (`hostCount`): every host is billed by Datadog, and each one's
 # checks multiply the stack's custom metrics.
@@ -55,6 +48,7 @@ DATADOG_SITES = (
     "datadoghq.com", "us3.datadoghq.com", "us5.datadoghq.com", "datadoghq.eu",
     "ap1.datadoghq.com", "ap2.datadoghq.com", "ddog-gov.com",
 )
+_API_URL = r"https://api\.([a-z0-9.\-]+?)/?"
 DEFAULT_AGENT_VERSION = "7.77.2"
 # Citi Bike NYC's GBFS 2.3 auto-discovery file (MobilityData's systems.csv).
 BIKE_SHARE_DEFAULT_FEED = "https://gbfs.citibikenyc.com/gbfs/2.3/gbfs.json"
@@ -62,20 +56,76 @@ BIKE_SHARE_DEFAULT_FEED = "https://gbfs.citibikenyc.com/gbfs/2.3/gbfs.json"
 BIKE_SHARE_MAX_STATIONS = 50
 _STATION_ID = r"[A-Za-z0-9_.:\-]{1,64}"
 _NAME = r"[a-z0-9][a-z0-9_.\-]{0,62}"
+_NAME_ALLOWED = "must be a non-empty lowercase name (a-z, 0-9, _ . -), at most 63 characters"
 _REGION = r"[a-z]{2}(-gov)?-[a-z]+-\d"
+_HANDLES = "list of `@handle`"
+
+
+def _is_api_url(url: str) -> bool:
+    match = re.fullmatch(_API_URL, url)
+    return match is not None and match.group(1) in DATADOG_SITES
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """What the whole stack is: its environment, its service, where it runs and reports."""
+    env: str = setting("environment", Choice(ENVIRONMENTS), "",
+                       "goes into every name and `env:` tag", default_text="stack name",
+                       derive=lambda context: context.stack)
+    service: str = setting("service", Text("name", _NAME_ALLOWED, _NAME), "sample-flask-app",
+                           "the app's Datadog service name (`service:` tag, APM service)")
+    aws_region: str = setting(
+        "aws:region", Text("AWS region", "set an AWS region such as us-east-2 (pulumi config set aws:region us-east-2)",
+                           _REGION), "", "region of every AWS resource and of the Agent's SSM secret lookup",
+        default_text="required",
+        required="set an AWS region such as us-east-2 (pulumi config set aws:region us-east-2)")
+    datadog_api_url: str = setting(
+        "datadog:apiUrl", Text("URL", "must be https://api.<site>/ with site one of " + ", ".join(DATADOG_SITES),
+                               accept=_is_api_url),
+        "https://api.datadoghq.com/", "Datadog site for the provider and the Agent (`https://api.datadoghq.eu/`, ...)")
+    datadog_api_key: Any = setting(
+        "datadog:apiKey", Secret(), None, "Datadog API key (`pulumi config set --secret`)", default_text="required",
+        required="required; set it with `pulumi config set --secret datadog:apiKey <key>`")
+
+    @property
+    def datadog_site(self) -> str:
+        """The Agent's `site`, from the provider's `datadog:apiUrl`."""
+        match = re.fullmatch(_API_URL, self.datadog_api_url)
+        return match.group(1) if match else "datadoghq.com"
 
 
 @dataclass(frozen=True)
 class HostSettings:
-    count: int  # hostCount: hosts 1..count, each its own instance, MySQL and Agent
-    instance_type: str
-    root_volume_gib: int
-    ubuntu_release: str
-    ubuntu_image_serial: str
-    ami_id: Optional[str]
-    subnet_id: Optional[str]
-    app_port: int
-    app_allowed_cidrs: tuple[str, ...]
+    """The monitored hosts: how many, their size, image, network and open port."""
+    count: int = setting("hostCount", Integer(1, MAX_HOSTS), 1,
+                         "how many monitored hosts the stack runs, `observability-lab-<env>-1` to `-<n>`: "
+                         "each its own instance, MySQL and Agent (docs/architecture.md: several hosts per stack)")
+    instance_type: str = setting("instanceType", Text("EC2 type", "must be an EC2 instance type such as t3.small",
+                                                      r"[a-z][a-z0-9\-]*\.[a-z0-9]+"),
+                                 "t3.small", "the hosts' instance type")
+    root_volume_gib: int = setting("rootVolumeGiB", Integer(8, 1024), 20, "encrypted gp3 root volume size")
+    ubuntu_release: str = setting("ubuntuRelease", Choice(tuple(UBUNTU_RELEASES)), "24.04",
+                                  "Ubuntu LTS release of the hosts' image (a change replaces every host)")
+    ubuntu_image_serial: str = setting(
+        "ubuntuImageSerial", Text("Canonical build date, `YYYYMMDD[.N]`",
+                                  "must be a Canonical image serial (build date) such as 20260714 or 20260714.1",
+                                  r"\d{8}(\.\d{1,2})?"),
+        "", "the exact Canonical image build (a change replaces every host)",
+        default_text=", ".join(f"`{r.default_serial}` ({name})" for name, r in reversed(UBUNTU_RELEASES.items())),
+        derive=lambda context: UBUNTU_RELEASES[context.values["ubuntu_release"]].default_serial)
+    ami_id: Optional[str] = setting(
+        "amiId", OptionalText("AMI id", "must be an AMI id: ami- followed by 8 or 17 lowercase hex digits",
+                              r"ami-([0-9a-f]{8}|[0-9a-f]{17})"),
+        None, "pin the hosts' image by id instead; skips the lookup", default_text="none (lookup)")
+    subnet_id: Optional[str] = setting(
+        "subnetId", OptionalText("subnet id", "must be a subnet id: subnet- followed by 8 or 17 lowercase hex digits",
+                                 r"subnet-([0-9a-f]{8}|[0-9a-f]{17})"),
+        None, "where the hosts run", default_text="first default-VPC subnet")
+    app_port: int = setting("appPort", Integer(1, 65_535), 5050, "the Flask app's port, the only ingress")
+    app_allowed_cidrs: tuple[str, ...] = setting(
+        "appAllowedCidrs", Names("list of CIDR", is_cidr, "must be a CIDR block such as 203.0.113.0/24 (host bits zero)"),
+        (), "who may reach the app port; the whole internet is refused on SSH/RDP/database ports",
+        default_text="`[]` (closed)")
 
     @property
     def ubuntu_codename(self) -> str:
@@ -88,311 +138,212 @@ class HostSettings:
         return (f"ubuntu/images/{release.image_family}/ubuntu-{release.codename}-"
                 f"{self.ubuntu_release}-amd64-server-{self.ubuntu_image_serial}")
 
+    def check(self, report: Report) -> None:
+        if self.app_port in SSH_LIKE_PORTS:
+            for cidr in self.app_allowed_cidrs:
+                if is_whole_internet(cidr):
+                    report.fail(self, "app_allowed_cidrs", cidr,
+                                f"{report.key(self, 'app_port')} {self.app_port} is a remote-access/database port; "
+                                "it may not be opened to the whole internet")
+
 
 @dataclass(frozen=True)
 class AgentSettings:
-    version: str
-    check_interval_seconds: int
-    host_tags: tuple[str, ...]
+    """The Datadog Agent on every host: its version, host tags and checks."""
+    version: str = setting(
+        # >= 7.70: the Agent resolves ENC[] secrets from SSM natively (secret_backend_type).
+        "agentVersion", Text("Agent 7 version ≥ 7.70",
+                             "must be an exact Agent 7 version >= 7.70.0, such as " + DEFAULT_AGENT_VERSION,
+                             r"7\.(7\d|[89]\d|\d{3})\.\d+"),
+        DEFAULT_AGENT_VERSION, "exact `datadog-agent` package version installed on the host (held by apt)")
+    check_interval_seconds: int = setting("checkIntervalSeconds", Integer(15, 86_400), 45,
+                                          "`min_collection_interval` of the `my_metric` check")
+    host_tags: tuple[str, ...] = setting(
+        "hostTags", Names("list of `key:value`", is_datadog_tag,
+                          "must be a Datadog tag key:value (lowercase, starts with a letter, a-z 0-9 _ - . / :)"),
+        ("name:cars_app",), "host tags in `datadog.yaml`; `env:<environment>` and `project:observability-lab` are "
+                            "added automatically (the stack's monitors and dashboards select its hosts by them)")
+    watched_processes: tuple[str, ...] = setting(
+        "watchedProcesses", Names("list of names", lambda p: bool(re.fullmatch(r"[a-z0-9_.\-]+", p)),
+                                  "must be a process name (a-z, 0-9, _ . -) as in its command line"),
+        ("gunicorn", "mysqld"), "process check instances (and the process monitor's groups)")
+
+    def check(self, report: Report) -> None:
+        for tag in self.host_tags:
+            if tag.startswith("env:"):
+                report.fail(self, "host_tags", tag, "env: is set from the stack's environment; remove it")
+            elif tag.startswith("project:"):
+                report.fail(self, "host_tags", tag,
+                            "project: is set by the program (it scopes the stack's monitors); remove it")
+        if not self.watched_processes:
+            report.fail(self, "watched_processes", [], "must name at least one process")
 
 
 @dataclass(frozen=True)
 class AppSettings:
-    url_lookup_allowlist: tuple[str, ...]
-    setup_overhead_min_ms: int
-    setup_overhead_max_ms: int
-    workers: int
+    """The sample Flask app (userdata/app/)."""
+    url_lookup_allowlist: tuple[str, ...] = setting(
+        "urlLookupAllowlist",
+        Names("list of hostnames", is_hostname,
+              "must be a DNS hostname such as example.com (no scheme, port, path or IP address)"),
+        ("www.datadoghq.com", "docs.datadoghq.com", "example.com"), "the only hosts the app's `/url_lookup` may fetch")
+    setup_overhead_min_ms: int = setting("setupOverheadMinMs", Integer(0, 10_000), 250,
+                                         "lower bound of the app's artificial `setup_overhead` delay")
+    setup_overhead_max_ms: int = setting("setupOverheadMaxMs", Integer(0, 10_000), 750, "upper bound of that delay")
+    # gunicorn reads it from app.env; the app's live process monitor expects it + 1.
+    workers: int = setting("appWorkers", Integer(1, 32), 2,
+                           "gunicorn workers of the app (`APP_WORKERS` in `app.env`); the app's process monitor "
+                           "expects them plus the master")
+
+    def check(self, report: Report) -> None:
+        if self.setup_overhead_min_ms > self.setup_overhead_max_ms:
+            report.fail(self, "setup_overhead_min_ms", self.setup_overhead_min_ms,
+                        f"must not exceed {report.key(self, 'setup_overhead_max_ms')} ({self.setup_overhead_max_ms})")
+        if not self.url_lookup_allowlist:
+            report.fail(self, "url_lookup_allowlist", [],
+                        "must name at least one host (the app refuses to start without)")
 
 
 @dataclass(frozen=True)
 class MonitorSettings:
-    notification_handles: tuple[str, ...]
-    my_metric_warning: float
-    my_metric_critical: float
-    my_metric_window_minutes: int
-    no_data_minutes: int
-    watched_processes: tuple[str, ...]
-    apm_latency_seconds: float
-    apm_error_rate_percent: float
-    message_footer: str
+    """The stack's monitors: who they notify, and their thresholds."""
+    notification_handles: tuple[str, ...] = setting(
+        "notificationHandles", Names(_HANDLES, is_handle, "must be a Datadog notification handle starting with @ "
+                                                          "(e.g. @ops@example.com, @slack-alerts)"),
+        ("@sre-team@example.com",), "who every monitor and downtime notifies")
+    my_metric_warning: float = setting("myMetricWarning", Number(0, 1000), 500.0,
+                                       "my_metric monitor warning threshold (must be below critical)")
+    my_metric_critical: float = setting("myMetricCritical", Number(0, 1000), 800.0, "my_metric monitor alert threshold")
+    my_metric_window_minutes: int = setting("myMetricWindowMinutes", Integer(1, 1440), 5,
+                                            "my_metric monitor evaluation window")
+    no_data_minutes: int = setting("noDataMinutes", Integer(2, 1440), 10,
+                                   "the my_metric monitor's no-data alert, per host, after this many minutes (the other "
+                                   "host monitors do not alert on missing data: docs/datadog.md, Monitors)")
+    apm_latency_seconds: float = setting("apmLatencySeconds", Number(0.001, 600), 1.0,
+                                         "APM monitor: alert when p95 latency of `trace.flask.request` is above this "
+                                         "(seconds)")
+    apm_error_rate_percent: float = setting("apmErrorRatePercent", Number(0.01, 100), 5.0,
+                                            "APM monitor: alert when errors / hits over 5 minutes is above this "
+                                            "percentage")
+    message_footer: str = setting("monitorMessageFooter", Text("string, ≤ 1000 chars", "must be at most 1000 characters",
+                                                               r"(?s).{0,1000}"),
+                                  "", "extra text (runbook link, ...) appended to every monitor message",
+                                  default_text="empty")
+
+    def check(self, report: Report) -> None:
+        if self.my_metric_warning >= self.my_metric_critical:
+            report.fail(self, "my_metric_warning", self.my_metric_warning,
+                        f"must be below {report.key(self, 'my_metric_critical')} ({self.my_metric_critical:g}); "
+                        "the monitor alerts above them")
+
+
+@dataclass(frozen=True)
+class DowntimeSettings:
+    """The my_metric monitor's nights-and-weekends downtimes."""
+    enabled: bool = setting("downtimesEnabled", Flag(), True, "create the nights/weekends downtime schedules")
+    timezone: str = setting("downtimeTimezone", Timezone(), "America/New_York", "timezone of the downtime schedules")
 
 
 @dataclass(frozen=True)
 class BikeShareSettings:
     """The bike-share workload (userdata/agent/checks.d/bike_share.py and its Datadog objects)."""
-    enabled: bool
-    feed_url: str
-    station_ids: tuple[str, ...]  # an explicit selection; else the largest stations
-    largest_stations: int
-    empty_below_bikes: int
-    full_below_docks: int
-    window_minutes: int
-    stale_after_minutes: int
-    check_interval_seconds: int
-    notification_handles: tuple[str, ...]
+    enabled: bool = setting("bikeShareEnabled", Flag(), False,
+                            "the bike-share workload: the `bike_share` check on the host, its monitors and dashboard")
+    feed_url: str = setting(
+        "bikeShareFeedUrl",
+        Text("https URL", "must be an https:// URL of a system's gbfs.json (MobilityData's systems.csv lists them)",
+             r"https://[A-Za-z0-9.\-]+(:\d+)?/\S*"),
+        BIKE_SHARE_DEFAULT_FEED, "the system's GBFS `gbfs.json` (MobilityData's `systems.csv` lists them)",
+        default_text=f"Citi Bike NYC's `{BIKE_SHARE_DEFAULT_FEED}`")
+    largest_stations: int = setting("bikeShareLargestStations", Integer(1, BIKE_SHARE_MAX_STATIONS), 10,
+                                    "watch the N stations of largest capacity (unless `bikeShareStationIds` is set)")
+    station_ids: tuple[str, ...] = setting(
+        "bikeShareStationIds", Names(f"list of station ids, at most {BIKE_SHARE_MAX_STATIONS}, distinct",
+                                     lambda i: bool(re.fullmatch(_STATION_ID, i)),
+                                     "must be a GBFS station_id (letters, digits, _ . : -), as in station_information"),
+        (), "watch exactly these stations instead (not together with `bikeShareLargestStations`)",
+        default_text="none")
+    empty_below_bikes: int = setting("bikeShareEmptyBelowBikes", Integer(1, 100), 2,
+                                     "a station alerts as empty when it has fewer bikes than this for the whole window")
+    full_below_docks: int = setting("bikeShareFullBelowDocks", Integer(1, 100), 2,
+                                    "a station alerts as full when it has fewer free docks than this for the whole "
+                                    "window")
+    window_minutes: int = setting("bikeShareWindowMinutes", Integer(5, 1440), 15,
+                                  "how long a station must stay empty or full before it alerts")
+    stale_after_minutes: int = setting("bikeShareStaleAfterMinutes", Integer(2, 1440), 15,
+                                       "the feed alerts as stale when station_status is older than this")
+    check_interval_seconds: int = setting("bikeShareCheckIntervalSeconds", Integer(15, 3600), 60,
+                                          "`min_collection_interval` of the `bike_share` check")
+    notification_handles: tuple[str, ...] = setting(
+        "bikeShareNotificationHandles", Names(_HANDLES, is_handle, "must be a Datadog notification handle starting with @"),
+        ("@bike-relocation@example.com",), "the relocation team, notified by the bike-share monitors")
+
+    def check(self, report: Report) -> None:
+        ids = self.station_ids
+        if len(ids) > BIKE_SHARE_MAX_STATIONS or len(set(ids)) != len(ids):
+            report.fail(self, "station_ids", list(ids),
+                        f"must list at most {BIKE_SHARE_MAX_STATIONS} distinct stations: each one is 9 custom metrics")
+        if ids and report.is_set(self, "largest_stations"):
+            report.fail(self, "largest_stations", report.source.get(report.key(self, "largest_stations")),
+                        f"choose one selection: set either {report.key(self, 'station_ids')} or this, not both")
+        if not self.notification_handles:
+            report.fail(self, "notification_handles", [], "must name at least one handle (the relocation team)")
 
 
-@dataclass(frozen=True)
-class DowntimeSettings:
-    enabled: bool
-    timezone: str
+SECTIONS = (StackSettings, HostSettings, AgentSettings, AppSettings, MonitorSettings, DowntimeSettings,
+            BikeShareSettings)
 
 
 @dataclass(frozen=True)
 class Settings:
-    project: str
-    stack: str
-    env: str
-    service: str
-    aws_region: str
-    datadog_site: str
-    datadog_api_key: pulumi.Output[str]
+    """The stack's settings, one typed section per concern, and its one naming object."""
+    stack_name: str
+    stack: StackSettings
     host: HostSettings
     agent: AgentSettings
     app: AppSettings
     monitors: MonitorSettings
     downtimes: DowntimeSettings
     bike_share: BikeShareSettings
-
-    def datadog_hostname(self, index: int) -> str:
-        """Host `index`'s name in Datadog (1-based), known before its instance exists."""
-        return f"{self.project}-{self.env}-{index}"
-
-    @property
-    def datadog_hostnames(self) -> tuple[str, ...]:
-        return tuple(self.datadog_hostname(n) for n in range(1, self.host.count + 1))
-
-    @property
-    def stack_host_tags(self) -> tuple[str, ...]:
-        """Host tags the Agent adds on every host of the stack: what scopes its Datadog
-        objects to its own hosts (another project's hosts in the same env never match)."""
-        return stack_host_tags(self.env)
-
-    @property
-    def api_key_parameter_name(self) -> str:
-        """SSM path of the Datadog API key; the Agent resolves it at boot."""
-        return f"/{self.project}/{self.env}/datadog/api_key"
-
-    @property
-    def standard_tags(self) -> tuple[str, ...]:
-        """Tags carried by every Datadog object this program owns."""
-        return (f"env:{self.env}", f"service:{self.service}", "managed-by:pulumi")
-
-    @property
-    def aws_tags(self) -> dict[str, str]:
-        """Tags carried by every AWS resource this program owns."""
-        return {"env": self.env, "service": self.service,
-                "managed-by": "pulumi", "project": self.project}
-
-    @property
-    def config_parameter_name(self) -> str:
-        """SSM path naming the document with the host's current configuration bundle."""
-        return f"/{self.project}/{self.env}/host-config/document"
-
-    @property
-    def fleet_tag(self) -> tuple[str, str]:
-        """The EC2 tag that marks this stack's hosts; the SSM association targets it."""
-        return ("fleet", f"{self.project}-{self.env}")
-
-    @property
-    def name_prefix(self) -> str:
-        """What every environment-scoped name starts with, so dev and prod never collide."""
-        return f"{self.project}-{self.env}"
-
-    def name(self, suffix: str) -> str:
-        return f"{self.name_prefix}-{suffix}"
+    naming: Naming
 
 
-def stack_host_tags(env: str) -> tuple[str, ...]:
-    return (f"env:{env}", f"project:{PROJECT}")
+def naming_for(stack: StackSettings, host: HostSettings) -> Naming:
+    return Naming(project=PROJECT, env=stack.env, service=stack.service, hosts=host.count)
+
+
+def read_settings(stack: str, source: Source) -> Settings:
+    """Read and validate every setting; raise one SettingsError listing all problems."""
+    report = Report(stack, source)
+    sections: list[Any] = [read_section(section, report) for section in SECTIONS]
+    if report.problems:
+        raise SettingsError(stack, report.problems)
+    return Settings(stack, *sections, naming=naming_for(sections[0], sections[1]))
+
+
+class PulumiConfig:
+    """The stack's Pulumi config as a settings source (the only reader of `pulumi.Config`)."""
+
+    def __init__(self) -> None:
+        import pulumi  # the engine's config; not needed to render from a mapping
+
+        self._config = pulumi.Config
+
+    def _split(self, key: str) -> tuple[Any, str]:
+        namespace, name = key.split(":", 1)
+        return self._config(namespace), name
+
+    def get(self, key: str) -> Optional[str]:
+        config, name = self._split(key)
+        return config.get(name)
+
+    def get_secret(self, key: str) -> Any:
+        config, name = self._split(key)
+        return config.get_secret(name)
 
 
 def load_settings() -> Settings:
-    """Read and validate every setting; raise one SettingsError listing all problems."""
-    stack = pulumi.get_stack()
-    datadog_config = pulumi.Config("datadog")
-    cfg = ConfigReader(PROJECT, pulumi.Config(PROJECT).get)
-    aws = ConfigReader("aws", pulumi.Config("aws").get)
-    datadog = ConfigReader("datadog", datadog_config.get)
+    """The settings of the stack being deployed (or evaluated under the mock engine)."""
+    import pulumi
 
-    env = cfg.choice("environment", stack, ENVIRONMENTS)
-    service = cfg.string("service", "sample-flask-app", _NAME,
-                         "must be a non-empty lowercase name (a-z, 0-9, _ . -), at most 63 characters")
-    host = _host_settings(cfg)
-    agent = AgentSettings(
-        version=_agent_version(cfg),
-        check_interval_seconds=cfg.integer("checkIntervalSeconds", 45, 15, 86_400),
-        host_tags=_host_tags(cfg, stack_host_tags(env)),
-    )
-    app = _app_settings(cfg)
-    monitors = _monitor_settings(cfg)
-    downtimes = DowntimeSettings(
-        enabled=cfg.boolean("downtimesEnabled", True),
-        timezone=_timezone(cfg, "downtimeTimezone", "America/New_York"),
-    )
-    bike_share = _bike_share_settings(cfg)
-    region = aws.raw("region")
-    if region is None or not re.fullmatch(_REGION, region):
-        aws.fail("region", region, "set an AWS region such as us-east-2 (pulumi config set aws:region us-east-2)")
-    site = _datadog_site(datadog)
-    if datadog_config.get_secret("apiKey") is None:
-        datadog.fail("apiKey", None, "required; set it with `pulumi config set --secret datadog:apiKey <key>`")
-
-    problems = cfg.problems + aws.problems + datadog.problems
-    if problems:
-        raise SettingsError(stack, problems)
-    return Settings(
-        project=PROJECT, stack=stack, env=env, service=service,
-        aws_region=region or "", datadog_site=site,
-        datadog_api_key=datadog_config.require_secret("apiKey"),
-        host=host, agent=agent, app=app, monitors=monitors, downtimes=downtimes, bike_share=bike_share,
-    )
-
-
-def _host_settings(cfg: ConfigReader) -> HostSettings:
-    release = cfg.choice("ubuntuRelease", "24.04", tuple(UBUNTU_RELEASES))
-    app_port = cfg.integer("appPort", 5050, 1, 65_535)
-    cidrs = cfg.string_list("appAllowedCidrs", (), is_cidr,
-                            "must be a CIDR block such as 203.0.113.0/24 (host bits zero)")
-    if app_port in SSH_LIKE_PORTS:
-        for cidr in cidrs:
-            if is_whole_internet(cidr):
-                cfg.fail("appAllowedCidrs", cidr,
-                         f"{cfg.key('appPort')} {app_port} is a remote-access/database port; "
-                         "it may not be opened to the whole internet")
-    return HostSettings(
-        count=cfg.integer("hostCount", 1, 1, MAX_HOSTS),
-        instance_type=cfg.string("instanceType", "t3.small", r"[a-z][a-z0-9\-]*\.[a-z0-9]+",
-                                 "must be an EC2 instance type such as t3.small"),
-        root_volume_gib=cfg.integer("rootVolumeGiB", 20, 8, 1024),
-        ubuntu_release=release,
-        ubuntu_image_serial=cfg.string(
-            "ubuntuImageSerial", UBUNTU_RELEASES[release].default_serial, r"\d{8}(\.\d{1,2})?",
-            "must be a Canonical image serial (build date) such as 20260714 or 20260714.1"),
-        ami_id=cfg.optional("amiId", r"ami-([0-9a-f]{8}|[0-9a-f]{17})",
-                            "must be an AMI id: ami- followed by 8 or 17 lowercase hex digits"),
-        subnet_id=cfg.optional("subnetId", r"subnet-([0-9a-f]{8}|[0-9a-f]{17})",
-                               "must be a subnet id: subnet- followed by 8 or 17 lowercase hex digits"),
-        app_port=app_port,
-        app_allowed_cidrs=cidrs,
-    )
-
-
-def _host_tags(cfg: ConfigReader, stack_tags: tuple[str, ...]) -> tuple[str, ...]:
-    tags = cfg.string_list("hostTags", ("name:cars_app",), is_datadog_tag,
-                           "must be a Datadog tag key:value (lowercase, starts with a letter, a-z 0-9 _ - . / :)")
-    for tag in tags:
-        if tag.startswith("env:"):
-            cfg.fail("hostTags", tag, "env: is set from the stack's environment; remove it")
-        elif tag.startswith("project:"):
-            cfg.fail("hostTags", tag, "project: is set by the program (it scopes the stack's monitors); remove it")
-    return tuple(tags) + stack_tags
-
-
-def _agent_version(cfg: ConfigReader) -> str:
-    # >= 7.70: the Agent resolves ENC[] secrets from SSM natively (secret_backend_type).
-    return cfg.string("agentVersion", DEFAULT_AGENT_VERSION, r"7\.(7\d|[89]\d|\d{3})\.\d+",
-                      "must be an exact Agent 7 version >= 7.70.0, such as " + DEFAULT_AGENT_VERSION)
-
-
-def _app_settings(cfg: ConfigReader) -> AppSettings:
-    low = cfg.integer("setupOverheadMinMs", 250, 0, 10_000)
-    high = cfg.integer("setupOverheadMaxMs", 750, 0, 10_000)
-    if low > high:
-        cfg.fail("setupOverheadMinMs", low,
-                 f"must not exceed {cfg.key('setupOverheadMaxMs')} ({high})")
-    allowlist = cfg.string_list(
-        "urlLookupAllowlist", ("www.datadoghq.com", "docs.datadoghq.com", "example.com"),
-        is_hostname, "must be a DNS hostname such as example.com (no scheme, port, path or IP address)")
-    if not allowlist:
-        cfg.fail("urlLookupAllowlist", [], "must name at least one host (the app refuses to start without)")
-    return AppSettings(
-        url_lookup_allowlist=allowlist,
-        setup_overhead_min_ms=low,
-        setup_overhead_max_ms=high,
-        # gunicorn reads it from app.env; the app's live process monitor expects it + 1.
-        workers=cfg.integer("appWorkers", 2, 1, 32),
-    )
-
-
-def _monitor_settings(cfg: ConfigReader) -> MonitorSettings:
-    warning = cfg.decimal("myMetricWarning", 500.0, 0, 1000)
-    critical = cfg.decimal("myMetricCritical", 800.0, 0, 1000)
-    if warning >= critical:
-        cfg.fail("myMetricWarning", warning,
-                 f"must be below observability-lab:myMetricCritical ({critical:g}); the monitor alerts above them")
-    return MonitorSettings(
-        notification_handles=cfg.string_list(
-            "notificationHandles", ("@sre-team@example.com",), is_handle,
-            "must be a Datadog notification handle starting with @ (e.g. @ops@example.com, @slack-alerts)"),
-        my_metric_warning=warning,
-        my_metric_critical=critical,
-        my_metric_window_minutes=cfg.integer("myMetricWindowMinutes", 5, 1, 1440),
-        no_data_minutes=cfg.integer("noDataMinutes", 10, 2, 1440),
-        watched_processes=_watched_processes(cfg),
-        apm_latency_seconds=cfg.decimal("apmLatencySeconds", 1.0, 0.001, 600),
-        apm_error_rate_percent=cfg.decimal("apmErrorRatePercent", 5.0, 0.01, 100),
-        message_footer=cfg.string("monitorMessageFooter", "", r"(?s).{0,1000}",
-                                  "must be at most 1000 characters"),
-    )
-
-
-def _watched_processes(cfg: ConfigReader) -> tuple[str, ...]:
-    processes = cfg.string_list("watchedProcesses", ("gunicorn", "mysqld"),
-                                lambda p: bool(re.fullmatch(r"[a-z0-9_.\-]+", p)),
-                                "must be a process name (a-z, 0-9, _ . -) as in its command line")
-    if not processes:
-        cfg.fail("watchedProcesses", [], "must name at least one process")
-    return processes
-
-
-def _bike_share_settings(cfg: ConfigReader) -> BikeShareSettings:
-    station_ids = cfg.string_list("bikeShareStationIds", (), lambda i: bool(re.fullmatch(_STATION_ID, i)),
-                                  "must be a GBFS station_id (letters, digits, _ . : -), as in station_information")
-    if len(station_ids) > BIKE_SHARE_MAX_STATIONS or len(set(station_ids)) != len(station_ids):
-        cfg.fail("bikeShareStationIds", list(station_ids),
-                 f"must list at most {BIKE_SHARE_MAX_STATIONS} distinct stations: each one is 9 custom metrics")
-    if station_ids and cfg.raw("bikeShareLargestStations") is not None:
-        cfg.fail("bikeShareLargestStations", cfg.raw("bikeShareLargestStations"),
-                 f"choose one selection: set either {cfg.key('bikeShareStationIds')} or this, not both")
-    handles = cfg.string_list("bikeShareNotificationHandles", ("@bike-relocation@example.com",), is_handle,
-                              "must be a Datadog notification handle starting with @")
-    if not handles:
-        cfg.fail("bikeShareNotificationHandles", [], "must name at least one handle (the relocation team)")
-    return BikeShareSettings(
-        enabled=cfg.boolean("bikeShareEnabled", False),
-        feed_url=cfg.string("bikeShareFeedUrl", BIKE_SHARE_DEFAULT_FEED, r"https://[A-Za-z0-9.\-]+(:\d+)?/\S*",
-                            "must be an https:// URL of a system's gbfs.json (MobilityData's systems.csv lists them)"),
-        station_ids=station_ids,
-        largest_stations=cfg.integer("bikeShareLargestStations", 10, 1, BIKE_SHARE_MAX_STATIONS),
-        empty_below_bikes=cfg.integer("bikeShareEmptyBelowBikes", 2, 1, 100),
-        full_below_docks=cfg.integer("bikeShareFullBelowDocks", 2, 1, 100),
-        window_minutes=cfg.integer("bikeShareWindowMinutes", 15, 5, 1440),
-        stale_after_minutes=cfg.integer("bikeShareStaleAfterMinutes", 15, 2, 1440),
-        check_interval_seconds=cfg.integer("bikeShareCheckIntervalSeconds", 60, 15, 3600),
-        notification_handles=handles,
-    )
-
-
-def _timezone(cfg: ConfigReader, name: str, default: str) -> str:
-    value = cfg.raw(name)
-    if value is None:
-        return default
-    try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        cfg.fail(name, value, "must be an IANA timezone such as America/New_York or Europe/Paris")
-        return default
-    return value
-
-
-def _datadog_site(datadog: ConfigReader) -> str:
-    """The Agent's `site`, derived from the provider's `datadog:apiUrl`."""
-    url = datadog.raw("apiUrl")
-    if url is None:
-        return "datadoghq.com"
-    match = re.fullmatch(r"https://api\.([a-z0-9.\-]+?)/?", url)
-    if match is None or match.group(1) not in DATADOG_SITES:
-        datadog.fail("apiUrl", url, "must be https://api.<site>/ with site one of " + ", ".join(DATADOG_SITES))
-        return "datadoghq.com"
-    return match.group(1)
+    return read_settings(pulumi.get_stack(), PulumiConfig())

@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping, Optional
 
 import pytest
 
-import mariadb_server
+from tests.support import mariadb_server
 from offline.engine import Evaluation, evaluate
 
 STACKS = ("dev", "prod")

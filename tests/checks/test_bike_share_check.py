@@ -18,12 +18,12 @@ import yaml
 from datadog_checks.base import AgentCheck, ConfigurationError
 from datadog_checks.base.stubs import aggregator
 
-from agent_checks import AGENT_DIR, load_check_module
+from tests.support.agent_checks import AGENT_DIR, load_check_module
 from offline.host_config import decode_document
+from tests.support.resource_types import DOCUMENT
 
 bike_share = load_check_module("bike_share")
 README = os.path.join(AGENT_DIR, os.pardir, os.pardir, "README.md")
-DOCUMENT = "aws:ssm/document:Document"
 
 NOW = 1_760_000_000  # the check's wall clock in every test
 TAGS = ["team:relocation", "city:nyc"]  # no generic tags: the stub's rule stays on

@@ -9,7 +9,7 @@ import yaml
 from datadog_checks.base import ConfigurationError
 from datadog_checks.base.stubs import aggregator
 
-from agent_checks import AGENT_DIR, load_check_module
+from tests.support.agent_checks import AGENT_DIR, load_check_module
 
 CONF_TMPL_PATH = os.path.join(AGENT_DIR, "conf.d", "custom_my_metric.yaml.tmpl")
 
@@ -107,7 +107,7 @@ def test_error_message_names_option_value_and_allowed():
 
 def test_conf_template_renders_to_valid_instance():
     with open(CONF_TMPL_PATH) as f:
-        rendered = string.Template(f.read()).substitute(check_interval=30, check_service=json.dumps("1.0"))
+        rendered = string.Template(f.read()).substitute(agent_check_interval_seconds=30, stack_service_json=json.dumps("1.0"))
     conf = yaml.safe_load(rendered)
 
     (instance,) = conf["instances"]

@@ -16,9 +16,9 @@ import yaml
 
 from rendering.bundle import USERDATA_DIR, manifest_entries
 from offline.host_config import decode_document
-from tests.converge_harness import DEFAULT_DATADOG_HOSTNAME, IMDS_TOKEN, Host, write_bundle
+from tests.support.converge_harness import DEFAULT_DATADOG_HOSTNAME, IMDS_TOKEN, Host, write_bundle
+from tests.support.resource_types import DOCUMENT
 
-DOCUMENT = "aws:ssm/document:Document"
 AGENT_CONFIG = "/etc/datadog-agent/datadog.yaml"
 AGENT_CHECK_CONF = "/etc/datadog-agent/conf.d/custom_my_metric.yaml"
 MYSQL_CONF = "/etc/datadog-agent/conf.d/mysql.d/conf.yaml"

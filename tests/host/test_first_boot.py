@@ -27,9 +27,9 @@ from botocore.credentials import Credentials
 from moto.server import ThreadedMotoServer
 
 from rendering.first_boot import FETCHER
-from tests.converge_harness import Host
+from tests.support.converge_harness import Host
+from tests.support.resource_types import DOCUMENT
 
-DOCUMENT = "aws:ssm/document:Document"
 REGION = "us-east-2"
 CREDENTIALS = {"AccessKeyId": "ASIAEXAMPLEEXAMPLE00", "SecretAccessKey": "example/secret/key/for/tests/only",
                "Token": "session-token-for-tests"}

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from local_processes import free_port, stop, wait_until
+from tests.support import ROOT
+from tests.support.local_processes import free_port, stop, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
 APP_DIR = ROOT / "userdata" / "app"
 BIN = Path(sys.executable).parent  # console scripts of the venv running the tests
 PUBLIC_IP = "93.184.215.14"
@@ -260,7 +260,7 @@ def server(agent, tmp_path_factory):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DD_", "URL_LOOKUP_"))}
     env.update({
-        "PYTHONPATH": os.pathsep.join([str(APP_DIR), str(Path(__file__).parent)]),
+        "PYTHONPATH": os.pathsep.join([str(APP_DIR), str(ROOT / "tests" / "support")]),
         "APP_HOST": "127.0.0.1", "APP_PORT": str(port), "APP_WORKERS": str(WORKERS),
         "FAKE_NET_LOG": str(netlog), "FAKE_DNS": json.dumps(FAKE_DNS),
         "URL_LOOKUP_ALLOWLIST": ALLOWLIST,

@@ -46,7 +46,8 @@ from datadog_checks.base import AgentCheck
 from datadog_checks.base.stubs import aggregator
 from datadog_checks.base.utils.db import QueryManager
 
-USERDATA = Path(__file__).resolve().parent.parent / "userdata"
+from tests.support import USERDATA
+
 SQL_FILE = USERDATA / "mysql" / "datadog_user.sql"
 CONF_FILE = USERDATA / "agent" / "conf.d" / "mysql.d" / "conf.yaml"
 PLACEHOLDER = "@@DATADOG_MYSQL_PASSWORD@@"

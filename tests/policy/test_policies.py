@@ -24,7 +24,7 @@ from rendering.document import document_content
 from guardrails import datadog as dd_rules, ec2 as ec2_rules, iam as iam_rules, network, ssm as ssm_rules
 from offline.engine import PLACEHOLDER_SECRETS, Evaluation, Resource, reveal
 from offline.host_config import decode_document
-from policy_harness import (
+from tests.support.policy_harness import (
     ADVISORY, MANDATORY, POLICIES, cloud_config, probes, resolve, violations, with_cloud_config, with_inputs,
 )
 

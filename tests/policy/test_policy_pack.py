@@ -21,7 +21,7 @@ from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 
 import guardrails
 from offline.engine import PLACEHOLDER_SECRETS, ROOT, Evaluation, Resource
-from policy_harness import ADVISORY, MANDATORY, cloud_config, with_cloud_config, with_inputs
+from tests.support.policy_harness import ADVISORY, MANDATORY, cloud_config, with_cloud_config, with_inputs
 
 POLICY_DIR = ROOT / "policy"
 

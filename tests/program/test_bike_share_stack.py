@@ -11,13 +11,11 @@ import re
 import pytest
 import yaml
 
-from settings.validation import SettingsError
 from offline.host_config import decode_document
-from tests.converge_harness import Host
+from settings.validation import SettingsError
+from tests.support.converge_harness import Host
+from tests.support.resource_types import BIKE_SHARE, DASHBOARD, MONITOR
 
-MONITOR = "datadog:index/monitor:Monitor"
-DASHBOARD = "datadog:index/dashboard:Dashboard"
-COMPONENT = "observability-lab:datadog:BikeShareMonitoring"
 CHECK, CONF = "agent/checks.d/bike_share.py", "agent/conf.d/bike_share.yaml"
 HOSTS = "env:dev,project:observability-lab"  # the stack's host tags
 
@@ -32,7 +30,7 @@ def monitors(evaluation) -> dict[str, dict]:
 
 
 def test_dev_watches_citi_bike_and_prod_does_not(dev, prod):
-    assert dev.of_type(COMPONENT) and not prod.of_type(COMPONENT)
+    assert dev.of_type(BIKE_SHARE) and not prod.of_type(BIKE_SHARE)
     assert CHECK in files(dev) and CONF in files(dev)
     assert CHECK not in files(prod) and CONF not in files(prod)
     (instance,) = yaml.safe_load(files(dev)[CONF])["instances"]

@@ -14,8 +14,9 @@ import rendering.bundle as bundle
 from rendering.bundle import BUNDLE_ONLY, USERDATA_DIR, manifest_entries
 from offline.engine import PLACEHOLDER_SECRETS, evaluate
 from offline.host_config import decode_document
+from tests.support import ROOT
+from tests.support.resource_types import DOCUMENT
 
-DOCUMENT = "aws:ssm/document:Document"
 SHELLCHECK = Path(sys.executable).parent / "shellcheck"
 
 
@@ -179,7 +180,7 @@ def test_agent_version_and_volume_size_reach_converge(run_stack):
 
 
 def shell_sources() -> list[Path]:
-    return sorted(USERDATA_DIR.rglob("*.sh")) + [Path(__file__).resolve().parent.parent / ".ci" / "run"]
+    return sorted(USERDATA_DIR.rglob("*.sh")) + [ROOT / ".ci" / "run"]
 
 
 @pytest.mark.parametrize("script", shell_sources(), ids=lambda p: p.name)

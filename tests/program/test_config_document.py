@@ -14,11 +14,9 @@ import rendering.document as converge
 from rendering.bundle import Bundle
 from rendering.document import SSM_DOCUMENT_LIMIT, WAIT_FOR_SUCCESS_SECONDS
 from offline.host_config import decode_document
-from tests.converge_harness import Host
+from tests.support.converge_harness import Host
+from tests.support.resource_types import ASSOCIATION, DOCUMENT, INSTANCE
 
-DOCUMENT = "aws:ssm/document:Document"
-ASSOCIATION = "aws:ssm/association:Association"
-INSTANCE = "aws:ec2/instance:Instance"
 
 
 def test_document_is_a_yaml_command_document_with_one_shell_step(stack_eval):

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import re
+from tests.support.resource_types import DASHBOARD, DASHBOARDS
 
-DASHBOARD = "datadog:index/dashboard:Dashboard"
-COMPONENT = "observability-lab:datadog:Dashboards"
 SERVICE = "sample-flask-app"
 HOSTS = {"dev": 1, "prod": 2}  # hostCount of the committed stacks
 
@@ -42,7 +41,7 @@ def widgets(dashboard: dict) -> list[tuple[str, str, str]]:
 
 
 def test_one_component_owns_both_dashboards(stack_eval):
-    component = stack_eval.one(COMPONENT)
+    component = stack_eval.one(DASHBOARDS)
     found = stack_eval.children_of(component)
     assert {r.name for r in found} == {"datadog-dashboards-timeboard", "datadog-dashboards-apm"}
     assert {r.name for r in stack_eval.of_type(DASHBOARD)} - {r.name for r in found} <= {"bike-share-dashboard"}

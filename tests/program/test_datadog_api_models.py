@@ -11,7 +11,7 @@ import copy
 import pytest
 from datadog_api_client.exceptions import ApiTypeError
 
-from datadog_api_bodies import REQUESTS, monitor_body, problems
+from tests.support.datadog_api_bodies import REQUESTS, monitor_body, problems
 
 
 def datadog_resources(evaluation):

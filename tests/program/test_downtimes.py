@@ -26,15 +26,13 @@ from dateutil.rrule import rruleset, rrulestr
 from components.downtimes import NIGHTS, WEEKEND
 from rendering.recurrence import START_LEAD, WeeklyRecurrence, api_start, parse_instant
 from offline.engine import FAKE_NOW
+from tests.support.resource_types import ANCHOR, DOWNTIME, DOWNTIMES
 
-SCHEDULE = "datadog:index/downtimeSchedule:DowntimeSchedule"
-ANCHOR = "time:index/static:Static"
-COMPONENT = "observability-lab:datadog:Downtimes"
 UTC = timezone.utc
 
 
 def schedules(evaluation) -> dict[str, dict]:
-    return {r.name.removeprefix("datadog-downtimes-"): r.inputs for r in evaluation.of_type(SCHEDULE)}
+    return {r.name.removeprefix("datadog-downtimes-"): r.inputs for r in evaluation.of_type(DOWNTIME)}
 
 
 def recurrence_of(schedule: dict) -> dict:
@@ -43,7 +41,7 @@ def recurrence_of(schedule: dict) -> dict:
 
 
 def test_prod_has_no_downtimes(prod):
-    assert prod.of_type(SCHEDULE) == [] and prod.of_type(COMPONENT) == [] and prod.of_type(ANCHOR) == []
+    assert prod.of_type(DOWNTIME) == [] and prod.of_type(DOWNTIMES) == [] and prod.of_type(ANCHOR) == []
 
 
 def test_no_deprecated_downtime_resource_anywhere(stack_eval):
@@ -51,13 +49,13 @@ def test_no_deprecated_downtime_resource_anywhere(stack_eval):
 
 
 def test_enabling_follows_the_setting_not_the_stack_name(run_stack):
-    assert len(run_stack("prod", {"downtimesEnabled": True}).of_type(SCHEDULE)) == 2
-    assert run_stack("dev", {"downtimesEnabled": False}).of_type(SCHEDULE) == []
+    assert len(run_stack("prod", {"downtimesEnabled": True}).of_type(DOWNTIME)) == 2
+    assert run_stack("dev", {"downtimesEnabled": False}).of_type(DOWNTIME) == []
 
 
 def test_dev_has_two_schedules_and_their_anchors_under_one_component(dev):
-    component = dev.one(COMPONENT)
-    found = dev.of_type(SCHEDULE) + dev.of_type(ANCHOR)
+    component = dev.one(DOWNTIMES)
+    found = dev.of_type(DOWNTIME) + dev.of_type(ANCHOR)
     assert {r.name for r in found} == {"datadog-downtimes-nights", "datadog-downtimes-weekend",
                                        "datadog-downtimes-nights-anchor", "datadog-downtimes-weekend-anchor"}
     assert all(r.parent == component.urn for r in found)
@@ -102,7 +100,7 @@ def test_start_is_the_first_occurrence_after_the_anchor_instant(dev):
 def test_every_schedule_input_but_the_start_triggers_a_new_anchor(dev):
     """So any change records a new instant, hence a new start in the future."""
     anchors = {r.name.removesuffix("-anchor"): r.inputs["triggers"] for r in dev.of_type(ANCHOR)}
-    for schedule in dev.of_type(SCHEDULE):
+    for schedule in dev.of_type(DOWNTIME):
         triggers = set(anchors[schedule.name].values())
         for path, value in leaves(schedule.inputs):
             if path != "recurringSchedule.recurrences.0.start":
@@ -111,7 +109,7 @@ def test_every_schedule_input_but_the_start_triggers_a_new_anchor(dev):
 
 
 def test_any_change_replaces_the_schedule(dev):
-    for schedule in dev.of_type(SCHEDULE):
+    for schedule in dev.of_type(DOWNTIME):
         assert schedule.options["replaceOnChanges"] == ["*"], schedule.name
 
 

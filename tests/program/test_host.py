@@ -5,12 +5,8 @@ from __future__ import annotations
 import json
 
 from offline.engine import PLACEHOLDER_SECRETS, fake_id, is_secret, reveal
+from tests.support.resource_types import ACCESS, HOST, INSTANCE, PARAMETER, SECURITY_GROUP
 
-INSTANCE = "aws:ec2/instance:Instance"
-SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
-PARAMETER = "aws:ssm/parameter:Parameter"
-ACCESS = "observability-lab:aws:HostAccess"
-HOST = "observability-lab:aws:MonitoredHost"
 HOSTS = {"dev": 1, "prod": 2}  # hostCount of the committed stacks
 
 

@@ -12,15 +12,21 @@ import pytest
 from offline import changes
 from offline.engine import Evaluation
 from offline.plan import build_plan
+from tests.support import DATA
+from tests.support.resource_types import (ACCESS, ACCESS_BEFORE, BIKE_SHARE, CONFIGURATION, CONVERGE, DASHBOARDS, DOCUMENT,
+                                 DOWNTIMES, HOST, INSTANCE, MONITORS, SINGLE_HOST_BEFORE)
 
-INSTANCE = "aws:ec2/instance:Instance"
-HOST = "observability-lab:aws:MonitoredHost"
-ACCESS = "observability-lab:aws:HostAccess"
-DOCUMENT = "aws:ssm/document:Document"
 COUNTS = (1, 3, 50)
 # What one host adds: its component and its instance.
 PER_HOST = {HOST: "host-{n}", INSTANCE: "host-{n}-instance"}
-ONE_HOST_PLAN = Path(__file__).parent / "data" / "dev-plan-one-host.json"
+ONE_HOST_PLAN = DATA / "dev-plan-one-host.json"
+COMPONENTS_RETYPED = {(new, name): (old, name) for new, old, name in (
+    (CONFIGURATION, "observability-lab:host:HostConfiguration", "host-config"),
+    (CONVERGE, "observability-lab:host:ConvergeAssociation", "host-config-run"),
+    (MONITORS, "observability-lab:datadog:Monitors", "datadog-monitors"),
+    (DASHBOARDS, "observability-lab:datadog:Dashboards", "datadog-dashboards"),
+    (DOWNTIMES, "observability-lab:datadog:Downtimes", "datadog-downtimes"),
+    (BIKE_SHARE, "observability-lab:datadog:BikeShareMonitoring", "bike-share"))}
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +163,8 @@ def test_host_one_keeps_the_single_hosts_urns_through_aliases(fleets, prod):
         # What the hosts share is the old component, retyped: its children keep their names,
         # and the engine carries a parent's aliases to its children.
         access = evaluation.one(ACCESS)
-        assert [changes.urn_key(urn) for urn in access.options["aliases"]] == [(HOST, "host")]
+        assert [changes.urn_key(urn) for urn in access.options["aliases"]] == [
+            (ACCESS_BEFORE, "host"), (SINGLE_HOST_BEFORE, "host")]
         assert {r.name for r in evaluation.children_of(access)} == {
             "host-datadog-api-key", "host-role", "host-profile", "host-sg", "host-ssm-core", "host-read-own-config"}
 
@@ -168,7 +175,9 @@ def test_an_existing_one_host_stack_keeps_every_aws_resource(dev):
     after = build_plan(dev)
     result = changes.compare(before, after)
     assert changes.moves(before, after) == {(INSTANCE, "host-1-instance"): (INSTANCE, "host-instance"),
-                                            (ACCESS, "host"): (HOST, "host")}
+                                            (ACCESS, "host"): (SINGLE_HOST_BEFORE, "host"),
+                                            # and every component whose type token changed since
+                                            **COMPONENTS_RETYPED}
     # Its instance is updated in place (a Name tag, the hostname tag, tags in metadata): not replaced.
     assert result[(INSTANCE, "host-1-instance")] == ("updated", ["metadataOptions", "tags", "volumeTags"])
     assert result[(ACCESS, "host")] == ("unchanged", [])

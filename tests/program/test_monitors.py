@@ -8,9 +8,8 @@ import pytest
 
 from rendering.queries import MESSAGE_SECTIONS, app_base_url, monitor_message, number
 from settings.validation import SettingsError
+from tests.support.resource_types import MONITOR, MONITORS
 
-MONITOR = "datadog:index/monitor:Monitor"
-COMPONENT = "observability-lab:datadog:Monitors"
 PREFIX = "datadog-monitors-"
 KEYS = {"my-metric", "processes", "app-processes", "mysql", "apm-latency", "apm-errors"}
 SERVICE = "sample-flask-app"
@@ -51,7 +50,7 @@ def query_threshold(query: str) -> str:
 
 
 def test_one_component_owns_every_monitor(stack_eval):
-    component = stack_eval.one(COMPONENT)
+    component = stack_eval.one(MONITORS)
     found = stack_eval.children_of(component)
     assert {r.name.removeprefix(PREFIX) for r in found} == KEYS
     assert {r.type for r in found} == {MONITOR}

@@ -23,8 +23,8 @@ def test_text_plan_shows_tree_resources_host_configuration_and_user_data(capsys,
     assert code == 0
     assert out.startswith(f"Offline plan for stack '{stack}'")
     assert "nothing was sent to AWS" in out
-    assert "- host (observability-lab:aws:HostAccess)" in out
-    assert "  - host-1 (observability-lab:aws:MonitoredHost)\n    - host-1-instance (aws:ec2/instance:Instance)" in out
+    assert "- host (observability-lab:host:HostAccess)" in out
+    assert "  - host-1 (observability-lab:host:MonitoredHost)\n    - host-1-instance (aws:ec2/instance:Instance)" in out
     config = out[out.index("\nHost configuration (host-config-document): SSM document "):out.index("\nUser-data of")]
     # Every file with its size, digest and destination; the scripts readable; no base64 wall.
     assert re.search(r"\n +585  [0-9a-f]{12}  agent/datadog.yaml -> /etc/datadog-agent/datadog.yaml "
@@ -123,4 +123,8 @@ def test_compare_follows_a_resource_through_its_alias(capsys):
     assert code == 0
     assert ("  updated   aws:ec2/instance:Instance host-1-instance (metadataOptions, tags, volumeTags) "
             "[was host-instance, kept through its alias]\n") in out
-    assert "deleted" not in out and "aws:ec2/instance:Instance host-instance" not in out
+    # Nothing deleted but the first-boot component, which had no child (its user-data is rendered
+    # by rendering/first_boot.py now): a component only, nothing in AWS.
+    assert [line for line in out.splitlines() if "deleted" in line.split()[:1]] == [
+        "  deleted   observability-lab:host:AgentBootstrap bootstrap"]
+    assert "aws:ec2/instance:Instance host-instance" not in out

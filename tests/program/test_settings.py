@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+
 import pytest
 
-from settings.stack import load_settings
+from offline.engine import config_key, stack_config, stack_settings
+from settings.declare import declarations
+from settings.stack import SECTIONS
 from settings.validation import SettingsError
-from offline.engine import config_key, configure
+from tests.support import ROOT
 
 
 def settings_for(stack: str, **overrides):
-    configure(stack, overrides)
-    return load_settings()
+    return stack_settings(stack, overrides)
 
 
 def test_both_stacks_evaluate_and_register_resources(stack_eval):
@@ -23,10 +27,11 @@ def test_defaults_reproduce_the_seed():
     # Remove every key the dev stack sets, so only the program's defaults remain.
     s = settings_for("dev", **{k: None for k in (
         "instanceType", "hostTags", "notificationHandles", "downtimesEnabled", "downtimeTimezone")})
-    assert s.env == "dev"
-    assert s.service == "sample-flask-app"
+    assert s.stack.env == "dev"
+    assert s.stack.service == "sample-flask-app"
     assert s.agent.check_interval_seconds == 45
-    assert s.agent.host_tags == ("name:cars_app", "env:dev", "project:observability-lab")
+    assert s.agent.host_tags == ("name:cars_app",)
+    assert s.naming.stack_host_tags == ("env:dev", "project:observability-lab")  # added by the program
     assert (s.monitors.my_metric_warning, s.monitors.my_metric_critical) == (500, 800)
     assert s.monitors.my_metric_window_minutes == 5
     assert s.monitors.no_data_minutes == 10
@@ -38,26 +43,26 @@ def test_defaults_reproduce_the_seed():
     assert (s.host.ubuntu_release, s.host.ubuntu_codename) == ("24.04", "noble")
     assert s.host.ami_id is None
     assert s.host.root_volume_gib == 20
-    assert s.datadog_site == "datadoghq.com"
+    assert s.stack.datadog_site == "datadoghq.com"
     assert s.host.count == 1
-    assert s.datadog_hostnames == ("observability-lab-dev-1",)
+    assert s.naming.datadog_hostnames == ("observability-lab-dev-1",)
     assert all(h.startswith("@") for h in s.monitors.notification_handles)
 
 
 def test_stacks_differ_where_environments_differ():
     dev, prod = settings_for("dev"), settings_for("prod")
-    assert dev.env != prod.env
+    assert dev.stack.env != prod.stack.env
     assert dev.host.instance_type != prod.host.instance_type
     assert dev.monitors.notification_handles != prod.monitors.notification_handles
     assert dev.downtimes.enabled and not prod.downtimes.enabled
-    assert not set(dev.datadog_hostnames) & set(prod.datadog_hostnames)
+    assert not set(dev.naming.datadog_hostnames) & set(prod.naming.datadog_hostnames)
     assert (dev.host.count, prod.host.count) == (1, 2)
 
 
 def test_settings_are_immutable():
     s = settings_for("dev")
     with pytest.raises(AttributeError):
-        s.env = "prod"  # type: ignore[misc]
+        s.stack.env = "prod"  # type: ignore[misc]
 
 
 def test_config_values_are_parsed_to_types():
@@ -137,41 +142,41 @@ def test_all_problems_are_reported_together(run_stack_allowing_errors):
     assert evaluation.resources == []
 
 
-def test_readme_configuration_table_lists_every_setting():
-    from pathlib import Path
-    import re
+def test_every_setting_is_declared_once_with_its_key_kind_default_and_meaning():
+    keys = [declared.full_key for section in SECTIONS for _, declared in declarations(section)]
+    assert len(keys) == len(set(keys)), "a key declared twice"
+    assert {"observability-lab:environment", "observability-lab:checkIntervalSeconds", "aws:region",
+            "datadog:apiKey", "observability-lab:bikeShareFeedUrl"} <= set(keys)
+    for section in SECTIONS:
+        for name, declared in declarations(section):
+            assert declared.meaning and declared.kind.describe(), (section.__name__, name)
+    # Every field of a section is a declared setting: nothing reaches a component undeclared.
+    for section in SECTIONS:
+        assert [f.name for f in dataclasses.fields(section)] == [name for name, _ in declarations(section)]
 
-    root = Path(__file__).resolve().parent.parent
-    source = (root / "settings" / "stack.py").read_text()
-    keys = set(re.findall(r'\bcfg\.\w+\(\s*"(\w+)"', source))
-    keys |= {f"aws:{k}" for k in re.findall(r'\baws\.\w+\(\s*"(\w+)"', source)}
-    keys |= {f"datadog:{k}" for k in re.findall(r'\bdatadog\.\w+\(\s*"(\w+)"', source)}
-    assert {"environment", "checkIntervalSeconds", "aws:region", "datadog:apiKey"} <= keys
-    table_rows = re.findall(r"^\| `([\w:]+)` \|", (root / "README.md").read_text(), re.M)
-    assert sorted(keys - set(table_rows)) == []
+
+def test_the_committed_stacks_set_only_declared_settings():
+    declared = {d.full_key for section in SECTIONS for _, d in declarations(section)}
+    for stack in ("dev", "prod"):
+        config, _ = stack_config(stack)
+        assert set(config) - declared - {"datadog:appKey"} == set(), stack  # appKey: the provider's own
 
 
 def test_settings_are_read_in_one_module_only():
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
-    readers = [p.relative_to(root).as_posix() for p in [root / "__main__.py", *root.glob("*/*.py")] if p.parts[-2] != "tests"
-               if "pulumi.Config(" in p.read_text() and "venv" not in p.parts]
+    program = [ROOT / "__main__.py", *(p for d in ("components", "rendering", "settings", "offline")
+                                       for p in (ROOT / d).glob("*.py"))]
+    readers = [p.relative_to(ROOT).as_posix() for p in program if "pulumi.Config" in p.read_text()]
     assert readers == ["settings/stack.py"]
 
 
-def test_components_take_their_own_arguments_not_the_settings():
-    """Only __main__.py turns settings into each component's arguments: components stay reusable."""
-    import ast
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
+def test_components_take_their_sections_never_the_whole_settings():
+    """A component receives the sections it uses (settings/stack.py), never `Settings` or its loader:
+    only __main__.py reads the settings and hands each component its own arguments."""
+    whole = {"Settings", "load_settings", "read_settings", "PulumiConfig"}
     importers = []
-    for path in sorted((root / "components").glob("*.py")):
+    for path in sorted([*(ROOT / "components").glob("*.py"), *(ROOT / "rendering").glob("*.py")]):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [f"{node.module}.{a.name}" for a in node.names] + [node.module or ""]
-                     if isinstance(node, ast.ImportFrom) else [])
-            if any(name == "settings.stack" for name in names):
-                importers.append(path.name)
+            if isinstance(node, ast.ImportFrom) and node.module == "settings.stack":
+                if whole & {a.name for a in node.names}:
+                    importers.append(path.name)
     assert importers == []

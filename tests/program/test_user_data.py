@@ -8,8 +8,8 @@ import yaml
 
 from rendering.first_boot import EC2_USER_DATA_LIMIT, FETCHER, FETCHER_ON_HOST
 from offline.engine import PLACEHOLDER_SECRETS
+from tests.support.resource_types import INSTANCE
 
-INSTANCE = "aws:ec2/instance:Instance"
 
 
 def user_data(evaluation) -> str:

@@ -2,7 +2,7 @@
 import importlib.util
 import os
 
-AGENT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "userdata", "agent")
+AGENT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "userdata", "agent")
 
 
 def load_check_module(name):

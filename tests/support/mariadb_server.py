@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pymysql
 
-from local_processes import free_port, stop, wait_until
+from tests.support.local_processes import free_port, stop, wait_until
 
 STARTUP_SECONDS = 30
 

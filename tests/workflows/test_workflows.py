@@ -22,7 +22,8 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+
 WORKFLOWS_DIR = ROOT / ".github" / "workflows"
 WORKFLOW_FILES = sorted(p for p in WORKFLOWS_DIR.glob("*.y*ml") if p.suffix in (".yml", ".yaml"))
 BIN = Path(sys.executable).parent  # console scripts of the venv running the tests

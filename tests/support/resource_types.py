@@ -1,0 +1,26 @@
+"""The resource and component types the tests look for: declared once here."""
+
+INSTANCE = "aws:ec2/instance:Instance"
+SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
+ROLE = "aws:iam/role:Role"
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+PARAMETER = "aws:ssm/parameter:Parameter"
+DOCUMENT = "aws:ssm/document:Document"
+ASSOCIATION = "aws:ssm/association:Association"
+MONITOR = "datadog:index/monitor:Monitor"
+DASHBOARD = "datadog:index/dashboard:Dashboard"
+DOWNTIME = "datadog:index/downtimeSchedule:DowntimeSchedule"
+ANCHOR = "time:index/static:Static"
+
+# The program's components: observability-lab:<module>:<Class> (components/base.py).
+ACCESS = "observability-lab:host:HostAccess"
+HOST = "observability-lab:host:MonitoredHost"
+CONFIGURATION = "observability-lab:configuration:HostConfiguration"
+CONVERGE = "observability-lab:configuration:ConvergeAssociation"
+MONITORS = "observability-lab:monitors:Monitors"
+DASHBOARDS = "observability-lab:dashboards:Dashboards"
+DOWNTIMES = "observability-lab:downtimes:Downtimes"
+BIKE_SHARE = "observability-lab:bikeShare:BikeShareMonitoring"
+# Tokens of before (kept as aliases): the one-host component, then the "aws" module.
+SINGLE_HOST_BEFORE = "observability-lab:aws:MonitoredHost"
+ACCESS_BEFORE = "observability-lab:aws:HostAccess"
