@@ -47,8 +47,9 @@ class BikeShareArgs:
 
     @property
     def audience(self) -> Audience:
-        """The relocation team."""
-        return Audience.of(self.naming, self.monitors, handles=self.bike_share.notification_handles)
+        """The relocation team, and the bike share's own service tag (not the app's)."""
+        return Audience.of(self.naming, self.monitors, handles=self.bike_share.notification_handles,
+                           service=self.bike_share.service)
 
 
 def station_monitor(to: Audience, args: BikeShareArgs, *, metric: str, below: int, what: str,

@@ -17,7 +17,7 @@ from settings.declare import (PROJECT, Choice, Flag, Integer, Names, Number, Opt
                               Source, Text, Timezone, read_section, setting)
 from settings.naming import Naming
 from settings.validation import (SettingsError, is_cidr, is_datadog_tag, is_handle, is_hostname,
-                                 is_whole_internet)
+                                 is_whole_internet, non_public_address)
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 # Hosts a stack may run (`hostCount`): every host is billed by Datadog, and each one's
@@ -249,11 +249,14 @@ class BikeShareSettings:
     """The bike-share workload (userdata/agent/checks.d/bike_share.py and its Datadog objects)."""
     enabled: bool = setting("bikeShareEnabled", Flag(), False,
                             "the bike-share workload: the `bike_share` check on the host, its monitors and dashboard")
+    service: str = setting("bikeShareService", Text("name", _NAME_ALLOWED, _NAME), "bike-share",
+                           "the `service:` tag of the check's metrics and of the bike-share monitors (not the app's)")
     feed_url: str = setting(
         "bikeShareFeedUrl",
         Text("https URL", "must be an https:// URL of a system's gbfs.json (MobilityData's systems.csv lists them)",
              r"https://[A-Za-z0-9.\-]+(:\d+)?/\S*"),
-        BIKE_SHARE_DEFAULT_FEED, "the system's GBFS `gbfs.json` (MobilityData's `systems.csv` lists them)",
+        BIKE_SHARE_DEFAULT_FEED, "the system's GBFS `gbfs.json` (MobilityData's `systems.csv` lists them); "
+                                 "a literal address must be public unicast",
         default_text=f"Citi Bike NYC's `{BIKE_SHARE_DEFAULT_FEED}`")
     largest_stations: int = setting("bikeShareLargestStations", Integer(1, BIKE_SHARE_MAX_STATIONS), 10,
                                     "watch the N stations of largest capacity (unless `bikeShareStationIds` is set)")
@@ -279,6 +282,10 @@ class BikeShareSettings:
         ("@bike-relocation@example.com",), "the relocation team, notified by the bike-share monitors")
 
     def check(self, report: Report) -> None:
+        problem = non_public_address(self.feed_url)
+        if problem:
+            report.fail(self, "feed_url", self.feed_url, f"{problem}: the check would fetch from inside the host's "
+                                                         "own network; name the feed's public host")
         ids = self.station_ids
         if len(ids) > BIKE_SHARE_MAX_STATIONS or len(set(ids)) != len(ids):
             report.fail(self, "station_ids", list(ids),

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from typing import Optional, Sequence
+from urllib.parse import urlsplit
 
 # Datadog tag rules: start with a letter, lowercase letters, digits and
 # `_ - : . /`, at most 200 characters; we also require `key:value`.
@@ -58,3 +60,29 @@ def is_cidr(text: str) -> bool:
 def is_whole_internet(cidr: str) -> bool:
     return ipaddress.ip_network(cidr).prefixlen == 0
 
+
+def non_public_address(url: str) -> Optional[str]:
+    """Why the URL's host is refused, when it is a literal address outside public unicast space.
+
+    Names pass (what they resolve to is the network's business). Literals are read as the
+    resolver reads them: inet_aton's forms too (`127.1`, `0x7f.0.0.1`, `2130706433`), and an
+    IPv6 address is also judged by the IPv4 address it embeds (mapped, NAT64, 6to4, Teredo).
+    """
+    host = (urlsplit(url).hostname or "").rstrip(".")
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return None
+    candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = [address.ipv4_mapped, address.sixtofour, *(address.teredo or ())]
+        if address in ipaddress.ip_network("64:ff9b::/96"):
+            embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF))
+        candidates += [a for a in embedded if a is not None]
+    for candidate in [*candidates, address]:
+        if not candidate.is_global or candidate.is_multicast:
+            return f"{candidate} is a literal address outside public unicast space"
+    return None

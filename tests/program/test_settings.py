@@ -46,6 +46,8 @@ def test_defaults_reproduce_the_seed():
     assert s.stack.datadog_site == "datadoghq.com"
     assert s.host.count == 1
     assert s.naming.datadog_hostnames == ("observability-lab-dev-1",)
+    assert (s.bike_share.service, s.bike_share.feed_url) == (
+        "bike-share", "https://gbfs.citibikenyc.com/gbfs/2.3/gbfs.json")
     assert all(h.startswith("@") for h in s.monitors.notification_handles)
 
 
