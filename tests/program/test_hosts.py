@@ -13,20 +13,13 @@ from offline import changes
 from offline.engine import Evaluation
 from offline.plan import build_plan
 from tests.support import DATA
-from tests.support.resource_types import (ACCESS, ACCESS_BEFORE, BIKE_SHARE, CONFIGURATION, CONVERGE, DASHBOARDS, DOCUMENT,
-                                 DOWNTIMES, HOST, INSTANCE, MONITORS, SINGLE_HOST_BEFORE)
+from tests.support.resource_types import (ACCESS, ACCESS_BEFORE, COMPONENTS_RETYPED, DOCUMENT, HOST, INSTANCE,
+                                          SINGLE_HOST_BEFORE)
 
 COUNTS = (1, 3, 50)
 # What one host adds: its component and its instance.
 PER_HOST = {HOST: "host-{n}", INSTANCE: "host-{n}-instance"}
 ONE_HOST_PLAN = DATA / "dev-plan-one-host.json"
-COMPONENTS_RETYPED = {(new, name): (old, name) for new, old, name in (
-    (CONFIGURATION, "observability-lab:host:HostConfiguration", "host-config"),
-    (CONVERGE, "observability-lab:host:ConvergeAssociation", "host-config-run"),
-    (MONITORS, "observability-lab:datadog:Monitors", "datadog-monitors"),
-    (DASHBOARDS, "observability-lab:datadog:Dashboards", "datadog-dashboards"),
-    (DOWNTIMES, "observability-lab:datadog:Downtimes", "datadog-downtimes"),
-    (BIKE_SHARE, "observability-lab:datadog:BikeShareMonitoring", "bike-share"))}
 
 
 @pytest.fixture(scope="module")

@@ -24,3 +24,11 @@ BIKE_SHARE = "observability-lab:bikeShare:BikeShareMonitoring"
 # Tokens of before (kept as aliases): the one-host component, then the "aws" module.
 SINGLE_HOST_BEFORE = "observability-lab:aws:MonitoredHost"
 ACCESS_BEFORE = "observability-lab:aws:HostAccess"
+# (token, name) now -> (token, name) before issue 22's one scheme: the same component, aliased.
+COMPONENTS_RETYPED = {(new, name): (old, name) for new, old, name in (
+    (CONFIGURATION, "observability-lab:host:HostConfiguration", "host-config"),
+    (CONVERGE, "observability-lab:host:ConvergeAssociation", "host-config-run"),
+    (MONITORS, "observability-lab:datadog:Monitors", "datadog-monitors"),
+    (DASHBOARDS, "observability-lab:datadog:Dashboards", "datadog-dashboards"),
+    (DOWNTIMES, "observability-lab:datadog:Downtimes", "datadog-downtimes"),
+    (BIKE_SHARE, "observability-lab:datadog:BikeShareMonitoring", "bike-share"))}
