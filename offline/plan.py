@@ -213,7 +213,8 @@ def _yaml(value: Any) -> str:
     return yaml.safe_dump(value, sort_keys=True, default_flow_style=False, width=120)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, evaluation: Evaluation | None = None) -> int:
+    """The command line; `evaluation`: the stack's, already evaluated (the tests share theirs)."""
     parser = argparse.ArgumentParser(prog="python -m offline.plan", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("stack", help="stack name: reads Pulumi.<stack>.yaml")
     parser.add_argument("--json", action="store_true", help="stable JSON instead of text")
@@ -227,8 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         known = ", ".join(sorted(p.name[len("Pulumi."):-len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml")))
         print(f"error: {stack_file} does not exist; stacks here: {known}", file=sys.stderr)
         return 2
-    evaluation = evaluate(args.stack, stack_file=stack_file)
-    close_event_loop()
+    if evaluation is None:
+        evaluation = evaluate(args.stack, stack_file=stack_file)
+        close_event_loop()
     if evaluation.error is not None:
         print(f"error: {evaluation.error}", file=sys.stderr)
         return 2

@@ -45,7 +45,8 @@ from typing import Optional
 
 import pulumi_datadog as datadog
 
-from rendering.queries import HostScope, monitor_message, number
+from rendering.queries import (APP_PROCESS_SEARCH, APP_PROCESS_WINDOW, HostScope, app_process_count,
+                               monitor_message, number)
 from settings.naming import Naming
 from settings.stack import AgentSettings, AppSettings, MonitorSettings
 
@@ -54,12 +55,6 @@ APM_WINDOW = "last_5m"
 # `.last(N)` looks at one more check than the largest of these counts.
 SERVICE_CHECK_THRESHOLDS = datadog.MonitorMonitorThresholdsArgs(critical="1", warning="1", ok="1")
 SERVICE_CHECK_LAST = 2
-# Live Processes search matching the app's master and workers (the command line of
-# flask-app.service: `.../venv/bin/gunicorn --config ... app:app`), and its window. The
-# monitor API's process alert query:
-# processes(search).over(tags).by(group).rollup('count').last(timeframe) op #
-APP_PROCESS_SEARCH = "gunicorn"
-APP_PROCESS_WINDOW = "5m"
 # How long a new group (a new host) goes unevaluated: its first boot installs the Agent,
 # MySQL and the app before anything reports (the association waits as long for it).
 HOST_GROUP_DELAY_SECONDS = 1800
@@ -106,11 +101,6 @@ class MonitorsArgs:
     @property
     def app_processes(self) -> int:
         return app_process_count(self.app.workers)
-
-
-def app_process_count(workers: int) -> int:
-    """gunicorn processes of the app: one master (arbiter) plus its workers."""
-    return workers + 1
 
 
 def my_metric_monitor(to: Audience, args: MonitorsArgs) -> datadog.MonitorArgs:

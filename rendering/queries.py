@@ -1,4 +1,4 @@
-"""Small helpers shared by the Datadog components: numbers in queries, messages, links.
+"""Small helpers shared by the Datadog builders: scopes and numbers in queries, messages, links.
 
 Kept free of `pulumi_datadog` so it imports instantly and is unit-testable on its own.
 """
@@ -10,6 +10,12 @@ from typing import Mapping, Sequence
 
 from settings.naming import Naming
 
+# Live Processes search matching the app's master and workers (the command line of
+# flask-app.service: `.../venv/bin/gunicorn --config ... app:app`), and its window. The
+# monitor API's process alert query:
+# processes(search).over(tags).by(group).rollup('count').last(timeframe) op #
+APP_PROCESS_SEARCH = "gunicorn"
+APP_PROCESS_WINDOW = "5m"
 # The Mustache-style conditions Datadog renders per monitor state, in the order
 # they appear in every message.
 MESSAGE_SECTIONS = ("is_warning", "is_alert", "is_no_data", "is_recovery")
@@ -46,6 +52,11 @@ class HostScope:
         """The tags and exactly the stack's hosts, in the boolean filter syntax
         (`env:dev AND project:x AND host IN (a, b)`; it cannot mix with `,` filters)."""
         return " AND ".join([*self.tags, f"host IN ({', '.join(self.hostnames)})"])
+
+
+def app_process_count(workers: int) -> int:
+    """gunicorn processes of the app: one master (arbiter) plus its workers."""
+    return workers + 1
 
 
 def number(value: float) -> str:

@@ -19,8 +19,7 @@ from datadog_checks.base import AgentCheck, ConfigurationError
 from datadog_checks.base.stubs import aggregator
 
 from tests.support.agent_checks import AGENT_DIR, load_check_module
-from offline.host_config import decode_document
-from tests.support.resource_types import DOCUMENT
+from tests.support.evaluations import bundle_files
 
 bike_share = load_check_module("bike_share")
 README = os.path.join(AGENT_DIR, os.pardir, os.pardir, "README.md")
@@ -175,13 +174,13 @@ def feed(https_server):
     srv.release.set()  # let a hung handler finish
 
 
+pytestmark = pytest.mark.usefixtures("aggregator")  # emptied around every test
+
+
 @pytest.fixture(autouse=True)
-def _clean(monkeypatch):
+def _no_proxy(monkeypatch):
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(var, raising=False)  # loopback only, whatever the machine's proxy
-    aggregator.reset()
-    yield
-    aggregator.reset()
 
 
 class Clock:
@@ -548,7 +547,7 @@ def test_failure_after_success_submits_nothing_then_recovers_by_rediscovering(fe
 # --------------------------------------------------------------------------- the stack's conf
 def test_the_conf_each_stack_renders_is_a_valid_instance(feed, run_stack):
     for stack, overrides in (("dev", None), ("prod", {"bikeShareEnabled": True, "bikeShareStationIds": ["72", "82"]})):
-        files = decode_document(run_stack(stack, overrides).one(DOCUMENT).inputs["content"]).files
+        files = bundle_files(run_stack(stack, overrides))
         conf = yaml.safe_load(files["agent/conf.d/bike_share.yaml"])
         (instance,) = conf["instances"]
         bike_share.BikeShareCheck("bike_share", conf["init_config"], [instance])  # validates

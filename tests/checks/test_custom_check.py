@@ -20,13 +20,9 @@ def make_check(instance):
     return check_module.MyMetricCheck("custom_my_metric", {}, [instance])
 
 
-@pytest.fixture(autouse=True)
-def _reset_aggregator():
-    # The stub's generic-tag rule stays on: the check never tags env or service itself
-    # (the Agent adds service:<service> from the instance's `service` option).
-    aggregator.reset()
-    yield
-    aggregator.reset()
+# The stub aggregator is emptied around every test. Its generic-tag rule stays on: the check
+# never tags env or service itself (the Agent adds service:<service> from the instance's option).
+pytestmark = pytest.mark.usefixtures("aggregator")
 
 
 def run_values(check, runs):

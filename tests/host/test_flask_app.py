@@ -335,7 +335,7 @@ def process_tree(root: int) -> dict[int, str]:
 def test_gunicorn_runs_the_master_plus_the_configured_workers(server):
     """What the app's live process monitor counts: processes matching its search, one
     master (ddtrace-run execs gunicorn, so the started pid is the master) + the workers."""
-    from rendering.monitors import APP_PROCESS_SEARCH, app_process_count
+    from rendering.queries import APP_PROCESS_SEARCH, app_process_count
 
     expected = app_process_count(WORKERS)
     *_, master = server

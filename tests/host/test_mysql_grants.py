@@ -43,7 +43,6 @@ import pymysql
 import pytest
 import yaml
 from datadog_checks.base import AgentCheck
-from datadog_checks.base.stubs import aggregator
 from datadog_checks.base.utils.db import QueryManager
 
 from tests.support import USERDATA
@@ -169,10 +168,9 @@ def test_index_statistics_are_visible_to_datadog(datadog_user):
     assert {("shop", "orders", "PRIMARY"), ("shop", "orders", "by_customer")} <= indexes
 
 
-def test_custom_queries_report_the_former_extra_performance_metrics(datadog_user):
+def test_custom_queries_report_the_former_extra_performance_metrics(datadog_user, aggregator):
     server, password = datadog_user
     check = AgentCheck("mysql", {}, [mysql_instance()])
-    aggregator.reset()
     with server.connect("datadog", password) as connection:
         def execute(sql):
             with connection.cursor() as cursor:
@@ -185,7 +183,6 @@ def test_custom_queries_report_the_former_extra_performance_metrics(datadog_user
     aggregator.assert_metric("mysql.performance.query_run_time.avg", tags=["schema:shop"])
     aggregator.assert_metric("mysql.performance.digest_95th_percentile.avg_us", tags=[], count=1)
     aggregator.assert_all_metrics_covered()
-    aggregator.reset()
 
 
 def test_conf_keeps_replication_off_and_drops_the_deprecated_option():

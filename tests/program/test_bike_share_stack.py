@@ -12,17 +12,13 @@ import pytest
 import yaml
 
 from offline.engine import stack_settings
-from offline.host_config import decode_document
 from settings.validation import SettingsError, non_public_address
 from tests.support.converge_harness import Host
+from tests.support.evaluations import bundle_files
 from tests.support.resource_types import BIKE_SHARE, DASHBOARD, MONITOR
 
 CHECK, CONF = "agent/checks.d/bike_share.py", "agent/conf.d/bike_share.yaml"
 HOSTS = "env:dev,project:observability-lab"  # the stack's host tags
-
-
-def files(evaluation) -> dict[str, str]:
-    return decode_document(evaluation.one("aws:ssm/document:Document").inputs["content"]).files
 
 
 def monitors(evaluation) -> dict[str, dict]:
@@ -32,9 +28,9 @@ def monitors(evaluation) -> dict[str, dict]:
 
 def test_dev_watches_citi_bike_and_prod_does_not(dev, prod):
     assert dev.of_type(BIKE_SHARE) and not prod.of_type(BIKE_SHARE)
-    assert CHECK in files(dev) and CONF in files(dev)
-    assert CHECK not in files(prod) and CONF not in files(prod)
-    (instance,) = yaml.safe_load(files(dev)[CONF])["instances"]
+    assert CHECK in bundle_files(dev) and CONF in bundle_files(dev)
+    assert CHECK not in bundle_files(prod) and CONF not in bundle_files(prod)
+    (instance,) = yaml.safe_load(bundle_files(dev)[CONF])["instances"]
     assert instance == {"gbfs_url": "https://gbfs.citibikenyc.com/gbfs/2.3/gbfs.json", "largest_stations": 10,
                         # Its own service (bikeShareService), not the Flask app's.
                         "min_collection_interval": 60, "timeout": 10, "service": "bike-share"}
@@ -46,7 +42,7 @@ def test_settings_reach_the_checks_conf(run_stack):
     evaluation = run_stack("prod", {"bikeShareEnabled": True, "bikeShareStationIds": ["72", "66db237e-0aca"],
                                     "bikeShareFeedUrl": "https://gbfs.example.org/gbfs.json",
                                     "bikeShareCheckIntervalSeconds": 120})
-    (instance,) = yaml.safe_load(files(evaluation)[CONF])["instances"]
+    (instance,) = yaml.safe_load(bundle_files(evaluation)[CONF])["instances"]
     assert instance["station_ids"] == ["72", "66db237e-0aca"] and "largest_stations" not in instance
     assert instance["gbfs_url"] == "https://gbfs.example.org/gbfs.json"
     assert instance["min_collection_interval"] == 120
@@ -189,9 +185,9 @@ def test_the_rebalancing_dashboard(dev):
 
 def test_switching_it_off_removes_the_check_from_the_host(dev, run_stack, tmp_path):
     host = Host(tmp_path)
-    assert host.converge(files(dev)).returncode == 0
+    assert host.converge(bundle_files(dev)).returncode == 0
     assert host.path("/etc/datadog-agent/checks.d/bike_share.py").exists()
-    run = host.converge(files(run_stack("dev", {"bikeShareEnabled": False})))
+    run = host.converge(bundle_files(run_stack("dev", {"bikeShareEnabled": False})))
     assert run.returncode == 0, run.stderr
     assert run.report("file")["/etc/datadog-agent/checks.d/bike_share.py"] == "removed"
     assert run.report("file")["/etc/datadog-agent/conf.d/bike_share.yaml"] == "removed"

@@ -13,16 +13,11 @@ import yaml
 import rendering.bundle as bundle
 from rendering.bundle import BUNDLE_ONLY, USERDATA_DIR, manifest_entries
 from offline.engine import PLACEHOLDER_SECRETS, evaluate
-from offline.host_config import decode_document
 from tests.support import ROOT
+from tests.support.evaluations import bundle_files, document
 from tests.support.resource_types import DOCUMENT
 
 SHELLCHECK = Path(sys.executable).parent / "shellcheck"
-
-
-def staged(evaluation) -> dict[str, str]:
-    """The bundle as the host unpacks it: decoded from the registered document's content."""
-    return decode_document(evaluation.one(DOCUMENT).inputs["content"]).files
 
 
 def switched_off(evaluation) -> set[str]:
@@ -32,7 +27,7 @@ def switched_off(evaluation) -> set[str]:
 
 
 def test_every_userdata_file_is_in_the_bundle_and_templates_are_fully_rendered(stack_eval):
-    files = staged(stack_eval)
+    files = bundle_files(stack_eval)
     sources = {p.relative_to(USERDATA_DIR).as_posix().removesuffix(".tmpl")
                for p in USERDATA_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
     first_boot = {s for s in sources if s.startswith("first-boot/")}
@@ -46,7 +41,7 @@ def test_every_userdata_file_is_in_the_bundle_and_templates_are_fully_rendered(s
 
 
 def test_every_bundle_file_is_installed_by_the_manifest_or_read_by_converge(stack_eval):
-    files = staged(stack_eval)
+    files = bundle_files(stack_eval)
     entries = manifest_entries(files["manifest"])
     assert all(len(entry) == 5 for entry in entries)
     assert {entry[0] for entry in entries} - switched_off(stack_eval) | BUNDLE_ONLY == set(files)
@@ -70,28 +65,28 @@ def test_a_userdata_file_without_a_manifest_line_is_refused(monkeypatch, tmp_pat
 
 
 def test_bundle_digest_is_what_sha256sum_says_on_the_host(dev, tmp_path):
-    document = decode_document(dev.one(DOCUMENT).inputs["content"])
-    for path, content in document.files.items():
+    decoded = document(dev)
+    for path, content in decoded.files.items():
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text(content)
     listing = subprocess.run("find . -type f -printf '%P\\n' | LC_ALL=C sort | xargs -d '\\n' sha256sum | sha256sum",
                              shell=True, cwd=tmp_path, capture_output=True, text=True, check=True).stdout
-    assert listing.split()[0] == document.digest
+    assert listing.split()[0] == decoded.digest
 
 
-def test_bundle_is_deterministic(run_stack):
-    first, second = run_stack("dev"), run_stack("dev")
-    assert first.one(DOCUMENT).inputs == second.one(DOCUMENT).inputs
+def test_bundle_is_deterministic(run_stack, run_stack_again):
+    first, second = run_stack("dev"), run_stack_again("dev")
+    assert first is not second and first.one(DOCUMENT).inputs == second.one(DOCUMENT).inputs
 
 
 def test_no_secret_in_the_bundle(stack_eval):
-    text = "\n".join(staged(stack_eval).values()) + stack_eval.one(DOCUMENT).inputs["content"]
+    text = "\n".join(bundle_files(stack_eval).values()) + stack_eval.one(DOCUMENT).inputs["content"]
     for placeholder in PLACEHOLDER_SECRETS.values():
         assert placeholder not in text
 
 
 def test_agent_config_reads_the_key_from_ssm_and_tags_the_host(stack_eval):
-    config = yaml.safe_load(staged(stack_eval)["agent/datadog.yaml"])
+    config = yaml.safe_load(bundle_files(stack_eval)["agent/datadog.yaml"])
     env = stack_eval.stack
     assert config["api_key"] == f"ENC[/observability-lab/{env}/datadog/api_key]"
     assert config["secret_backend_type"] == "aws.ssm"
@@ -108,14 +103,14 @@ def test_agent_config_reads_the_key_from_ssm_and_tags_the_host(stack_eval):
 
 
 def test_agent_site_follows_the_provider_api_url(run_stack):
-    config = yaml.safe_load(staged(run_stack("dev", {"datadog:apiUrl": "https://api.datadoghq.eu/"}))
+    config = yaml.safe_load(bundle_files(run_stack("dev", {"datadog:apiUrl": "https://api.datadoghq.eu/"}))
                             ["agent/datadog.yaml"])
     assert config["site"] == "datadoghq.eu"
 
 
 def test_check_interval_comes_from_the_setting(run_stack):
     for interval in (45, 90):
-        conf = yaml.safe_load(staged(run_stack("dev", {"checkIntervalSeconds": interval}))
+        conf = yaml.safe_load(bundle_files(run_stack("dev", {"checkIntervalSeconds": interval}))
                               ["agent/conf.d/custom_my_metric.yaml"])
         (instance,) = conf["instances"]
         assert instance["min_collection_interval"] == interval
@@ -124,20 +119,20 @@ def test_check_interval_comes_from_the_setting(run_stack):
 
 
 def test_check_interval_change_never_touches_the_check_code(run_stack):
-    a, b = (staged(run_stack("dev", {"checkIntervalSeconds": s})) for s in (45, 300))
+    a, b = (bundle_files(run_stack("dev", {"checkIntervalSeconds": s})) for s in (45, 300))
     assert a["agent/checks.d/custom_my_metric.py"] == b["agent/checks.d/custom_my_metric.py"]
     assert a["agent/conf.d/custom_my_metric.yaml"] != b["agent/conf.d/custom_my_metric.yaml"]
 
 
 def test_process_check_watches_the_configured_processes(run_stack):
-    conf = yaml.safe_load(staged(run_stack("dev", {"watchedProcesses": ["gunicorn", "mysqld", "nginx"]}))
+    conf = yaml.safe_load(bundle_files(run_stack("dev", {"watchedProcesses": ["gunicorn", "mysqld", "nginx"]}))
                           ["agent/conf.d/process.d/conf.yaml"])
     assert [i["name"] for i in conf["instances"]] == ["gunicorn", "mysqld", "nginx"]
     assert all(i["search_string"] == [i["name"]] for i in conf["instances"])
 
 
 def test_mysql_integration_connects_over_tcp_with_a_host_generated_password(stack_eval):
-    files = staged(stack_eval)
+    files = bundle_files(stack_eval)
     (instance,) = yaml.safe_load(files["agent/conf.d/mysql.d/conf.yaml"])["instances"]
     assert (instance["host"], instance["port"], instance["username"]) == ("127.0.0.1", 3306, "datadog")
     assert instance["password"] == "@@DATADOG_MYSQL_PASSWORD@@"  # filled in on the host only
@@ -148,7 +143,7 @@ def test_mysql_integration_connects_over_tcp_with_a_host_generated_password(stac
 
 
 def test_app_environment_sets_unified_service_tags(run_stack):
-    env_file = staged(run_stack("prod", {"urlLookupAllowlist": ["example.com"], "setupOverheadMaxMs": 500}))[
+    env_file = bundle_files(run_stack("prod", {"urlLookupAllowlist": ["example.com"], "setupOverheadMaxMs": 500}))[
         "app/app.env"]
     values = dict(line.split("=", 1) for line in env_file.splitlines() if line and not line.startswith("#"))
     assert values["DD_SERVICE"] == "sample-flask-app"
@@ -161,12 +156,12 @@ def test_app_environment_sets_unified_service_tags(run_stack):
 
 
 def test_gunicorn_workers_follow_the_stack_setting(run_stack):
-    env_file = staged(run_stack("prod", {"appWorkers": 5}))["app/app.env"]  # as in test_monitors
+    env_file = bundle_files(run_stack("prod", {"appWorkers": 5}))["app/app.env"]  # as in test_monitors
     assert "APP_WORKERS=5" in env_file.splitlines()
 
 
 def test_app_unit_runs_unprivileged_under_ddtrace_and_restarts(stack_eval):
-    unit = staged(stack_eval)["app/flask-app.service"]
+    unit = bundle_files(stack_eval)["app/flask-app.service"]
     assert "User=flaskapp" in unit and "User=root" not in unit
     assert "Restart=on-failure" in unit
     assert "ddtrace-run" in unit and "gunicorn" in unit
@@ -174,7 +169,7 @@ def test_app_unit_runs_unprivileged_under_ddtrace_and_restarts(stack_eval):
 
 
 def test_agent_version_and_volume_size_reach_converge(run_stack):
-    env_file = staged(run_stack("dev", {"agentVersion": "7.71.0", "rootVolumeGiB": 40}))["converge.env"]
+    env_file = bundle_files(run_stack("dev", {"agentVersion": "7.71.0", "rootVolumeGiB": 40}))["converge.env"]
     assert "DD_AGENT_VERSION=7.71.0" in env_file.splitlines()
     assert "ROOT_VOLUME_GIB=40" in env_file.splitlines()
 

@@ -12,8 +12,8 @@ import json
 import pytest
 
 from offline import changes
-from offline.plan import build_plan
 from tests.support import DATA
+from tests.support.evaluations import plan_of
 from tests.support.resource_types import (ACCESS, ACCESS_BEFORE, ASSOCIATION, COMPONENTS_RETYPED, DOCUMENT, HOST,
                                           MONITOR, PARAMETER)
 
@@ -26,7 +26,7 @@ def before(stack: str) -> dict:
 
 
 def compared(evaluation) -> tuple[dict, dict, dict]:
-    base, now = before(evaluation.stack), build_plan(evaluation)
+    base, now = before(evaluation.stack), plan_of(evaluation)
     return base, now, changes.compare(base, now)
 
 

@@ -13,8 +13,8 @@ import yaml
 import rendering.document as converge
 from rendering.bundle import Bundle
 from rendering.document import SSM_DOCUMENT_LIMIT, WAIT_FOR_SUCCESS_SECONDS
-from offline.host_config import decode_document
 from tests.support.converge_harness import Host
+from tests.support.evaluations import bundle_files, document as decoded_document
 from tests.support.resource_types import ASSOCIATION, DOCUMENT, INSTANCE
 
 
@@ -40,7 +40,7 @@ def test_document_keeps_30_percent_headroom_under_ssms_limit(stack_eval):
 
 def test_names_are_content_addressed_and_the_association_is_replaced_on_any_change(stack_eval):
     document, association = stack_eval.one(DOCUMENT), stack_eval.one(ASSOCIATION)
-    decoded = decode_document(document.inputs["content"])
+    decoded = decoded_document(stack_eval)
     # Named by the bundle's digest and the script around it (not by gzip bytes, which
     # depend on the machine's zlib): the name says what the content is.
     template = re.sub(r"(?s)(<<'END_OF_BUNDLE'[^\n]*\n).*?\n(END_OF_BUNDLE)", r"\1<payload>\n\2",
@@ -58,7 +58,7 @@ def test_names_are_content_addressed_and_the_association_is_replaced_on_any_chan
 
 def test_the_document_name_does_not_depend_on_how_zlib_compresses(monkeypatch, dev):
     # Another zlib build (zlib-ng, ...) compresses the same files to other bytes.
-    files = Bundle(decode_document(dev.one(DOCUMENT).inputs["content"]).files)
+    files = Bundle(bundle_files(dev))
     ours = converge.bundle_archive(files)
     compress = gzip.compress
     monkeypatch.setattr(converge.gzip, "compress", lambda data, **kw: compress(data, compresslevel=1, mtime=0))
@@ -93,7 +93,7 @@ def run_document(host: Host, script: str):
 
 
 def test_document_script_unpacks_the_bundle_and_converges_on_it(dev, tmp_path):
-    document = decode_document(dev.one(DOCUMENT).inputs["content"])
+    document = decoded_document(dev)
     host = Host(tmp_path)
     first = run_document(host, document.script)
     assert first.returncode == 0, first.stdout + first.stderr
@@ -111,6 +111,6 @@ def test_document_script_unpacks_the_bundle_and_converges_on_it(dev, tmp_path):
 def test_document_script_is_posix_sh(dev, tmp_path):
     # SSM runs it with sh, which is dash on Ubuntu: check it the way dash reads it.
     script = tmp_path / "script.sh"
-    script.write_text(decode_document(dev.one(DOCUMENT).inputs["content"]).script)
+    script.write_text(decoded_document(dev).script)
     result = subprocess.run(["dash", "-n", str(script)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

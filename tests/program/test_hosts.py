@@ -5,14 +5,13 @@ resource by resource, as `make plan COMPARE=...` does)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from offline import changes
 from offline.engine import Evaluation
-from offline.plan import build_plan
 from tests.support import DATA
+from tests.support.evaluations import plan_of
 from tests.support.resource_types import (ACCESS, ACCESS_BEFORE, COMPONENTS_RETYPED, DOCUMENT, HOST, INSTANCE,
                                           SINGLE_HOST_BEFORE)
 
@@ -111,7 +110,7 @@ def test_outputs_per_host_and_the_single_host_ones_only_for_one_host(fleets):
 
 
 def compare(before, after) -> dict:
-    return changes.compare(build_plan(before), build_plan(after))
+    return changes.compare(plan_of(before), plan_of(after))
 
 
 def changed(result: dict) -> dict:
@@ -165,7 +164,7 @@ def test_host_one_keeps_the_single_hosts_urns_through_aliases(fleets, prod):
 def test_an_existing_one_host_stack_keeps_every_aws_resource(dev):
     # tests/data/dev-plan-one-host.json: the dev plan of the last one-host version of the program.
     before = json.loads(ONE_HOST_PLAN.read_text())
-    after = build_plan(dev)
+    after = plan_of(dev)
     result = changes.compare(before, after)
     assert changes.moves(before, after) == {(INSTANCE, "host-1-instance"): (INSTANCE, "host-instance"),
                                             (ACCESS, "host"): (SINGLE_HOST_BEFORE, "host"),

@@ -14,7 +14,7 @@ import pytest
 import rendering.bundle as bundle
 from offline import changes
 from offline.engine import evaluate
-from offline.plan import build_plan
+from tests.support.evaluations import plan_of
 
 INSTANCE = ("aws:ec2/instance:Instance", "host-1-instance")
 DOCUMENT = ("aws:ssm/document:Document", "host-config-document")
@@ -23,7 +23,7 @@ CURRENT = ("aws:ssm/parameter:Parameter", "host-config-current-document")
 
 
 def compare(before, after) -> dict:
-    return changes.compare(build_plan(before), build_plan(after))
+    return changes.compare(plan_of(before), plan_of(after))
 
 
 def assert_converged_in_place(result: dict) -> None:
@@ -31,8 +31,8 @@ def assert_converged_in_place(result: dict) -> None:
     assert result[CURRENT][0] == "updated" and "insecureValue" in result[CURRENT][1]
 
 
-def test_an_unchanged_program_changes_nothing(run_stack):
-    result = compare(run_stack("dev"), evaluate("dev"))
+def test_an_unchanged_program_changes_nothing(run_stack, run_stack_again):
+    result = compare(run_stack("dev"), run_stack_again("dev"))
     assert {what for what, _ in result.values()} == {"unchanged"}
 
 

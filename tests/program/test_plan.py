@@ -8,18 +8,39 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from offline import plan
-from offline.engine import PLACEHOLDER_SECRETS, ROOT
+from offline.engine import PLACEHOLDER_SECRETS, ROOT, Evaluation
+from tests.support import DATA
 
 
-def run_plan(capsys, *args: str) -> tuple[int, str, str]:
-    code = plan.main(list(args))
+def run_plan(capsys, *args: str, evaluation: Evaluation | None = None) -> tuple[int, str, str]:
+    """`python -m offline.plan <args>`, in process; of `evaluation` when given, else evaluated afresh."""
+    code = plan.main(list(args), evaluation)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
 
-def test_text_plan_shows_tree_resources_host_configuration_and_user_data(capsys, stack):
-    code, out, _ = run_plan(capsys, stack)
+@pytest.fixture(scope="module")
+def command_line_plan():
+    """`python -m offline.plan prod --json` in a fresh interpreter with another hash seed, started
+    with this module's first test so that it runs (~5 s, mostly SDK imports) while the others do."""
+    process = subprocess.Popen([sys.executable, "-m", "offline.plan", "prod", "--json"], cwd=ROOT,
+                               env={**os.environ, "PYTHONHASHSEED": "12345"},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    yield process
+    process.kill()
+    process.communicate()
+
+
+@pytest.fixture(autouse=True)
+def _start_the_command_line_plan(command_line_plan):
+    pass
+
+
+def test_text_plan_shows_tree_resources_host_configuration_and_user_data(capsys, stack, stack_eval):
+    code, out, _ = run_plan(capsys, stack, evaluation=stack_eval)
     assert code == 0
     assert out.startswith(f"Offline plan for stack '{stack}'")
     assert "nothing was sent to AWS" in out
@@ -40,9 +61,9 @@ def test_text_plan_shows_tree_resources_host_configuration_and_user_data(capsys,
     assert f"avg(last_5m):avg:my_metric{{env:{stack} AND project:observability-lab AND host IN (" in monitors
 
 
-def test_json_plan_is_stable_and_byte_identical_across_runs(capsys, stack):
-    first = run_plan(capsys, stack, "--json")[1]
-    second = run_plan(capsys, stack, "--json")[1]
+def test_json_plan_is_stable_and_byte_identical_across_runs(capsys, stack, stack_eval, run_stack_again):
+    first = run_plan(capsys, stack, "--json", evaluation=stack_eval)[1]
+    second = run_plan(capsys, stack, "--json", evaluation=run_stack_again(stack))[1]
     assert first == second
     document = json.loads(first)
     assert first == json.dumps(document, sort_keys=True, indent=2) + "\n"
@@ -56,9 +77,9 @@ def test_json_plan_is_stable_and_byte_identical_across_runs(capsys, stack):
     assert {f["path"] for f in config["files"]} == set(config["contents"])
 
 
-def test_compare_names_what_a_setting_change_does(capsys, tmp_path):
+def test_compare_names_what_a_setting_change_does(capsys, tmp_path, dev):
     base = tmp_path / "base.json"
-    base.write_text(run_plan(capsys, "dev", "--json")[1])
+    base.write_text(run_plan(capsys, "dev", "--json", evaluation=dev)[1])
     stack_file = tmp_path / "Pulumi.dev.yaml"
     stack_file.write_text((ROOT / "Pulumi.dev.yaml").read_text() + "  observability-lab:checkIntervalSeconds: 30\n")
     code, out, _ = run_plan(capsys, "dev", "--stack-file", str(stack_file), "--compare", str(base))
@@ -69,12 +90,12 @@ def test_compare_names_what_a_setting_change_does(capsys, tmp_path):
     assert "aws:ec2/instance:Instance" not in out
 
 
-def test_secrets_are_masked(capsys, stack):
+def test_secrets_are_masked(capsys, stack, stack_eval):
     for args in ((stack,), (stack, "--json")):
-        out = run_plan(capsys, *args)[1]
+        out = run_plan(capsys, *args, evaluation=stack_eval)[1]
         for placeholder in PLACEHOLDER_SECRETS.values():
             assert placeholder not in out
-    document = json.loads(run_plan(capsys, stack, "--json")[1])
+    document = json.loads(run_plan(capsys, stack, "--json", evaluation=stack_eval)[1])
     (parameter,) = [r for r in document["resources"] if r["type"] == "aws:ssm/parameter:Parameter"
                     and r["inputs"]["name"].endswith("/api_key")]
     assert parameter["inputs"]["value"] == "[secret]"
@@ -99,27 +120,19 @@ def test_unknown_stack_is_an_error(capsys):
     assert "Pulumi.nonexistent.yaml does not exist; stacks here: dev, prod" in err
 
 
-# Started when this module is collected, so the fresh interpreter (~3 s, mostly SDK
-# imports) runs on the other core while the rest of the suite runs.
-_CLI_PLAN = subprocess.Popen(
-    [sys.executable, "-m", "offline.plan", "prod", "--json"], cwd=ROOT,
-    env={**os.environ, "PYTHONHASHSEED": "12345"},
-    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def test_command_line_plan_matches_across_processes_and_hash_seeds(capsys):
+def test_command_line_plan_matches_across_processes_and_hash_seeds(capsys, command_line_plan, prod):
     # `python -m offline.plan` as README documents it, in a fresh interpreter with another
     # hash seed: set/dict iteration order must not leak into the output.
-    in_process = run_plan(capsys, "prod", "--json")[1]
-    stdout, stderr = _CLI_PLAN.communicate(timeout=120)
-    assert _CLI_PLAN.returncode == 0, stderr
+    in_process = run_plan(capsys, "prod", "--json", evaluation=prod)[1]
+    stdout, stderr = command_line_plan.communicate(timeout=120)
+    assert command_line_plan.returncode == 0, stderr
     assert stdout == in_process
     assert stderr == ""
 
 
-def test_compare_follows_a_resource_through_its_alias(capsys):
+def test_compare_follows_a_resource_through_its_alias(capsys, dev):
     # The plan of the last one-host version: host 1's instance is the old instance, renamed.
-    code, out, _ = run_plan(capsys, "dev", "--compare", str(ROOT / "tests" / "data" / "dev-plan-one-host.json"))
+    code, out, _ = run_plan(capsys, "dev", "--compare", str(DATA / "dev-plan-one-host.json"), evaluation=dev)
     assert code == 0
     assert ("  updated   aws:ec2/instance:Instance host-1-instance (metadataOptions, tags, volumeTags) "
             "[was host-instance, kept through its alias]\n") in out

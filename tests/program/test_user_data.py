@@ -6,16 +6,10 @@ import subprocess
 
 import yaml
 
-from rendering.first_boot import EC2_USER_DATA_LIMIT, FETCHER, FETCHER_ON_HOST
 from offline.engine import PLACEHOLDER_SECRETS
-from tests.support.resource_types import INSTANCE
+from rendering.first_boot import EC2_USER_DATA_LIMIT, FETCHER, FETCHER_ON_HOST
+from tests.support.evaluations import user_data
 
-
-
-def user_data(evaluation) -> str:
-    """The one user-data of the stack's hosts: every instance has the same."""
-    (text,) = {instance.inputs["userData"] for instance in evaluation.of_type(INSTANCE)}
-    return text
 
 
 def test_user_data_passes_cloud_init_schema(stack_eval, tmp_path):
@@ -53,7 +47,7 @@ def test_user_data_writes_the_fetcher_and_runs_it_on_the_stacks_parameter(stack_
 def test_user_data_carries_no_setting_so_settings_never_change_it(run_stack):
     base = user_data(run_stack("dev"))
     for overrides in ({"checkIntervalSeconds": 30}, {"agentVersion": "7.71.0"},
-                      {"hostTags": ["name:cars_app", "team:x"]}, {"service": "other-app"},
+                      {"hostTags": ["name:cars_app", "team:checkout"]}, {"service": "checkout"},
                       {"rootVolumeGiB": 40}, {"instanceType": "t3.large"}):
         assert user_data(run_stack("dev", overrides)) == base, overrides
 
