@@ -44,9 +44,10 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
 	touch $@
 
-# The offline plan: what STACK would create, rendered without any cloud account.
+# The offline plan: what STACK would create, rendered without any cloud account
+# (FULL=1: every input and file too; JSON=1: as JSON; COMPARE=base.json: what changes).
 plan: $(VENV)/.installed
-	@$(PY) -m offline.plan $(STACK) $(if $(JSON),--json) $(if $(COMPARE),--compare $(COMPARE))
+	@$(PY) -m offline.plan $(STACK) $(if $(FULL),--full) $(if $(JSON),--json) $(if $(COMPARE),--compare $(COMPARE))
 
 # The configuration reference in docs/configuration.md, from the settings' declarations.
 docs: $(VENV)/.installed

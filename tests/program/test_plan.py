@@ -39,26 +39,48 @@ def _start_the_command_line_plan(command_line_plan):
     pass
 
 
-def test_text_plan_shows_tree_resources_host_configuration_and_user_data(capsys, stack, stack_eval):
+def test_text_plan_shows_first_what_a_person_scans(capsys, stack, stack_eval):
     code, out, _ = run_plan(capsys, stack, evaluation=stack_eval)
     assert code == 0
     assert out.startswith(f"Offline plan for stack '{stack}'")
     assert "nothing was sent to AWS" in out
-    assert "- host (observability-lab:host:HostAccess)" in out
-    assert "  - host-1 (observability-lab:host:MonitoredHost)\n    - host-1-instance (aws:ec2/instance:Instance)" in out
+    assert len(out.splitlines()) <= 200  # a page or two, not the 2,000 lines of every input
+    # The component tree, each resource on one line saying what it is.
+    tree = out[out.index("\nComponents and resources\n"):out.index("\nCounts: ")]
+    assert "\n  host  [HostAccess]\n" in tree
+    assert re.search(r"\n    host-1-instance  \[aws ec2 Instance\]  t3\.\w+ from ami-\w+, \d+ GiB gp3 encrypted, "
+                     rf"Datadog hostname observability-lab-{stack}-1, Name observability-lab-{stack}-host-1\n", tree)
+    assert f"host-datadog-api-key  [aws ssm Parameter]  SecureString /observability-lab/{stack}/datadog/api_key" in tree
+    resources = [r for r in stack_eval.resources if r.type != "pulumi:pulumi:Stack"]
+    assert all(f"  {r.name}  [" in tree for r in resources)
+    # The counts, and every monitor with its query.
+    custom = sum(r.custom for r in resources)
+    assert f"\nCounts: {custom} resources in {len(resources) - custom} components\n" in out
+    monitors = out[out.index("\nMonitors ("):out.index("\nDashboards (")]
+    for monitor in stack_eval.of_type("datadog:index/monitor:Monitor"):
+        assert f"\n      {monitor.inputs['query']}\n" in monitors
+    assert f"avg(last_5m):avg:my_metric{{env:{stack} AND project:observability-lab AND host IN (" in monitors
+    dashboards = out[out.index("\nDashboards ("):out.index("\nDowntime schedules (")]
+    hosts = f"env:{stack},project:observability-lab,$host"
+    assert f"anomalies(avg:mysql.performance.cpu_time{{{hosts}}} by {{host}}, 'basic', 2)" in dashboards
+    assert "\nWhat the hosts get: SSM document " in out and "\nUser-data: " in out
+    assert "converge.sh" in out and "secret_backend_type" not in out  # files listed, not shown
+    assert "FULL=1" in out.splitlines()[-1]
+
+
+def test_full_text_plan_adds_every_input_file_and_script(capsys, stack, stack_eval):
+    code, out, _ = run_plan(capsys, stack, "--full", evaluation=stack_eval)
+    assert code == 0
+    summary = run_plan(capsys, stack, evaluation=stack_eval)[1]
+    assert out.startswith(summary[:summary.index("\nMore: ")])
+    assert f"\n- aws:ec2/instance:Instance host-1-instance (parent: host-1)\n" in out
     config = out[out.index("\nHost configuration (host-config-document): SSM document "):out.index("\nUser-data of")]
     # Every file with its size, digest and destination; the scripts readable; no base64 wall.
-    assert re.search(r"\n +585  [0-9a-f]{12}  agent/datadog.yaml -> /etc/datadog-agent/datadog.yaml "
-                     r"\(dd-agent:dd-agent 0640, datadog-agent\)\n", config) or "agent/datadog.yaml -> " in config
+    assert re.search(r"\n +\d+  [0-9a-f]{12}  agent/datadog.yaml -> /etc/datadog-agent/datadog.yaml "
+                     r"\(dd-agent:dd-agent 0640, datadog-agent\)\n", config)
     assert "<base64 of the gzipped bundle: " in config and 'exec bash "$bundle/converge.sh"' in config
     assert "--- converge.sh" in config and "secret_backend_type: aws.ssm" in config
     assert "#cloud-config" in out[out.index("\nUser-data of"):]
-    dashboards = out[out.index("\nDashboards\n"):out.index("\nMonitors\n")]
-    hosts = f"env:{stack},project:observability-lab,$host"
-    assert f"anomalies(avg:mysql.performance.cpu_time{{{hosts}}} by {{host}}, 'basic', 2)" in dashboards
-    assert f"avg:my_metric{{{hosts}}}.rollup(sum, 3600)" in dashboards
-    monitors = out[out.index("\nMonitors\n"):out.index("\nDowntime schedules\n")]
-    assert f"avg(last_5m):avg:my_metric{{env:{stack} AND project:observability-lab AND host IN (" in monitors
 
 
 def test_json_plan_is_stable_and_byte_identical_across_runs(capsys, stack, stack_eval, run_stack_again):
@@ -91,7 +113,7 @@ def test_compare_names_what_a_setting_change_does(capsys, tmp_path, dev):
 
 
 def test_secrets_are_masked(capsys, stack, stack_eval):
-    for args in ((stack,), (stack, "--json")):
+    for args in ((stack,), (stack, "--full"), (stack, "--json")):
         out = run_plan(capsys, *args, evaluation=stack_eval)[1]
         for placeholder in PLACEHOLDER_SECRETS.values():
             assert placeholder not in out
