@@ -6,7 +6,6 @@ the stub aggregator. Documents are written here with the spec's field names; not
 import copy
 import http.server
 import json
-import os
 import re
 import ssl
 import subprocess
@@ -18,11 +17,12 @@ import yaml
 from datadog_checks.base import AgentCheck, ConfigurationError
 from datadog_checks.base.stubs import aggregator
 
-from tests.support.agent_checks import AGENT_DIR, load_check_module
+from tests.support import ROOT
+from tests.support.agent_checks import load_check_module
 from tests.support.evaluations import bundle_files
 
 bike_share = load_check_module("bike_share")
-README = os.path.join(AGENT_DIR, os.pardir, os.pardir, "README.md")
+METRICS_PAGE = ROOT / "docs" / "datadog.md"  # the metric table: the check's metadata.csv
 
 NOW = 1_760_000_000  # the check's wall clock in every test
 TAGS = ["team:relocation", "city:nyc"]  # no generic tags: the stub's rule stays on
@@ -226,10 +226,9 @@ def assert_critical(reason):
     assert aggregator.metric_names == [], "a broken snapshot must submit nothing"
 
 
-def readme_metadata():
-    """The README's metric table, in the shape of integrations-core's metadata.csv."""
-    with open(README) as f:
-        rows = re.findall(r"^\| `(bikeshare\.[a-z_.]+)` \| (\w+) \| (\w*) ?\| (.+) \|$", f.read(), re.M)
+def documented_metadata():
+    """docs/datadog.md's metric table, in the shape of integrations-core's metadata.csv."""
+    rows = re.findall(r"^\| `(bikeshare\.[a-z_.]+)` \| (\w+) \| (\w*) ?\| (.+) \|$", METRICS_PAGE.read_text(), re.M)
     return {name: {"metric_type": mtype, "unit_name": unit, "description": desc}
             for name, mtype, unit, desc in rows}
 
@@ -257,12 +256,12 @@ def test_gbfs23_station_metrics_tags_and_system_totals(feed):
         aggregator.assert_metric("bikeshare.system." + metric, value, tags=[SYSTEM, *TAGS], count=1)
     assert_ok()
     aggregator.assert_all_metrics_covered()
-    aggregator.assert_metrics_using_metadata(readme_metadata(), check_submission_type=True,
+    aggregator.assert_metrics_using_metadata(documented_metadata(), check_submission_type=True,
                                              check_symmetric_inclusion=True)
 
 
 def test_readme_table_lists_gauges_with_units_and_descriptions():
-    table = readme_metadata()
+    table = documented_metadata()
     assert len(table) == 16
     assert {row["metric_type"] for row in table.values()} == {"gauge"}
     # Datadog unit names; the 0/1 flags have none, as in integrations-core's metadata.csv files.
