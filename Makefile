@@ -6,13 +6,16 @@ STACK ?= dev
 
 .PHONY: test pytest typecheck setup system-deps plan bench docs clean
 
-# The suite (one pytest process, seconds), then pyright against the SDKs' own types.
+# The fast layer over both cores (each test file in one of two workers, so a module's servers
+# start once), then pyright against the SDKs' own types. One layer: `venv/bin/python -m pytest -m checks`.
+PYTEST_ARGS ?= -n 2 --dist loadfile
+
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory typecheck
 
 pytest: setup
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Every resource argument checked against pulumi-aws / pulumi-datadog type stubs.
 # Slow (~40 s: the SDKs are huge), so it runs beside the suite, not inside it.
