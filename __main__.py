@@ -9,7 +9,7 @@ from components.downtimes import Downtimes, DowntimesArgs
 from components.host import HostAccess, HostAccessArgs, MonitoredHost, MonitoredHostArgs
 from components.monitors import Monitors
 from rendering.bike_share import BikeShareArgs
-from rendering.bundle import BundleArgs
+from rendering.bundle import bundle_args
 from rendering.dashboards import DashboardsArgs
 from rendering.first_boot import user_data
 from rendering.monitors import MonitorsArgs
@@ -21,8 +21,7 @@ stack, naming = settings.stack, settings.naming
 # One rendering of userdata/ for every host, run by two triggers: each host's first boot
 # (its user-data fetches the document the parameter names) and the SSM association after
 # every change. Only the image and the subnet replace a host.
-configuration = HostConfiguration("host-config", HostConfigurationArgs(naming, BundleArgs(
-    naming, stack, settings.host, settings.agent, settings.app, settings.bike_share)))
+configuration = HostConfiguration("host-config", HostConfigurationArgs(naming, bundle_args(settings)))
 access = HostAccess("host", HostAccessArgs(naming, settings.host, stack.datadog_api_key, configuration.parameter))
 first_boot = user_data(naming.config_parameter)
 hosts = [MonitoredHost(f"host-{n}", MonitoredHostArgs(naming, n, settings.host, first_boot, stack.aws_region), access,

@@ -12,7 +12,7 @@ import pulumi_aws as aws
 
 from components.base import Component
 from rendering.bundle import BundleArgs, render_bundle
-from rendering.document import WAIT_FOR_SUCCESS_SECONDS, document_content, document_id
+from rendering.document import WAIT_FOR_SUCCESS_SECONDS, document_content, document_description, document_id
 from settings.naming import Naming
 
 
@@ -40,9 +40,8 @@ class HostConfiguration(Component):
         # One rendering of userdata/ for every host, run by two triggers: each host's first
         # boot, and the SSM association after every change.
         self.bundle = bundle = render_bundle(args.bundle)
-        description = f"{naming.project} {naming.env}: unpack a configuration bundle and converge the host on it"
         tags = naming.tagged("host-config")
-        self.content = document_content(bundle, description)
+        self.content = document_content(bundle, document_description(naming))
         self.document = aws.ssm.Document(
             f"{name}-document",
             name=f"{naming.config_documents}-{document_id(bundle)}",

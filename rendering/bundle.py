@@ -15,6 +15,7 @@ converge.sh. Pure rendering: no Pulumi here.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -95,6 +96,12 @@ class BundleArgs:
         """Each section by the prefix of its template values."""
         return {"stack": self.stack, "host": self.host, "agent": self.agent, "app": self.app,
                 "bike_share": self.bike_share}
+
+
+def bundle_args(settings: Any) -> BundleArgs:
+    """The sections of a stack's settings (settings.stack.Settings, whose fields BundleArgs's are
+    named after) the bundle is rendered from."""
+    return BundleArgs(**{field.name: getattr(settings, field.name) for field in dataclasses.fields(BundleArgs)})
 
 
 def setting_values(prefix: str, section: Any) -> dict[str, str]:

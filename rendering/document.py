@@ -34,6 +34,7 @@ import tarfile
 import yaml
 
 from rendering.bundle import BUNDLES_DIR, Bundle, sha256
+from settings.naming import Naming
 
 SSM_DOCUMENT_LIMIT = 65_536
 DOCUMENT_BUDGET = int(SSM_DOCUMENT_LIMIT * 0.7)  # 30 % headroom
@@ -93,6 +94,10 @@ def _script(bundle: Bundle, payload: list[str]) -> list[str]:
         "fi",
         'exec bash "$bundle/converge.sh"',
     ]
+
+
+def document_description(naming: Naming) -> str:
+    return f"{naming.project} {naming.env}: unpack a configuration bundle and converge the host on it"
 
 
 def document_content(bundle: Bundle, description: str) -> str:

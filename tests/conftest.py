@@ -13,12 +13,15 @@ import json
 import os
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 import pytest
 
 from offline.engine import Evaluation, evaluate, stack_settings
+from rendering.bundle import bundle_args, render_bundle
+from rendering.document import document_content, document_description, document_id
 from settings.stack import Settings
 from tests.support import ROOT, mariadb_server
 
@@ -113,6 +116,45 @@ def prod(run_stack) -> Evaluation:
 def settings_of() -> Callable[..., Settings]:
     """`settings_of("dev", {...})` -> the stack's settings, read from its file without the engine."""
     return stack_settings
+
+
+_BUNDLES: dict[tuple[str, str], dict[str, str]] = {}
+
+
+@pytest.fixture(scope="session")
+def bundle_of() -> Callable[..., dict[str, str]]:
+    """`bundle_of("dev", {...})` -> the stack's bundle (path -> content) rendered from its settings,
+    without the engine: what its document carries (tests/program/test_bundle.py checks they agree)."""
+
+    def render(stack: str, overrides: Optional[Mapping[str, Any]] = None) -> dict[str, str]:
+        key = (stack, json.dumps(overrides or {}, sort_keys=True))
+        if key not in _BUNDLES:
+            _BUNDLES[key] = render_bundle(bundle_args(stack_settings(stack, overrides))).files
+        return dict(_BUNDLES[key])
+
+    return render
+
+
+@dataclass(frozen=True)
+class RenderedDocument:
+    name: str       # the SSM document's name
+    content: str    # its YAML content, as the program registers it
+    parameter: str  # the SSM parameter naming the current document
+
+
+@pytest.fixture(scope="session")
+def document_of() -> Callable[..., RenderedDocument]:
+    """`document_of("dev")` -> the stack's configuration document rendered from its settings, without
+    the engine (tests/program/test_bundle.py checks it is what the program registers)."""
+
+    def render(stack: str, overrides: Optional[Mapping[str, Any]] = None) -> RenderedDocument:
+        settings = stack_settings(stack, overrides)
+        bundle = render_bundle(bundle_args(settings))
+        naming = settings.naming
+        return RenderedDocument(f"{naming.config_documents}-{document_id(bundle)}",
+                                document_content(bundle, document_description(naming)), naming.config_parameter)
+
+    return render
 
 
 # ------------------------------------------------------------------ the Agent checks

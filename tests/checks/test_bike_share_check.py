@@ -19,7 +19,6 @@ from datadog_checks.base.stubs import aggregator
 
 from tests.support import ROOT
 from tests.support.agent_checks import load_check_module
-from tests.support.evaluations import bundle_files
 
 bike_share = load_check_module("bike_share")
 METRICS_PAGE = ROOT / "docs" / "datadog.md"  # the metric table: the check's metadata.csv
@@ -544,9 +543,9 @@ def test_failure_after_success_submits_nothing_then_recovers_by_rediscovering(fe
 
 
 # --------------------------------------------------------------------------- the stack's conf
-def test_the_conf_each_stack_renders_is_a_valid_instance(feed, run_stack):
+def test_the_conf_each_stack_renders_is_a_valid_instance(feed, bundle_of):
     for stack, overrides in (("dev", None), ("prod", {"bikeShareEnabled": True, "bikeShareStationIds": ["72", "82"]})):
-        files = bundle_files(run_stack(stack, overrides))
+        files = bundle_of(stack, overrides)
         conf = yaml.safe_load(files["agent/conf.d/bike_share.yaml"])
         (instance,) = conf["instances"]
         bike_share.BikeShareCheck("bike_share", conf["init_config"], [instance])  # validates

@@ -16,7 +16,6 @@ import yaml
 
 from rendering.bundle import USERDATA_DIR, manifest_entries
 from tests.support.converge_harness import DEFAULT_DATADOG_HOSTNAME, IMDS_TOKEN, Host, write_bundle
-from tests.support.evaluations import bundle_files
 
 AGENT_CONFIG = "/etc/datadog-agent/datadog.yaml"
 AGENT_CHECK_CONF = "/etc/datadog-agent/conf.d/custom_my_metric.yaml"
@@ -25,8 +24,8 @@ HOSTNAME_TAG_URL = "http://169.254.169.254/latest/meta-data/tags/instance/datado
 
 
 @pytest.fixture(scope="module")
-def dev_files(run_stack) -> dict[str, str]:
-    return bundle_files(run_stack("dev"))
+def dev_files(bundle_of) -> dict[str, str]:
+    return bundle_of("dev")
 
 
 @pytest.fixture
@@ -155,8 +154,8 @@ def test_a_new_password_is_granted_even_when_the_grants_did_not_change(converged
     assert (converged.fake / "mysql.sql").read_text().count(f"IDENTIFIED BY '{password}'") == 4
 
 
-def test_a_run_killed_before_its_restart_is_finished_by_the_next_one(converged, run_stack):
-    files = bundle_files(run_stack("dev", {"checkIntervalSeconds": 30}))
+def test_a_run_killed_before_its_restart_is_finished_by_the_next_one(converged, bundle_of):
+    files = bundle_of("dev", {"checkIntervalSeconds": 30})
     converged.set("kill-at-restart.datadog-agent")
     killed = converged.converge(files)
     assert killed.returncode != 0 and "service datadog-agent" not in killed.stdout
@@ -180,8 +179,8 @@ def test_second_run_with_the_same_files_changes_and_restarts_nothing(converged, 
 
 
 def test_changing_only_the_check_interval_rewrites_one_file_and_restarts_only_the_agent(
-        converged, run_stack):
-    run = converged.converge(bundle_files(run_stack("dev", {"checkIntervalSeconds": 30})))
+        converged, bundle_of):
+    run = converged.converge(bundle_of("dev", {"checkIntervalSeconds": 30}))
     assert run.returncode == 0, run.stderr
     assert {f: s for f, s in run.report("file").items() if s != "unchanged"} == {AGENT_CHECK_CONF: "updated"}
     assert "min_collection_interval: 30" in converged.path(AGENT_CHECK_CONF).read_text()
@@ -200,8 +199,8 @@ def test_changing_only_the_app_code_restarts_only_the_app(converged, dev_files):
     assert run.report("service")["datadog-agent"] == "kept"
 
 
-def test_agent_upgrade_or_downgrade_is_an_apt_install_in_place(converged, run_stack):
-    run = converged.converge(bundle_files(run_stack("dev", {"agentVersion": "7.71.0"})))
+def test_agent_upgrade_or_downgrade_is_an_apt_install_in_place(converged, bundle_of):
+    run = converged.converge(bundle_of("dev", {"agentVersion": "7.71.0"}))
     assert run.returncode == 0, run.stderr
     (install,) = [c for c in run.called("apt-get") if " install " in c]
     assert install.endswith("--allow-downgrades --allow-change-held-packages datadog-agent=1:7.71.0-1")
@@ -277,10 +276,10 @@ def test_an_app_that_does_not_answer_gets_its_previous_code_back(converged, dev_
     assert converged.path("/opt/sample-flask-app/app.py").read_text() == before
 
 
-def test_first_boot_never_goes_back_to_an_older_bundle(converged, run_stack):
-    newer = converged.converge(bundle_files(run_stack("dev", {"checkIntervalSeconds": 30})))
+def test_first_boot_never_goes_back_to_an_older_bundle(converged, bundle_of):
+    newer = converged.converge(bundle_of("dev", {"checkIntervalSeconds": 30}))
     assert newer.returncode == 0
-    run = converged.converge(bundle_files(run_stack("dev")), CONVERGE_TRIGGER="first-boot")
+    run = converged.converge(bundle_of("dev"), CONVERGE_TRIGGER="first-boot")
     assert run.returncode == 0
     assert "the first-boot bundle is not applied" in run.stdout
     assert "min_collection_interval: 30" in converged.path(AGENT_CHECK_CONF).read_text()
@@ -296,19 +295,19 @@ def test_a_bundle_whose_files_do_not_match_its_name_is_refused(host, dev_files):
     assert run.calls == [] and not host.path("/etc/datadog-agent").exists()
 
 
-def test_a_grown_volume_grows_the_root_filesystem(converged, run_stack):
+def test_a_grown_volume_grows_the_root_filesystem(converged, bundle_of):
     converged.set("growpart.status", "0")
-    run = converged.converge(bundle_files(run_stack("dev", {"rootVolumeGiB": 40})))
+    run = converged.converge(bundle_of("dev", {"rootVolumeGiB": 40}))
     assert run.returncode == 0, run.stderr
     assert "growpart /dev/nvme0n1 1" in run.calls and "resize2fs /dev/nvme0n1p1" in run.calls
     assert "filesystem /: grown" in run.stdout
     assert restarts(run) == []
 
 
-def test_growing_waits_for_ec2_to_finish_resizing_the_volume(converged, run_stack):
+def test_growing_waits_for_ec2_to_finish_resizing_the_volume(converged, bundle_of):
     converged.set("growpart.status", "0")
     converged.set("disk.gib", "20\n20\n20\n40\n")
-    run = converged.converge(bundle_files(run_stack("dev", {"rootVolumeGiB": 40})))
+    run = converged.converge(bundle_of("dev", {"rootVolumeGiB": 40}))
     assert run.returncode == 0, run.stderr
     assert run.called("sleep") == ["sleep 1"] * 3
     assert run.calls.index("growpart /dev/nvme0n1 1") > run.calls.index("sleep 1")

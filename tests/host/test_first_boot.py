@@ -28,7 +28,6 @@ from moto.server import ThreadedMotoServer
 
 from rendering.first_boot import FETCHER
 from tests.support.converge_harness import Host
-from tests.support.resource_types import DOCUMENT
 
 REGION = "us-east-2"
 CREDENTIALS = {"AccessKeyId": "ASIAEXAMPLEEXAMPLE00", "SecretAccessKey": "example/secret/key/for/tests/only",
@@ -111,15 +110,14 @@ def ssm_endpoint():
     server.stop()
 
 
-def publish(endpoint: str, evaluation, parameter: str) -> str:
+def publish(endpoint: str, document) -> str:
     """What `pulumi up` creates: the document and the parameter naming it."""
-    document = evaluation.one(DOCUMENT).inputs
     ssm = boto3.client("ssm", region_name=REGION, endpoint_url=endpoint, aws_access_key_id="testing",
                        aws_secret_access_key="testing")
-    ssm.create_document(Content=document["content"], Name=document["name"], DocumentType="Command",
+    ssm.create_document(Content=document.content, Name=document.name, DocumentType="Command",
                         DocumentFormat="YAML", TargetType="/AWS::EC2::Instance")
-    ssm.put_parameter(Name=parameter, Value=document["name"], Type="String", Overwrite=True)
-    return document["name"]
+    ssm.put_parameter(Name=document.parameter, Value=document.name, Type="String", Overwrite=True)
+    return document.name
 
 
 def run_fetcher(host: Host, imds: str, ssm: str, parameter: str, retry_seconds: str = "20"):
@@ -128,9 +126,11 @@ def run_fetcher(host: Host, imds: str, ssm: str, parameter: str, retry_seconds: 
 
 
 def test_first_boot_fetches_the_current_document_and_converges_with_it(
-        dev, imds, ssm_endpoint, tmp_path):
-    parameter = "/observability-lab/dev/host-config/document"
-    name = publish(ssm_endpoint, dev, parameter)
+        document_of, imds, ssm_endpoint, tmp_path):
+    document = document_of("dev")
+    parameter = document.parameter
+    assert parameter == "/observability-lab/dev/host-config/document"
+    name = publish(ssm_endpoint, document)
     FakeImds.missing_credentials = 2  # the instance profile shows up late at boot
     host = Host(tmp_path)
     run = run_fetcher(host, imds, ssm_endpoint, parameter)

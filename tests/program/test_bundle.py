@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 import rendering.bundle as bundle
-from rendering.bundle import BUNDLE_ONLY, USERDATA_DIR, manifest_entries
 from offline.engine import PLACEHOLDER_SECRETS, evaluate
+from rendering.bundle import BUNDLE_ONLY, USERDATA_DIR, manifest_entries
 from tests.support import ROOT
 from tests.support.evaluations import bundle_files, document
-from tests.support.resource_types import DOCUMENT
+from tests.support.resource_types import DOCUMENT, PARAMETER
 
 SHELLCHECK = Path(sys.executable).parent / "shellcheck"
 
@@ -74,6 +74,20 @@ def test_bundle_digest_is_what_sha256sum_says_on_the_host(dev, tmp_path):
     assert listing.split()[0] == decoded.digest
 
 
+@pytest.mark.parametrize("stack,overrides", [("dev", None), ("prod", None), ("dev", {"checkIntervalSeconds": 30}),
+                                             ("prod", {"appWorkers": 5, "bikeShareEnabled": True})])
+def test_the_document_carries_the_bundle_its_settings_render(run_stack, bundle_of, document_of, stack, overrides):
+    # The bundle tests (and the host's and the checks') render the bundle and the document from the
+    # settings alone (`bundle_of`, `document_of`): the very files and document the program registers.
+    evaluation = run_stack(stack, overrides)
+    assert bundle_files(evaluation) == bundle_of(stack, overrides)
+    rendered, (parameter,) = document_of(stack, overrides), [
+        r for r in evaluation.of_type(PARAMETER) if r.name == "host-config-current-document"]
+    document = evaluation.one(DOCUMENT).inputs
+    assert (document["name"], document["content"]) == (rendered.name, rendered.content)
+    assert (parameter.inputs["name"], parameter.inputs["insecureValue"]) == (rendered.parameter, rendered.name)
+
+
 def test_bundle_is_deterministic(run_stack, run_stack_again):
     first, second = run_stack("dev"), run_stack_again("dev")
     assert first is not second and first.one(DOCUMENT).inputs == second.one(DOCUMENT).inputs
@@ -102,30 +116,28 @@ def test_agent_config_reads_the_key_from_ssm_and_tags_the_host(stack_eval):
     assert config["process_config"]["process_collection"]["enabled"] is True
 
 
-def test_agent_site_follows_the_provider_api_url(run_stack):
-    config = yaml.safe_load(bundle_files(run_stack("dev", {"datadog:apiUrl": "https://api.datadoghq.eu/"}))
-                            ["agent/datadog.yaml"])
+def test_agent_site_follows_the_provider_api_url(bundle_of):
+    config = yaml.safe_load(bundle_of("dev", {"datadog:apiUrl": "https://api.datadoghq.eu/"})["agent/datadog.yaml"])
     assert config["site"] == "datadoghq.eu"
 
 
-def test_check_interval_comes_from_the_setting(run_stack):
+def test_check_interval_comes_from_the_setting(bundle_of):
     for interval in (45, 90):
-        conf = yaml.safe_load(bundle_files(run_stack("dev", {"checkIntervalSeconds": interval}))
-                              ["agent/conf.d/custom_my_metric.yaml"])
+        conf = yaml.safe_load(bundle_of("dev", {"checkIntervalSeconds": interval})["agent/conf.d/custom_my_metric.yaml"])
         (instance,) = conf["instances"]
         assert instance["min_collection_interval"] == interval
         assert (instance["min_value"], instance["max_value"]) == (0, 1000)
         assert instance["service"] == "sample-flask-app" and "tags" not in instance
 
 
-def test_check_interval_change_never_touches_the_check_code(run_stack):
-    a, b = (bundle_files(run_stack("dev", {"checkIntervalSeconds": s})) for s in (45, 300))
+def test_check_interval_change_never_touches_the_check_code(bundle_of):
+    a, b = (bundle_of("dev", {"checkIntervalSeconds": s}) for s in (45, 300))
     assert a["agent/checks.d/custom_my_metric.py"] == b["agent/checks.d/custom_my_metric.py"]
     assert a["agent/conf.d/custom_my_metric.yaml"] != b["agent/conf.d/custom_my_metric.yaml"]
 
 
-def test_process_check_watches_the_configured_processes(run_stack):
-    conf = yaml.safe_load(bundle_files(run_stack("dev", {"watchedProcesses": ["gunicorn", "mysqld", "nginx"]}))
+def test_process_check_watches_the_configured_processes(bundle_of):
+    conf = yaml.safe_load(bundle_of("dev", {"watchedProcesses": ["gunicorn", "mysqld", "nginx"]})
                           ["agent/conf.d/process.d/conf.yaml"])
     assert [i["name"] for i in conf["instances"]] == ["gunicorn", "mysqld", "nginx"]
     assert all(i["search_string"] == [i["name"]] for i in conf["instances"])
@@ -142,9 +154,8 @@ def test_mysql_integration_connects_over_tcp_with_a_host_generated_password(stac
         assert grant in sql
 
 
-def test_app_environment_sets_unified_service_tags(run_stack):
-    env_file = bundle_files(run_stack("prod", {"urlLookupAllowlist": ["example.com"], "setupOverheadMaxMs": 500}))[
-        "app/app.env"]
+def test_app_environment_sets_unified_service_tags(bundle_of):
+    env_file = bundle_of("prod", {"urlLookupAllowlist": ["example.com"], "setupOverheadMaxMs": 500})["app/app.env"]
     values = dict(line.split("=", 1) for line in env_file.splitlines() if line and not line.startswith("#"))
     assert values["DD_SERVICE"] == "sample-flask-app"
     assert values["DD_ENV"] == "prod"
@@ -155,8 +166,8 @@ def test_app_environment_sets_unified_service_tags(run_stack):
     assert values["APP_WORKERS"] == "2"  # gunicorn.conf.py has no default of its own
 
 
-def test_gunicorn_workers_follow_the_stack_setting(run_stack):
-    env_file = bundle_files(run_stack("prod", {"appWorkers": 5}))["app/app.env"]  # as in test_monitors
+def test_gunicorn_workers_follow_the_stack_setting(bundle_of):
+    env_file = bundle_of("prod", {"appWorkers": 5})["app/app.env"]  # as in test_monitors
     assert "APP_WORKERS=5" in env_file.splitlines()
 
 
@@ -168,8 +179,8 @@ def test_app_unit_runs_unprivileged_under_ddtrace_and_restarts(stack_eval):
     assert "EnvironmentFile=/opt/sample-flask-app/app.env" in unit
 
 
-def test_agent_version_and_volume_size_reach_converge(run_stack):
-    env_file = bundle_files(run_stack("dev", {"agentVersion": "7.71.0", "rootVolumeGiB": 40}))["converge.env"]
+def test_agent_version_and_volume_size_reach_converge(bundle_of):
+    env_file = bundle_of("dev", {"agentVersion": "7.71.0", "rootVolumeGiB": 40})["converge.env"]
     assert "DD_AGENT_VERSION=7.71.0" in env_file.splitlines()
     assert "ROOT_VOLUME_GIB=40" in env_file.splitlines()
 
