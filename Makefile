@@ -1,4 +1,8 @@
 # One entry point for newcomers and CI. `make test` sets everything up and runs the suite.
+
+# Bytecode caches (pytest's rewritten test modules, the program's own modules) save each
+# pytest process seconds from the second run on; a shell that turns them off does not here.
+unexport PYTHONDONTWRITEBYTECODE
 PYTHON ?= python3
 VENV ?= venv
 PY := $(VENV)/bin/python

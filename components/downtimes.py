@@ -47,12 +47,10 @@ import pulumi_datadog as datadog
 import pulumiverse_time
 
 from components.base import Component
-from rendering.recurrence import WeeklyRecurrence, api_start, parse_instant
+from rendering.recurrence import NIGHTS, WEEKEND, WeeklyRecurrence, api_start, parse_instant
 from settings.naming import Naming
 from settings.stack import DowntimeSettings, MonitorSettings
 
-NIGHTS = WeeklyRecurrence(days=("SU", "MO", "TU", "WE", "TH", "FR"), hour=19, hours=14)
-WEEKEND = WeeklyRecurrence(days=("SA",), hour=0, hours=48)
 # The schedules target one monitor by id; "*" matches every group of it: my_metric is
 # grouped by host, so every host of the stack, however many there are (no per-host copy).
 SCOPE = "*"

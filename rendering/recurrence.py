@@ -63,6 +63,11 @@ class WeeklyRecurrence:
         raise ValueError(f"no occurrence of {self.rrule} in {tz} within two weeks of {recorded}")
 
 
+# The downtimes' two schedules (components/downtimes.py): every weekday night and the weekend.
+NIGHTS = WeeklyRecurrence(days=("SU", "MO", "TU", "WE", "TH", "FR"), hour=19, hours=14)
+WEEKEND = WeeklyRecurrence(days=("SA",), hour=0, hours=48)
+
+
 def api_start(start: datetime) -> str:
     """A local start as the recurrence's `start` field: no offset (the schedule's timezone applies)."""
     return start.strftime(API_START_FORMAT)

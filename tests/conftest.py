@@ -27,6 +27,8 @@ from tests.support import ROOT, mariadb_server
 
 STACKS = ("dev", "prod")
 LAYERS = ("program", "host", "checks", "policy", "workflows", "docs", "booted")
+# The layers that evaluate the program: the SDKs load (seconds) in a process that runs one.
+ENGINE_LAYERS = ("program", "policy")
 TESTS = ROOT / "tests"
 # Set in the processes pytest-xdist starts (`make test` runs the suite over both cores).
 XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
@@ -37,6 +39,8 @@ def pytest_collection_modifyitems(session, config, items):
         layer = Path(str(item.fspath)).resolve().relative_to(TESTS).parts[0]
         if layer in LAYERS:
             item.add_marker(getattr(pytest.mark, layer))
+        if layer in ENGINE_LAYERS:  # `--dist loadgroup`: one worker evaluates, the other never loads the SDKs
+            item.add_marker(pytest.mark.xdist_group("engine"))
     # One process alone: start the server now, so its start-up overlaps the tests before
     # its own. Over both cores, only the worker its tests are sent to starts it (on use).
     if XDIST_WORKER is None and any("mariadb" in getattr(item, "fixturenames", ()) for item in items):

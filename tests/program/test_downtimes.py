@@ -23,9 +23,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from dateutil.rrule import rruleset, rrulestr
 
-from components.downtimes import NIGHTS, WEEKEND
-from rendering.recurrence import START_LEAD, WeeklyRecurrence, api_start, parse_instant
 from offline.engine import FAKE_NOW
+from rendering.recurrence import NIGHTS, START_LEAD, WEEKEND, WeeklyRecurrence, api_start, parse_instant
 from tests.support.resource_types import ANCHOR, DOWNTIME, DOWNTIMES
 
 UTC = timezone.utc

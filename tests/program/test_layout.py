@@ -1,5 +1,8 @@
 """The layout's rules: components/ holds Pulumi components only, one token scheme, none childless;
-rendering/ and settings/ are pure (no Pulumi resource class)."""
+rendering/ and settings/ are pure (no Pulumi resource class).
+
+The SDKs are imported inside the tests: collecting this layer loads nothing heavy, so a worker
+that runs no evaluation never loads them."""
 
 from __future__ import annotations
 
@@ -9,10 +12,8 @@ import importlib
 import inspect
 import re
 
-import pulumi
 import pytest
 
-from components.base import Component, type_token
 from tests.support import ROOT
 
 COMPONENT_MODULES = sorted(p.stem for p in (ROOT / "components").glob("*.py") if p.stem not in ("__init__", "base"))
@@ -25,6 +26,8 @@ CONFIG_READER = {"settings.stack": {"Config", "get_stack"}}
 
 @pytest.mark.parametrize("module", COMPONENT_MODULES)
 def test_a_components_module_holds_components_and_their_arguments_only(module):
+    from components.base import Component
+
     loaded = importlib.import_module(f"components.{module}")
     public = {name: value for name, value in vars(loaded).items()
               if not name.startswith("_") and getattr(value, "__module__", None) == loaded.__name__}
@@ -36,6 +39,8 @@ def test_a_components_module_holds_components_and_their_arguments_only(module):
 
 
 def test_every_component_has_one_token_scheme_and_children(stack_eval):
+    from components.base import Component, type_token
+
     classes = {type_token(c): c for m in COMPONENT_MODULES
                for c in vars(importlib.import_module(f"components.{m}")).values()
                if inspect.isclass(c) and issubclass(c, Component) and c is not Component}
@@ -58,6 +63,9 @@ def test_pure_modules_use_no_pulumi_resource(module):
     used = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
             and isinstance(node.value, ast.Name) and node.value.id in sdk_names}
     assert {name for name in used if not name.endswith("Args")} <= CONFIG_READER.get(module, set())
+    import components  # noqa: F401  (the SDKs load as the program loads them)
+    import pulumi
+
     loaded = importlib.import_module(module)
     assert not [name for name, value in vars(loaded).items()
                 if inspect.isclass(value) and issubclass(value, pulumi.Resource)]

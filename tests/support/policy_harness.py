@@ -15,8 +15,6 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Mapping, Optional
 
-import pulumi_aws as aws
-import pulumi_datadog as datadog
 from pulumi_policy import (
     EnforcementLevel,
     Policy,
@@ -119,6 +117,10 @@ def with_cloud_config(instance: Resource, document: str) -> Resource:
 def _probes() -> None:
     """One resource of each type a policy reads that the program does not create, each
     violating its policy, with every property the policies read set."""
+    import components  # noqa: F401  (first: the SDKs load as the program loads them, GC paused)
+    import pulumi_aws as aws
+    import pulumi_datadog as datadog
+
     policy = json.dumps({"Version": "2012-10-17",
                          "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
     aws.ec2.Instance("probe-instance", ami="ami-0123456789abcdef0", instance_type="t3.micro",
