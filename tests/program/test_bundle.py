@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -13,11 +11,8 @@ import yaml
 import rendering.bundle as bundle
 from offline.engine import PLACEHOLDER_SECRETS, evaluate
 from rendering.bundle import BUNDLE_ONLY, USERDATA_DIR, manifest_entries
-from tests.support import ROOT
 from tests.support.evaluations import bundle_files, document
 from tests.support.resource_types import DOCUMENT, PARAMETER
-
-SHELLCHECK = Path(sys.executable).parent / "shellcheck"
 
 
 def switched_off(evaluation) -> set[str]:
@@ -183,26 +178,3 @@ def test_agent_version_and_volume_size_reach_converge(bundle_of):
     env_file = bundle_of("dev", {"agentVersion": "7.71.0", "rootVolumeGiB": 40})["converge.env"]
     assert "DD_AGENT_VERSION=7.71.0" in env_file.splitlines()
     assert "ROOT_VOLUME_GIB=40" in env_file.splitlines()
-
-
-def shell_sources() -> list[Path]:
-    return sorted(USERDATA_DIR.rglob("*.sh")) + [ROOT / ".ci" / "run"]
-
-
-@pytest.mark.parametrize("script", shell_sources(), ids=lambda p: p.name)
-def test_shell_passes_shellcheck(script):
-    result = subprocess.run([str(SHELLCHECK), "--shell=bash", "--severity=style", str(script)],
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout
-
-
-def test_shellcheck_is_real():
-    result = subprocess.run([str(SHELLCHECK), "--shell=bash", "-"], input="echo $UNQUOTED\n",
-                            capture_output=True, text=True)
-    assert result.returncode != 0 and "SC2086" in result.stdout
-
-
-def test_converge_script_is_strict_and_logged():
-    script = (USERDATA_DIR / "converge.sh").read_text()
-    assert "set -euo pipefail" in script
-    assert 'LOG=$ROOT/var/log/' in script
