@@ -129,7 +129,7 @@ def test_violations_come_back_as_diagnostics_of_their_level(analyzer, dev: Evalu
 
 
 def test_configured_ports_reach_the_policies(analyzer, run_stack):
-    world = run_stack("dev", {"appAllowedCidrs": ["0.0.0.0/0"]})
+    world = run_stack("dev", {"appAllowedCidrs": ["0.0.0.0/0", "::/0"]})
     group = world.one("aws:ec2/securityGroup:SecurityGroup")
     try:
         configure(analyzer, {"security-group-no-public-admin-ports": {"ports": [5050]}})

@@ -70,7 +70,7 @@ def test_bundle_digest_is_what_sha256sum_says_on_the_host(dev, tmp_path):
 
 
 @pytest.mark.parametrize("stack,overrides", [("dev", None), ("prod", None), ("dev", {"checkIntervalSeconds": 30}),
-                                             ("prod", {"appWorkers": 5, "bikeShareEnabled": True})])
+                                             ("prod", {"appWorkers": 5})])
 def test_the_document_carries_the_bundle_its_settings_render(run_stack, bundle_of, document_of, stack, overrides):
     # The bundle tests (and the host's and the checks') render the bundle and the document from the
     # settings alone (`bundle_of`, `document_of`): the very files and document the program registers.

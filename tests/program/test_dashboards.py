@@ -74,10 +74,10 @@ def test_apm_dashboard_widgets_scoped_by_service_env_and_host(stack_eval):
 
 
 def test_service_setting_rescopes_the_apm_queries(run_stack):
-    board = dashboards(run_stack("dev", {"service": "cars-app"}))["apm"]
+    board = dashboards(run_stack("dev", {"service": "checkout"}))["apm"]
     trace_queries = [q for _, q, _ in widgets(board) if "trace." in q]
     assert len(trace_queries) == 3
-    assert all("service:cars-app,env:dev,$host" in q for q in trace_queries)
+    assert all("service:checkout,env:dev,$host" in q for q in trace_queries)
 
 
 def test_host_template_variable_lists_the_stacks_hosts_and_shows_them_all(stack_eval):

@@ -158,9 +158,9 @@ def test_every_service_check_monitor_names_its_groups(stack_eval):
 
 def test_watching_another_process_changes_no_query(run_stack):
     before = monitors(run_stack("dev"))["processes"]
-    after = monitors(run_stack("dev", {"watchedProcesses": ["nginx", "mysqld"]}))["processes"]
+    after = monitors(run_stack("dev", {"watchedProcesses": ["gunicorn", "mysqld", "nginx"]}))["processes"]
     assert after["query"] == before["query"]
-    assert "watched: nginx, mysqld" in after["message"]
+    assert "watched: gunicorn, mysqld, nginx" in after["message"]
 
 
 def test_mysql_monitor_watches_can_connect_by_host(stack_eval):
