@@ -13,7 +13,7 @@ from typing import ClassVar, Optional
 
 import pulumi
 
-PROJECT = "observability-lab"
+from settings.declare import PROJECT
 
 
 def type_token(component: type) -> str:

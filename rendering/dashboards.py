@@ -53,7 +53,7 @@ def timeboard_widgets(args: DashboardsArgs) -> list[datadog.DashboardWidgetArgs]
 
 
 def apm_widgets(args: DashboardsArgs) -> list[datadog.DashboardWidgetArgs]:
-    trace_scope = f"service:{args.naming.service},env:{args.naming.env},$host"
+    trace_scope = f"{args.naming.trace_scope},$host"
     # System metrics carry the host tags (env and project among them), not the APM service tag.
     host_scope = f"{args.hosts.metric},$host"
     return [

@@ -197,7 +197,7 @@ def apm_latency_monitor(to: Audience, args: MonitorsArgs) -> datadog.MonitorArgs
     return _apm_monitor(
         to, limit,
         name=f"{args.service} p95 latency above {limit}s",
-        query=f"percentile({APM_WINDOW}):p95:trace.flask.request{{{_trace_scope(to, args)}}} > {limit}",
+        query=f"percentile({APM_WINDOW}):p95:trace.flask.request{{{to.naming.trace_scope}}} > {limit}",
         summary=f"p95 latency of {args.service} ({to.env})",
         alert=f"p95 latency of trace.flask.request is {{{{value}}}}s, above {limit}s.",
         recovery=f"p95 latency of {args.service} is back to {{{{value}}}}s.",
@@ -206,7 +206,7 @@ def apm_latency_monitor(to: Audience, args: MonitorsArgs) -> datadog.MonitorArgs
 
 def apm_error_rate_monitor(to: Audience, args: MonitorsArgs) -> datadog.MonitorArgs:
     limit = number(args.monitors.apm_error_rate_percent)
-    scope = _trace_scope(to, args)
+    scope = to.naming.trace_scope
     errors = f"sum:trace.flask.request.errors{{{scope}}}.as_count()"
     hits = f"sum:trace.flask.request.hits{{{scope}}}.as_count()"
     return _apm_monitor(
@@ -254,7 +254,3 @@ def monitor(to: Audience, type_: str, *, name: str, query: str,
         message=monitor_message(summary, sections, to.handles, to.footer),
         tags=list(to.tags),
     )
-
-
-def _trace_scope(to: Audience, args: MonitorsArgs) -> str:
-    return f"service:{args.service},env:{to.env}"

@@ -42,6 +42,11 @@ class Naming:
         """Tags carried by every Datadog object this program owns (of the app's service unless told)."""
         return (f"env:{self.env}", f"service:{service or self.service}", "managed-by:pulumi")
 
+    @property
+    def trace_scope(self) -> str:
+        """The tag filter of this stack's traces of the app: APM tags them with its service and env."""
+        return f"service:{self.service},env:{self.env}"
+
     def title(self, text: str) -> str:
         """A Datadog object's name or title: the environment first."""
         return f"[{self.env}] {text}"
