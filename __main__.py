@@ -22,13 +22,15 @@ stack, naming = settings.stack, settings.naming
 # (its user-data fetches the document the parameter names) and the SSM association after
 # every change. Only the image and the subnet replace a host.
 configuration = HostConfiguration("host-config", HostConfigurationArgs(naming, bundle_args(settings)))
-access = HostAccess("host", HostAccessArgs(naming, settings.host, stack.datadog_api_key, configuration.parameter))
-first_boot = user_data(naming.config_parameter)
+access = HostAccess("host", HostAccessArgs(naming, settings.host, stack.aws_region, stack.datadog_api_key,
+                                           configuration.parameter))
+first_boot = user_data(naming.config_parameter, naming.config_documents)
 hosts = [MonitoredHost(f"host-{n}", MonitoredHostArgs(naming, n, settings.host, first_boot, stack.aws_region), access,
                        # Host 1 is the stack's single host of before: it keeps its instance.
                        instance_aliases=[access.single_host_instance_urn] if n == 1 else [])
          for n in range(1, settings.host.count + 1)]
-converge = ConvergeAssociation("host-config-run", configuration, naming, after=[host.instance for host in hosts])
+converge = ConvergeAssociation("host-config-run", configuration, instance_ids=[host.instance_id for host in hosts],
+                               after=[host.instance for host in hosts])
 
 # Every host of the stack, and nothing else, carries the stack's host tags: the Datadog
 # objects watch them, one object per concern whatever the number of hosts.

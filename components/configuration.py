@@ -69,22 +69,28 @@ class HostConfiguration(Component):
 
 
 class ConvergeAssociation(Component):
-    """Runs a configuration document on every host carrying the stack's fleet tag."""
+    """Runs a configuration document on the stack's instances, named by id.
+
+    Not by tag: anyone allowed ec2:CreateTags in the account could tag a foreign instance into
+    the target, have it run the document as root (and choose its datadog-hostname), and, with
+    max_errors 0, fail every rollout. Ids only the program knows; SSM takes at most 50 (MAX_HOSTS).
+    A host added or replaced changes the ids, so the association is replaced and runs on every
+    host again: converge.sh rewrites and restarts nothing whose content is unchanged.
+    """
 
     former_types = ("observability-lab:host:ConvergeAssociation",)
 
-    def __init__(self, name: str, configuration: HostConfiguration, naming: Naming, *,
-                 after: Sequence[pulumi.Resource] = (),
+    def __init__(self, name: str, configuration: HostConfiguration, *,
+                 instance_ids: Sequence[pulumi.Input[str]], after: Sequence[pulumi.Resource] = (),
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(name, opts)
         document = configuration.document
-        tag_key, tag_value = naming.fleet_tag
         self.association = aws.ssm.Association(
             f"{name}-association",
             name=document.name,
             association_name=document.name,
             document_version=document.latest_version,
-            targets=[aws.ssm.AssociationTargetArgs(key=f"tag:{tag_key}", values=[tag_value])],
+            targets=[aws.ssm.AssociationTargetArgs(key="InstanceIds", values=list(instance_ids))],
             # One failed host stops the rollout to the others; each host restores its own
             # previous files when its converge fails.
             max_concurrency="50%",
@@ -93,12 +99,12 @@ class ConvergeAssociation(Component):
             wait_for_success_timeout_seconds=WAIT_FOR_SUCCESS_SECONDS,
             # A new document is a new association (its name is ForceNew for the provider
             # too), so every change runs once on every host; the old one is deleted just
-            # before, never alongside it (README: the one ordering left open). `after` (the
-            # instances): converge.sh reads each host's Datadog hostname from its instance
-            # tags, so a new association runs only once the instances (their tags, and tags
-            # in instance metadata) are updated. A new instance registering later is covered
-            # by the wait above, and after a volume resize converge.sh waits for the larger
-            # disk itself.
+            # before, never alongside it (by id, a replaced instance never gets the old one).
+            # `after` (the instances): converge.sh reads each host's Datadog hostname from its
+            # instance tags, so a new association runs only once the instances (their tags, and
+            # tags in instance metadata) are updated. A new instance still registering with SSM
+            # is covered by the wait above, and after a volume resize converge.sh waits for the
+            # larger disk itself.
             opts=pulumi.ResourceOptions(parent=self, replace_on_changes=["*"], delete_before_replace=True,
                                         depends_on=list(after)),
         )

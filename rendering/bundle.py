@@ -8,8 +8,8 @@ files (sorted by path): one digest names the exact content of every file. On the
 bundle lives in `/opt/observability-lab/bundles/<digest>/`, and converge.sh refuses a
 directory whose files do not hash to its name.
 
-The SSM document of components/converge.py carries the bundle; both triggers (the first
-boot, components/bootstrap.py, and the SSM association after every change) run its
+The SSM document of components/configuration.py (rendering/document.py) carries the bundle; both triggers (the first
+boot, rendering/first_boot.py, and the SSM association after every change) run its
 converge.sh. Pure rendering: no Pulumi here.
 """
 

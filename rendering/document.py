@@ -4,8 +4,8 @@ An `aws.ssm.Document` (Command, schemaVersion 2.2, one `aws:runShellScript` step
 the whole bundle as a gzipped tar; its script unpacks it into
 `/opt/observability-lab/bundles/<digest>/` and runs `converge.sh` from there. Two triggers
 run that one script: the instance's first boot (its user-data fetches the document named
-by an SSM parameter and runs it: components/bootstrap.py) and an `aws.ssm.Association` on
-the stack's hosts, found by tag, after every change. Compressed, the bundle fits SSM's
+by an SSM parameter and runs it: rendering/first_boot.py) and an `aws.ssm.Association` on
+the stack's hosts, named by instance id, after every change. Compressed, the bundle fits SSM's
 64 KB document limit with room to spare; EC2's 16 KiB user-data could not carry it.
 
 Why the association re-runs exactly when the content changes (and never otherwise):
@@ -58,9 +58,10 @@ def bundle_archive(bundle: Bundle) -> bytes:
 def delivery_script(bundle: Bundle) -> list[str]:
     """The document's script, one line per runCommand item (SSM joins them with newlines).
 
-    POSIX sh (the SSM Agent runs it with `sh`): unpack the bundle into a temporary
-    directory, move it into place in one rename, then hand over to bash and converge.sh,
-    which checks that the files hash to the directory's name.
+    POSIX sh (the SSM Agent runs it with `sh`): unless the bundle's directory is there and
+    its files hash to its name, unpack the bundle into a temporary directory and move it
+    into place in one rename (a damaged copy removed first); then hand over to bash and
+    converge.sh, which checks the digest again.
     """
     return _script(bundle, base64.encodebytes(bundle_archive(bundle)).decode().split())
 
@@ -83,12 +84,22 @@ def _script(bundle: Bundle, payload: list[str]) -> list[str]:
         "set -eu",
         "# OBSERVABILITY_LAB_BUNDLES is set only by tests, to unpack into a scratch directory.",
         f"bundle=${{OBSERVABILITY_LAB_BUNDLES:-{BUNDLES_DIR}}}/{bundle.digest}",
-        'if [ ! -d "$bundle" ]; then',
+        "# Its name is the sha256 of the sha256sum listing of its files (converge.sh checks it",
+        "# too): a directory that does not match (edited, cut short) is unpacked again.",
+        "intact() {",
+        r"""  [ -d "$1" ] && [ "$(cd "$1" && find . -type f -printf '%P\n' | LC_ALL=C sort |""",
+        r"""    xargs -d '\n' sha256sum | sha256sum | cut -d' ' -f1)" = "${1##*/}" ]""",
+        "}",
+        'if ! intact "$bundle"; then',
         '  mkdir -p "${bundle%/*}"',
         '  incoming=$(mktemp -d "${bundle%/*}/.incoming.XXXXXX")',
         "  base64 -d <<'END_OF_BUNDLE' | tar -xzf - -C \"$incoming\"",
         *payload,
         "END_OF_BUNDLE",
+        '  if [ -d "$bundle" ] && ! intact "$bundle"; then',
+        '    mv -T "$bundle" "$incoming.damaged" 2>/dev/null || true',
+        '    rm -rf "$incoming.damaged"',
+        "  fi",
         "  # A concurrent run may have unpacked the same digest meanwhile: same files, keep it.",
         '  mv -T "$incoming" "$bundle" 2>/dev/null || rm -rf "$incoming"',
         "fi",

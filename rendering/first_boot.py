@@ -4,7 +4,7 @@ The user-data carries no configuration. cloud-init writes one small, stable scri
 (`userdata/first-boot/run_config_document.py`) and runs it once: it reads which SSM
 document holds the stack's current configuration bundle (an SSM parameter), fetches it
 and runs its script, the same script the SSM association runs after every change
-(components/converge.py). So both triggers converge the host with the same files and the
+(components/configuration.py, rendering/document.py). So both triggers converge the host with the same files and the
 same converge.sh, and the user-data changes only when that fetcher does: settings and
 every file of the bundle reach a running host through SSM alone. (EC2 caps user-data at
 16 KiB; the bundle, gzipped, would not fit for long.)
@@ -34,9 +34,9 @@ def _literal_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _LiteralDumper.add_representer(str, _literal_str)
 
 
-def user_data(document_parameter: str) -> str:
+def user_data(document_parameter: str, document_prefix: str) -> str:
     """The hosts' user-data, refused when it would leave EC2's limit too little headroom."""
-    text = render_cloud_config(document_parameter)
+    text = render_cloud_config(document_parameter, document_prefix)
     size = len(text.encode())
     if size > USER_DATA_BUDGET:
         raise ValueError(f"user-data is {size} bytes; the budget is {USER_DATA_BUDGET} "
@@ -44,12 +44,13 @@ def user_data(document_parameter: str) -> str:
     return text
 
 
-def render_cloud_config(document_parameter: str) -> str:
-    """The complete #cloud-config document: write the fetcher, run it once."""
+def render_cloud_config(document_parameter: str, document_prefix: str) -> str:
+    """The complete #cloud-config document: write the fetcher, run it once on the parameter
+    naming the current document; it runs only a document whose name has the stack's prefix."""
     document = {
         # Permissions as a quoted string: cloud-init's schema rejects YAML integers there.
         "write_files": [{"path": FETCHER_ON_HOST, "owner": "root:root", "permissions": "0755",
                          "content": FETCHER.read_text()}],
-        "runcmd": [["python3", FETCHER_ON_HOST, document_parameter]],
+        "runcmd": [["python3", FETCHER_ON_HOST, document_parameter, document_prefix]],
     }
     return "#cloud-config\n" + yaml.dump(document, Dumper=_LiteralDumper, sort_keys=False, width=1_000)

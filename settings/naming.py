@@ -67,13 +67,19 @@ class Naming:
 
     @property
     def fleet_tag(self) -> tuple[str, str]:
-        """The EC2 tag that marks this stack's hosts; the SSM association targets it."""
+        """The EC2 tag that marks this stack's hosts, for people and tools. Nothing trusts it:
+        anyone may tag an instance, so the SSM association names the instances by id."""
         return ("fleet", self.prefix)
 
     @property
     def api_key_parameter(self) -> str:
         """SSM path of the Datadog API key; the Agent resolves it at boot."""
         return self.ssm_path("datadog/api_key")
+
+    @property
+    def api_key_kms_alias(self) -> str:
+        """The alias of the stack's own KMS key that encrypts the API key parameter."""
+        return f"alias/{self.prefix}-datadog-api-key"
 
     @property
     def config_documents(self) -> str:

@@ -17,7 +17,7 @@ from settings.declare import (PROJECT, Choice, Flag, Integer, Names, Number, Opt
                               Source, Text, Timezone, read_section, setting)
 from settings.naming import Naming
 from settings.validation import (SettingsError, is_cidr, is_datadog_tag, is_handle, is_hostname,
-                                 is_whole_internet, non_public_address)
+                                 is_iam_principal_arn, is_whole_internet, non_public_address)
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 # Hosts a stack may run (`hostCount`): every host is billed by Datadog, and each one's
@@ -126,6 +126,15 @@ class HostSettings:
         "appAllowedCidrs", Names("list of CIDR", is_cidr, "must be a CIDR block such as 203.0.113.0/24 (host bits zero)"),
         (), "who may reach the app port; the whole internet is refused on SSH/RDP/database ports",
         default_text="`[]` (closed)")
+    # Who runs `pulumi up`/`refresh` on the stack: the only principals besides its hosts that
+    # may use the API key's KMS key (through SSM). Empty: whoever runs the program.
+    deployer_arns: tuple[str, ...] = setting(
+        "deployerArns", Names("list of IAM role/user ARNs", is_iam_principal_arn,
+                              "must be the ARN of an IAM role or user, such as arn:aws:iam::123456789012:role/deploy "
+                              "(the role itself with its path, not an assumed-role session)"),
+        (), "who runs `pulumi up`/`refresh` on the stack: besides its hosts, the only principals the API key's KMS "
+            "key lets encrypt and decrypt, through SSM (docs/security.md); set it when more than one principal runs "
+            "Pulumi on the stack (CI)", default_text="the identity running the program")
 
     @property
     def ubuntu_codename(self) -> str:

@@ -141,8 +141,8 @@ _BUNDLES: dict[tuple[str, str], dict[str, str]] = {}
 
 
 @pytest.fixture(scope="session")
-def bundle_of() -> Callable[..., dict[str, str]]:
-    """`bundle_of("dev", {...})` -> the stack's bundle (path -> content) rendered from its settings,
+def rendered_bundle() -> Callable[..., dict[str, str]]:
+    """`rendered_bundle("dev", {...})` -> the stack's bundle (path -> content) rendered from its settings,
     without the engine: what its document carries (tests/program/test_bundle.py checks they agree)."""
 
     def render(stack: str, overrides: Optional[Mapping[str, Any]] = None) -> dict[str, str]:
@@ -162,8 +162,8 @@ class RenderedDocument:
 
 
 @pytest.fixture(scope="session")
-def document_of() -> Callable[..., RenderedDocument]:
-    """`document_of("dev")` -> the stack's configuration document rendered from its settings, without
+def rendered_document() -> Callable[..., RenderedDocument]:
+    """`rendered_document("dev")` -> the stack's configuration document rendered from its settings, without
     the engine (tests/program/test_bundle.py checks it is what the program registers)."""
 
     def render(stack: str, overrides: Optional[Mapping[str, Any]] = None) -> RenderedDocument:

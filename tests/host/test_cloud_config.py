@@ -16,7 +16,8 @@ from rendering.first_boot import user_data
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_user_data_passes_cloud_init_schema(stack, settings_of, tmp_path):
     path = tmp_path / "user-data.yaml"
-    path.write_text(user_data(settings_of(stack).naming.config_parameter))
+    naming = settings_of(stack).naming
+    path.write_text(user_data(naming.config_parameter, naming.config_documents))
     result = subprocess.run(["cloud-init", "schema", "--config-file", str(path)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,6 +1,6 @@
 """Bike-share rebalancing in the stacks: settings, what reaches the host, monitors, dashboard.
 
-The check itself is tested in tests/test_bike_share_check.py; here, the program around it
+The check itself is tested in tests/checks/test_bike_share_check.py; here, the program around it
 under the mock engine (and, for what converge.sh does with the files, the converge harness).
 """
 

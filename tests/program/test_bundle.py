@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -71,12 +72,12 @@ def test_bundle_digest_is_what_sha256sum_says_on_the_host(dev, tmp_path):
 
 @pytest.mark.parametrize("stack,overrides", [("dev", None), ("prod", None), ("dev", {"checkIntervalSeconds": 30}),
                                              ("prod", {"appWorkers": 5})])
-def test_the_document_carries_the_bundle_its_settings_render(run_stack, bundle_of, document_of, stack, overrides):
+def test_the_document_carries_the_bundle_its_settings_render(run_stack, rendered_bundle, rendered_document, stack, overrides):
     # The bundle tests (and the host's and the checks') render the bundle and the document from the
-    # settings alone (`bundle_of`, `document_of`): the very files and document the program registers.
+    # settings alone (`rendered_bundle`, `rendered_document`): the very files and document the program registers.
     evaluation = run_stack(stack, overrides)
-    assert bundle_files(evaluation) == bundle_of(stack, overrides)
-    rendered, (parameter,) = document_of(stack, overrides), [
+    assert bundle_files(evaluation) == rendered_bundle(stack, overrides)
+    rendered, (parameter,) = rendered_document(stack, overrides), [
         r for r in evaluation.of_type(PARAMETER) if r.name == "host-config-current-document"]
     document = evaluation.one(DOCUMENT).inputs
     assert (document["name"], document["content"]) == (rendered.name, rendered.content)
@@ -101,7 +102,7 @@ def test_agent_config_reads_the_key_from_ssm_and_tags_the_host(stack_eval):
     assert config["secret_backend_type"] == "aws.ssm"
     assert config["secret_backend_config"] == {"aws_session": {"aws_region": "us-east-2"}}
     assert config["site"] == "datadoghq.com"
-    # Filled in on each host from its instance's tag (tests/test_converge_script.py): one bundle, every host.
+    # Filled in on each host from its instance's tag (tests/host/test_converge_script.py): one bundle, every host.
     assert config["hostname"] == "@@DATADOG_HOSTNAME@@"
     assert config["env"] == env
     # The tags the stack's monitors and dashboards select its hosts by, on every host.
@@ -111,28 +112,28 @@ def test_agent_config_reads_the_key_from_ssm_and_tags_the_host(stack_eval):
     assert config["process_config"]["process_collection"]["enabled"] is True
 
 
-def test_agent_site_follows_the_provider_api_url(bundle_of):
-    config = yaml.safe_load(bundle_of("dev", {"datadog:apiUrl": "https://api.datadoghq.eu/"})["agent/datadog.yaml"])
+def test_agent_site_follows_the_provider_api_url(rendered_bundle):
+    config = yaml.safe_load(rendered_bundle("dev", {"datadog:apiUrl": "https://api.datadoghq.eu/"})["agent/datadog.yaml"])
     assert config["site"] == "datadoghq.eu"
 
 
-def test_check_interval_comes_from_the_setting(bundle_of):
+def test_check_interval_comes_from_the_setting(rendered_bundle):
     for interval in (45, 90):
-        conf = yaml.safe_load(bundle_of("dev", {"checkIntervalSeconds": interval})["agent/conf.d/custom_my_metric.yaml"])
+        conf = yaml.safe_load(rendered_bundle("dev", {"checkIntervalSeconds": interval})["agent/conf.d/custom_my_metric.yaml"])
         (instance,) = conf["instances"]
         assert instance["min_collection_interval"] == interval
         assert (instance["min_value"], instance["max_value"]) == (0, 1000)
         assert instance["service"] == "sample-flask-app" and "tags" not in instance
 
 
-def test_check_interval_change_never_touches_the_check_code(bundle_of):
-    a, b = (bundle_of("dev", {"checkIntervalSeconds": s}) for s in (45, 300))
+def test_check_interval_change_never_touches_the_check_code(rendered_bundle):
+    a, b = (rendered_bundle("dev", {"checkIntervalSeconds": s}) for s in (45, 300))
     assert a["agent/checks.d/custom_my_metric.py"] == b["agent/checks.d/custom_my_metric.py"]
     assert a["agent/conf.d/custom_my_metric.yaml"] != b["agent/conf.d/custom_my_metric.yaml"]
 
 
-def test_process_check_watches_the_configured_processes(bundle_of):
-    conf = yaml.safe_load(bundle_of("dev", {"watchedProcesses": ["gunicorn", "mysqld", "nginx"]})
+def test_process_check_watches_the_configured_processes(rendered_bundle):
+    conf = yaml.safe_load(rendered_bundle("dev", {"watchedProcesses": ["gunicorn", "mysqld", "nginx"]})
                           ["agent/conf.d/process.d/conf.yaml"])
     assert [i["name"] for i in conf["instances"]] == ["gunicorn", "mysqld", "nginx"]
     assert all(i["search_string"] == [i["name"]] for i in conf["instances"])
@@ -149,8 +150,8 @@ def test_mysql_integration_connects_over_tcp_with_a_host_generated_password(stac
         assert grant in sql
 
 
-def test_app_environment_sets_unified_service_tags(bundle_of):
-    env_file = bundle_of("prod", {"urlLookupAllowlist": ["example.com"], "setupOverheadMaxMs": 500})["app/app.env"]
+def test_app_environment_sets_unified_service_tags(rendered_bundle):
+    env_file = rendered_bundle("prod", {"urlLookupAllowlist": ["example.com"], "setupOverheadMaxMs": 500})["app/app.env"]
     values = dict(line.split("=", 1) for line in env_file.splitlines() if line and not line.startswith("#"))
     assert values["DD_SERVICE"] == "sample-flask-app"
     assert values["DD_ENV"] == "prod"
@@ -161,8 +162,8 @@ def test_app_environment_sets_unified_service_tags(bundle_of):
     assert values["APP_WORKERS"] == "2"  # gunicorn.conf.py has no default of its own
 
 
-def test_gunicorn_workers_follow_the_stack_setting(bundle_of):
-    env_file = bundle_of("prod", {"appWorkers": 5})["app/app.env"]  # as in test_monitors
+def test_gunicorn_workers_follow_the_stack_setting(rendered_bundle):
+    env_file = rendered_bundle("prod", {"appWorkers": 5})["app/app.env"]  # as in test_monitors
     assert "APP_WORKERS=5" in env_file.splitlines()
 
 
@@ -174,7 +175,7 @@ def test_app_unit_runs_unprivileged_under_ddtrace_and_restarts(stack_eval):
     assert "EnvironmentFile=/opt/sample-flask-app/app.env" in unit
 
 
-def test_agent_version_and_volume_size_reach_converge(bundle_of):
-    env_file = bundle_of("dev", {"agentVersion": "7.71.0", "rootVolumeGiB": 40})["converge.env"]
+def test_agent_version_and_volume_size_reach_converge(rendered_bundle):
+    env_file = rendered_bundle("dev", {"agentVersion": "7.71.0", "rootVolumeGiB": 40})["converge.env"]
     assert "DD_AGENT_VERSION=7.71.0" in env_file.splitlines()
     assert "ROOT_VOLUME_GIB=40" in env_file.splitlines()

@@ -76,4 +76,4 @@ def test_the_kept_plans_are_what_main_rendered(stack):
     kept = before(stack)
     types = {r["type"] for r in kept["resources"]}
     assert BOOTSTRAP[0] in types and "observability-lab:aws:HostAccess" in types
-    assert kept["stack"] == stack and "95e8e22" in kept["source"]
+    assert kept["stack"] == stack and "e0acf69" in kept["source"]

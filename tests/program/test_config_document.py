@@ -8,9 +8,12 @@ import hashlib
 import re
 import subprocess
 
+import pytest
 import yaml
 
 import rendering.document as converge
+from offline.engine import fake_id
+from offline.host_config import decode_document
 from rendering.bundle import Bundle
 from rendering.document import SSM_DOCUMENT_LIMIT, WAIT_FOR_SUCCESS_SECONDS
 from tests.support.converge_harness import Host
@@ -66,12 +69,14 @@ def test_the_document_name_does_not_depend_on_how_zlib_compresses(monkeypatch, d
     assert converge.document_id(files) == dev.one(DOCUMENT).inputs["name"].rsplit("-", 1)[1]
 
 
-def test_association_targets_the_stacks_hosts_by_tag_and_waits_for_their_converge(stack_eval):
+def test_association_targets_the_stacks_instances_by_id_and_waits_for_their_converge(stack_eval):
+    # By id, not by tag: a foreign instance tagged fleet=observability-lab-<env> gets nothing.
     association = stack_eval.one(ASSOCIATION)
-    fleet = f"observability-lab-{stack_eval.stack}"
-    assert association.inputs["targets"] == [{"key": "tag:fleet", "values": [fleet]}]
     instances = stack_eval.of_type(INSTANCE)
-    assert instances and all(instance.inputs["tags"]["fleet"] == fleet for instance in instances)
+    hosts = range(1, len(instances) + 1)
+    assert association.inputs["targets"] == [
+        {"key": "InstanceIds", "values": [f"i-{fake_id(f'host-{n}-instance')}" for n in hosts]}]
+    assert not any(t["key"].startswith("tag:") for t in association.inputs["targets"])
     # It runs once the instances (and the hostname tags converge.sh reads) are in place.
     assert {instance.urn for instance in instances} <= set(association.dependencies)
     assert association.inputs["waitForSuccessTimeoutSeconds"] == WAIT_FOR_SUCCESS_SECONDS
@@ -106,6 +111,24 @@ def test_document_script_unpacks_the_bundle_and_converges_on_it(dev, tmp_path):
     assert again.returncode == 0, again.stderr
     assert "restarted or applied: nothing" in again.stdout
     assert not list(host.bundles.glob(".incoming.*"))
+
+
+@pytest.mark.parametrize("damage", ["edited", "cut short"])
+def test_a_damaged_bundle_directory_is_unpacked_again(dev, tmp_path, damage):
+    document = decode_document(dev.one(DOCUMENT).inputs["content"])
+    host = Host(tmp_path)
+    assert run_document(host, document.script).returncode == 0
+    unpacked = host.bundles / document.digest
+    if damage == "edited":
+        (unpacked / "agent" / "datadog.yaml").write_text("api_key: tampered\n")
+    else:  # a delivery killed half-way through an older script, a disk error
+        (unpacked / "converge.sh").unlink()
+    again = run_document(host, document.script)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert {p.relative_to(unpacked).as_posix(): p.read_text() for p in unpacked.rglob("*") if p.is_file()} == \
+        document.files
+    assert "restarted or applied: nothing" in again.stdout
+    assert [p.name for p in host.bundles.iterdir()] == [document.digest]  # the damaged copy is gone
 
 
 def test_document_script_is_posix_sh(dev, tmp_path):

@@ -19,7 +19,7 @@ def scope(evaluation) -> str:
 
 
 def dashboards(evaluation) -> dict[str, dict]:
-    """The exercise's two boards (the bike-share board is tests/test_bike_share_stack.py's)."""
+    """The exercise's two boards (the bike-share board is tests/program/test_bike_share_stack.py's)."""
     return {r.name.removeprefix("datadog-dashboards-"): r.inputs for r in evaluation.of_type(DASHBOARD)
             if r.name.startswith("datadog-dashboards-")}
 

@@ -16,7 +16,7 @@ SERVICE = "sample-flask-app"
 
 
 def monitors(evaluation) -> dict[str, dict]:
-    """The exercise's monitors (the bike-share ones are tests/test_bike_share_stack.py's)."""
+    """The exercise's monitors (the bike-share ones are tests/program/test_bike_share_stack.py's)."""
     return {r.name.removeprefix(PREFIX): r.inputs for r in evaluation.of_type(MONITOR) if r.name.startswith(PREFIX)}
 
 
@@ -184,8 +184,8 @@ def test_app_processes_monitor_counts_each_hosts_gunicorn_master_and_workers(sta
 
 
 def test_app_process_count_follows_the_worker_setting(run_stack):
-    # gunicorn reads the same setting from app.env (tests/test_bootstrap.py), and runs
-    # workers + 1 processes (tests/test_flask_app.py counts them).
+    # gunicorn reads the same setting from app.env (tests/program/test_bundle.py), and runs
+    # workers + 1 processes (tests/host/test_flask_app.py counts them).
     m = monitors(run_stack("prod", {"appWorkers": 5}))["app-processes"]
     assert m["query"].endswith("< 6") and m["monitorThresholds"] == {"critical": "6"}
     assert "1 master + 5 workers" in m["message"]

@@ -158,8 +158,10 @@ def test_compare_follows_a_resource_through_its_alias(capsys, dev):
     assert code == 0
     assert ("  updated   aws:ec2/instance:Instance host-1-instance (metadataOptions, tags, volumeTags) "
             "[was host-instance, kept through its alias]\n") in out
-    # Nothing deleted but the first-boot component, which had no child (its user-data is rendered
-    # by rendering/first_boot.py now): a component only, nothing in AWS.
+    # The deletions: the managed policy the host role no longer has (issue 18), and the first-boot
+    # component, which had no child (its user-data is rendered by rendering/first_boot.py now): a
+    # component only, nothing in AWS.
     assert [line for line in out.splitlines() if "deleted" in line.split()[:1]] == [
+        "  deleted   aws:iam/rolePolicyAttachment:RolePolicyAttachment host-ssm-core",
         "  deleted   observability-lab:host:AgentBootstrap bootstrap"]
     assert "aws:ec2/instance:Instance host-instance" not in out

@@ -12,7 +12,8 @@ from tests.support.evaluations import user_data
 
 def test_user_data_is_what_first_boot_renders_for_the_stacks_parameter(stack_eval, settings_of):
     # tests/host/test_cloud_config.py checks that rendering with cloud-init's own schema.
-    assert user_data(stack_eval) == rendered_user_data(settings_of(stack_eval.stack).naming.config_parameter)
+    naming = settings_of(stack_eval.stack).naming
+    assert user_data(stack_eval) == rendered_user_data(naming.config_parameter, naming.config_documents)
 
 
 def test_user_data_writes_the_fetcher_and_runs_it_on_the_stacks_parameter(stack_eval):
@@ -23,7 +24,9 @@ def test_user_data_writes_the_fetcher_and_runs_it_on_the_stacks_parameter(stack_
     assert (script["path"], script["permissions"]) == (FETCHER_ON_HOST, "0755")
     assert script["content"] == FETCHER.read_text()
     parameter = f"/observability-lab/{stack_eval.stack}/host-config/document"
-    assert document["runcmd"] == [["python3", FETCHER_ON_HOST, parameter]]
+    prefix = f"observability-lab-{stack_eval.stack}-host-config"
+    assert document["runcmd"] == [["python3", FETCHER_ON_HOST, parameter, prefix]]
+    assert stack_eval.one("aws:ssm/document:Document").inputs["name"].startswith(prefix + "-")
     (configuration,) = [r for r in stack_eval.of_type("aws:ssm/parameter:Parameter")
                         if r.inputs["name"] == parameter]
     assert configuration.inputs["type"] == "String"

@@ -1,4 +1,4 @@
-"""Gunicorn entry point for tests/test_flask_app.py: the real app with a fake network.
+"""Gunicorn entry point for tests/host/test_flask_app.py: the real app with a fake network.
 
 Loaded in a subprocess as ``ddtrace-run gunicorn ... flask_app_harness:app`` (the app's
 directory and this one on PYTHONPATH). It swaps app.resolve/app.fetch for fakes that

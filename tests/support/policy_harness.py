@@ -97,7 +97,7 @@ def with_inputs(resource: Resource, change: Callable[[dict[str, Any]], None]) ->
 
 
 def cloud_config(instance: Resource) -> str:
-    """The program's user-data: a plain cloud-config (components/bootstrap.py)."""
+    """The program's user-data: a plain cloud-config (rendering/first_boot.py)."""
     text = instance.inputs.get("userData")
     assert isinstance(text, str) and text.startswith("#cloud-config\n"), f"{instance.name}: no plain cloud-config"
     return text
@@ -139,6 +139,8 @@ def _probes() -> None:
                  managed_policy_arns=["arn:aws:iam::aws:policy/AdministratorAccess"])
     aws.iam.PolicyAttachment("probe-power-user", roles=["probe"],
                              policy_arn="arn:aws:iam::aws:policy/PowerUserAccess")
+    aws.iam.RolePolicyAttachment("probe-ssm-core", role="probe",
+                                 policy_arn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")
     aws.iam.RolePolicyAttachmentsExclusive("probe-exclusive-attachments", role_name="probe",
                                            policy_arns=["arn:aws:iam::aws:policy/IAMFullAccess"])
     aws.ssm.Parameter("probe-app-key", name="/observability-lab/dev/datadog/app_key", type="String",
