@@ -18,8 +18,8 @@ from typing import Optional
 
 import yaml
 
-from components.bundle import Bundle
-from components.converge import document_content
+from rendering.bundle import Bundle
+from rendering.document import document_content
 from offline.engine import evaluate, reveal
 from offline.host_config import decode_document
 

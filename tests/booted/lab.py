@@ -29,8 +29,8 @@ import yaml
 from moto.moto_server.werkzeug_app import MotoRequestHandler
 from werkzeug.serving import make_server
 
-from components.settings import DEFAULT_AGENT_VERSION
-from tests.local_processes import free_port, stop, wait_until
+from settings.stack import DEFAULT_AGENT_VERSION
+from tests.support.local_processes import free_port, stop, wait_until
 from tests.booted.agent_package import AgentVersion, build_agent_deb, embedded_site_packages
 from tests.booted.apt_repo import SigningKeys, build_repository
 from tests.booted.documents import Rendered

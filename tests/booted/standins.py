@@ -9,7 +9,7 @@ container's /etc/hosts (`hosts_lines`), which only ever point at these sockets:
   instance profile's credentials), on 169.254.169.254:80;
 * over TLS with a throwaway CA the container trusts, on one address (names told apart by the
   Host header): Datadog's key server and apt repository (apt_repo.py), the SSM API for the
-  first-boot fetcher (moto's server, as tests/test_first_boot.py uses it), the GBFS feed;
+  first-boot fetcher (moto's server, as tests/host/test_first_boot.py uses it), the GBFS feed;
 * the trace intake on 127.0.0.1:8126: a relay to ddapm-test-agent on the machine's loopback;
 * relays to the package registries the machine reaches, apt's mirrors and pip's index only.
 """
