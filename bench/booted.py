@@ -58,7 +58,7 @@ def figures(runs: int) -> list[str]:
         lines.append(f"  first converge (apt, pip through the relays): {first.seconds:.1f} s")
         lines.append(f"  no-change converge: {statistics.median(same):.2f} s "
                      f"(range {min(same):.2f}-{max(same):.2f})")
-        lines.append(f"  one-setting converge (checkIntervalSeconds; the Agent restarted): "
+        lines.append(f"  one-setting converge (checkIntervalSeconds): "
                      f"{statistics.median(one):.2f} s (range {min(one):.2f}-{max(one):.2f})")
         for files, restarted in sorted(effects):
             lines.append(f"    it updated {', '.join(files) or 'no file'}; restarted {', '.join(restarted) or 'no unit'}")
