@@ -11,9 +11,10 @@ from components.converge import ConvergeAssociation, HostConfiguration
 from components.dashboards import Dashboards, DashboardsArgs
 from components.datadog_common import HostScope, app_base_url
 from components.downtimes import Downtimes, DowntimesArgs
-from components.host import HostAccess, HostAccessArgs, MonitoredHost, MonitoredHostArgs
+from components.host import DataVolumeArgs, HostAccess, HostAccessArgs, MonitoredHost, MonitoredHostArgs
 from components.monitors import Audience, Monitors, MonitorsArgs
 from components.settings import Settings, load_settings
+from components.snapshots import DataSnapshots, DataSnapshotsArgs
 
 
 # Each component's own arguments, from the stack's settings.
@@ -45,7 +46,14 @@ def host_args(s: Settings, index: int, user_data: str) -> MonitoredHostArgs:
     return MonitoredHostArgs(
         datadog_hostname=s.datadog_hostname(index), name=s.name(f"host-{index}"), tags=s.aws_tags,
         fleet_tag=s.fleet_tag, instance_type=s.host.instance_type, root_volume_gib=s.host.root_volume_gib,
-        user_data=user_data, app_port=s.host.app_port, aws_region=s.aws_region)
+        user_data=user_data, app_port=s.host.app_port, aws_region=s.aws_region, stack=s.stack,
+        data_volume=DataVolumeArgs(size_gib=s.data.volume_gib, on_delete=s.data.on_delete, tag=s.data_volume_tag))
+
+
+def data_snapshots_args(s: Settings) -> DataSnapshotsArgs:
+    return DataSnapshotsArgs(env=s.env, name=s.name("data-snapshots"), tags=s.aws_tags, aws_region=s.aws_region,
+                             volume_tag=s.data_volume_tag, snapshot_tag=s.data_snapshot_tag,
+                             retention_days=s.data.snapshot_retention_days)
 
 
 def audience(s: Settings, handles: Optional[tuple[str, ...]] = None) -> Audience:
@@ -70,7 +78,7 @@ def bike_share_args(s: Settings, hosts: HostScope) -> BikeShareArgs:
 
 
 def host_outputs(host: MonitoredHost) -> dict[str, pulumi.Output[str]]:
-    return {"instanceId": host.instance_id, "publicDns": host.public_dns, "appUrl": host.app_url,
+    return {"instanceId": host.instance_id, "dataVolumeId": host.data_volume_id, "publicDns": host.public_dns, "appUrl": host.app_url,
             "ssmSessionCommand": host.ssm_session_command}
 
 
@@ -92,9 +100,11 @@ hosts = [MonitoredHost(f"host-{n}", host_args(settings, n, bootstrap.user_data),
                        # Host 1 is the stack's single host of before: it keeps its instance.
                        instance_aliases=[access.single_host_instance_urn] if n == 1 else [])
          for n in range(1, settings.host.count + 1)]
+snapshots = DataSnapshots("data-snapshots", data_snapshots_args(settings))
+# After the data volumes are attached: converge waits for its host's, but not for ever.
 converge = ConvergeAssociation("host-config-run", configuration,
                                instance_ids=[host.instance_id for host in hosts],
-                               after=[host.instance for host in hosts])
+                               after=[r for host in hosts for r in (host.instance, host.data_volume_attachment)])
 dashboards = Dashboards("datadog-dashboards", DashboardsArgs(
     env=settings.env, stack=settings.stack, service=settings.service, hosts=stack_hosts,
     url_base=app_base_url(settings.datadog_site)))

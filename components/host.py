@@ -18,12 +18,13 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_aws as aws
 
 from components import iam_policies
+from components.validation import SettingsError
 
 CANONICAL_OWNER = "099720109477"
 # Until hosts were split out, one component of this type, named "host", held every AWS
@@ -33,6 +34,11 @@ SINGLE_HOST_TYPE = "observability-lab:aws:MonitoredHost"
 INSTANCE_TYPE = "aws:ec2/instance:Instance"
 # The instance tag converge.sh reads from instance metadata (IMDSv2) for the Agent's hostname.
 DATADOG_HOSTNAME_TAG = "datadog-hostname"
+# The instance tag naming its data volume's EBS id: converge.sh finds the disk by it
+# (udev's /dev/disk/by-id link of an NVMe EBS volume carries the id as its serial).
+DATA_VOLUME_ID_TAG = "data-volume-id"
+# Where the data volume is attached: EC2 needs a name, Nitro instances ignore it (NVMe).
+DATA_VOLUME_DEVICE = "/dev/sdf"
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,16 @@ class MonitoredHostArgs:
     user_data: str                     # the first-boot fetcher (the same on every host)
     app_port: int
     aws_region: str
+    data_volume: "DataVolumeArgs"
+    stack: str                         # for the settings error of a move to another zone
+
+
+@dataclass(frozen=True)
+class DataVolumeArgs:
+    """The host's data volume (components/settings.py DataSettings)."""
+    size_gib: int
+    on_delete: str                     # snapshot | retain | protect
+    tag: tuple[str, str]               # the stack's data volumes: what the snapshot policy targets
 
 
 class HostAccess(pulumi.ComponentResource):
@@ -128,6 +144,8 @@ class HostAccess(pulumi.ComponentResource):
             f"{name}-profile", name=args.name("host"), role=role.name, tags=host_tags, opts=child)
 
         self.subnet_id, vpc_id = _network(args.subnet_id, invoke)
+        # Where the hosts run, and so where their data volumes are made (a volume stays in its zone).
+        self.availability_zone = aws.ec2.get_subnet_output(id=self.subnet_id, opts=invoke).availability_zone
         self.image_id = _image(args.ami_id, args.ubuntu_image_name, invoke)
         self.security_group = aws.ec2.SecurityGroup(
             f"{name}-sg",
@@ -179,12 +197,14 @@ class MonitoredHost(pulumi.ComponentResource):
         super().__init__("observability-lab:aws:MonitoredHost", name, None, opts)
         host_tags = {"Name": args.name, **args.tags}
         fleet_key, fleet_value = args.fleet_tag
+        self.data_volume = self._data_volume(name, args, access)
 
         self.instance = aws.ec2.Instance(
             f"{name}-instance",
             ami=access.image_id,
             instance_type=args.instance_type,
-            subnet_id=access.subnet_id,
+            # Never in another zone than its data volume (same_zone refuses it).
+            subnet_id=same_zone(access.subnet_id, access.availability_zone, self.data_volume, args),
             vpc_security_group_ids=[access.security_group.id],
             iam_instance_profile=access.profile.name,
             associate_public_ip_address=True,
@@ -196,7 +216,8 @@ class MonitoredHost(pulumi.ComponentResource):
                 volume_type="gp3", volume_size=args.root_volume_gib, encrypted=True,
                 delete_on_termination=True),
             user_data=args.user_data,
-            tags={**host_tags, fleet_key: fleet_value, DATADOG_HOSTNAME_TAG: args.datadog_hostname},
+            tags={**host_tags, fleet_key: fleet_value, DATADOG_HOSTNAME_TAG: args.datadog_hostname,
+                  DATA_VOLUME_ID_TAG: self.data_volume.id},
             volume_tags=host_tags,
             opts=pulumi.ResourceOptions(
                 parent=self,
@@ -208,12 +229,24 @@ class MonitoredHost(pulumi.ComponentResource):
                 # the provider stop and start it to rewrite its user-data.
                 ignore_changes=["userData"],
                 # Only the image and the subnet replace the host. The old one goes first, so
-                # two Agents never report under the host's one Datadog hostname.
+                # two Agents never report under the host's one Datadog hostname (and its
+                # data volume is free for the new one).
                 delete_before_replace=True,
             ),
         )
+        # Replaced with the instance, never the volume. Detaching stops the instance first, so
+        # MySQL shuts down and the filesystem is unmounted cleanly before the volume leaves.
+        self.data_volume_attachment = aws.ec2.VolumeAttachment(
+            f"{name}-data-attachment",
+            device_name=DATA_VOLUME_DEVICE,
+            volume_id=self.data_volume.id,
+            instance_id=self.instance.id,
+            stop_instance_before_detaching=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
         self.datadog_hostname = args.datadog_hostname
+        self.data_volume_id = self.data_volume.id
         self.instance_id = self.instance.id
         self.public_ip = self.instance.public_ip
         self.public_dns = self.instance.public_dns
@@ -222,12 +255,58 @@ class MonitoredHost(pulumi.ComponentResource):
                                                         args.aws_region, " --target ", self.instance.id)
         self.register_outputs({
             "datadogHostname": self.datadog_hostname,
+            "dataVolumeId": self.data_volume_id,
             "instanceId": self.instance_id,
             "publicIp": self.public_ip,
             "publicDns": self.public_dns,
             "appUrl": self.app_url,
             "ssmSessionCommand": self.ssm_session_command,
         })
+
+
+    def _data_volume(self, name: str, args: MonitoredHostArgs, access: HostAccess) -> aws.ebs.Volume:
+        """MySQL's data: a volume of its own that outlives the instance.
+
+        Made in the hosts' zone and kept there: its zone is fixed once it exists (ignored
+        afterwards, so a later subnet in another zone cannot replace it; same_zone refuses that
+        subnet). A larger size is ModifyVolume, in place; converge.sh grows the filesystem.
+        On deletion (hostCount down, `pulumi destroy`) the provider takes a final snapshot
+        first (`final_snapshot`, constant: a change of it alone is an update AWS refuses,
+        terraform-provider-aws#31044); `retain` leaves the volume itself in AWS, `protect`
+        makes Pulumi refuse to delete it.
+        """
+        key, value = args.data_volume.tag
+        on_delete = args.data_volume.on_delete
+        return aws.ebs.Volume(
+            f"{name}-data-volume",
+            availability_zone=access.availability_zone,
+            size=args.data_volume.size_gib,
+            type="gp3",
+            encrypted=True,
+            final_snapshot=True,
+            tags={"Name": f"{args.name}-data", **args.tags, key: value},
+            opts=pulumi.ResourceOptions(
+                parent=self, ignore_changes=["availabilityZone"],
+                protect=on_delete == "protect", retain_on_delete=on_delete == "retain"),
+        )
+
+
+def same_zone(subnet_id: pulumi.Input[str], subnet_zone: pulumi.Output[str], volume: aws.ebs.Volume,
+              args: MonitoredHostArgs) -> pulumi.Output[str]:
+    """The subnet, once its zone is the data volume's: a volume cannot follow a host to another
+    zone, so a subnetId there is a settings error (before the instance or the volume changes)."""
+
+    def check(values: list[Any]) -> str:
+        subnet, zone, volume_zone, volume_id = values
+        if zone != volume_zone:
+            raise SettingsError(args.stack, [
+                f"observability-lab:subnetId = {subnet}: that subnet is in {zone}, but host "
+                f"{args.datadog_hostname}'s data volume {volume_id} is in {volume_zone}, and an EBS volume "
+                f"cannot move between availability zones. Use a subnet in {volume_zone}; to move the "
+                "host, restore its latest snapshot into a volume in the new zone first (docs: data volumes)."])
+        return subnet
+
+    return pulumi.Output.all(subnet_id, subnet_zone, volume.availability_zone, volume.id).apply(check)
 
 
 def _caller_role_arn(invoke: pulumi.InvokeOutputOptions) -> pulumi.Output[str]:

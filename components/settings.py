@@ -93,6 +93,18 @@ class HostSettings:
                 f"{self.ubuntu_release}-amd64-server-{self.ubuntu_image_serial}")
 
 
+# What hostCount down and `pulumi destroy` do to a host's data volume (dataVolumeOnDelete).
+DATA_VOLUME_ON_DELETE = ("snapshot", "retain", "protect")
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Each host's data volume (MySQL's data) and the stack's daily snapshots of them."""
+    volume_gib: int
+    on_delete: str  # one of DATA_VOLUME_ON_DELETE
+    snapshot_retention_days: int
+
+
 @dataclass(frozen=True)
 class AgentSettings:
     version: str
@@ -152,6 +164,7 @@ class Settings:
     datadog_site: str
     datadog_api_key: pulumi.Output[str]
     host: HostSettings
+    data: DataSettings
     agent: AgentSettings
     app: AppSettings
     monitors: MonitorSettings
@@ -217,6 +230,16 @@ class Settings:
     def name(self, suffix: str) -> str:
         return f"{self.name_prefix}-{suffix}"
 
+    @property
+    def data_volume_tag(self) -> tuple[str, str]:
+        """The tag of the stack's data volumes: what its snapshot policy targets."""
+        return ("data-volume", self.name_prefix)
+
+    @property
+    def data_snapshot_tag(self) -> tuple[str, str]:
+        """The tag the snapshot policy adds to each snapshot it makes: the only ones it may delete."""
+        return ("data-snapshot", self.name_prefix)
+
 
 def stack_host_tags(env: str) -> tuple[str, ...]:
     return (f"env:{env}", f"project:{PROJECT}")
@@ -234,6 +257,11 @@ def load_settings() -> Settings:
     service = cfg.string("service", "sample-flask-app", _NAME,
                          "must be a non-empty lowercase name (a-z, 0-9, _ . -), at most 63 characters")
     host = _host_settings(cfg)
+    data = DataSettings(
+        volume_gib=cfg.integer("dataVolumeGiB", 20, 1, 16_384),
+        on_delete=cfg.choice("dataVolumeOnDelete", "snapshot", DATA_VOLUME_ON_DELETE),
+        snapshot_retention_days=cfg.integer("snapshotRetentionDays", 7, 1, 365),
+    )
     agent = AgentSettings(
         version=_agent_version(cfg),
         check_interval_seconds=cfg.integer("checkIntervalSeconds", 45, 15, 86_400),
@@ -260,7 +288,7 @@ def load_settings() -> Settings:
         project=PROJECT, stack=stack, env=env, service=service,
         aws_region=region or "", datadog_site=site,
         datadog_api_key=datadog_config.require_secret("apiKey"),
-        host=host, agent=agent, app=app, monitors=monitors, downtimes=downtimes, bike_share=bike_share,
+        host=host, data=data, agent=agent, app=app, monitors=monitors, downtimes=downtimes, bike_share=bike_share,
     )
 
 

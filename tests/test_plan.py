@@ -24,7 +24,8 @@ def test_text_plan_shows_tree_resources_host_configuration_and_user_data(capsys,
     assert out.startswith(f"Offline plan for stack '{stack}'")
     assert "nothing was sent to AWS" in out
     assert "- host (observability-lab:aws:HostAccess)" in out
-    assert "  - host-1 (observability-lab:aws:MonitoredHost)\n    - host-1-instance (aws:ec2/instance:Instance)" in out
+    assert ("  - host-1 (observability-lab:aws:MonitoredHost)\n    - host-1-data-volume (aws:ebs/volume:Volume)\n"
+            "    - host-1-instance (aws:ec2/instance:Instance)") in out
     config = out[out.index("\nHost configuration (host-config-document): SSM document "):out.index("\nUser-data of")]
     # Every file with its size, digest and destination; the scripts readable; no base64 wall.
     assert re.search(r"\n +585  [0-9a-f]{12}  agent/datadog.yaml -> /etc/datadog-agent/datadog.yaml "
