@@ -21,7 +21,7 @@ import yaml
 import guardrails
 from components.bundle import Bundle
 from components.converge import document_content
-from guardrails import datadog as dd_rules, ec2 as ec2_rules, iam as iam_rules, network, ssm as ssm_rules
+from guardrails import datadog as dd_rules, ebs as ebs_rules, ec2 as ec2_rules, iam as iam_rules, network, ssm as ssm_rules
 from offline.engine import PLACEHOLDER_SECRETS, Evaluation, Resource, reveal
 from offline.host_config import decode_document
 from policy_harness import (
@@ -43,7 +43,7 @@ def world_app_port(run_stack) -> Evaluation:
 
 
 def test_the_pack_has_mandatory_and_advisory_policies():
-    assert ADVISORY == {"ec2-instance-standard-tags", "datadog-dashboard-template-variable"}
+    assert ADVISORY == {"ec2-instance-standard-tags", "ebs-standard-tags", "datadog-dashboard-template-variable"}
     assert len(MANDATORY) == len(POLICIES) - len(ADVISORY) >= 13
     assert set(guardrails.READS) == set(POLICIES)
 
@@ -171,6 +171,15 @@ VARIANTS: list[tuple[str, str, Callable[[Evaluation], Resource], list[str]]] = [
     ("ec2-instance-root-volume-encrypted", "unencrypted",
      lambda e: with_inputs(e.one(ec2_rules.INSTANCE), _set("rootBlockDevice.encrypted", False)),
      ["rootBlockDevice.encrypted", "encrypted=True"]),
+    ("ebs-volume-encrypted", "unencrypted",
+     lambda e: with_inputs(e.one(ebs_rules.VOLUME), _set("encrypted", False)),
+     ["encrypted is not true", "encrypted=True"]),
+    ("ebs-volume-snapshot-policy", "not-tagged-for-the-snapshot-policy",
+     lambda e: with_inputs(e.one(ebs_rules.VOLUME), lambda p: p["tags"].pop("data-volume")),
+     ["no enabled snapshot policy of the stack targets it", "data-volume tag"]),
+    ("ebs-standard-tags", "snapshot-policy-without-env",
+     lambda e: with_inputs(e.one(ebs_rules.LIFECYCLE_POLICY), lambda p: p["tags"].pop("env")),
+     ["missing tag(s) env"]),
     ("ec2-instance-no-key-pair", "key-pair",
      lambda e: with_inputs(e.one(ec2_rules.INSTANCE), _set("keyName", "ops-laptop")),
      ["keyName is 'ops-laptop'", "remove key_name", "SSM Session Manager"]),
