@@ -27,6 +27,7 @@ def bundle_args(s: Settings) -> BundleArgs:
         watched_processes=s.monitors.watched_processes, app_port=s.host.app_port, app_workers=s.app.workers,
         url_lookup_allowlist=s.app.url_lookup_allowlist, setup_overhead_min_ms=s.app.setup_overhead_min_ms,
         setup_overhead_max_ms=s.app.setup_overhead_max_ms, root_volume_gib=s.host.root_volume_gib,
+        data_volume_gib=s.data.volume_gib,
         bike_share=BikeShareCheck(feed_url=bike.feed_url, station_ids=bike.station_ids,
                                   largest_stations=bike.largest_stations,
                                   check_interval_seconds=bike.check_interval_seconds) if bike.enabled else None)

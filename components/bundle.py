@@ -102,6 +102,7 @@ class BundleArgs:
     setup_overhead_min_ms: int
     setup_overhead_max_ms: int
     root_volume_gib: int
+    data_volume_gib: int
     bike_share: Optional[BikeShareCheck]  # None: the check is not shipped
 
 
@@ -129,6 +130,7 @@ def template_values(args: BundleArgs, sources: dict[str, str]) -> dict[str, str]
         "app_port": str(args.app_port),
         "app_workers": str(args.app_workers),
         "root_volume_gib": str(args.root_volume_gib),
+        "data_volume_gib": str(args.data_volume_gib),
         "url_lookup_allowlist": ",".join(args.url_lookup_allowlist),
         "setup_overhead_min_ms": str(args.setup_overhead_min_ms),
         "setup_overhead_max_ms": str(args.setup_overhead_max_ms),

@@ -73,6 +73,7 @@ def test_a_larger_data_volume_is_modified_in_place_and_converge_grows_its_filesy
     assert of(result, VOLUME) == {"host-1-data-volume": ("updated", ["size"])}  # ModifyVolume
     assert of(result, INSTANCE) == {"host-1-instance": ("unchanged", [])}
     assert of(result, ATTACHMENT) == {"host-1-data-attachment": ("unchanged", [])}
+    assert result[DOCUMENT][0] == "replaced"  # converge.sh learns the size, waits for it, grows the filesystem
 
 
 def test_a_subnet_in_the_same_zone_moves_the_host_and_keeps_its_volume(run_stack):
