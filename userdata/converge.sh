@@ -192,6 +192,13 @@ ensure_packages() {
   put_file "$WORK/datadog.list" "$ROOT/etc/apt/sources.list.d/datadog.list" root:root 0644 ||
     fail "writing /etc/apt/sources.list.d/datadog.list: $WRITE_ERROR"
   apt_retry update || fail "apt-get update: $APT_ERROR"
+  # The version to go back to if this one fails its checks, kept until the Agent passes
+  # them (the first of several versions that never did, if so).
+  if [ -n "$have" ] && [ ! -s "$STATE/rollback.datadog-agent/package" ]; then
+    if ! { mkdir -p "$STATE/rollback.datadog-agent" && echo "$have" >"$STATE/rollback.datadog-agent/package"; }; then
+      fail "keeping the previous datadog-agent version for a rollback"
+    fi
+  fi
   : >"$STATE/pending.datadog-agent" # restart it even if this run dies after the install
   apt_retry install --allow-downgrades --allow-change-held-packages "datadog-agent=$want" ||
     fail "installing datadog-agent=$want: $APT_ERROR"
@@ -438,6 +445,7 @@ forget_record() {
 # The grants as installed (after a rollback, the previous ones).
 apply_mysql_grants() {
   local sql=$STATE/mysql/datadog_user.sql statements
+  UNIT_FAILURE="mysql refused the grants for datadog"
   [ -f "$sql" ] || return 1
   slurp statements "$sql"
   # printf is bash's own: the password is on no command line (process collection sees those).
@@ -474,6 +482,7 @@ ensure_venv() {
 
 apply_flask_app() {
   local venv=$ROOT$APP_DIR/venv
+  UNIT_FAILURE="$APP_UNIT does not start or answer"
   ensure_venv "$venv" || return 1
   quietly "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT$APP_DIR/requirements.txt" &&
     quietly systemctl daemon-reload && quietly systemctl enable "$APP_UNIT" &&
@@ -484,38 +493,50 @@ apply_flask_app() {
   }
 }
 
-# The checks whose code or configuration changed since the Agent last ran on its files
-# (checks.d/<name>.py, conf.d/<name>.yaml, conf.d/<name>.d/conf.yaml).
-changed_checks() {
+# Check names of Agent files (checks.d/<name>.py, conf.d/<name>.yaml, conf.d/<name>.d/conf.yaml), one path a line.
+check_names() {
   local target name
-  [ -f "$STATE/rollback.datadog-agent/changed" ] || return 0
   while read -r target; do
     case "$target" in
       */checks.d/*.py) name=${target##*/} && echo "${name%.py}" ;;
       */conf.d/*.d/conf.yaml) name=${target%/conf.yaml} && name=${name##*/} && echo "${name%.d}" ;;
       */conf.d/*.yaml) name=${target##*/} && echo "${name%.yaml}" ;;
     esac
-  done <"$STATE/rollback.datadog-agent/changed"
+  done
 }
 
+# The checks to run once: after a new Agent version, every check of the bundle; otherwise
+# those whose code or configuration changed since the Agent last ran on its files.
+checks_to_run() {
+  if [ -n "${AGENT_PACKAGE_CHANGED:-}" ] || [ -s "$STATE/rollback.datadog-agent/package" ]; then
+    awk '$1 != "removed" {print $2}' "$WORK/plan.datadog-agent" 2>/dev/null | check_names
+  elif [ -f "$STATE/rollback.datadog-agent/changed" ]; then
+    check_names <"$STATE/rollback.datadog-agent/changed"
+  fi
+}
+
+# UNIT_FAILURE says what failed, for the run's last line.
 apply_datadog_agent() {
   local report check
-  quietly systemctl restart datadog-agent || return 1
+  UNIT_FAILURE=
+  quietly systemctl restart datadog-agent || { UNIT_FAILURE="systemctl restart datadog-agent failed"; return 1; }
   retry_until 60 agent_answers || {
-    echo "datadog-agent status still fails 60 s after the restart" >&2
+    UNIT_FAILURE="datadog-agent status still fails 60 s after the restart"
+    echo "$UNIT_FAILURE" >&2
     return 1
   }
   # configcheck exits 0 even when it lists check configurations the Agent could not load.
-  report=$(datadog-agent configcheck 2>&1) || return 1
+  report=$(datadog-agent configcheck 2>&1) || { UNIT_FAILURE="datadog-agent configcheck failed"; return 1; }
   echo "$report" >>"$LOG"
   if grep -q "=== Configuration .*errors" <<<"$report"; then
     grep -A 20 "=== Configuration .*errors" <<<"$report" >&2
+    UNIT_FAILURE="datadog-agent configcheck lists configuration errors"
     return 1
   fi
   # configcheck reads YAML only: a check's own code, and the options it validates when it
   # starts, show when it runs once.
-  for check in $(changed_checks | sort -u); do
-    quietly datadog-agent check "$check" || return 1
+  for check in $(checks_to_run | sort -u); do
+    quietly datadog-agent check "$check" || { UNIT_FAILURE="datadog-agent check $check failed"; return 1; }
   done
 }
 
@@ -542,17 +563,34 @@ converge_unit() {
   fi
 }
 
-# A unit failed its check: its previous files back, applied again, and a message that
-# says what really happened. Always ends the run.
+# A unit failed its check: its previous files back (and for the Agent, after a new version,
+# the previous version installed again and held), applied again, and a message that says
+# what failed and what really happened. Always ends the run.
 roll_back() {
-  local unit=$1
+  local unit=$1 failed=${UNIT_FAILURE:-its check failed} previous='' now
+  if [ "$unit" = datadog-agent ]; then previous=$(cat "$STATE/rollback.$unit/package" 2>/dev/null || true); fi
+  if [ -n "$previous" ]; then
+    now="1:${DD_AGENT_VERSION}-1"
+    reinstall_agent "$previous" ||
+      fail "datadog-agent $now fails, and installing $previous again failed too: $APT_ERROR; what is left to restore is in $STATE/rollback.$unit ($failed; see $LOG)"
+    say "package datadog-agent: $now -> $previous (rolled back)"
+    AGENT_PACKAGE_CHANGED=1 # the previous version runs every check again
+  fi
   restore_files "$unit" ||
-    fail "$unit fails with its new files, and restoring the previous ones failed too; what is left to restore is in $STATE/rollback.$unit (see $LOG)"
-  [ "$RESTORED" -gt 0 ] ||
-    fail "$unit fails, and none of its files changed since it last ran: there is nothing to restore (see $LOG)"
-  "apply_${unit//-/_}" || fail "$unit fails with its new files, and with the previous ones restored (see $LOG)"
+    fail "$unit fails with its new files, and restoring the previous ones failed too; what is left to restore is in $STATE/rollback.$unit ($failed; see $LOG)"
+  [ "$RESTORED" -gt 0 ] || [ -n "$previous" ] ||
+    fail "$unit fails, and none of its files changed since it last ran: there is nothing to restore ($failed; see $LOG)"
+  "apply_${unit//-/_}" ||
+    fail "$unit fails with its new files, and with the previous ones restored${previous:+ on version $previous} too ($failed, then ${UNIT_FAILURE:-its check failed}; see $LOG)"
   forget_pending "$unit"
-  fail "$unit rejected its new files; the previous ones are back and it runs on them (see $LOG)"
+  [ -z "$previous" ] ||
+    fail "datadog-agent $now failed its checks; rolled back: $previous is installed again and held, its previous files are back, and it passes its checks on them ($failed; see $LOG)"
+  fail "$unit rejected its new files; the previous ones are back and it runs on them ($failed; see $LOG)"
+}
+
+reinstall_agent() {
+  apt_retry install --allow-downgrades --allow-change-held-packages "datadog-agent=$1" &&
+    quietly apt-mark hold datadog-agent
 }
 
 # A larger rootVolumeGiB is an in-place EBS modification: grow the partition and the
