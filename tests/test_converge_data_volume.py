@@ -85,7 +85,8 @@ def test_a_blank_volume_gets_a_filesystem_mounted_by_uuid_and_mysqls_data_before
         HOST_USERS["mysql"], HOST_USERS["mysql"], "0o700")
     fstab = host.path("/etc/fstab").read_text().splitlines()
     assert fstab[-2:] == FSTAB_LINES
-    assert host.path(DROP_IN).read_text().splitlines()[1:] == ["[Unit]", f"RequiresMountsFor={DATADIR}"]
+    assert host.path(DROP_IN).read_text().splitlines()[1:] == [
+        "[Unit]", f"RequiresMountsFor={DATADIR}", f"ConditionPathIsMountPoint={DATADIR}"]
     assert (host.path(DROP_IN).stat().st_mode & 0o777) == 0o644
     assert "data volume vol-0123456789abcdef0: ext4 filesystem made (it was blank)" in run.stdout
     assert run.called("resize2fs") == []  # a new filesystem fills its volume

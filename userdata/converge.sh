@@ -805,10 +805,11 @@ ensure_mysql_datadir() {
     quietly mount --bind "$data" "$ROOT$MYSQL_DATADIR" || fail "binding $DATA_MOUNT/mysql onto $MYSQL_DATADIR"
     say "directory $MYSQL_DATADIR: the data volume's mysql/ bound onto it"
   fi
-  # After a reboot MySQL waits for both mounts, and without them it does not start on the
-  # root disk's empty directory. (Drop-ins of mysql.service also apply to MariaDB's alias.)
+  # After a reboot MySQL waits for both mounts, and without them (a volume gone, an fstab
+  # line removed) it does not start on the root disk's empty directory: converge starts it once
+  # the volume is back. (Drop-ins of mysql.service also apply to MariaDB's unit, its alias.)
   printf '%s\n' "# observability-lab (converge.sh): MySQL runs on the data volume or not at all." \
-    "[Unit]" "RequiresMountsFor=$MYSQL_DATADIR" >"$WORK/mysql-data-volume.conf"
+    "[Unit]" "RequiresMountsFor=$MYSQL_DATADIR" "ConditionPathIsMountPoint=$MYSQL_DATADIR" >"$WORK/mysql-data-volume.conf"
   ensure_system_file "$WORK/mysql-data-volume.conf" /etc/systemd/system/mysql.service.d/observability-lab-data-volume.conf
 }
 
