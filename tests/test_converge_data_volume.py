@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.converge_harness import DATA_DISK, DATA_VOLUME_BYTES, DATA_VOLUME_ID, DATA_VOLUME_LINK, HOST_USERS, Host
-from tests.test_converge_script import bundle_of
+# The converge tests' own fixtures: a scratch host, the dev stack's bundle.
+from tests.test_converge_script import bundle_of, dev_files, host  # noqa: F401
 
 DATA_MOUNT = "/var/lib/observability-lab-data"
 DATADIR = "/var/lib/mysql"
@@ -27,16 +28,6 @@ FSTAB_LINES = [
 ]
 # systemd's own generator (Debian's systemd package; Makefile: system-deps) reads the fstab.
 GENERATOR = Path("/usr/lib/systemd/system-generators/systemd-fstab-generator")
-
-
-@pytest.fixture(scope="module")
-def dev_files(run_stack) -> dict[str, str]:
-    return bundle_of(run_stack("dev"))
-
-
-@pytest.fixture
-def host(tmp_path) -> Host:
-    return Host(tmp_path)
 
 
 def header(host: Host) -> bytes:
