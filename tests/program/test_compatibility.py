@@ -1,0 +1,114 @@
+"""Existing stacks see no replacement: today's plans against the plans of main before issue 22.
+
+tests/data/<stack>-plan-before-issue-22.json keeps, from `python -m offline.plan <stack> --json`
+at that commit, every resource with its inputs and the digest of every file of the bundle: what
+an existing stack's state holds. Compared resource by resource as `make plan COMPARE=` does.
+What changed since on purpose is named here, change by change (issue 21: `data_volume_changes`).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from offline import changes
+from tests.support import DATA
+from tests.support.evaluations import plan_of
+from tests.support.resource_types import (ACCESS, ACCESS_BEFORE, ASSOCIATION, ATTACHMENT, COMPONENTS_RETYPED,
+                                          DOCUMENT, HOST, INSTANCE, LIFECYCLE_POLICY, MONITOR, PARAMETER, ROLE,
+                                          ROLE_POLICY, SNAPSHOTS, VOLUME)
+
+BOOTSTRAP = ("observability-lab:host:AgentBootstrap", "bootstrap")  # had no child: gone, nothing in the cloud
+BIKE_SHARE_CONF = "agent/conf.d/bike_share.yaml"
+# Issue 21: converge.sh puts MySQL's data on the data volume (whose size converge.env carries).
+DATA_VOLUME_FILES = ["converge.env", "converge.sh"]
+# The new bundle reaches the hosts as every bundle does: a new document and association, run once.
+NEW_BUNDLE = {(DOCUMENT, "host-config-document"): ("replaced", ["name"]),
+              (ASSOCIATION, "host-config-run-association"): ("replaced", ["associationName", "name"]),
+              (PARAMETER, "host-config-current-document"): ("updated", ["insecureValue"])}
+
+
+def before(stack: str) -> dict:
+    return json.loads((DATA / f"{stack}-plan-before-issue-22.json").read_text())
+
+
+def compared(evaluation) -> tuple[dict, dict, dict]:
+    base, now = before(evaluation.stack), plan_of(evaluation)
+    return base, now, changes.compare(base, now)
+
+
+def data_volume_changes(hosts: int) -> dict:
+    """What issue 21 changes on an existing stack, on purpose: per host a data volume and its
+    attachment, created; the instance's tags gain the volume's id, in place (no replacement);
+    the stack's snapshot policy, its component, role and grants, created; and the new bundle."""
+    per_host = {}
+    for n in range(1, hosts + 1):
+        per_host.update({(VOLUME, f"host-{n}-data-volume"): ("created", []),
+                         (ATTACHMENT, f"host-{n}-data-attachment"): ("created", []),
+                         (INSTANCE, f"host-{n}-instance"): ("updated", ["tags"])})
+    snapshots = {key: ("created", []) for key in (
+        (SNAPSHOTS, "data-snapshots"), (ROLE, "data-snapshots-role"), (ROLE_POLICY, "data-snapshots-grants"),
+        (LIFECYCLE_POLICY, "data-snapshots-policy"))}
+    return {**per_host, **snapshots, **NEW_BUNDLE}
+
+
+def unintended(evaluation, result: dict) -> dict:
+    """The changes of `result` that no issue since the kept plans made on purpose."""
+    intended = data_volume_changes(len(evaluation.of_type(HOST)))
+    return {key: found for key, found in result.items()
+            if found[0] != "unchanged" and key != BOOTSTRAP and intended.get(key) != found}
+
+
+def test_every_component_keeps_its_state_through_an_alias(stack_eval):
+    base, now, result = compared(stack_eval)
+    hosts = {(HOST, r["name"]): ("observability-lab:aws:MonitoredHost", r["name"])
+             for r in now["resources"] if r["type"] == HOST}
+    expected = {**COMPONENTS_RETYPED, **hosts, (ACCESS, "host"): (ACCESS_BEFORE, "host")}
+    if stack_eval.stack == "prod":  # bike share and downtimes are off in prod
+        expected = {new: old for new, old in expected.items() if new[1] not in ("bike-share", "datadog-downtimes")}
+    assert changes.moves(base, now) == expected
+    assert all(result[key] == ("unchanged", []) for key in expected)
+    assert [key for key, (what, _) in result.items() if what == "deleted"] == [BOOTSTRAP]
+    created = {key for key, (what, _) in result.items() if what == "created"}
+    assert created == {key for key, (what, _) in data_volume_changes(len(hosts)).items() if what == "created"}
+
+
+def test_prod_renders_every_aws_and_datadog_resource_as_before_but_the_data_volumes(prod):
+    base, now, result = compared(prod)
+    assert unintended(prod, result) == {}
+    # Each intended change is there, and replaces no instance, volume or attachment.
+    assert {key: result[key] for key in data_volume_changes(2)} == data_volume_changes(2)
+    assert len(result) == len(now["resources"]) + 1  # and the deleted bootstrap
+    (config,) = now["hostConfiguration"].values()
+    files = {f["path"]: f["sha256"] for f in config["files"]}
+    assert [path for path in files if files[path] != base["bundleFiles"][path]] == DATA_VOLUME_FILES
+
+
+def test_dev_changes_only_what_the_bike_share_fixes_and_the_data_volumes_change(dev):
+    base, now, result = compared(dev)
+    assert {key: result[key] for key in data_volume_changes(1)} == data_volume_changes(1)
+    changed = unintended(dev, result)
+    monitors = {key for key in changed if key[0] == MONITOR}
+    assert {name for _, name in monitors} == {"bike-share-empty", "bike-share-full", "bike-share-feed-unreachable",
+                                              "bike-share-feed-stale", "bike-share-trend"}
+    assert all(changed[key] == ("updated", ["tags"]) for key in monitors)
+    by_key = {(r["type"], r["name"]): r for r in now["resources"]}
+    assert all("service:bike-share" in by_key[key]["inputs"]["tags"] for key in monitors)
+    # The check's conf is a file of the bundle: the new bundle's document and association (NEW_BUNDLE).
+    assert {key: changed[key] for key in changed if key not in monitors} == {}
+    (config,) = now["hostConfiguration"].values()
+    files = {f["path"]: f["sha256"] for f in config["files"]}
+    assert set(files) == set(base["bundleFiles"])
+    assert [path for path in files if files[path] != base["bundleFiles"][path]] == [BIKE_SHARE_CONF,
+                                                                                   *DATA_VOLUME_FILES]
+    assert "    service: \"bike-share\"\n" in config["contents"][BIKE_SHARE_CONF]
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_kept_plans_are_what_main_rendered(stack):
+    # The data's own provenance: main's plan had the bootstrap component and the old tokens.
+    kept = before(stack)
+    types = {r["type"] for r in kept["resources"]}
+    assert BOOTSTRAP[0] in types and "observability-lab:aws:HostAccess" in types
+    assert kept["stack"] == stack and "e0acf69" in kept["source"]
