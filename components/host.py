@@ -195,13 +195,15 @@ class MonitoredHost(Component):
                 http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1,
                 # converge.sh reads the datadog-hostname tag from instance metadata.
                 instance_metadata_tags="enabled"),
+            # The root volume's tags, not `volume_tags`: the provider writes those onto every
+            # volume attached to the instance at each change of them, the data volume too
+            # (whose own tags it then keeps rewriting back; terraform-provider-aws's instance docs).
             root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
                 volume_type="gp3", volume_size=host.root_volume_gib, encrypted=True,
-                delete_on_termination=True),
+                delete_on_termination=True, tags=host_tags),
             user_data=args.user_data,
             tags={**host_tags, fleet_key: fleet_value, DATADOG_HOSTNAME_TAG: datadog_hostname,
                   DATA_VOLUME_ID_TAG: self.data_volume.id},
-            volume_tags=host_tags,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=access.boot_dependencies,

@@ -40,13 +40,14 @@ def compared(evaluation) -> tuple[dict, dict, dict]:
 
 def data_volume_changes(hosts: int) -> dict:
     """What issue 21 changes on an existing stack, on purpose: per host a data volume and its
-    attachment, created; the instance's tags gain the volume's id, in place (no replacement);
+    attachment, created; the instance's tags gain the volume's id, and its root volume's tags move from
+    `volumeTags` (written onto every attached volume) to the root volume's own, in place (no replacement);
     the stack's snapshot policy, its component, role and grants, created; and the new bundle."""
     per_host = {}
     for n in range(1, hosts + 1):
         per_host.update({(VOLUME, f"host-{n}-data-volume"): ("created", []),
                          (ATTACHMENT, f"host-{n}-data-attachment"): ("created", []),
-                         (INSTANCE, f"host-{n}-instance"): ("updated", ["tags"])})
+                         (INSTANCE, f"host-{n}-instance"): ("updated", ["rootBlockDevice", "tags", "volumeTags"])})
     snapshots = {key: ("created", []) for key in (
         (SNAPSHOTS, "data-snapshots"), (ROLE, "data-snapshots-role"), (ROLE_POLICY, "data-snapshots-grants"),
         (LIFECYCLE_POLICY, "data-snapshots-policy"))}

@@ -51,6 +51,21 @@ def test_every_host_has_an_encrypted_gp3_volume_in_its_zone_tagged_like_it(run_s
         assert attachment.inputs["stopInstanceBeforeDetaching"] is True  # MySQL stops before the detach
 
 
+def test_a_second_up_with_the_same_settings_changes_nothing(run_stack, run_later):
+    before = run_stack("dev", TWO_HOSTS)
+    result = compare(before, run_later("dev", TWO_HOSTS, before))
+    assert {key: found for key, found in result.items() if found != ("unchanged", [])} == {}
+
+
+def test_the_instance_tags_its_root_volume_only_never_the_data_volume(run_stack):
+    # `volumeTags` would be written onto every attached volume at each change (the data volume too).
+    for instance in run_stack("dev", TWO_HOSTS).of_type(INSTANCE):
+        assert "volumeTags" not in instance.inputs
+        tags = instance.inputs["tags"]
+        assert instance.inputs["rootBlockDevice"]["tags"] == {k: tags[k] for k in ("Name", "env", "service",
+                                                                                  "managed-by", "project")}
+
+
 @pytest.mark.parametrize("overrides", [
     {"ubuntuImageSerial": "20260901"}, {"amiId": "ami-0123456789abcdef0"}, {"ubuntuRelease": "22.04"},
 ], ids=lambda o: ",".join(o))

@@ -183,8 +183,10 @@ def test_an_existing_one_host_stack_keeps_every_aws_resource(dev):
                                             (ACCESS, "host"): (SINGLE_HOST_BEFORE, "host"),
                                             # and every component whose type token changed since
                                             **COMPONENTS_RETYPED}
-    # Its instance is updated in place (a Name tag, the hostname tag, tags in metadata): not replaced.
-    assert result[(INSTANCE, "host-1-instance")] == ("updated", ["metadataOptions", "tags", "volumeTags"])
+    # Its instance is updated in place (a Name tag, the hostname and data volume tags, tags in metadata, the
+    # root volume's tags on the root volume only): not replaced.
+    assert result[(INSTANCE, "host-1-instance")] == ("updated", ["metadataOptions", "rootBlockDevice", "tags",
+                                                                 "volumeTags"])
     assert result[(ACCESS, "host")] == ("unchanged", [])
     aws = {key: what for key, (what, _) in result.items() if key[0].startswith("aws:")}
     # Least privilege (issue 18): the managed policy goes, the stack's own key and the SSM Agent's
