@@ -27,7 +27,7 @@ LOCK=$ROOT/run/observability-lab-converge.lock
 # Below the association's 30-minute wait: a run stuck behind another fails clearly first.
 LOCK_WAIT_SECONDS=${CONVERGE_LOCK_WAIT_SECONDS:-1500}
 KEYRING=/usr/share/keyrings/datadog-archive-keyring.gpg
-BASE_PACKAGES=(ca-certificates curl gnupg python3-venv mysql-server-8.0)
+BASE_PACKAGES=(ca-certificates curl gnupg python3-venv) # and MYSQL_SERVER_PACKAGE (converge.env)
 # In this order: the Agent's MySQL check needs the grants, its process check the app.
 UNITS=(mysql-grants flask-app datadog-agent)
 IMDS=http://169.254.169.254
@@ -299,7 +299,7 @@ remember_previous() {
   local record=$STATE/rollback.$1 target=$2 listed
   if [ -z "${REMEMBERED[$1]:-}" ]; then # the record as an earlier run left it, read once
     REMEMBERED[$1]=$'\n'
-    while read -r listed; do REMEMBERED[$1]+=$listed$'\n'; done <"$record/changed" 2>/dev/null || true
+    while read -r listed; do REMEMBERED[$1]+=$listed$'\n'; done 2>/dev/null <"$record/changed" || true
   fi
   [[ ${REMEMBERED[$1]} != *$'\n'$target$'\n'* ]] || return 0
   [ -d "$record/backup${target%/*}" ] || mkdir -p "$record/backup${target%/*}" || return 1
@@ -493,10 +493,13 @@ apply_flask_app() {
   }
 }
 
-# Check names of Agent files (checks.d/<name>.py, conf.d/<name>.yaml, conf.d/<name>.d/conf.yaml), one path a line.
+# Check names of Agent files (checks.d/<name>.py, conf.d/<name>.yaml, conf.d/<name>.d/conf.yaml), one
+# path a line. A removed one (a feature switched off) has nothing left to run: `datadog-agent check`
+# would fail, "no valid check found".
 check_names() {
   local target name
   while read -r target; do
+    [ -e "$ROOT$target" ] || continue
     case "$target" in
       */checks.d/*.py) name=${target##*/} && echo "${name%.py}" ;;
       */conf.d/*.d/conf.yaml) name=${target%/conf.yaml} && name=${name##*/} && echo "${name%.d}" ;;
@@ -870,8 +873,10 @@ superseded_at_first_boot() {
 }
 
 load_settings() {
+  # DD_AGENT_VERSION, APP_USER, APP_DIR, APP_UNIT, APP_PORT, MYSQL_SERVER_PACKAGE, ROOT_VOLUME_GIB, DATA_VOLUME_GIB
   # shellcheck source=/dev/null
-  . "$BUNDLE/converge.env" # DD_AGENT_VERSION, APP_USER, APP_DIR, APP_UNIT, APP_PORT, ROOT_VOLUME_GIB, DATA_VOLUME_GIB
+  . "$BUNDLE/converge.env"
+  BASE_PACKAGES+=("$MYSQL_SERVER_PACKAGE")
 }
 
 # This run's scratch space: the files as they must be (the password filled in), and the

@@ -3,7 +3,8 @@
 tests/data/<stack>-plan-before-issue-22.json keeps, from `python -m offline.plan <stack> --json`
 at that commit, every resource with its inputs and the digest of every file of the bundle: what
 an existing stack's state holds. Compared resource by resource as `make plan COMPARE=` does.
-What changed since on purpose is named here, change by change (issue 21: `data_volume_changes`).
+What changed since on purpose is named here, change by change (issue 17: HOST_FIXES; issue 21:
+`data_volume_changes`).
 """
 
 from __future__ import annotations
@@ -21,12 +22,17 @@ from tests.support.resource_types import (ACCESS, ACCESS_BEFORE, ASSOCIATION, AT
 
 BOOTSTRAP = ("observability-lab:host:AgentBootstrap", "bootstrap")  # had no child: gone, nothing in the cloud
 BIKE_SHARE_CONF = "agent/conf.d/bike_share.yaml"
-# Issue 21: converge.sh puts MySQL's data on the data volume (whose size converge.env carries).
-DATA_VOLUME_FILES = ["converge.env", "converge.sh"]
-# The new bundle reaches the hosts as every bundle does: a new document and association, run once.
-NEW_BUNDLE = {(DOCUMENT, "host-config-document"): ("replaced", ["name"]),
-              (ASSOCIATION, "host-config-run-association"): ("replaced", ["associationName", "name"]),
-              (PARAMETER, "host-config-current-document"): ("updated", ["insecureValue"])}
+# Host files changed since by issue 17's fixes (found on the booted host): converge.sh, the MySQL
+# package in converge.env, the app's unit and gunicorn config, hence the app's version in app.env;
+# and by issue 21: converge.sh puts MySQL's data on the data volume, whose size converge.env carries.
+# They change the bundle only: a new document and association, run once on the hosts.
+HOST_FIXES = {"converge.sh", "converge.env", "app/flask-app.service", "app/gunicorn.conf.py", "app/app.env"}
+# What a change of the bundle changes in the cloud: the document (content-addressed name), its
+# association, the parameter naming the current document.
+BUNDLE_CHANGED = {
+    (DOCUMENT, "host-config-document"): ("replaced", ["name"]),
+    (ASSOCIATION, "host-config-run-association"): ("replaced", ["associationName", "name"]),
+    (PARAMETER, "host-config-current-document"): ("updated", ["insecureValue"])}
 
 
 def before(stack: str) -> dict:
@@ -51,7 +57,7 @@ def data_volume_changes(hosts: int) -> dict:
     snapshots = {key: ("created", []) for key in (
         (SNAPSHOTS, "data-snapshots"), (ROLE, "data-snapshots-role"), (ROLE_POLICY, "data-snapshots-grants"),
         (LIFECYCLE_POLICY, "data-snapshots-policy"))}
-    return {**per_host, **snapshots, **NEW_BUNDLE}
+    return {**per_host, **snapshots, **BUNDLE_CHANGED}
 
 
 def unintended(evaluation, result: dict) -> dict:
@@ -75,15 +81,20 @@ def test_every_component_keeps_its_state_through_an_alias(stack_eval):
     assert created == {key for key, (what, _) in data_volume_changes(len(hosts)).items() if what == "created"}
 
 
+def changed_bundle_files(base: dict, now: dict) -> list[str]:
+    (config,) = now["hostConfiguration"].values()
+    files = {f["path"]: f["sha256"] for f in config["files"]}
+    assert set(files) == set(base["bundleFiles"])
+    return sorted(path for path in files if files[path] != base["bundleFiles"][path])
+
+
 def test_prod_renders_every_aws_and_datadog_resource_as_before_but_the_data_volumes(prod):
     base, now, result = compared(prod)
     assert unintended(prod, result) == {}
     # Each intended change is there, and replaces no instance, volume or attachment.
     assert {key: result[key] for key in data_volume_changes(2)} == data_volume_changes(2)
+    assert changed_bundle_files(base, now) == sorted(HOST_FIXES)
     assert len(result) == len(now["resources"]) + 1  # and the deleted bootstrap
-    (config,) = now["hostConfiguration"].values()
-    files = {f["path"]: f["sha256"] for f in config["files"]}
-    assert [path for path in files if files[path] != base["bundleFiles"][path]] == DATA_VOLUME_FILES
 
 
 def test_dev_changes_only_what_the_bike_share_fixes_and_the_data_volumes_change(dev):
@@ -96,13 +107,10 @@ def test_dev_changes_only_what_the_bike_share_fixes_and_the_data_volumes_change(
     assert all(changed[key] == ("updated", ["tags"]) for key in monitors)
     by_key = {(r["type"], r["name"]): r for r in now["resources"]}
     assert all("service:bike-share" in by_key[key]["inputs"]["tags"] for key in monitors)
-    # The check's conf is a file of the bundle: the new bundle's document and association (NEW_BUNDLE).
+    # The check's conf is a file of the bundle: the new bundle's document and association (BUNDLE_CHANGED).
     assert {key: changed[key] for key in changed if key not in monitors} == {}
+    assert changed_bundle_files(base, now) == sorted(HOST_FIXES | {BIKE_SHARE_CONF})
     (config,) = now["hostConfiguration"].values()
-    files = {f["path"]: f["sha256"] for f in config["files"]}
-    assert set(files) == set(base["bundleFiles"])
-    assert [path for path in files if files[path] != base["bundleFiles"][path]] == [BIKE_SHARE_CONF,
-                                                                                   *DATA_VOLUME_FILES]
     assert "    service: \"bike-share\"\n" in config["contents"][BIKE_SHARE_CONF]
 
 
