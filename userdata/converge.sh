@@ -784,7 +784,14 @@ ensure_mysql_datadir() {
   ensure_mysql_user
   source=$(mounted_at "$MYSQL_DATADIR")
   if [ -n "$source" ] && [[ $source != *"[/mysql]" ]]; then
-    fail "$MYSQL_DATADIR has $source mounted, not the data volume's mysql/ directory"
+    # fstab's bind at a boot without the volume: systemd made the (empty) source directory on
+    # the root disk and bound it. Unbound while MySQL is down (the drop-in kept it down); never
+    # under a running MySQL, whose data would then be elsewhere.
+    systemctl is-active --quiet mysql &&
+      fail "$MYSQL_DATADIR has $source mounted, not the data volume's mysql/ directory, and MySQL runs on it"
+    quietly umount "$ROOT$MYSQL_DATADIR" || fail "unmounting $source from $MYSQL_DATADIR"
+    say "directory $MYSQL_DATADIR: $source unbound (bound at a boot without the data volume)"
+    source=''
   fi
   if [ ! -d "$data" ]; then
     if [ -z "$source" ] && [ -n "$(find "$ROOT$MYSQL_DATADIR" -mindepth 1 -maxdepth 1 -print -quit 2>/dev/null)" ]; then
@@ -809,10 +816,13 @@ ensure_mysql_datadir() {
     say "directory $MYSQL_DATADIR: the data volume's mysql/ bound onto it"
   fi
   # After a reboot MySQL waits for both mounts, and without them (a volume gone, an fstab
-  # line removed) it does not start on the root disk's empty directory: converge starts it once
-  # the volume is back. (Drop-ins of mysql.service also apply to MariaDB's unit, its alias.)
+  # line removed) it does not start on the root disk: converge starts it once the volume is
+  # back. Both mount points: at a boot without the volume systemd still binds the root disk's
+  # directory (it makes a bind's missing source). (Drop-ins of mysql.service also apply to
+  # MariaDB's unit, its alias: the booted-host tests show it.)
   printf '%s\n' "# observability-lab (converge.sh): MySQL runs on the data volume or not at all." \
-    "[Unit]" "RequiresMountsFor=$MYSQL_DATADIR" "ConditionPathIsMountPoint=$MYSQL_DATADIR" >"$WORK/mysql-data-volume.conf"
+    "[Unit]" "RequiresMountsFor=$DATA_MOUNT $MYSQL_DATADIR" "ConditionPathIsMountPoint=$DATA_MOUNT" \
+    "ConditionPathIsMountPoint=$MYSQL_DATADIR" >"$WORK/mysql-data-volume.conf"
   ensure_system_file "$WORK/mysql-data-volume.conf" /etc/systemd/system/mysql.service.d/observability-lab-data-volume.conf
 }
 

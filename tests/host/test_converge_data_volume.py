@@ -76,7 +76,8 @@ def test_a_blank_volume_gets_a_filesystem_mounted_by_uuid_and_mysqls_data_before
     fstab = host.path("/etc/fstab").read_text().splitlines()
     assert fstab[-2:] == FSTAB_LINES
     assert host.path(DROP_IN).read_text().splitlines()[1:] == [
-        "[Unit]", f"RequiresMountsFor={DATADIR}", f"ConditionPathIsMountPoint={DATADIR}"]
+        "[Unit]", f"RequiresMountsFor={DATA_MOUNT} {DATADIR}", f"ConditionPathIsMountPoint={DATA_MOUNT}",
+        f"ConditionPathIsMountPoint={DATADIR}"]
     assert (host.path(DROP_IN).stat().st_mode & 0o777) == 0o644
     assert "data volume vol-0123456789abcdef0: ext4 filesystem made (it was blank)" in run.stdout
     assert run.called("resize2fs") == []  # a new filesystem fills its volume
@@ -181,10 +182,7 @@ def test_a_volume_attached_while_converge_waits_is_used(host, dev_files):
 
 @pytest.mark.parametrize("tag, says", [("vol-12", "is not an EBS volume id"), (None, "no instance tag data-volume-id")])
 def test_a_missing_or_malformed_volume_tag_changes_nothing(host, dev_files, tag, says):
-    if tag is None:
-        host.clear("imds.data-volume-id")
-    else:
-        host.set("imds.data-volume-id", tag)
+    host.tag_instance("data-volume-id", tag)
     run = host.converge(dev_files)
     assert run.returncode != 0 and says in run.stdout.splitlines()[-1]
     assert run.called("mount") == [] and run.called("apt-get") == []
@@ -203,6 +201,27 @@ def test_a_host_whose_mysql_ran_on_its_root_disk_gets_that_data_copied_onto_the_
     assert stops and run.calls.index(stops[0]) < next(i for i, c in enumerate(run.calls) if c.startswith("mount --bind"))
     assert "service mysql: stopped (its data moves onto the data volume)" in run.stdout
     assert "service mysql: started" in run.stdout
+
+
+def test_the_root_disks_directory_bound_at_a_boot_without_the_volume_is_unbound_then_the_volumes_bound(
+        host, dev_files):
+    # What systemd does with fstab's bind when the volume's mount failed: it makes the source on
+    # the root disk and binds it (seen on the booted host). MySQL did not start (the drop-in).
+    (host.fake / "mounts").write_text(f"/dev/nvme0n1p1[{DATA_MOUNT}/mysql] {host.path(DATADIR)}\n")
+    run = host.converge(dev_files, strict=True)
+    assert run.returncode == 0, run.stdout
+    assert run.called("umount") == [f"umount {host.path(DATADIR)}"]
+    assert f"directory {DATADIR}: /dev/nvme0n1p1[{DATA_MOUNT}/mysql] unbound" in run.stdout
+    assert mounts(host)[-1] == (f"{host.path(DATA_DISK)}[/mysql]", str(host.path(DATADIR)))
+    assert removed_on_the_volume(host) == []
+
+
+def test_a_wrong_bind_under_a_running_mysql_is_refused(host, dev_files):
+    (host.fake / "mounts").write_text(f"/dev/nvme0n1p1[/srv/elsewhere] {host.path(DATADIR)}\n")
+    host.set("active.mysql")
+    run = host.converge(dev_files)
+    assert run.returncode != 0 and run.called("umount") == []
+    assert "and MySQL runs on it" in run.stdout.splitlines()[-1]
 
 
 def test_something_else_mounted_where_the_volume_goes_is_refused(host, dev_files):

@@ -235,10 +235,7 @@ def test_a_host_whose_tag_names_another_host_restarts_only_the_agent(converged, 
     ("host; rm -rf /", "instance tag datadog-hostname is not a hostname"),
 ])
 def test_a_missing_or_invalid_hostname_tag_fails_the_run_before_anything_changes(host, dev_files, tag, reason):
-    if tag is None:
-        host.clear("imds.datadog-hostname")
-    else:
-        host.set("imds.datadog-hostname", tag)
+    host.tag_instance("datadog-hostname", tag)
     run = host.converge(dev_files)
     assert run.returncode != 0 and reason in run.stdout, run.stdout
     assert {c.split()[0] for c in run.calls} <= {"curl", "sleep"}  # no apt, no service, no file

@@ -27,6 +27,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from rendering.bundle import Bundle
 
@@ -184,6 +185,9 @@ else
   done
 fi
 echo "$source $target" >>"$FAKE/mounts"''',
+    "umount": r'''
+[ ! -e "$FAKE/fail.umount" ] || exit 32
+awk -v t="${*: -1}" '$2 != t' "$FAKE/mounts" >"$FAKE/mounts.new" && mv "$FAKE/mounts.new" "$FAKE/mounts"''',
     # The filesystem's size (fs.<disk>, bytes; the whole disk, size.<disk>, by default), in 4 KiB blocks.
     "dumpe2fs": r'''
 disk=${*: -1}
@@ -400,3 +404,10 @@ class Host:
 
     def clear(self, name: str) -> None:
         (self.fake / name).unlink(missing_ok=True)
+
+    def tag_instance(self, key: str, value: Optional[str]) -> None:
+        """The instance tag `key` as instance metadata answers it; None: the instance has no such tag."""
+        if value is None:
+            self.clear(f"imds.{key}")
+        else:
+            self.set(f"imds.{key}", value)
