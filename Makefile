@@ -40,10 +40,11 @@ setup: system-deps $(VENV)/.installed node_modules/.installed
 
 # From Debian, not PyPI: cloud-init (the user-data schema validator), MariaDB (the
 # tests start a private server of their own; Debian's mariadb service is never used)
-# and gpg (converge.sh builds the Datadog apt keyring with it, in the tests too).
-SYSTEM_PACKAGES := cloud-init mariadb-server mariadb-client gnupg
+# and gpg (converge.sh builds the Datadog apt keyring with it, in the tests too); systemd's
+# fstab generator reads the fstab converge.sh writes for the data volume.
+SYSTEM_PACKAGES := cloud-init mariadb-server mariadb-client gnupg systemd
 system-deps:
-	@for tool in cloud-init mariadb-install-db mariadb gpg gpg-agent; do command -v $$tool >/dev/null || missing=1; done; \
+	@for tool in cloud-init mariadb-install-db mariadb gpg gpg-agent /usr/lib/systemd/system-generators/systemd-fstab-generator; do command -v $$tool >/dev/null || missing=1; done; \
 	[ -z "$$missing" ] || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \

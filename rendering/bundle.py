@@ -26,7 +26,7 @@ from typing import Any
 
 from settings.declare import Secret, declarations
 from settings.naming import Naming
-from settings.stack import AgentSettings, AppSettings, BikeShareSettings, HostSettings, StackSettings
+from settings.stack import AgentSettings, AppSettings, BikeShareSettings, DataSettings, HostSettings, StackSettings
 
 USERDATA_DIR = Path(__file__).resolve().parent.parent / "userdata"
 BUNDLES_DIR = "/opt/observability-lab/bundles"
@@ -88,13 +88,14 @@ class BundleArgs:
     naming: Naming
     stack: StackSettings
     host: HostSettings
+    data: DataSettings             # converge.sh learns the data volume's size (and grows into it)
     agent: AgentSettings
     app: AppSettings
     bike_share: BikeShareSettings  # its files are in the bundle only when it is enabled
 
     def sections(self) -> dict[str, Any]:
         """Each section by the prefix of its template values."""
-        return {"stack": self.stack, "host": self.host, "agent": self.agent, "app": self.app,
+        return {"stack": self.stack, "host": self.host, "data": self.data, "agent": self.agent, "app": self.app,
                 "bike_share": self.bike_share}
 
 

@@ -164,6 +164,25 @@ class HostSettings:
                                 "it may not be opened to the whole internet")
 
 
+# What hostCount down and `pulumi destroy` do to a host's data volume (dataVolumeOnDelete).
+DATA_VOLUME_ON_DELETE = ("snapshot", "retain", "protect")
+# gp3's limits (EC2 User Guide, "Amazon EBS volume types").
+GP3_MAX_GIB = 16_384
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Each host's data volume (MySQL's data) and the stack's daily snapshots of them (docs/data.md)."""
+    volume_gib: int = setting("dataVolumeGiB", Integer(1, GP3_MAX_GIB), 20,
+                              "each host's encrypted gp3 data volume, MySQL's data; larger grows it in place "
+                              "(EBS cannot shrink a volume)")
+    on_delete: str = setting("dataVolumeOnDelete", Choice(DATA_VOLUME_ON_DELETE), "snapshot",
+                             "what `hostCount` down and `pulumi destroy` do to a data volume: delete it after a "
+                             "final snapshot, leave it in AWS (`retain`), or refuse (`protect`)")
+    snapshot_retention_days: int = setting("snapshotRetentionDays", Integer(1, 365), 7,
+                                           "how long each daily snapshot of the data volumes is kept")
+
+
 @dataclass(frozen=True)
 class AgentSettings:
     """The Datadog Agent on every host: its version, host tags and checks."""
@@ -314,8 +333,8 @@ class BikeShareSettings:
             report.fail(self, "notification_handles", [], "must name at least one handle (the relocation team)")
 
 
-SECTIONS = (StackSettings, HostSettings, AgentSettings, AppSettings, MonitorSettings, DowntimeSettings,
-            BikeShareSettings)
+SECTIONS = (StackSettings, HostSettings, DataSettings, AgentSettings, AppSettings, MonitorSettings,
+            DowntimeSettings, BikeShareSettings)
 
 
 @dataclass(frozen=True)
@@ -324,6 +343,7 @@ class Settings:
     stack_name: str
     stack: StackSettings
     host: HostSettings
+    data: DataSettings
     agent: AgentSettings
     app: AppSettings
     monitors: MonitorSettings

@@ -11,8 +11,11 @@
 # from a record that outlives a killed run. Nothing another user can touch is in the way:
 # files are written into directories only root may write to, owned and moded from their
 # creation; the lock, the log and the state are root's only; no secret is on a command line.
-# One bundle serves every host of a stack: the one value that differs per host, the
-# Agent's hostname, comes from this instance's datadog-hostname tag (instance metadata).
+# One bundle serves every host of a stack: the values that differ per host, the Agent's
+# hostname and the data volume's id, come from this instance's tags (instance metadata).
+# MySQL's data lives on the data volume, which outlives the instance; converge never
+# removes anything on it. An Agent version that fails its checks is replaced by the
+# previous one again, with its previous files.
 set -euo pipefail
 
 BUNDLE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -29,6 +32,13 @@ BASE_PACKAGES=(ca-certificates curl gnupg python3-venv) # and MYSQL_SERVER_PACKA
 UNITS=(mysql-grants flask-app datadog-agent)
 IMDS=http://169.254.169.254
 HOSTNAME_TAG=datadog-hostname
+DATA_VOLUME_TAG="data-volume-id"
+# The data volume's filesystem, and MySQL's data directory in it (bound onto the package's).
+DATA_MOUNT=/var/lib/observability-lab-data
+MYSQL_DATADIR=/var/lib/mysql
+DATA_MOUNT_OPTIONS=nodev,nosuid,noexec
+# How long a first boot waits for its volume: EC2 attaches it once the instance runs.
+DATA_VOLUME_WAIT_SECONDS=${CONVERGE_DATA_VOLUME_WAIT_SECONDS:-600}
 export DEBIAN_FRONTEND=noninteractive
 declare -A REMEMBERED=() # unit -> the files its rollback record lists (remember_previous)
 
@@ -182,6 +192,13 @@ ensure_packages() {
   put_file "$WORK/datadog.list" "$ROOT/etc/apt/sources.list.d/datadog.list" root:root 0644 ||
     fail "writing /etc/apt/sources.list.d/datadog.list: $WRITE_ERROR"
   apt_retry update || fail "apt-get update: $APT_ERROR"
+  # The version to go back to if this one fails its checks, kept until the Agent passes
+  # them (the first of several versions that never did, if so).
+  if [ -n "$have" ] && [ ! -s "$STATE/rollback.datadog-agent/package" ]; then
+    if ! { mkdir -p "$STATE/rollback.datadog-agent" && echo "$have" >"$STATE/rollback.datadog-agent/package"; }; then
+      fail "keeping the previous datadog-agent version for a rollback"
+    fi
+  fi
   : >"$STATE/pending.datadog-agent" # restart it even if this run dies after the install
   apt_retry install --allow-downgrades --allow-change-held-packages "datadog-agent=$want" ||
     fail "installing datadog-agent=$want: $APT_ERROR"
@@ -208,27 +225,37 @@ read_mysql_password() {
   fi
 }
 
-# The Agent's hostname: this instance's datadog-hostname tag, from instance metadata
-# (IMDSv2; tags in metadata are enabled on every host). Read before anything changes, so
-# a host without it is left as it is. A tag added by the same `pulumi up` can take a
-# moment to show in metadata: a missing tag is retried for 2 minutes.
-read_datadog_hostname() {
-  local token try
+# This instance's tags, from instance metadata (IMDSv2; tags in metadata are enabled on
+# every host): the Agent's hostname and the data volume's id. Read before anything
+# changes, so a host without them is left as it is.
+read_instance_tags() {
+  local token
   token=$(curl -fsS --max-time 5 --retry 5 --retry-connrefused -X PUT \
     -H "X-aws-ec2-metadata-token-ttl-seconds: 300" "$IMDS/latest/api/token" 2>>"$LOG") ||
     fail "no IMDSv2 token from $IMDS (instance metadata unreachable)"
-  for try in {1..30}; do
-    # The token as a header file (printf is bash's own), not on curl's command line.
-    DATADOG_HOSTNAME=$(curl -fsS --max-time 5 --retry 3 -H @<(printf 'X-aws-ec2-metadata-token: %s\n' "$token") \
-      "$IMDS/latest/meta-data/tags/instance/$HOSTNAME_TAG" 2>>"$LOG") && break
-    DATADOG_HOSTNAME=
-    [ "$try" = 30 ] || sleep 4
-  done
-  [ -n "$DATADOG_HOSTNAME" ] ||
-    fail "no instance tag $HOSTNAME_TAG in instance metadata (is instance_metadata_tags enabled, the tag set?)"
+  instance_tag "$token" "$HOSTNAME_TAG" DATADOG_HOSTNAME
   [[ $DATADOG_HOSTNAME =~ ^[a-z0-9]([a-z0-9.-]{0,253}[a-z0-9])?$ ]] ||
     fail "instance tag $HOSTNAME_TAG is not a hostname (lowercase letters, digits, . and -): '$DATADOG_HOSTNAME'"
   say "datadog hostname: $DATADOG_HOSTNAME (instance tag $HOSTNAME_TAG)"
+  instance_tag "$token" "$DATA_VOLUME_TAG" DATA_VOLUME_ID
+  [[ $DATA_VOLUME_ID =~ ^vol-([0-9a-f]{8}|[0-9a-f]{17})$ ]] ||
+    fail "instance tag $DATA_VOLUME_TAG is not an EBS volume id (vol- and 8 or 17 hex digits): '$DATA_VOLUME_ID'"
+  say "data volume: $DATA_VOLUME_ID (instance tag $DATA_VOLUME_TAG)"
+}
+
+# One tag's value into the variable $3. A tag added by the same `pulumi up` can take a
+# moment to show in metadata: a missing tag is retried for 2 minutes.
+instance_tag() {
+  local token=$1 tag=$2 try value=
+  for try in {1..30}; do
+    # The token as a header file (printf is bash's own), not on curl's command line.
+    value=$(curl -fsS --max-time 5 --retry 3 -H @<(printf 'X-aws-ec2-metadata-token: %s\n' "$token") \
+      "$IMDS/latest/meta-data/tags/instance/$tag" 2>>"$LOG") && break
+    value=
+    [ "$try" = 30 ] || sleep 4
+  done
+  [ -n "$value" ] || fail "no instance tag $tag in instance metadata (is instance_metadata_tags enabled, the tag set?)"
+  printf -v "$3" '%s' "$value"
 }
 
 # The whole file, in bash (no process per file): `read -d ''` stops at the end.
@@ -418,10 +445,26 @@ forget_record() {
 # The grants as installed (after a rollback, the previous ones).
 apply_mysql_grants() {
   local sql=$STATE/mysql/datadog_user.sql statements
+  UNIT_FAILURE="mysql refused the grants for datadog"
   [ -f "$sql" ] || return 1
   slurp statements "$sql"
   # printf is bash's own: the password is on no command line (process collection sees those).
-  printf '%s' "${statements//@@DATADOG_MYSQL_PASSWORD@@/$MYSQL_PASSWORD}" | quietly mysql --user=root
+  { printf '%s' "${statements//@@DATADOG_MYSQL_PASSWORD@@/$MYSQL_PASSWORD}"; maintenance_user_sql; } |
+    quietly mysql --user=root
+}
+
+# Data another host made keeps that host's password for the package's maintenance user
+# (Ubuntu's MySQL: debian-sys-maint, whose password the package writes to this host's
+# /etc/mysql/debian.cnf; logrotate and the package's scripts log in with it): it gets this
+# host's again. Debian's MariaDB names root there, with no password: nothing to do.
+maintenance_user_sql() {
+  local cnf=$ROOT/etc/mysql/debian.cnf user password
+  [ -f "$cnf" ] || return 0
+  user=$(sed -n '/^[[:space:]]*user[[:space:]]*=/{s/^[^=]*=[[:space:]]*//p;q}' "$cnf")
+  password=$(sed -n '/^[[:space:]]*password[[:space:]]*=/{s/^[^=]*=[[:space:]]*//p;q}' "$cnf")
+  [ "$user" = debian-sys-maint ] && [ -n "$password" ] || return 0
+  password=${password//\\/\\\\}
+  printf "\nALTER USER IF EXISTS 'debian-sys-maint'@'localhost' IDENTIFIED BY '%s';\n" "${password//\'/\'\'}"
 }
 
 app_answers() { curl -fsS -o /dev/null --max-time $((LEFT < 2 ? LEFT : 2)) "http://127.0.0.1:$APP_PORT/"; }
@@ -439,6 +482,7 @@ ensure_venv() {
 
 apply_flask_app() {
   local venv=$ROOT$APP_DIR/venv
+  UNIT_FAILURE="$APP_UNIT does not start or answer"
   ensure_venv "$venv" || return 1
   quietly "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT$APP_DIR/requirements.txt" &&
     quietly systemctl daemon-reload && quietly systemctl enable "$APP_UNIT" &&
@@ -449,12 +493,11 @@ apply_flask_app() {
   }
 }
 
-# The checks whose code or configuration changed since the Agent last ran on its files
-# (checks.d/<name>.py, conf.d/<name>.yaml, conf.d/<name>.d/conf.yaml). A removed one (a feature
-# switched off) has nothing left to run: `datadog-agent check` would fail, "no valid check found".
-changed_checks() {
+# Check names of Agent files (checks.d/<name>.py, conf.d/<name>.yaml, conf.d/<name>.d/conf.yaml), one
+# path a line. A removed one (a feature switched off) has nothing left to run: `datadog-agent check`
+# would fail, "no valid check found".
+check_names() {
   local target name
-  [ -f "$STATE/rollback.datadog-agent/changed" ] || return 0
   while read -r target; do
     [ -e "$ROOT$target" ] || continue
     case "$target" in
@@ -462,27 +505,41 @@ changed_checks() {
       */conf.d/*.d/conf.yaml) name=${target%/conf.yaml} && name=${name##*/} && echo "${name%.d}" ;;
       */conf.d/*.yaml) name=${target##*/} && echo "${name%.yaml}" ;;
     esac
-  done <"$STATE/rollback.datadog-agent/changed"
+  done
 }
 
+# The checks to run once: after a new Agent version, every check of the bundle; otherwise
+# those whose code or configuration changed since the Agent last ran on its files.
+checks_to_run() {
+  if [ -n "${AGENT_PACKAGE_CHANGED:-}" ] || [ -s "$STATE/rollback.datadog-agent/package" ]; then
+    awk '$1 != "removed" {print $2}' "$WORK/plan.datadog-agent" 2>/dev/null | check_names
+  elif [ -f "$STATE/rollback.datadog-agent/changed" ]; then
+    check_names <"$STATE/rollback.datadog-agent/changed"
+  fi
+}
+
+# UNIT_FAILURE says what failed, for the run's last line.
 apply_datadog_agent() {
   local report check
-  quietly systemctl restart datadog-agent || return 1
+  UNIT_FAILURE=
+  quietly systemctl restart datadog-agent || { UNIT_FAILURE="systemctl restart datadog-agent failed"; return 1; }
   retry_until 60 agent_answers || {
-    echo "datadog-agent status still fails 60 s after the restart" >&2
+    UNIT_FAILURE="datadog-agent status still fails 60 s after the restart"
+    echo "$UNIT_FAILURE" >&2
     return 1
   }
   # configcheck exits 0 even when it lists check configurations the Agent could not load.
-  report=$(datadog-agent configcheck 2>&1) || return 1
+  report=$(datadog-agent configcheck 2>&1) || { UNIT_FAILURE="datadog-agent configcheck failed"; return 1; }
   echo "$report" >>"$LOG"
   if grep -q "=== Configuration .*errors" <<<"$report"; then
     grep -A 20 "=== Configuration .*errors" <<<"$report" >&2
+    UNIT_FAILURE="datadog-agent configcheck lists configuration errors"
     return 1
   fi
   # configcheck reads YAML only: a check's own code, and the options it validates when it
   # starts, show when it runs once.
-  for check in $(changed_checks | sort -u); do
-    quietly datadog-agent check "$check" || return 1
+  for check in $(checks_to_run | sort -u); do
+    quietly datadog-agent check "$check" || { UNIT_FAILURE="datadog-agent check $check failed"; return 1; }
   done
 }
 
@@ -509,17 +566,34 @@ converge_unit() {
   fi
 }
 
-# A unit failed its check: its previous files back, applied again, and a message that
-# says what really happened. Always ends the run.
+# A unit failed its check: its previous files back (and for the Agent, after a new version,
+# the previous version installed again and held), applied again, and a message that says
+# what failed and what really happened. Always ends the run.
 roll_back() {
-  local unit=$1
+  local unit=$1 failed=${UNIT_FAILURE:-its check failed} previous='' now
+  if [ "$unit" = datadog-agent ]; then previous=$(cat "$STATE/rollback.$unit/package" 2>/dev/null || true); fi
+  if [ -n "$previous" ]; then
+    now="1:${DD_AGENT_VERSION}-1"
+    reinstall_agent "$previous" ||
+      fail "datadog-agent $now fails, and installing $previous again failed too: $APT_ERROR; what is left to restore is in $STATE/rollback.$unit ($failed; see $LOG)"
+    say "package datadog-agent: $now -> $previous (rolled back)"
+    AGENT_PACKAGE_CHANGED=1 # the previous version runs every check again
+  fi
   restore_files "$unit" ||
-    fail "$unit fails with its new files, and restoring the previous ones failed too; what is left to restore is in $STATE/rollback.$unit (see $LOG)"
-  [ "$RESTORED" -gt 0 ] ||
-    fail "$unit fails, and none of its files changed since it last ran: there is nothing to restore (see $LOG)"
-  "apply_${unit//-/_}" || fail "$unit fails with its new files, and with the previous ones restored (see $LOG)"
+    fail "$unit fails with its new files, and restoring the previous ones failed too; what is left to restore is in $STATE/rollback.$unit ($failed; see $LOG)"
+  [ "$RESTORED" -gt 0 ] || [ -n "$previous" ] ||
+    fail "$unit fails, and none of its files changed since it last ran: there is nothing to restore ($failed; see $LOG)"
+  "apply_${unit//-/_}" ||
+    fail "$unit fails with its new files, and with the previous ones restored${previous:+ on version $previous} too ($failed, then ${UNIT_FAILURE:-its check failed}; see $LOG)"
   forget_pending "$unit"
-  fail "$unit rejected its new files; the previous ones are back and it runs on them (see $LOG)"
+  [ -z "$previous" ] ||
+    fail "datadog-agent $now failed its checks; rolled back: $previous is installed again and held, its previous files are back, and it passes its checks on them ($failed; see $LOG)"
+  fail "$unit rejected its new files; the previous ones are back and it runs on them ($failed; see $LOG)"
+}
+
+reinstall_agent() {
+  apt_retry install --allow-downgrades --allow-change-held-packages "datadog-agent=$1" &&
+    quietly apt-mark hold datadog-agent
 }
 
 # A larger rootVolumeGiB is an in-place EBS modification: grow the partition and the
@@ -554,6 +628,209 @@ grow_root_filesystem() {
     1) say "filesystem /: kept" ;; # growpart's NOCHANGE
     *) fail "growpart $disk $partition exited $status (see $LOG)" ;;
   esac
+}
+
+# --- The data volume: MySQL's data, outliving the instance -----------------------------------
+# The instance's data-volume-id tag names its EBS volume. On a Nitro instance it is an NVMe
+# disk whose kernel name (nvme1n1, ...) says nothing and can change between boots; udev
+# links it under /dev/disk/by-id/ by its serial, which is the volume id without its dash
+# (systemd's rule, with the namespace after _ since systemd 254; amazon-ec2-utils' with -ns-).
+data_volume_links() {
+  local serial=${DATA_VOLUME_ID/-/} by_id=$ROOT/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_
+  printf '%s\n' "$by_id$serial" "${by_id}${serial}_1" "${by_id}${serial}-ns-1"
+}
+
+# DATA_DEVICE: the disk one of those links points at, once one exists.
+data_volume_present() {
+  local link
+  while read -r link; do
+    if [ -e "$link" ]; then
+      DATA_DEVICE=$(readlink -f "$link")
+      return 0
+    fi
+  done < <(data_volume_links)
+  echo "no $ROOT/dev/disk/by-id/ link for $DATA_VOLUME_ID yet"
+  return 1
+}
+
+# blkid's low-level probe of the disk: FS_TYPE (ext4, xfs, ...; "partition table <type>"
+# for a partitioned disk) and FS_UUID, both empty when it finds nothing.
+probe_data_volume() {
+  local probe status=0 line
+  FS_TYPE='' FS_UUID=''
+  probe=$(blkid -p -o export "$DATA_DEVICE" 2>>"$LOG") || status=$?
+  [ "$status" = 0 ] || [ "$status" = 2 ] || fail "blkid cannot read $DATA_DEVICE (data volume $DATA_VOLUME_ID; exit $status)"
+  while read -r line; do
+    case "$line" in
+      TYPE=*) FS_TYPE=${line#TYPE=} ;;
+      UUID=*) FS_UUID=${line#UUID=} ;;
+      PTTYPE=*) FS_TYPE="partition table ${line#PTTYPE=}" ;;
+    esac
+  done <<<"$probe"
+}
+
+# The volume as converge leaves it: an ext4 filesystem (made only on a blank volume: no
+# signature blkid knows and nothing but zeros in its first MiB), mounted by UUID at
+# DATA_MOUNT, in fstab with nofail (a reboot mounts it again; a host whose volume is gone
+# still boots, for SSM), and as large as the volume.
+ensure_data_volume() {
+  retry_until "$DATA_VOLUME_WAIT_SECONDS" data_volume_present ||
+    fail "data volume $DATA_VOLUME_ID (instance tag $DATA_VOLUME_TAG) did not appear under /dev/disk/by-id/ within $DATA_VOLUME_WAIT_SECONDS s: is it attached to this instance? (aws ec2 describe-volumes --volume-ids $DATA_VOLUME_ID)"
+  probe_data_volume
+  case "$FS_TYPE" in
+    ext4) ;;
+    '')
+      cmp -s -n 1048576 "$DATA_DEVICE" /dev/zero ||
+        fail "data volume $DATA_VOLUME_ID ($DATA_DEVICE) has no filesystem blkid knows, but it is not blank: converge formats only a blank volume; nothing was changed on it"
+      quietly mkfs.ext4 -q -L obslab-data "$DATA_DEVICE" </dev/null || fail "mkfs.ext4 $DATA_DEVICE (data volume $DATA_VOLUME_ID)"
+      probe_data_volume
+      [ "$FS_TYPE" = ext4 ] || fail "mkfs.ext4 left no ext4 filesystem on $DATA_DEVICE"
+      : >"$STATE/data-volume.formatted" # it fills the volume: nothing to grow
+      say "data volume $DATA_VOLUME_ID: ext4 filesystem made (it was blank)"
+      ;;
+    *) fail "data volume $DATA_VOLUME_ID ($DATA_DEVICE) holds $FS_TYPE, not ext4: converge mounts only ext4 and formats only a blank volume; nothing was changed on it" ;;
+  esac
+  mount_data_volume
+  ensure_fstab
+  grow_data_filesystem
+}
+
+# What is mounted at a directory (findmnt's SOURCE: /dev/nvme1n1, or /dev/nvme1n1[/mysql]
+# for a bind mount of its mysql/), empty for nothing.
+mounted_at() { findmnt -n -o SOURCE --mountpoint "$ROOT$1" 2>/dev/null || true; }
+
+mount_data_volume() {
+  local source
+  source=$(mounted_at "$DATA_MOUNT")
+  if [ -z "$source" ]; then
+    mkdir -p "$ROOT$DATA_MOUNT"
+    quietly mount -t ext4 -o "$DATA_MOUNT_OPTIONS" "UUID=$FS_UUID" "$ROOT$DATA_MOUNT" ||
+      fail "mounting data volume $DATA_VOLUME_ID (UUID=$FS_UUID) at $DATA_MOUNT"
+    say "filesystem $DATA_MOUNT: mounted (UUID=$FS_UUID, data volume $DATA_VOLUME_ID)"
+  elif [ "$(readlink -f "$source")" = "$DATA_DEVICE" ]; then
+    say "filesystem $DATA_MOUNT: kept"
+  else
+    fail "$DATA_MOUNT has $source mounted, not data volume $DATA_VOLUME_ID ($DATA_DEVICE)"
+  fi
+}
+
+# Both mounts in fstab, for the next boot: every other line as it is.
+ensure_fstab() {
+  local fstab=$ROOT/etc/fstab marker="# observability-lab: the data volume and MySQL's data on it (converge.sh)"
+  {
+    awk -v a="$DATA_MOUNT" -v b="$MYSQL_DATADIR" -v m="$marker" '$0 != m && $2 != a && $2 != b' "$fstab" 2>/dev/null || true
+    echo "$marker"
+    echo "UUID=$FS_UUID $DATA_MOUNT ext4 defaults,$DATA_MOUNT_OPTIONS,nofail 0 2"
+    echo "$DATA_MOUNT/mysql $MYSQL_DATADIR none bind,nofail,x-systemd.requires-mounts-for=$DATA_MOUNT 0 0"
+  } >"$WORK/fstab"
+  ensure_system_file "$WORK/fstab" /etc/fstab
+}
+
+# A system file converge owns outright (root's, 0644): written when it differs, then systemd
+# reads its units again.
+ensure_system_file() {
+  local target=$2
+  if cmp -s "$1" "$ROOT$target"; then return 0; fi
+  mkdir -p "$ROOT${target%/*}"
+  put_file "$1" "$ROOT$target" root:root 0644 || fail "writing $target: $WRITE_ERROR"
+  quietly systemctl daemon-reload || fail "systemctl daemon-reload after writing $target"
+  say "system file $target: written"
+}
+
+# A larger dataVolumeGiB is an in-place EBS modification: once the disk shows the new size
+# (10 minutes at most), the mounted filesystem grows into it (resize2fs, online).
+data_disk_has_grown() {
+  [ "$(lsblk -b -d -n -o SIZE "$DATA_DEVICE")" -ge $((DATA_VOLUME_GIB * 1024 * 1024 * 1024)) ]
+}
+
+filesystem_bytes() {
+  dumpe2fs -h "$DATA_DEVICE" 2>>"$LOG" | awk -F: '/^Block count/ {n=$2} /^Block size/ {s=$2} END {print n * s}'
+}
+
+grow_data_filesystem() {
+  if [ -e "$STATE/data-volume.formatted" ]; then
+    rm -f "$STATE/data-volume.formatted"
+    return 0
+  fi
+  retry_until 600 data_disk_has_grown ||
+    fail "data volume $DATA_VOLUME_ID is still smaller than $DATA_VOLUME_GIB GiB after 10 minutes"
+  # Within 4 MiB of the disk: full (ext4 ends on a whole block group).
+  if [ $(($(filesystem_bytes) + 4194304)) -ge "$(lsblk -b -d -n -o SIZE "$DATA_DEVICE")" ]; then return 0; fi
+  quietly resize2fs "$DATA_DEVICE" || fail "resize2fs $DATA_DEVICE (data volume $DATA_VOLUME_ID)"
+  say "filesystem $DATA_MOUNT: grown"
+}
+
+# MySQL's user, as its package makes it (the package then finds it): on a replaced host its
+# number may differ from the one that owns the data, which is then given to it.
+ensure_mysql_user() {
+  if ! id -u mysql >/dev/null 2>&1; then
+    quietly groupadd --system mysql || fail "groupadd mysql"
+    quietly useradd --system --gid mysql --no-create-home --home-dir /nonexistent --shell /bin/false \
+      --comment "MySQL Server" mysql || fail "useradd mysql"
+    say "user mysql: created"
+  fi
+}
+
+# MySQL's data directory is the volume's mysql/, bound onto /var/lib/mysql: the path the
+# package, its maintainer scripts and Ubuntu's AppArmor profile for mysqld all use (AppArmor
+# checks the path a file is opened by: the bind mount's), so none of them changes. Not the
+# volume's root: its lost+found would make the package's `mysqld --initialize` refuse it.
+# Existing data (a replaced host's volume) is used as it is; a host whose MySQL ran on its
+# root disk before it had a volume gets that data copied onto the blank volume (the root
+# disk's copy stays, under the bind mount). Before MySQL's package is installed, so that it
+# initialises (or starts on) the volume's directory, never the root disk's.
+ensure_mysql_datadir() {
+  local data=$ROOT$DATA_MOUNT/mysql source uid gid changed
+  ensure_mysql_user
+  source=$(mounted_at "$MYSQL_DATADIR")
+  if [ -n "$source" ] && [[ $source != *"[/mysql]" ]]; then
+    # fstab's bind at a boot without the volume: systemd made the (empty) source directory on
+    # the root disk and bound it. Unbound while MySQL is down (the drop-in kept it down); never
+    # under a running MySQL, whose data would then be elsewhere.
+    systemctl is-active --quiet mysql &&
+      fail "$MYSQL_DATADIR has $source mounted, not the data volume's mysql/ directory, and MySQL runs on it"
+    quietly umount "$ROOT$MYSQL_DATADIR" || fail "unmounting $source from $MYSQL_DATADIR"
+    say "directory $MYSQL_DATADIR: $source unbound (bound at a boot without the data volume)"
+    source=''
+  fi
+  if [ ! -d "$data" ]; then
+    if [ -z "$source" ] && [ -n "$(find "$ROOT$MYSQL_DATADIR" -mindepth 1 -maxdepth 1 -print -quit 2>/dev/null)" ]; then
+      stop_mysql "its data moves onto the data volume"
+      # Copied whole before it gets its name: a run killed half-way copies again.
+      mkdir -p "$data.converge-new"
+      cp -a "$ROOT$MYSQL_DATADIR/." "$data.converge-new/" || fail "copying $MYSQL_DATADIR onto the data volume"
+      mv -T "$data.converge-new" "$data"
+      say "directory $DATA_MOUNT/mysql: MySQL's data copied from the root disk (which keeps its copy)"
+    else
+      install -d -m 0700 -o mysql -g mysql "$data"
+      say "directory $DATA_MOUNT/mysql: created"
+    fi
+  fi
+  uid=$(id -u mysql) gid=$(id -g mysql)
+  changed=$(find "$data" -xdev \( ! -uid "$uid" -o ! -gid "$gid" \) -print -exec chown -h "$uid:$gid" {} + | wc -l)
+  [ "$changed" = 0 ] || say "directory $DATA_MOUNT/mysql: $changed files given to this host's mysql user ($uid:$gid)"
+  if [ -z "$source" ]; then
+    stop_mysql "it ran on the root disk's $MYSQL_DATADIR"
+    mkdir -p "$ROOT$MYSQL_DATADIR"
+    quietly mount --bind "$data" "$ROOT$MYSQL_DATADIR" || fail "binding $DATA_MOUNT/mysql onto $MYSQL_DATADIR"
+    say "directory $MYSQL_DATADIR: the data volume's mysql/ bound onto it"
+  fi
+  # After a reboot MySQL waits for both mounts, and without them (a volume gone, an fstab
+  # line removed) it does not start on the root disk: converge starts it once the volume is
+  # back. Both mount points: at a boot without the volume systemd still binds the root disk's
+  # directory (it makes a bind's missing source). (Drop-ins of mysql.service also apply to
+  # MariaDB's unit, its alias: the booted-host tests show it.)
+  printf '%s\n' "# observability-lab (converge.sh): MySQL runs on the data volume or not at all." \
+    "[Unit]" "RequiresMountsFor=$DATA_MOUNT $MYSQL_DATADIR" "ConditionPathIsMountPoint=$DATA_MOUNT" \
+    "ConditionPathIsMountPoint=$MYSQL_DATADIR" >"$WORK/mysql-data-volume.conf"
+  ensure_system_file "$WORK/mysql-data-volume.conf" /etc/systemd/system/mysql.service.d/observability-lab-data-volume.conf
+}
+
+stop_mysql() {
+  if systemctl is-active --quiet mysql; then
+    quietly systemctl stop mysql || fail "stopping mysql"
+    say "service mysql: stopped ($1)"
+  fi
 }
 
 ensure_mysql_running() {
@@ -606,8 +883,9 @@ superseded_at_first_boot() {
 }
 
 load_settings() {
+  # DD_AGENT_VERSION, APP_USER, APP_DIR, APP_UNIT, APP_PORT, MYSQL_SERVER_PACKAGE, ROOT_VOLUME_GIB, DATA_VOLUME_GIB
   # shellcheck source=/dev/null
-  . "$BUNDLE/converge.env" # DD_AGENT_VERSION, APP_USER, APP_DIR, APP_UNIT, APP_PORT, MYSQL_SERVER_PACKAGE, ROOT_VOLUME_GIB
+  . "$BUNDLE/converge.env"
   BASE_PACKAGES+=("$MYSQL_SERVER_PACKAGE")
 }
 
@@ -644,8 +922,10 @@ main() {
   announce
   if superseded_at_first_boot; then return 0; fi
   load_settings
-  read_datadog_hostname
+  read_instance_tags
   make_workspace
+  ensure_data_volume
+  ensure_mysql_datadir
   ensure_packages
   ensure_app_user
   ensure_mysql_running

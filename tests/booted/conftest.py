@@ -75,10 +75,12 @@ def converged_layer(first_boot) -> Path:
 
 @pytest.fixture
 def host(lab, converged_layer):
-    """Boots a host that was converged by the first boot (a fresh overlay over it), per test."""
+    """Boots a host that was converged by the first boot (a fresh overlay over it, and a copy of
+    its data volume unless told otherwise), per test."""
     booted: list[BootedHost] = []
 
     def boot(**options) -> BootedHost:
+        options.setdefault("volume", lab.converged_volume())
         booted.append(lab.boot([converged_layer], **options))
         return booted[-1]
 

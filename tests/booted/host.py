@@ -30,6 +30,7 @@ from tests.booted.documents import Rendered
 from tests.booted.machine import Machine
 from tests.booted.netns import NetworkNamespace
 from tests.booted.standins import World
+from tests.booted.volume import DataVolume
 
 UNITS = ("mariadb.service", "flask-app.service", "datadog-agent.service")
 SQL_RECORD = "/var/lib/observability-lab/mysql/datadog_user.sql"
@@ -79,9 +80,12 @@ class BootedHost:
         self.netns = netns
         self.world = world
         self.trace_intake = trace_intake
+        self.volume: Optional[DataVolume] = None  # its data volume (Lab.boot attaches it)
+        self.volume_links: Optional[Path] = None  # the directory bound at its /dev/disk
 
     # ------------------------------------------------------------------ running the document
-    def converge(self, rendered: Rendered, kill: Optional[KillPoint] = None, timeout: float = 900) -> ConvergeRun:
+    def converge(self, rendered: Rendered, kill: Optional[KillPoint] = None, timeout: float = 900,
+                 env: Optional[dict[str, str]] = None) -> ConvergeRun:
         n = next(_RUNS)
         unit = f"ssm-converge-{n}"
         script = f"{SSM_DIR}/booted-{n:04d}/converge/_script.sh"
@@ -90,7 +94,7 @@ class BootedHost:
             self._arm(kill, unit)
         started = time.monotonic()
         try:
-            result = self.machine.run(["sh", script], unit=unit, timeout=timeout)
+            result = self.machine.run(["sh", script], unit=unit, timeout=timeout, env=env)
         finally:
             if kill:
                 self._disarm(kill)

@@ -40,9 +40,15 @@ from tests.booted.machine import Machine
 from tests.booted.netns import NetworkNamespace
 from tests.booted.standins import (PIP_HOSTS, BikeShareFeed, InstanceMetadata, KeyServer, StaticFiles,
                                    ThrowawayCA, World, hosts_file, moto_app)
+from tests.booted.volume import DataVolume
 
-# The Agent versions the stand-in repository offers: the stacks' default and one above it.
-AGENT_VERSIONS = (AgentVersion(DEFAULT_AGENT_VERSION), AgentVersion("7.78.0"))
+# The Agent versions the stand-in repository offers: the stacks' default, one above it, and a
+# broken one above that, whose every `datadog-agent check` fails (the rollback's scenario).
+BROKEN_AGENT_VERSION = "7.79.0"
+AGENT_VERSIONS = (AgentVersion(DEFAULT_AGENT_VERSION), AgentVersion("7.78.0"),
+                  AgentVersion(BROKEN_AGENT_VERSION, failing_checks=("*",)))
+# The host's data volume, as the instance's data-volume-id tag names it (tests/booted/volume.py).
+DATA_VOLUME_ID = "vol-0d47a5e1b2c3f4a5b"
 DATADOG_HOSTNAME = "observability-lab-dev-1"
 INSTANCE_ID = "i-0b007edh0570000"
 HOSTNAME = "ip-10-0-1-17"
@@ -77,8 +83,17 @@ def nspawns_under(directory: Path) -> list[int]:
     return found
 
 
+def detach_loops_under(directory: Path) -> None:
+    """The loop devices (data volumes) whose image files are under directory."""
+    listed = subprocess.run(["losetup", "-n", "-O", "NAME,BACK-FILE", "-l"], capture_output=True, text=True)
+    for line in listed.stdout.splitlines():
+        name, _, backing = line.partition(" ")
+        if backing.strip().startswith(str(directory)):
+            subprocess.run(["losetup", "-d", name], capture_output=True)
+
+
 def sweep_leftovers() -> None:
-    """What a killed earlier session left (its pid is gone): mounts, namespaces, directories."""
+    """What a killed earlier session left (its pid is gone): mounts, namespaces, loop devices, directories."""
     for directory in WORK_ROOT.glob(f"{WORK_PREFIX}*"):
         pid = directory.name[len(WORK_PREFIX):].split("-")[0]
         if pid.isdigit() and Path(f"/proc/{pid}").exists():
@@ -89,6 +104,7 @@ def sweep_leftovers() -> None:
                   if line.split()[1].startswith(str(directory))]
         for mount in sorted(mounts, reverse=True):
             subprocess.run(["umount", "-l", mount], capture_output=True)
+        detach_loops_under(directory)
         for netns in Path("/run/netns").glob(f"obslab-{pid}-*") if Path("/run/netns").exists() else []:
             subprocess.run(["ip", "netns", "delete", netns.name], capture_output=True)
         shutil.rmtree(directory, ignore_errors=True)
@@ -113,6 +129,7 @@ def remove_run_dir(path: Path) -> None:
     for mount in sorted((line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
                          if line.split()[1].startswith(str(path))), reverse=True):
         subprocess.run(["umount", "-l", mount], capture_output=True)
+    detach_loops_under(path)
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -169,6 +186,7 @@ class Lab:
         self.image = base_image(self.log)
         self.timings["image (cached or built)"] = time.monotonic() - started
         self.region = rendered.region
+        self.data_volume_gib = int(rendered.settings["dataVolumeGiB"])
         feed = urlparse(yaml.safe_load(rendered.files["agent/conf.d/bike_share.yaml"])["instances"][0]["gbfs_url"])
         self.feed_host, self.feed_path = feed.hostname or "", feed.path
         self.ssm_host = f"ssm.{self.region}.amazonaws.com"
@@ -251,18 +269,25 @@ class Lab:
 
     # ------------------------------------------------------------------ hosts
     def boot(self, layers: Sequence[Path] = (), seed_user_data: Optional[str] = None,
-             tags: Optional[dict[str, str]] = None, workdir: Optional[Path] = None) -> BootedHost:
-        """A new host on these layers (above the session layer and the image), booted."""
+             tags: Optional[dict[str, str]] = None, workdir: Optional[Path] = None,
+             volume: Optional[DataVolume] = None, volume_attached: bool = True) -> BootedHost:
+        """A new host on these layers (above the session layer and the image), booted, with its data
+        volume (a new blank one unless given) attached before it boots, or never (`volume_attached`)."""
         self._sequence += 1
         netns = NetworkNamespace(f"obslab-{os.getpid()}-{self._sequence}")
         machine = None
         world = None
+        workdir = workdir or self.dir / f"host-{self._sequence}"
+        volume = volume or DataVolume(self.dir / f"volume-{self._sequence}.img", DATA_VOLUME_ID, self.data_volume_gib)
+        links = self.dir / f"dev-disk-{self._sequence}"
         try:
-            machine = Machine(workdir or self.dir / f"host-{self._sequence}",
-                              [*layers, self.session_layer, self.image], netns,
-                              hostname=HOSTNAME)
-            imds = InstanceMetadata(self.region, tags if tags is not None else
-                                    {"datadog-hostname": DATADOG_HOSTNAME, "Name": "observability-lab-dev-host-1"})
+            volume.write_links(links, attached=volume_attached)
+            binds = [f"{links}:/dev/disk", *([volume.attach()] if volume_attached else [])]
+            machine = Machine(workdir, [*layers, self.session_layer, self.image], netns, hostname=HOSTNAME,
+                              binds=binds)
+            imds = InstanceMetadata(self.region, {"data-volume-id": volume.volume_id, **(
+                tags if tags is not None else
+                {"datadog-hostname": DATADOG_HOSTNAME, "Name": "observability-lab-dev-host-1"})})
             world = World(netns, imds=imds, ca=self.ca, registries=self.registries, trace_intake=self.trace_port,
                           tls_apps={"keys.datadoghq.com": KeyServer(self.public_keys),
                                     "apt.datadoghq.com": StaticFiles(self.repository, "https://apt.datadoghq.com: "
@@ -281,10 +306,30 @@ class Lab:
                 world.close()
             if machine:
                 machine.close()
+            volume.detach()
             netns.delete()
             raise
+        host.volume, host.volume_links = volume, links
         self.hosts.append(host)
         return host
+
+    def attach_later(self, host: BootedHost) -> None:
+        """Its volume attached to the running host: the disk node made inside (what the kernel and
+        udev do on an attachment), udev's links written."""
+        assert host.volume is not None
+        major, minor = host.volume.device_numbers()
+        made = host.machine.run(["mknod", "-m", "0660", str(host.volume.attach()), "b", str(major), str(minor)])
+        assert made.returncode == 0, made.stdout + made.stderr
+        host.volume.write_links(host.volume_links)
+
+    def converged_volume(self) -> DataVolume:
+        """A copy of the first-booted host's data volume (a snapshot of it restored): for a host
+        booted on that host's disk, whose fstab names the volume's filesystem."""
+        self._sequence += 1
+        return self.first_boot_volume().copy(self.dir / f"volume-{self._sequence}.img")
+
+    def first_boot_volume(self) -> DataVolume:
+        return DataVolume(self.shared / "first-boot" / "data-volume.img", DATA_VOLUME_ID, self.data_volume_gib)
 
     def first_boot(self, rendered: Rendered) -> "FirstBoot":
         """The run's first boot, made once (by whichever worker asks first) and recorded: the
@@ -300,7 +345,8 @@ class Lab:
         the parameter and the document from the SSM stand-in (what `pulumi up` published)."""
         self.publish(rendered)
         started = time.monotonic()
-        host = self.boot(seed_user_data=rendered.user_data, workdir=directory / "machine")
+        host = self.boot(seed_user_data=rendered.user_data, workdir=directory / "machine",
+                         volume=self.first_boot_volume())
         try:
             # cloud-init's last stage (runcmd: the fetcher, then converge) ends with boot-finished.
             finished = host.machine.path(f"/var/lib/cloud/instances/{INSTANCE_ID}/boot-finished")
@@ -333,6 +379,7 @@ class Lab:
     def shut(self, host: BootedHost, keep_as_layer: bool = False) -> Optional[Path]:
         """Powers a host off and removes it; its upper layer is returned when kept as a layer."""
         host.machine.close(keep_upper=keep_as_layer)
+        host.volume.detach()
         host.world.close()
         host.netns.delete()
         if host in self.hosts:

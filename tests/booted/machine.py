@@ -34,8 +34,9 @@ class BootError(RuntimeError):
 
 class Machine:
     def __init__(self, workdir: Path, layers: Sequence[Path], netns: Optional[NetworkNamespace],
-                 hostname: str = "ip-10-0-1-17"):
+                 hostname: str = "ip-10-0-1-17", binds: Sequence[str] = ()):
         self.workdir = workdir
+        self.binds = list(binds)  # systemd-nspawn --bind= arguments (a disk, its udev links)
         self.layers = list(layers)  # topmost first
         self.netns = netns
         self.hostname = hostname
@@ -79,7 +80,8 @@ class Machine:
                 ["systemd-nspawn", "--boot", "--quiet", "-D", str(self.root), f"--machine={self.machine_name}",
                  f"--hostname={self.hostname}",
                  "--register=no", "--keep-unit", "--console=pipe", f"--network-namespace-path={self.netns.path}",
-                 "--resolv-conf=off", "--timezone=off", "--link-journal=no"],
+                 "--resolv-conf=off", "--timezone=off", "--link-journal=no",
+                 *(f"--bind={bind}" for bind in self.binds)],
                 stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = started + BOOT_TIMEOUT
         # The container's init: nspawn's child once it has exec'd systemd (before that, the

@@ -33,16 +33,6 @@ HOSTNAME_TAG_URL = "http://169.254.169.254/latest/meta-data/tags/instance/datado
 
 
 @pytest.fixture(scope="module")
-def dev_files(rendered_bundle) -> dict[str, str]:
-    return rendered_bundle("dev")
-
-
-@pytest.fixture
-def host(tmp_path) -> Host:
-    return Host(tmp_path)
-
-
-@pytest.fixture(scope="module")
 def first_converge(tmp_path_factory, dev_files) -> Host:
     host = Host(tmp_path_factory.mktemp("converged"))
     first = host.converge(dev_files)
@@ -245,10 +235,7 @@ def test_a_host_whose_tag_names_another_host_restarts_only_the_agent(converged, 
     ("host; rm -rf /", "instance tag datadog-hostname is not a hostname"),
 ])
 def test_a_missing_or_invalid_hostname_tag_fails_the_run_before_anything_changes(host, dev_files, tag, reason):
-    if tag is None:
-        host.clear("imds.datadog-hostname")
-    else:
-        host.set("imds.datadog-hostname", tag)
+    host.tag_instance("datadog-hostname", tag)
     run = host.converge(dev_files)
     assert run.returncode != 0 and reason in run.stdout, run.stdout
     assert {c.split()[0] for c in run.calls} <= {"curl", "sleep"}  # no apt, no service, no file
@@ -379,14 +366,81 @@ def test_a_run_killed_while_the_agent_starts_on_a_new_config_is_rolled_back_by_t
     assert converged.path(AGENT_CONFIG).read_text() == before
 
 
-def test_a_failure_with_nothing_to_restore_says_so(converged, rendered_bundle):
-    converged.set("fail.agent-status")  # e.g. a new Agent version that does not start
+def test_a_failure_with_nothing_to_restore_says_so(converged, dev_files):
+    # An earlier run was killed after marking the Agent for a restart, its files already applied.
+    (converged.path("/var/lib/observability-lab") / "pending.datadog-agent").write_text("")
+    converged.set("fail.agent-status")
+    run = converged.converge(dev_files)
+    assert run.returncode != 0
+    assert run.stdout.splitlines()[-1] == (
+        "FAILED: datadog-agent fails, and none of its files changed since it last ran: there is nothing to "
+        "restore (datadog-agent status still fails 60 s after the restart; see "
+        f"{converged.path('/var/log/observability-lab-converge.log')})")
+    assert restarts(run) == ["datadog-agent"]
+
+
+DEFAULT_AGENT = "1:7.77.2-1"
+BROKEN_AGENT = "1:7.71.0-1"
+
+
+def agent_installs(run) -> list[str]:
+    return [c.split()[-1] for c in run.called("apt-get") if " install " in f" {c} " and "datadog-agent=" in c]
+
+
+def test_an_agent_version_that_fails_its_checks_is_rolled_back_to_the_previous_one(converged, rendered_bundle, dev_files):
+    converged.set("fail.agent-version", BROKEN_AGENT)
+    new = rendered_bundle("dev", {"agentVersion": "7.71.0"})
+    run = converged.converge(new)
+    assert run.returncode != 0
+    # Through apt: the new version, then the previous one again, each held.
+    assert agent_installs(run) == [f"datadog-agent={BROKEN_AGENT}", f"datadog-agent={DEFAULT_AGENT}"]
+    assert run.called("apt-mark") == ["apt-mark hold datadog-agent"] * 2
+    assert f"package datadog-agent: {BROKEN_AGENT} -> {DEFAULT_AGENT} (rolled back)" in run.stdout
+    assert f"datadog-agent {DEFAULT_AGENT}" in converged.fake.joinpath("dpkg").read_text()
+    # Every check of the bundle ran on the new version (the first failed), and all again on the previous.
+    checks = [c.split()[-1] for c in run.called("datadog-agent") if c.split()[1] == "check"]
+    bundle_checks = {"custom_my_metric", "process", "mysql", "bike_share"}
+    assert checks[0] in bundle_checks and set(checks[1:]) == bundle_checks
+    last = run.stdout.splitlines()[-1]
+    assert last.startswith(f"FAILED: datadog-agent {BROKEN_AGENT} failed its checks; rolled back: {DEFAULT_AGENT} "
+                           "is installed again and held, its previous files are back, and it passes its checks")
+    assert f"datadog-agent check {checks[0]} failed" in last
+    assert not converged.path("/var/lib/observability-lab/rollback.datadog-agent").exists()
+    # The previous version runs on the previous files: the same run again changes no file.
+    again = converged.converge(dev_files)
+    assert again.returncode == 0, again.stdout
+    assert set(again.report("file").values()) == {"unchanged"} and agent_installs(again) == []
+
+
+def test_an_agent_rollback_also_puts_back_the_files_the_new_version_came_with(converged, rendered_bundle):
+    converged.set("fail.agent-version", BROKEN_AGENT)
+    before = converged.path(AGENT_CONFIG).read_text()
+    run = converged.converge(rendered_bundle("dev", {"agentVersion": "7.71.0", "checkIntervalSeconds": 30}))
+    assert run.returncode != 0 and "rolled back" in run.stdout.splitlines()[-1]
+    assert run.report("file")[AGENT_CHECK_CONF] == "restored"
+    assert converged.path(AGENT_CONFIG).read_text() == before
+
+
+def test_a_run_killed_while_a_new_agent_version_is_checked_rolls_it_back_next_time(converged, rendered_bundle):
+    converged.set("fail.agent-version", BROKEN_AGENT)
+    converged.set("kill-at-check")
+    new = rendered_bundle("dev", {"agentVersion": "7.71.0"})
+    assert converged.converge(new).returncode != 0
+    assert converged.path("/var/lib/observability-lab/rollback.datadog-agent/package").read_text() == DEFAULT_AGENT + "\n"
+    converged.clear("kill-at-check")
+    run = converged.converge(new)
+    assert agent_installs(run) == [f"datadog-agent={DEFAULT_AGENT}"]  # the new one was already installed
+    assert f"rolled back: {DEFAULT_AGENT} is installed again" in run.stdout.splitlines()[-1]
+
+
+def test_an_agent_that_fails_on_the_previous_version_too_says_both(converged, rendered_bundle):
+    converged.set("fail.agent-status")  # e.g. a host the Agent cannot run on at all
     run = converged.converge(rendered_bundle("dev", {"agentVersion": "7.71.0"}))
     assert run.returncode != 0
-    assert run.stdout.splitlines()[-1] == ("FAILED: datadog-agent fails, and none of its files changed since "
-                                           "it last ran: there is nothing to restore (see "
-                                           f"{converged.path('/var/log/observability-lab-converge.log')})")
-    assert restarts(run) == ["datadog-agent"]
+    assert agent_installs(run) == [f"datadog-agent={BROKEN_AGENT}", f"datadog-agent={DEFAULT_AGENT}"]
+    assert run.stdout.splitlines()[-1].startswith(
+        f"FAILED: datadog-agent fails with its new files, and with the previous ones restored on version "
+        f"{DEFAULT_AGENT} too (datadog-agent status still fails 60 s after the restart, then datadog-agent status")
 
 
 def test_second_run_with_the_same_files_changes_and_restarts_nothing(converged, dev_files):

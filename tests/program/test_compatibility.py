@@ -3,6 +3,8 @@
 tests/data/<stack>-plan-before-issue-22.json keeps, from `python -m offline.plan <stack> --json`
 at that commit, every resource with its inputs and the digest of every file of the bundle: what
 an existing stack's state holds. Compared resource by resource as `make plan COMPARE=` does.
+What changed since on purpose is named here, change by change (issue 17: HOST_FIXES; issue 21:
+`data_volume_changes`).
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ import pytest
 from offline import changes
 from tests.support import DATA
 from tests.support.evaluations import plan_of
-from tests.support.resource_types import (ACCESS, ACCESS_BEFORE, ASSOCIATION, COMPONENTS_RETYPED, DOCUMENT, HOST,
-                                          MONITOR, PARAMETER)
+from tests.support.resource_types import (ACCESS, ACCESS_BEFORE, ASSOCIATION, ATTACHMENT, COMPONENTS_RETYPED,
+                                          DOCUMENT, HOST, INSTANCE, LIFECYCLE_POLICY, MONITOR, PARAMETER, ROLE,
+                                          ROLE_POLICY, SNAPSHOTS, VOLUME)
 
 BOOTSTRAP = ("observability-lab:host:AgentBootstrap", "bootstrap")  # had no child: gone, nothing in the cloud
 BIKE_SHARE_CONF = "agent/conf.d/bike_share.yaml"
 # Host files changed since by issue 17's fixes (found on the booted host): converge.sh, the MySQL
-# package in converge.env, the app's unit and gunicorn config, hence the app's version in app.env.
+# package in converge.env, the app's unit and gunicorn config, hence the app's version in app.env;
+# and by issue 21: converge.sh puts MySQL's data on the data volume, whose size converge.env carries.
 # They change the bundle only: a new document and association, run once on the hosts.
 HOST_FIXES = {"converge.sh", "converge.env", "app/flask-app.service", "app/gunicorn.conf.py", "app/app.env"}
 # What a change of the bundle changes in the cloud: the document (content-addressed name), its
@@ -40,6 +44,29 @@ def compared(evaluation) -> tuple[dict, dict, dict]:
     return base, now, changes.compare(base, now)
 
 
+def data_volume_changes(hosts: int) -> dict:
+    """What issue 21 changes on an existing stack, on purpose: per host a data volume and its
+    attachment, created; the instance's tags gain the volume's id, and its root volume's tags move from
+    `volumeTags` (written onto every attached volume) to the root volume's own, in place (no replacement);
+    the stack's snapshot policy, its component, role and grants, created; and the new bundle."""
+    per_host = {}
+    for n in range(1, hosts + 1):
+        per_host.update({(VOLUME, f"host-{n}-data-volume"): ("created", []),
+                         (ATTACHMENT, f"host-{n}-data-attachment"): ("created", []),
+                         (INSTANCE, f"host-{n}-instance"): ("updated", ["rootBlockDevice", "tags", "volumeTags"])})
+    snapshots = {key: ("created", []) for key in (
+        (SNAPSHOTS, "data-snapshots"), (ROLE, "data-snapshots-role"), (ROLE_POLICY, "data-snapshots-grants"),
+        (LIFECYCLE_POLICY, "data-snapshots-policy"))}
+    return {**per_host, **snapshots, **BUNDLE_CHANGED}
+
+
+def unintended(evaluation, result: dict) -> dict:
+    """The changes of `result` that no issue since the kept plans made on purpose."""
+    intended = data_volume_changes(len(evaluation.of_type(HOST)))
+    return {key: found for key, found in result.items()
+            if found[0] != "unchanged" and key != BOOTSTRAP and intended.get(key) != found}
+
+
 def test_every_component_keeps_its_state_through_an_alias(stack_eval):
     base, now, result = compared(stack_eval)
     hosts = {(HOST, r["name"]): ("observability-lab:aws:MonitoredHost", r["name"])
@@ -50,7 +77,8 @@ def test_every_component_keeps_its_state_through_an_alias(stack_eval):
     assert changes.moves(base, now) == expected
     assert all(result[key] == ("unchanged", []) for key in expected)
     assert [key for key, (what, _) in result.items() if what == "deleted"] == [BOOTSTRAP]
-    assert [key for key, (what, _) in result.items() if what == "created"] == []
+    created = {key for key, (what, _) in result.items() if what == "created"}
+    assert created == {key for key, (what, _) in data_volume_changes(len(hosts)).items() if what == "created"}
 
 
 def changed_bundle_files(base: dict, now: dict) -> list[str]:
@@ -60,25 +88,27 @@ def changed_bundle_files(base: dict, now: dict) -> list[str]:
     return sorted(path for path in files if files[path] != base["bundleFiles"][path])
 
 
-def test_prod_renders_every_aws_and_datadog_resource_as_before(prod):
+def test_prod_renders_every_aws_and_datadog_resource_as_before_but_the_data_volumes(prod):
     base, now, result = compared(prod)
-    changed = {key: found for key, found in result.items() if found[0] != "unchanged" and key != BOOTSTRAP}
-    assert changed == BUNDLE_CHANGED  # only the host files' fixes
+    assert unintended(prod, result) == {}
+    # Each intended change is there, and replaces no instance, volume or attachment.
+    assert {key: result[key] for key in data_volume_changes(2)} == data_volume_changes(2)
     assert changed_bundle_files(base, now) == sorted(HOST_FIXES)
     assert len(result) == len(now["resources"]) + 1  # and the deleted bootstrap
 
 
-def test_dev_changes_only_what_the_bike_share_fixes_change(dev):
+def test_dev_changes_only_what_the_bike_share_fixes_and_the_data_volumes_change(dev):
     base, now, result = compared(dev)
-    changed = {key: found for key, found in result.items() if found[0] != "unchanged" and key != BOOTSTRAP}
+    assert {key: result[key] for key in data_volume_changes(1)} == data_volume_changes(1)
+    changed = unintended(dev, result)
     monitors = {key for key in changed if key[0] == MONITOR}
     assert {name for _, name in monitors} == {"bike-share-empty", "bike-share-full", "bike-share-feed-unreachable",
                                               "bike-share-feed-stale", "bike-share-trend"}
     assert all(changed[key] == ("updated", ["tags"]) for key in monitors)
     by_key = {(r["type"], r["name"]): r for r in now["resources"]}
     assert all("service:bike-share" in by_key[key]["inputs"]["tags"] for key in monitors)
-    # The check's conf is a file of the bundle: a new document and association, run once on the hosts.
-    assert {key: changed[key] for key in changed if key not in monitors} == BUNDLE_CHANGED
+    # The check's conf is a file of the bundle: the new bundle's document and association (BUNDLE_CHANGED).
+    assert {key: changed[key] for key in changed if key not in monitors} == {}
     assert changed_bundle_files(base, now) == sorted(HOST_FIXES | {BIKE_SHARE_CONF})
     (config,) = now["hostConfiguration"].values()
     assert "    service: \"bike-share\"\n" in config["contents"][BIKE_SHARE_CONF]
