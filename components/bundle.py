@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -26,6 +27,12 @@ BUNDLES_DIR = "/opt/observability-lab/bundles"
 APP_DIR = "/opt/sample-flask-app"
 APP_USER = "flaskapp"
 APP_UNIT = "flask-app.service"
+# The Java workload: Ubuntu's tomcat10 (its unit, user and CATALINA_BASE) and the cars app.
+CARS_DIR = "/opt/cars-app"
+TOMCAT_USER = "tomcat"
+# What identifies the Tomcat JVM among the host's java processes (the Agent's JMXFetch is
+# one too, under dd-agent): its main class, under its user.
+TOMCAT_MAIN_CLASS = "org.apache.catalina.startup.Bootstrap"
 MANIFEST = "manifest"
 # Files converge.sh reads from the bundle itself; every other file must have a manifest line.
 BUNDLE_ONLY = frozenset({"converge.sh", "converge.env", MANIFEST})
@@ -35,6 +42,9 @@ FIRST_BOOT_DIR = "first-boot/"
 # (converge.sh removes a manifest entry's file from the host when the bundle lacks it).
 FEATURE_FILES = {
     "bikeShare": ("agent/checks.d/bike_share.py", "agent/conf.d/bike_share.yaml.tmpl"),
+    "javaApp": ("tomcat/cars/index.jsp", "tomcat/cars.xml.tmpl", "tomcat/observability-lab.conf.tmpl",
+                "tomcat/jmxremote.password", "tomcat/jmxremote.access", "agent/conf.d/tomcat.d/conf.yaml.tmpl",
+                "mysql/cars_user.sql.tmpl"),
 }
 
 
@@ -81,6 +91,15 @@ class BikeShareCheck:
 
 
 @dataclass(frozen=True)
+class JavaApp:
+    """The cars app on Tomcat, watched through JMX (userdata/tomcat/, agent/conf.d/tomcat.d/)."""
+    service: str
+    jmx_port: int
+    heap_max_mib: int
+    pool_max_active: int
+
+
+@dataclass(frozen=True)
 class BundleArgs:
     """Everything the *.tmpl files are rendered from: the same for every host of a stack.
 
@@ -103,6 +122,7 @@ class BundleArgs:
     setup_overhead_max_ms: int
     root_volume_gib: int
     bike_share: Optional[BikeShareCheck]  # None: the check is not shipped
+    java: Optional[JavaApp] = None  # None: no Tomcat, no cars app
 
 
 def template_values(args: BundleArgs, sources: dict[str, str]) -> dict[str, str]:
@@ -116,14 +136,13 @@ def template_values(args: BundleArgs, sources: dict[str, str]) -> dict[str, str]
         "host_tags": json.dumps(list(args.host_tags)),
         "check_interval": str(args.check_interval_seconds),
         "check_service": json.dumps(args.service),
-        "process_instances": json.dumps([
-            {"name": process, "search_string": [process], "exact_match": False}
-            for process in args.watched_processes]),
+        "process_instances": json.dumps(process_instances(args)),
         # Shell/systemd env files and the manifest: plain values (validated to need no quoting).
         "agent_version": args.agent_version,
         "app_user": APP_USER,
         "app_dir": APP_DIR,
         "app_unit": APP_UNIT,
+        "cars_dir": CARS_DIR,
         "service": args.service,
         "app_version": app_version(sources),
         "app_port": str(args.app_port),
@@ -139,7 +158,25 @@ def template_values(args: BundleArgs, sources: dict[str, str]) -> dict[str, str]
             "bike_share_selection": _station_selection(args.bike_share),
             "bike_share_interval": str(args.bike_share.check_interval_seconds),
         })
+    if args.java is not None:
+        values.update({
+            "java_service": json.dumps(args.java.service),
+            "jmx_port": str(args.java.jmx_port),
+            "heap_max_mib": str(args.java.heap_max_mib),
+            "pool_max_active": str(args.java.pool_max_active),
+        })
     return values
+
+
+def process_instances(args: BundleArgs) -> list[dict]:
+    """The process check's instances: each watched process by name, and the Tomcat JVM
+    by its main class under its user."""
+    instances: list[dict] = [{"name": process, "search_string": [process], "exact_match": False}
+                             for process in args.watched_processes]
+    if args.java is not None:
+        instances.append({"name": "tomcat", "search_string": [re.escape(TOMCAT_MAIN_CLASS)],
+                          "exact_match": False, "user": TOMCAT_USER})
+    return instances
 
 
 def _station_selection(check: BikeShareCheck) -> str:
@@ -150,7 +187,8 @@ def _station_selection(check: BikeShareCheck) -> str:
 
 
 def enabled_features(args: BundleArgs) -> set[str]:
-    return {"bikeShare"} if args.bike_share is not None else set()
+    return ({"bikeShare"} if args.bike_share is not None else set()) | (
+        {"javaApp"} if args.java is not None else set())
 
 
 def app_version(sources: dict[str, str]) -> str:
