@@ -33,9 +33,10 @@ def bundle_args(s: Settings) -> BundleArgs:
 
 def host_access_args(s: Settings, configuration: HostConfiguration) -> HostAccessArgs:
     return HostAccessArgs(
-        env=s.env, name_prefix=s.name_prefix, tags=s.aws_tags,
-        api_key_parameter_name=s.api_key_parameter_name, api_key=s.datadog_api_key,
-        config_parameter=configuration.parameter, config_document_prefix=s.name("host-config"),
+        env=s.env, name_prefix=s.name_prefix, tags=s.aws_tags, aws_region=s.aws_region,
+        api_key_parameter_name=s.api_key_parameter_name, api_key_kms_alias=s.api_key_kms_alias,
+        api_key=s.datadog_api_key, deployer_arns=s.host.deployer_arns,
+        config_parameter=configuration.parameter, config_document_prefix=s.config_document_prefix,
         app_port=s.host.app_port, app_allowed_cidrs=s.host.app_allowed_cidrs, subnet_id=s.host.subnet_id,
         ami_id=s.host.ami_id, ubuntu_image_name=s.host.ubuntu_image_name)
 
@@ -81,17 +82,18 @@ stack_hosts = HostScope(tags=settings.stack_host_tags, hostnames=settings.datado
 # One rendering of userdata/ for every host, run by two triggers: each host's first boot,
 # and the SSM association after every change. Only the image and the subnet replace a host.
 configuration = HostConfiguration(
-    "host-config", render_bundle(bundle_args(settings)), name_prefix=settings.name("host-config"),
+    "host-config", render_bundle(bundle_args(settings)), name_prefix=settings.config_document_prefix,
     parameter_name=settings.config_parameter_name,
     description=f"observability-lab {settings.env}: unpack a configuration bundle and converge the host on it",
     tags={"Name": settings.name("host-config"), **settings.aws_tags})
-bootstrap = AgentBootstrap("bootstrap", settings.config_parameter_name)
+bootstrap = AgentBootstrap("bootstrap", settings.config_parameter_name, settings.config_document_prefix)
 access = HostAccess("host", host_access_args(settings, configuration))
 hosts = [MonitoredHost(f"host-{n}", host_args(settings, n, bootstrap.user_data), access,
                        # Host 1 is the stack's single host of before: it keeps its instance.
                        instance_aliases=[access.single_host_instance_urn] if n == 1 else [])
          for n in range(1, settings.host.count + 1)]
-converge = ConvergeAssociation("host-config-run", configuration, target_tag=settings.fleet_tag,
+converge = ConvergeAssociation("host-config-run", configuration,
+                               instance_ids=[host.instance_id for host in hosts],
                                after=[host.instance for host in hosts])
 dashboards = Dashboards("datadog-dashboards", DashboardsArgs(
     env=settings.env, stack=settings.stack, service=settings.service, hosts=stack_hosts,

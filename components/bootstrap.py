@@ -38,13 +38,14 @@ def _literal_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _LiteralDumper.add_representer(str, _literal_str)
 
 
-def render_cloud_config(document_parameter: str) -> str:
-    """The complete #cloud-config document: write the fetcher, run it once."""
+def render_cloud_config(document_parameter: str, document_prefix: str) -> str:
+    """The complete #cloud-config document: write the fetcher, run it once on the parameter
+    naming the current document; it runs only a document whose name has the stack's prefix."""
     document = {
         # Permissions as a quoted string: cloud-init's schema rejects YAML integers there.
         "write_files": [{"path": FETCHER_ON_HOST, "owner": "root:root", "permissions": "0755",
                          "content": FETCHER.read_text()}],
-        "runcmd": [["python3", FETCHER_ON_HOST, document_parameter]],
+        "runcmd": [["python3", FETCHER_ON_HOST, document_parameter, document_prefix]],
     }
     return "#cloud-config\n" + yaml.dump(document, Dumper=_LiteralDumper, sort_keys=False, width=1_000)
 
@@ -52,10 +53,10 @@ def render_cloud_config(document_parameter: str) -> str:
 class AgentBootstrap(pulumi.ComponentResource):
     """The first-boot user-data: fetch and run the stack's configuration document."""
 
-    def __init__(self, name: str, document_parameter: str,
+    def __init__(self, name: str, document_parameter: str, document_prefix: str,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("observability-lab:host:AgentBootstrap", name, None, opts)
-        self.user_data = render_cloud_config(document_parameter)
+        self.user_data = render_cloud_config(document_parameter, document_prefix)
         size = len(self.user_data.encode())
         if size > USER_DATA_BUDGET:
             raise ValueError(f"user-data is {size} bytes; the budget is {USER_DATA_BUDGET} "

@@ -5,7 +5,7 @@ the whole bundle as a gzipped tar; its script unpacks it into
 `/opt/observability-lab/bundles/<digest>/` and runs `converge.sh` from there. Two triggers
 run that one script: the instance's first boot (its user-data fetches the document named
 by an SSM parameter and runs it: components/bootstrap.py) and an `aws.ssm.Association` on
-the stack's hosts, found by tag, after every change. Compressed, the bundle fits SSM's
+the stack's hosts, named by instance id, after every change. Compressed, the bundle fits SSM's
 64 KB document limit with room to spare; EC2's 16 KiB user-data could not carry it.
 
 Why the association re-runs exactly when the content changes (and never otherwise):
@@ -158,20 +158,26 @@ class HostConfiguration(pulumi.ComponentResource):
 
 
 class ConvergeAssociation(pulumi.ComponentResource):
-    """Runs a configuration document on every host carrying the target tag."""
+    """Runs a configuration document on the stack's instances, named by id.
 
-    def __init__(self, name: str, configuration: HostConfiguration, *, target_tag: tuple[str, str],
-                 after: Sequence[pulumi.Resource] = (),
+    Not by tag: anyone allowed ec2:CreateTags in the account could tag a foreign instance into
+    the target, have it run the document as root (and choose its datadog-hostname), and, with
+    max_errors 0, fail every rollout. Ids only the program knows; SSM takes at most 50 (MAX_HOSTS).
+    A host added or replaced changes the ids, so the association is replaced and runs on every
+    host again: converge.sh rewrites and restarts nothing whose content is unchanged.
+    """
+
+    def __init__(self, name: str, configuration: HostConfiguration, *,
+                 instance_ids: Sequence[pulumi.Input[str]], after: Sequence[pulumi.Resource] = (),
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("observability-lab:host:ConvergeAssociation", name, None, opts)
         document = configuration.document
-        tag_key, tag_value = target_tag
         self.association = aws.ssm.Association(
             f"{name}-association",
             name=document.name,
             association_name=document.name,
             document_version=document.latest_version,
-            targets=[aws.ssm.AssociationTargetArgs(key=f"tag:{tag_key}", values=[tag_value])],
+            targets=[aws.ssm.AssociationTargetArgs(key="InstanceIds", values=list(instance_ids))],
             # One failed host stops the rollout to the others; each host restores its own
             # previous files when its converge fails.
             max_concurrency="50%",
@@ -180,12 +186,12 @@ class ConvergeAssociation(pulumi.ComponentResource):
             wait_for_success_timeout_seconds=WAIT_FOR_SUCCESS_SECONDS,
             # A new document is a new association (its name is ForceNew for the provider
             # too), so every change runs once on every host; the old one is deleted just
-            # before, never alongside it (README: the one ordering left open). `after` (the
-            # instances): converge.sh reads each host's Datadog hostname from its instance
-            # tags, so a new association runs only once the instances (their tags, and tags
-            # in instance metadata) are updated. A new instance registering later is covered
-            # by the wait above, and after a volume resize converge.sh waits for the larger
-            # disk itself.
+            # before, never alongside it (by id, a replaced instance never gets the old one).
+            # `after` (the instances): converge.sh reads each host's Datadog hostname from its
+            # instance tags, so a new association runs only once the instances (their tags, and
+            # tags in instance metadata) are updated. A new instance still registering with SSM
+            # is covered by the wait above, and after a volume resize converge.sh waits for the
+            # larger disk itself.
             opts=pulumi.ResourceOptions(parent=self, replace_on_changes=["*"], delete_before_replace=True,
                                         depends_on=list(after)),
         )

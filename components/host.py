@@ -1,14 +1,16 @@
 """The stack's monitored hosts: Ubuntu LTS EC2 instances with a closed network and minimal IAM.
 
 `HostAccess` is what every host of a stack shares: the security group, the instance role
-and profile, the Datadog API key parameter, where the hosts run (subnet) and from which
-image. `MonitoredHost` is one host: its instance, tagged with its Datadog hostname.
+and profile, the Datadog API key parameter and the stack's own KMS key for it, where the
+hosts run (subnet) and from which image. `MonitoredHost` is one host: its instance, tagged with its Datadog hostname.
 A stack has one `HostAccess` and `hostCount` hosts; adding or removing a host touches no
 other host's resources.
 
 Shell access is through SSM Session Manager, so there is no SSH ingress and no key
 pair. The Datadog API key reaches the hosts only through an SSM SecureString that the
-Agent reads at boot (secret backend `aws.ssm`); it is never in user-data.
+Agent reads at boot (secret backend `aws.ssm`); it is never in user-data. The role has
+inline policies only, on the stack's own resources, and the key's KMS key lets only this
+stack's role decrypt it (components/iam_policies.py, docs/security.md).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_aws as aws
+
+from components import iam_policies
 
 CANONICAL_OWNER = "099720109477"
 # Until hosts were split out, one component of this type, named "host", held every AWS
@@ -37,8 +41,11 @@ class HostAccessArgs:
     env: str
     name_prefix: str                   # every AWS name and Name tag starts with it
     tags: Mapping[str, str]            # on every AWS resource
+    aws_region: str
     api_key_parameter_name: str
+    api_key_kms_alias: str             # alias/<...> of the stack's own KMS key for it
     api_key: pulumi.Input[str]         # secret
+    deployer_arns: tuple[str, ...]     # who runs `pulumi up` (aws:PrincipalArn); empty: the caller
     config_parameter: aws.ssm.Parameter  # names the current configuration document
     config_document_prefix: str        # the configuration documents' names start with it
     app_port: int
@@ -60,7 +67,7 @@ class MonitoredHostArgs:
     datadog_hostname: str              # the Agent's hostname (unique in the Datadog org)
     name: str                          # its Name tag
     tags: Mapping[str, str]            # on every AWS resource
-    fleet_tag: tuple[str, str]         # what the configuration association targets
+    fleet_tag: tuple[str, str]         # the stack's hosts, for people and tools (grants nothing)
     instance_type: str
     root_volume_gib: int
     user_data: str                     # the first-boot fetcher (the same on every host)
@@ -69,8 +76,8 @@ class MonitoredHostArgs:
 
 
 class HostAccess(pulumi.ComponentResource):
-    """Security group + instance role and profile + the API key parameter, and the network
-    and image every host of the stack uses (looked up once)."""
+    """Security group + instance role and profile + the API key parameter and its KMS key,
+    and the network and image every host of the stack uses (looked up once)."""
 
     def __init__(self, name: str, args: HostAccessArgs, opts: Optional[pulumi.ResourceOptions] = None):
         # Its children keep their URNs too: the engine applies a parent's aliases to them.
@@ -81,16 +88,42 @@ class HostAccess(pulumi.ComponentResource):
         invoke = pulumi.InvokeOutputOptions(parent=self)
         host_tags = args.tagged("host")
 
+        role = aws.iam.Role(
+            f"{name}-role",
+            name=args.name("host"),
+            description=f"{args.env} monitored host: SSM management and its own Datadog key",
+            assume_role_policy=json.dumps(iam_policies.assume_role_by_ec2()),
+            tags=host_tags,
+            opts=child,
+        )
+        scope = role.arn.apply(lambda arn: iam_policies.ArnScope.of(arn, args.aws_region))
+        deployers = (pulumi.Output.from_input(list(args.deployer_arns)) if args.deployer_arns
+                     else _caller_role_arn(invoke).apply(lambda arn: [arn]))
+        # The stack's own key: only this role (and the deployers) may use it, through SSM.
+        self.api_key_kms_key = aws.kms.Key(
+            f"{name}-datadog-api-key-kms",
+            description=f"Encrypts the {args.env} stack's Datadog API key parameter; only its hosts decrypt",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            policy=pulumi.Output.all(scope, role.arn, deployers).apply(
+                lambda v: json.dumps(iam_policies.api_key_key_policy(v[0], v[1], v[2]))),
+            tags=args.tagged("datadog-api-key"),
+            opts=child,
+        )
+        alias = aws.kms.Alias(f"{name}-datadog-api-key-alias", name=args.api_key_kms_alias,
+                              target_key_id=self.api_key_kms_key.key_id, opts=child)
         self.api_key_parameter = aws.ssm.Parameter(
             f"{name}-datadog-api-key",
             name=args.api_key_parameter_name,
             description=f"Datadog API key read by the {args.env} host's Agent at boot",
             type="SecureString",
+            # By alias: a known value in every preview, and what the provider reads back.
+            key_id=args.api_key_kms_alias,
             value=args.api_key,
             tags=args.tagged("datadog-api-key"),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[alias]),
         )
-        role, role_policies = self._instance_role(name, args, host_tags, child)
+        role_policies = self._role_policies(name, args, role, scope, child)
         self.profile = aws.iam.InstanceProfile(
             f"{name}-profile", name=args.name("host"), role=role.name, tags=host_tags, opts=child)
 
@@ -117,44 +150,24 @@ class HostAccess(pulumi.ComponentResource):
             f"{name}-instance", INSTANCE_TYPE, parent=pulumi.create_urn(name, SINGLE_HOST_TYPE))
         self.register_outputs({"securityGroupId": self.security_group.id, "instanceProfile": self.profile.name})
 
-    def _instance_role(self, name: str, args: HostAccessArgs, tags: dict[str, str],
-                       child: pulumi.ResourceOptions) -> tuple[aws.iam.Role, list[pulumi.Resource]]:
-        role = aws.iam.Role(
-            f"{name}-role",
-            name=args.name("host"),
-            description=f"{args.env} monitored host: SSM management and its own Datadog key",
-            assume_role_policy=json.dumps({
-                "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                               "Principal": {"Service": "ec2.amazonaws.com"}}],
-            }),
-            tags=tags,
-            opts=child,
-        )
-        ssm_core = aws.iam.RolePolicyAttachment(
-            f"{name}-ssm-core", role=role.name,
-            policy_arn=aws.iam.ManagedPolicy.AMAZON_SSM_MANAGED_INSTANCE_CORE, opts=child)
-        # Only this stack's own parameters and documents. The key uses the AWS-managed
-        # aws/ssm KMS key, whose key policy already lets SSM decrypt for authorised callers
-        # (no kms:Decrypt). The first boot reads the configuration parameter and document
-        # itself (userdata/first-boot/), so it says so here rather than relying on the
-        # managed policy's broader grants.
+    def _role_policies(self, name: str, args: HostAccessArgs, role: aws.iam.Role,
+                       scope: pulumi.Output[iam_policies.ArnScope],
+                       child: pulumi.ResourceOptions) -> list[pulumi.Resource]:
+        """Inline policies only (components/iam_policies.py): no AWS-managed policy, whose
+        grants reach every stack's parameters and documents."""
         read_own_config = aws.iam.RolePolicy(
             f"{name}-read-own-config",
             role=role.id,
-            policy=pulumi.Output.all(self.api_key_parameter.arn, args.config_parameter.arn).apply(
-                lambda arns: json.dumps({
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {"Sid": "ReadOwnParameters", "Effect": "Allow",
-                         "Action": ["ssm:GetParameter", "ssm:GetParameters"], "Resource": list(arns)},
-                        {"Sid": "ReadOwnConfigDocuments", "Effect": "Allow", "Action": "ssm:GetDocument",
-                         "Resource": _document_arn(arns[1], f"{args.config_document_prefix}-*")},
-                    ],
-                })),
+            policy=pulumi.Output.all(scope, self.api_key_parameter.arn, args.config_parameter.arn,
+                                     self.api_key_kms_key.arn).apply(
+                lambda v: json.dumps(iam_policies.read_own_config(
+                    v[0], [v[1], v[2]], args.config_document_prefix, v[3]))),
             opts=child,
         )
-        return role, [ssm_core, read_own_config]
+        ssm_agent = aws.iam.RolePolicy(
+            f"{name}-ssm-agent", role=role.id,
+            policy=scope.apply(lambda s: json.dumps(iam_policies.ssm_agent(s))), opts=child)
+        return [read_own_config, ssm_agent]
 
 
 class MonitoredHost(pulumi.ComponentResource):
@@ -217,9 +230,10 @@ class MonitoredHost(pulumi.ComponentResource):
         })
 
 
-def _document_arn(parameter_arn: str, name: str) -> str:
-    """arn:<partition>:ssm:<region>:<account>:document/<name>, beside a parameter's ARN."""
-    return parameter_arn.split(":parameter/", 1)[0] + f":document/{name}"
+def _caller_role_arn(invoke: pulumi.InvokeOutputOptions) -> pulumi.Output[str]:
+    """The IAM role (or user) running the program, not its session: aws:PrincipalArn's form."""
+    caller = aws.get_caller_identity_output(opts=invoke)
+    return aws.iam.get_session_context_output(arn=caller.arn, opts=invoke).issuer_arn
 
 
 def _app_ingress(port: int, cidrs: tuple[str, ...]) -> list[aws.ec2.SecurityGroupIngressArgs]:

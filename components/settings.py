@@ -22,6 +22,7 @@ from components.validation import (
     is_datadog_tag,
     is_handle,
     is_hostname,
+    is_iam_principal_arn,
     is_whole_internet,
 )
 
@@ -76,6 +77,9 @@ class HostSettings:
     subnet_id: Optional[str]
     app_port: int
     app_allowed_cidrs: tuple[str, ...]
+    # Who runs `pulumi up`/`refresh` on the stack: the only principals besides its hosts that
+    # may use the API key's KMS key (through SSM). Empty: whoever runs the program.
+    deployer_arns: tuple[str, ...]
 
     @property
     def ubuntu_codename(self) -> str:
@@ -174,6 +178,11 @@ class Settings:
         return f"/{self.project}/{self.env}/datadog/api_key"
 
     @property
+    def api_key_kms_alias(self) -> str:
+        """The alias of the stack's own KMS key that encrypts the API key parameter."""
+        return f"alias/{self.name_prefix}-datadog-api-key"
+
+    @property
     def standard_tags(self) -> tuple[str, ...]:
         """Tags carried by every Datadog object this program owns."""
         return (f"env:{self.env}", f"service:{self.service}", "managed-by:pulumi")
@@ -190,8 +199,14 @@ class Settings:
         return f"/{self.project}/{self.env}/host-config/document"
 
     @property
+    def config_document_prefix(self) -> str:
+        """What the names of the stack's configuration documents start with (then `-<id>`)."""
+        return self.name("host-config")
+
+    @property
     def fleet_tag(self) -> tuple[str, str]:
-        """The EC2 tag that marks this stack's hosts; the SSM association targets it."""
+        """The EC2 tag that marks this stack's hosts, for people and tools. Nothing trusts it:
+        anyone may tag an instance, so the SSM association names the instances by id."""
         return ("fleet", f"{self.project}-{self.env}")
 
     @property
@@ -275,6 +290,10 @@ def _host_settings(cfg: ConfigReader) -> HostSettings:
                                "must be a subnet id: subnet- followed by 8 or 17 lowercase hex digits"),
         app_port=app_port,
         app_allowed_cidrs=cidrs,
+        deployer_arns=cfg.string_list(
+            "deployerArns", (), is_iam_principal_arn,
+            "must be the ARN of an IAM role or user, such as arn:aws:iam::123456789012:role/deploy "
+            "(the role itself with its path, not an assumed-role session)"),
     )
 
 

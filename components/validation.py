@@ -14,12 +14,16 @@ from typing import Any, Callable, Optional, Sequence, TypeVar
 
 T = TypeVar("T")
 
+# Every pattern is matched against the whole value (fullmatch): `re.match` with `$` also
+# accepts a trailing newline, which would end a line of app.env or datadog.yaml early.
 # Datadog tag rules: start with a letter, lowercase letters, digits and
 # `_ - : . /`, at most 200 characters; we also require `key:value`.
-_TAG = re.compile(r"^[a-z][a-z0-9_.\-/]*:[a-z0-9_.\-/:]+$")
+_TAG = re.compile(r"[a-z][a-z0-9_.\-/]*:[a-z0-9_.\-/:]+")
 # A notification handle: `@` then an email, a Slack/PagerDuty/team handle, ...
-_LABEL = re.compile(r"^[a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?$")
-_HANDLE = re.compile(r"^@[A-Za-z0-9_.+\-@/]+$")
+_LABEL = re.compile(r"[a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?")
+_HANDLE = re.compile(r"@[A-Za-z0-9_.+\-@/]+")
+# An IAM role or user, as aws:PrincipalArn names it (a role's path included, never a session).
+_IAM_PRINCIPAL = re.compile(r"arn:aws(-cn|-us-gov)?:iam::\d{12}:(role|user)/([\w+=,.@\-]+/)*[\w+=,.@\-]{1,64}")
 
 
 class SettingsError(ValueError):
@@ -129,11 +133,15 @@ class ConfigReader:
 
 
 def is_datadog_tag(tag: str) -> bool:
-    return len(tag) <= 200 and bool(_TAG.match(tag))
+    return len(tag) <= 200 and bool(_TAG.fullmatch(tag))
 
 
 def is_handle(handle: str) -> bool:
-    return bool(_HANDLE.match(handle))
+    return bool(_HANDLE.fullmatch(handle))
+
+
+def is_iam_principal_arn(arn: str) -> bool:
+    return bool(_IAM_PRINCIPAL.fullmatch(arn))
 
 
 def is_hostname(name: str) -> bool:
@@ -141,7 +149,7 @@ def is_hostname(name: str) -> bool:
     labels = name.split(".")
     if len(name) > 253 or len(labels) < 2 or labels[-1].isdigit():
         return False
-    return all(_LABEL.match(label) for label in labels)
+    return all(_LABEL.fullmatch(label) for label in labels)
 
 
 def is_cidr(text: str) -> bool:

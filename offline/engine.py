@@ -43,6 +43,8 @@ SECRET_SIG = pulumi_rpc._special_sig_key
 SECRET_VALUE_SIG = pulumi_rpc._special_secret_sig
 
 FAKE_ACCOUNT = "123456789012"
+# Who "runs" the offline program: an assumed-role session of a deploy role.
+FAKE_DEPLOYER = f"arn:aws:iam::{FAKE_ACCOUNT}:role/observability-lab-deploy"
 FAKE_VPC = "vpc-0d1e2f3a4b5c6d7e8"
 FAKE_SUBNETS = ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0bbbbbbbbbbbbbbb2"]
 # What a time:Static records when created: "now" on a real `pulumi up`, a fixed
@@ -159,7 +161,12 @@ class OfflineMocks(pulumi.runtime.Mocks):
             "aws:ec2/getVpc:getVpc": {"id": FAKE_VPC, "cidrBlock": "172.31.0.0/16"},
             "aws:ec2/getSubnets:getSubnets": {"id": FAKE_VPC, "ids": FAKE_SUBNETS},
             "aws:ec2/getSubnet:getSubnet": {"id": args.args.get("id"), "vpcId": FAKE_VPC},
-            "aws:index/getCallerIdentity:getCallerIdentity": {"accountId": FAKE_ACCOUNT},
+            "aws:index/getCallerIdentity:getCallerIdentity": {
+                "accountId": FAKE_ACCOUNT, "userId": "AROAEXAMPLEDEPLOYER:offline",
+                "arn": f"arn:aws:sts::{FAKE_ACCOUNT}:assumed-role/observability-lab-deploy/offline"},
+            "aws:iam/getSessionContext:getSessionContext": {
+                "arn": args.args.get("arn"), "issuerArn": FAKE_DEPLOYER, "issuerName": "observability-lab-deploy",
+                "sessionName": "offline"},
             "aws:index/getPartition:getPartition": {"partition": "aws", "dnsSuffix": "amazonaws.com"},
         }
         if args.token not in answers:
@@ -185,9 +192,16 @@ class OfflineMocks(pulumi.runtime.Mocks):
             state.update(latestVersion="1", defaultVersion="1")
         elif type_ == "aws:ssm/association:Association":
             state["associationId"] = f"{fake_id(name)}-{fake_id(name[::-1])}"
+        elif type_ == "aws:kms/key:Key":
+            resource_id = f"{fake_id(name)}-0000-4000-8000-{fake_id(name[::-1])[:12]}"
+            state.update(keyId=resource_id, arn=f"arn:aws:kms:{self.region}:{FAKE_ACCOUNT}:key/{resource_id}")
+        elif type_ == "aws:kms/alias:Alias":
+            state["arn"] = f"arn:aws:kms:{self.region}:{FAKE_ACCOUNT}:{reveal(args.inputs.get('name', name))}"
         elif type_.startswith("aws:iam/"):
             state.setdefault("name", name)
-            state["arn"] = f"arn:aws:iam::{FAKE_ACCOUNT}:{type_.split(':')[-1].lower()}/{name}"
+            if type_ == "aws:iam/role:Role":  # as in AWS: a role's id is its name
+                resource_id = reveal(state["name"])
+            state["arn"] = f"arn:aws:iam::{FAKE_ACCOUNT}:{type_.split(':')[-1].lower()}/{reveal(state['name'])}"
         elif type_ == "time:index/static:Static":
             given = args.inputs.get("rfc3339")
             instant = datetime.fromisoformat(given).astimezone(timezone.utc) if given else FAKE_NOW

@@ -137,6 +137,8 @@ def _probes() -> None:
                  managed_policy_arns=["arn:aws:iam::aws:policy/AdministratorAccess"])
     aws.iam.PolicyAttachment("probe-power-user", roles=["probe"],
                              policy_arn="arn:aws:iam::aws:policy/PowerUserAccess")
+    aws.iam.RolePolicyAttachment("probe-ssm-core", role="probe",
+                                 policy_arn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")
     aws.iam.RolePolicyAttachmentsExclusive("probe-exclusive-attachments", role_name="probe",
                                            policy_arns=["arn:aws:iam::aws:policy/IAMFullAccess"])
     aws.ssm.Parameter("probe-app-key", name="/observability-lab/dev/datadog/app_key", type="String",

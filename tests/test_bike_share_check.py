@@ -119,9 +119,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if route == HANG:
             server.release.wait(10)
             route = (200, b"{}")
-        status, body = (200, json.dumps(route).encode()) if isinstance(route, dict) else route
+        status, body, *headers = (200, json.dumps(route).encode()) if isinstance(route, dict) else route
         try:
             self.send_response(status)
+            for name, value in (headers[0] if headers else {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -518,6 +520,60 @@ def _set(doc, station_index, key, value):
     doc = copy.deepcopy(doc)
     doc["data"]["stations"][station_index][key] = value
     return doc
+
+
+@pytest.fixture
+def plain_http():
+    """A plain-HTTP server on loopback serving a valid station_status: what a downgrade reaches."""
+    srv = _Server(("127.0.0.1", 0), _Handler)
+    srv.routes, srv.requests, srv.release = {"/station_status.json": station_status23()}, [], threading.Event()
+    threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True).start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def _redirect(location, status=302):
+    return status, b"", {"Location": location}
+
+
+def test_redirects_to_https_are_followed(feed):
+    feed.routes["/en/station_status.json"] = _redirect("/moved/station_status.json", 301)
+    feed.routes["/moved/station_status.json"] = _redirect(feed.base + "/final/station_status.json", 307)
+    feed.routes["/final/station_status.json"] = station_status23()
+    make_check(feed, station_ids=["72"]).check(None)
+
+    assert_ok()
+    assert feed.requests[-3:] == ["/en/station_status.json", "/moved/station_status.json",
+                                  "/final/station_status.json"]
+
+
+def test_a_redirect_to_plain_http_is_not_followed(feed, plain_http):
+    downgrade = f"http://127.0.0.1:{plain_http.server_address[1]}/station_status.json"
+    feed.routes["/en/station_status.json"] = _redirect(downgrade)
+    make_check(feed, station_ids=["72"]).check(None)
+
+    assert_critical(r"^station_status is not at an https:// URL: http://127\.0\.0\.1:\d+/station_status\.json$")
+    assert plain_http.requests == []
+
+
+def test_a_redirect_loop_ends_at_the_bound(feed):
+    feed.routes["/en/station_status.json"] = _redirect("/en/station_status.json")
+    make_check(feed, station_ids=["72"]).check(None)
+
+    assert_critical(r"^station_status: more than 5 redirects, last to https://")
+    assert feed.requests.count("/en/station_status.json") == 6
+
+
+def test_a_document_over_the_size_bound_is_refused_even_after_a_redirect(feed, monkeypatch):
+    monkeypatch.setattr(bike_share, "MAX_DOCUMENT_BYTES", 4096)
+    big = station_information23()
+    big["data"]["padding"] = "x" * 8192
+    feed.routes["/en/station_information.json"] = _redirect("/big/station_information.json")
+    feed.routes["/big/station_information.json"] = big
+    make_check(feed, station_ids=["72"]).check(None)
+
+    assert_critical(r"^station_information: more than 4096 bytes from https://.*/big/station_information\.json$")
 
 
 def test_tls_is_verified(feed):

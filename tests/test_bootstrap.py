@@ -44,7 +44,9 @@ def test_user_data_writes_the_fetcher_and_runs_it_on_the_stacks_parameter(stack_
     assert (script["path"], script["permissions"]) == (FETCHER_ON_HOST, "0755")
     assert script["content"] == FETCHER.read_text()
     parameter = f"/observability-lab/{stack_eval.stack}/host-config/document"
-    assert document["runcmd"] == [["python3", FETCHER_ON_HOST, parameter]]
+    prefix = f"observability-lab-{stack_eval.stack}-host-config"
+    assert document["runcmd"] == [["python3", FETCHER_ON_HOST, parameter, prefix]]
+    assert stack_eval.one("aws:ssm/document:Document").inputs["name"].startswith(prefix + "-")
     (configuration,) = [r for r in stack_eval.of_type("aws:ssm/parameter:Parameter")
                         if r.inputs["name"] == parameter]
     assert configuration.inputs["type"] == "String"

@@ -13,6 +13,7 @@ import yaml
 import components.converge as converge
 from components.bundle import Bundle
 from components.converge import SSM_DOCUMENT_LIMIT, WAIT_FOR_SUCCESS_SECONDS
+from offline.engine import fake_id
 from offline.host_config import decode_document
 from tests.converge_harness import Host
 
@@ -68,12 +69,14 @@ def test_the_document_name_does_not_depend_on_how_zlib_compresses(monkeypatch, d
     assert converge.document_id(files) == dev.one(DOCUMENT).inputs["name"].rsplit("-", 1)[1]
 
 
-def test_association_targets_the_stacks_hosts_by_tag_and_waits_for_their_converge(stack_eval):
+def test_association_targets_the_stacks_instances_by_id_and_waits_for_their_converge(stack_eval):
+    # By id, not by tag: a foreign instance tagged fleet=observability-lab-<env> gets nothing.
     association = stack_eval.one(ASSOCIATION)
-    fleet = f"observability-lab-{stack_eval.stack}"
-    assert association.inputs["targets"] == [{"key": "tag:fleet", "values": [fleet]}]
     instances = stack_eval.of_type(INSTANCE)
-    assert instances and all(instance.inputs["tags"]["fleet"] == fleet for instance in instances)
+    hosts = range(1, len(instances) + 1)
+    assert association.inputs["targets"] == [
+        {"key": "InstanceIds", "values": [f"i-{fake_id(f'host-{n}-instance')}" for n in hosts]}]
+    assert not any(t["key"].startswith("tag:") for t in association.inputs["targets"])
     # It runs once the instances (and the hostname tags converge.sh reads) are in place.
     assert {instance.urn for instance in instances} <= set(association.dependencies)
     assert association.inputs["waitForSuccessTimeoutSeconds"] == WAIT_FOR_SUCCESS_SECONDS

@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import boto3
 import botocore.auth
 import pytest
+import yaml
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from moto.server import ThreadedMotoServer
@@ -111,25 +112,31 @@ def ssm_endpoint():
     server.stop()
 
 
-def publish(endpoint: str, evaluation, parameter: str) -> str:
+DEV_PARAMETER = "/observability-lab/dev/host-config/document"
+DEV_PREFIX = "observability-lab-dev-host-config"
+
+
+def publish(endpoint: str, evaluation, parameter: str, *, content: str | None = None,
+            name: str | None = None) -> str:
     """What `pulumi up` creates: the document and the parameter naming it."""
     document = evaluation.one(DOCUMENT).inputs
+    name = name or document["name"]
     ssm = boto3.client("ssm", region_name=REGION, endpoint_url=endpoint, aws_access_key_id="testing",
                        aws_secret_access_key="testing")
-    ssm.create_document(Content=document["content"], Name=document["name"], DocumentType="Command",
+    ssm.create_document(Content=content or document["content"], Name=name, DocumentType="Command",
                         DocumentFormat="YAML", TargetType="/AWS::EC2::Instance")
-    ssm.put_parameter(Name=parameter, Value=document["name"], Type="String", Overwrite=True)
-    return document["name"]
+    ssm.put_parameter(Name=parameter, Value=name, Type="String", Overwrite=True)
+    return name
 
 
 def run_fetcher(host: Host, imds: str, ssm: str, parameter: str, retry_seconds: str = "20"):
-    return host.run([sys.executable, str(FETCHER), parameter], IMDS_ENDPOINT=imds, SSM_ENDPOINT=ssm,
-                    RETRY_SECONDS=retry_seconds)
+    return host.run([sys.executable, str(FETCHER), parameter, DEV_PREFIX], IMDS_ENDPOINT=imds,
+                    SSM_ENDPOINT=ssm, RETRY_SECONDS=retry_seconds)
 
 
 def test_first_boot_fetches_the_current_document_and_converges_with_it(
         dev, imds, ssm_endpoint, tmp_path):
-    parameter = "/observability-lab/dev/host-config/document"
+    parameter = DEV_PARAMETER
     name = publish(ssm_endpoint, dev, parameter)
     FakeImds.missing_credentials = 2  # the instance profile shows up late at boot
     host = Host(tmp_path)
@@ -148,3 +155,40 @@ def test_first_boot_gives_up_with_a_clear_message(imds, ssm_endpoint, tmp_path):
     assert "giving up on the configuration document" in run.stderr
     assert "GetParameter /observability-lab/dev/no-such-parameter: HTTP 400" in run.stderr
     assert "ParameterNotFound" in run.stderr
+
+
+def _two_steps(content: str) -> str:
+    document = yaml.safe_load(content)
+    document["mainSteps"].append({**document["mainSteps"][0], "name": "second"})
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+def _power_shell(content: str) -> str:
+    document = yaml.safe_load(content)
+    document["mainSteps"][0]["action"] = "aws:runPowerShellScript"
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+@pytest.mark.parametrize("case", ["another-stacks-document", "an-aws-document", "two-steps", "not-a-shell-step"])
+def test_first_boot_refuses_a_document_that_is_not_this_stacks(dev, prod, imds, ssm_endpoint, tmp_path, case):
+    """Whoever can rewrite the parameter must not get dev's hosts to run, as root, prod's
+    document, another one, or a document of another shape: refused at once, nothing run."""
+    parameter = f"/observability-lab/dev/host-config/{case}"
+    if case == "another-stacks-document":
+        name = publish(ssm_endpoint, prod, parameter)
+        why = "which is not this stack's"
+    elif case == "an-aws-document":
+        name = publish(ssm_endpoint, dev, parameter, name="AWS-RunShellScript-lookalike")
+        why = "which is not this stack's"
+    else:
+        change = _two_steps if case == "two-steps" else _power_shell
+        name = publish(ssm_endpoint, dev, parameter, content=change(dev.one(DOCUMENT).inputs["content"]),
+                       name=f"{DEV_PREFIX}-{case}")
+        why = "exactly one aws:runShellScript step"
+    host = Host(tmp_path)
+    run = run_fetcher(host, imds, ssm_endpoint, parameter)
+    assert run.returncode != 0
+    assert "refusing to run it" in run.stderr and why in run.stderr and name in run.stderr, run.stderr
+    assert "not available yet" not in run.stderr  # not retried: it will not become ours
+    assert "running configuration document" not in run.stdout
+    assert not host.path("/etc/datadog-agent/datadog.yaml").exists()

@@ -17,6 +17,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -159,8 +160,24 @@ def test_refused_route_makes_no_network_calls(appmod, monkeypatch):
 class _Upstream(http.server.BaseHTTPRequestHandler):
     seen = []
 
+    drip_done = threading.Event()  # set once /drip has sent its whole body
+
     def do_GET(self):
         type(self).seen.append((self.path, self.headers.get("Host")))
+        if self.path in ("/drip", "/drip-until-close"):  # 1 byte every 50 ms (10 s)
+            self.send_response(200)
+            if self.path == "/drip":  # an honest Content-Length; else the body ends at close
+                self.send_header("Content-Length", "200")
+            self.end_headers()
+            try:
+                for _ in range(200):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.05)
+                type(self).drip_done.set()
+            except OSError:  # the client hung up: what the deadline is for
+                pass
+            return
         if self.path == "/redirect":
             self.send_response(302)
             self.send_header("Location", "/ok")  # same host: the only kind a pool could follow
@@ -204,6 +221,17 @@ def test_real_fetch_pins_ip_caps_size_and_ignores_redirects(appmod, upstream, mo
     assert [p for p, _ in _Upstream.seen] == ["/ok?a=1", "/big", "/redirect"]  # not followed
     with pytest.raises(appmod.UpstreamError, match="could not fetch"):
         appmod.fetch("127.0.0.1", "example.com", free_port(), "http", "/")
+
+
+@pytest.mark.parametrize("path", ["/drip", "/drip-until-close"])
+def test_a_dripping_body_ends_at_the_deadline(appmod, upstream, monkeypatch, path):
+    # Each byte comes well within the read timeout; the whole body would take 10 s.
+    monkeypatch.setattr(appmod, "CONFIG", dataclasses.replace(appmod.CONFIG, connect_timeout_s=0.2,
+                                                              read_timeout_s=0.3))
+    _Upstream.drip_done.clear()
+    with pytest.raises(appmod.UpstreamError, match="took longer than"):
+        appmod.fetch("127.0.0.1", "example.com", upstream, "http", path)
+    assert not _Upstream.drip_done.is_set(), "fetch waited for the whole dripped body"
 
 
 def test_real_fetch_https_uses_name_for_sni_and_cert_check(appmod, tmp_path, monkeypatch):
@@ -373,6 +401,16 @@ def test_url_lookup_trace(server, agent):
     assert {s["trace_id"] for s in trace} == {root["trace_id"]}
     assert call["service"] == setup["service"] == "sample-flask-app"
     assert call["meta"]["network.destination.ip"] == PUBLIC_IP
+
+
+def test_upstream_content_is_served_as_plain_text(server):
+    # The fake upstream answers HTML; served as text/html from the app's own origin, its
+    # scripts would run there. Plain text, and no sniffing it back into HTML.
+    base, *_ = server
+    with LOCAL.open(f"{base}/url_lookup?url-name=example.com", timeout=5) as r:
+        assert r.read() == b"<html>fake</html>"
+        assert r.headers.get_content_type() == "text/plain"
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
 
 
 def test_static_route_trace_has_unified_tags(server, agent):

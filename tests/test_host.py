@@ -11,6 +11,7 @@ SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
 PARAMETER = "aws:ssm/parameter:Parameter"
 ACCESS = "observability-lab:aws:HostAccess"
 HOST = "observability-lab:aws:MonitoredHost"
+KMS_KEY = "aws:kms/key:Key"
 HOSTS = {"dev": 1, "prod": 2}  # hostCount of the committed stacks
 
 
@@ -22,7 +23,7 @@ def test_what_the_hosts_share_is_one_component_and_each_host_another(stack_eval)
     access = stack_eval.one(ACCESS)
     assert {r.type for r in stack_eval.children_of(access)} == {
         SECURITY_GROUP, PARAMETER, "aws:iam/role:Role", "aws:iam/rolePolicy:RolePolicy",
-        "aws:iam/instanceProfile:InstanceProfile", "aws:iam/rolePolicyAttachment:RolePolicyAttachment"}
+        "aws:iam/instanceProfile:InstanceProfile", KMS_KEY, "aws:kms/alias:Alias"}
     hosts = stack_eval.of_type(HOST)
     assert sorted(h.name for h in hosts) == [f"host-{n}" for n in range(1, HOSTS[stack_eval.stack] + 1)]
     for host in hosts:
@@ -98,14 +99,15 @@ def api_key_parameter(evaluation):
     return parameter
 
 
-def test_instance_profile_may_only_read_its_own_parameters_and_documents(stack_eval):
+def test_instance_role_has_inline_policies_on_its_own_resources_only(stack_eval):
+    """What the policies say, statement by statement; tests/test_iam_access.py evaluates them."""
     env = stack_eval.stack
     parameters = {r.inputs["name"]: r for r in stack_eval.of_type(PARAMETER)}
     assert set(parameters) == {f"/observability-lab/{env}/datadog/api_key",
                                f"/observability-lab/{env}/host-config/document"}
-    (policy,) = [json.loads(r.inputs["policy"]) for r in stack_eval.of_type("aws:iam/rolePolicy:RolePolicy")]
-    read_parameters, read_documents = policy["Statement"]
-    assert read_parameters["Effect"] == read_documents["Effect"] == "Allow"
+    policies = {r.name: json.loads(r.inputs["policy"]) for r in stack_eval.of_type("aws:iam/rolePolicy:RolePolicy")}
+    assert set(policies) == {"host-read-own-config", "host-ssm-agent"}
+    read_parameters, read_documents, decrypt = policies["host-read-own-config"]["Statement"]
     assert sorted(read_parameters["Action"]) == ["ssm:GetParameter", "ssm:GetParameters"]
     assert read_parameters["Resource"] == [parameters[name].outputs["arn"] for name in sorted(parameters)]
     assert read_documents["Action"] == "ssm:GetDocument"
@@ -113,11 +115,50 @@ def test_instance_profile_may_only_read_its_own_parameters_and_documents(stack_e
                                           f"observability-lab-{env}-host-config-*")
     assert stack_eval.one("aws:ssm/document:Document").inputs["name"].startswith(
         read_documents["Resource"].rsplit("/", 1)[1][:-1])
-    (attachment,) = stack_eval.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
-    assert attachment.inputs["policyArn"] == "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+    key = stack_eval.one(KMS_KEY)
+    assert decrypt["Action"] == "kms:Decrypt" and decrypt["Resource"] == key.outputs["arn"]
+    assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": "ssm.us-east-2.amazonaws.com"}}
+    instance_scoped, channels = policies["host-ssm-agent"]["Statement"]
+    assert instance_scoped["Resource"] == ["arn:aws:ec2:us-east-2:123456789012:instance/*",
+                                           "arn:aws:ssm:us-east-2:123456789012:association/*"]
+    assert channels["Resource"] == "*" and all(
+        a.split(":")[0] in ("ec2messages", "ssmmessages") for a in channels["Action"])
+    assert stack_eval.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment") == []  # no managed policy
     role = stack_eval.one("aws:iam/role:Role")
+    assert "managedPolicyArns" not in role.inputs
     trust = json.loads(role.inputs["assumeRolePolicy"])
     assert trust["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
+
+
+def test_the_api_key_is_encrypted_with_the_stacks_own_key(stack_eval):
+    env = stack_eval.stack
+    parameter, key = api_key_parameter(stack_eval), stack_eval.one(KMS_KEY)
+    alias = stack_eval.one("aws:kms/alias:Alias")
+    assert parameter.inputs["keyId"] == alias.inputs["name"] == f"alias/observability-lab-{env}-datadog-api-key"
+    assert alias.inputs["targetKeyId"] == key.outputs["keyId"]
+    assert alias.urn in parameter.dependencies  # the alias exists before SSM is told to use it
+    assert key.inputs["enableKeyRotation"] is True
+    policy = json.loads(key.inputs["policy"])
+    administer, hosts, deployers = policy["Statement"]
+    root = {"AWS": "arn:aws:iam::123456789012:root"}
+    assert administer["Principal"] == hosts["Principal"] == deployers["Principal"] == root
+    assert not {"kms:Decrypt", "kms:Encrypt", "kms:CreateGrant", "kms:ReEncryptFrom"} & set(administer["Action"])
+    assert hosts["Condition"]["ArnEquals"] == {
+        "aws:PrincipalArn": [f"arn:aws:iam::123456789012:role/observability-lab-{env}-host"]}
+    # Without deployerArns, whoever runs the program: its role, not its session.
+    assert deployers["Condition"]["ArnEquals"] == {
+        "aws:PrincipalArn": ["arn:aws:iam::123456789012:role/observability-lab-deploy"]}
+    for statement in (hosts, deployers):
+        assert statement["Condition"]["StringEquals"] == {"kms:ViaService": "ssm.us-east-2.amazonaws.com"}
+
+
+def test_deployers_can_be_named(run_stack):
+    deployers = ["arn:aws:iam::123456789012:role/ci/observability-lab-delivery",
+                 "arn:aws:iam::123456789012:user/alice"]
+    evaluation = run_stack("dev", {"deployerArns": deployers})
+    statement = json.loads(evaluation.one(KMS_KEY).inputs["policy"])["Statement"][2]
+    assert statement["Condition"]["ArnEquals"] == {"aws:PrincipalArn": sorted(deployers)}
+    assert not [token for token, _ in evaluation.invokes if "getSessionContext" in token]
 
 
 def test_instances_are_hardened(stack_eval):

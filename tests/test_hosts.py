@@ -13,7 +13,9 @@ from offline import changes
 from offline.engine import Evaluation
 from offline.plan import build_plan
 
+PARAMETER = "aws:ssm/parameter:Parameter"
 INSTANCE = "aws:ec2/instance:Instance"
+ASSOCIATION = ("aws:ssm/association:Association", "host-config-run-association")
 HOST = "observability-lab:aws:MonitoredHost"
 ACCESS = "observability-lab:aws:HostAccess"
 DOCUMENT = "aws:ssm/document:Document"
@@ -64,14 +66,16 @@ def test_names_and_hostnames_are_unique(fleets):
 
 def test_one_configuration_for_every_host_whatever_their_number(fleets):
     # The bundle carries no per-host value (the hostname comes from each instance's tag),
-    # so the document, the association and the user-data do not grow with the hosts.
+    # so the document and the user-data do not grow with the hosts; the association names them.
     documents = {n: e.one(DOCUMENT).inputs["content"] for n, e in fleets.items()}
     assert documents[1] == documents[3] == documents[50]
     user_data = {n: {i.inputs["userData"] for i in e.of_type(INSTANCE)} for n, e in fleets.items()}
     assert len(user_data[1]) == 1 and user_data[1] == user_data[3] == user_data[50]
     for evaluation in fleets.values():
         (association,) = evaluation.of_type("aws:ssm/association:Association")
-        assert association.inputs["targets"] == [{"key": "tag:fleet", "values": ["observability-lab-dev"]}]
+        (target,) = association.inputs["targets"]
+        assert target["key"] == "InstanceIds"
+        assert target["values"] == [h["instanceId"] for h in evaluation.outputs["hosts"].values()]
 
 
 def test_the_my_metric_monitor_names_every_host_and_the_others_only_the_stacks_tags(fleets):
@@ -121,6 +125,9 @@ def changed(result: dict) -> dict:
 
 def test_a_third_host_adds_its_own_resources_and_touches_no_other_host(run_stack):
     result = compare(run_stack("dev", {"hostCount": 2}), run_stack("dev", {"hostCount": 3}))
+    # The association names the instances by id: a new list is a new association, which runs
+    # the same document on every host again (converge.sh changes nothing on hosts 1 and 2).
+    assert result.pop(ASSOCIATION) == ("replaced", ["targets"])
     assert {key for key, what in changed(result).items() if what != "updated"} == {
         (HOST, "host-3"), (INSTANCE, "host-3-instance")}
     assert {what for key, what in changed(result).items() if key[1] != "host-3-instance" and key[1] != "host-3"} \
@@ -136,11 +143,12 @@ def test_a_third_host_adds_its_own_resources_and_touches_no_other_host(run_stack
 def test_removing_the_third_host_removes_only_its_resources(run_stack):
     three, two = run_stack("dev", {"hostCount": 3}), run_stack("dev", {"hostCount": 2})
     result = compare(three, two)
+    assert result.pop(ASSOCIATION) == ("replaced", ["targets"])
     assert {key for key, what in changed(result).items() if what == "deleted"} == {
         (HOST, "host-3"), (INSTANCE, "host-3-instance")}
     assert {what for what in changed(result).values()} == {"deleted", "updated"}
     # By URN, too: the two-host stack is the three-host one minus host 3's resources.
-    urns = {n: {r.urn for r in e.resources} for n, e in ((3, three), (2, two))}
+    urns = {n: {r.urn for r in e.resources} for n, e in ((3, three), (2, two))}  # the association keeps its URN
     assert urns[3] - urns[2] == {r.urn for r in three.resources if r.name in ("host-3", "host-3-instance")}
     assert urns[2] <= urns[3]
 
@@ -159,7 +167,8 @@ def test_host_one_keeps_the_single_hosts_urns_through_aliases(fleets, prod):
         access = evaluation.one(ACCESS)
         assert [changes.urn_key(urn) for urn in access.options["aliases"]] == [(HOST, "host")]
         assert {r.name for r in evaluation.children_of(access)} == {
-            "host-datadog-api-key", "host-role", "host-profile", "host-sg", "host-ssm-core", "host-read-own-config"}
+            "host-datadog-api-key", "host-role", "host-profile", "host-sg", "host-read-own-config",
+            "host-ssm-agent", "host-datadog-api-key-kms", "host-datadog-api-key-alias"}
 
 
 def test_an_existing_one_host_stack_keeps_every_aws_resource(dev):
@@ -173,7 +182,12 @@ def test_an_existing_one_host_stack_keeps_every_aws_resource(dev):
     assert result[(INSTANCE, "host-1-instance")] == ("updated", ["metadataOptions", "tags", "volumeTags"])
     assert result[(ACCESS, "host")] == ("unchanged", [])
     aws = {key: what for key, (what, _) in result.items() if key[0].startswith("aws:")}
-    assert "deleted" not in aws.values() and "created" not in aws.values()
+    # Least privilege (issue 18): the managed policy goes, the stack's own key and the SSM Agent's
+    # inline policy come, the key parameter is re-encrypted in place. Nothing else is created or deleted.
+    assert {key[1] for key, what in aws.items() if what == "deleted"} == {"host-ssm-core"}
+    assert {key[1] for key, what in aws.items() if what == "created"} == {
+        "host-ssm-agent", "host-datadog-api-key-kms", "host-datadog-api-key-alias"}
+    assert result[(PARAMETER, "host-datadog-api-key")] == ("updated", ["keyId"])
     # The new bundle (the hostname from the tag, the project tag) reaches the host as any change does.
     assert {key[1] for key, what in aws.items() if what == "replaced"} == {
         "host-config-document", "host-config-run-association"}

@@ -31,6 +31,8 @@ from policy_harness import (
 # The app port opened to the whole internet: allowed (it is not a remote-access or database
 # port), and it gives the security group a real ingress rule to start variants from.
 WORLD_APP_PORT = {"appAllowedCidrs": ["0.0.0.0/0", "::/0"]}
+AWS_POLICY = "arn:aws:iam::aws:policy"
+SSM_CORE = f"{AWS_POLICY}/AmazonSSMManagedInstanceCore"
 API_KEY_HEX = "0123456789abcdef" * 2
 APP_KEY_HEX = "fedcba9876543210" * 2 + "01234567"
 
@@ -86,6 +88,7 @@ def test_the_probes_violate_what_they_stand_for():
     assert ("iam-inline-policy-no-wildcards", "probe-role") in found
     for name in ("probe-role", "probe-power-user", "probe-exclusive-attachments"):
         assert ("iam-no-admin-managed-policies", name) in found
+    assert ("iam-attached-policy-no-wildcards", "probe-ssm-core") in found
     for name in ("probe-downtime-everything", "probe-legacy-downtime-everything"):
         assert ("datadog-downtime-targets-monitor-or-scope", name) in found
     assert ("datadog-downtime-targets-monitor-or-scope", "probe-legacy-downtime-monitor") not in found
@@ -120,6 +123,11 @@ def _policy_document(statement: dict[str, Any]) -> Callable[[dict[str, Any]], No
 
 def _monitor(evaluation: Evaluation, suffix: str) -> Resource:
     return next(r for r in evaluation.of_type(dd_rules.MONITOR) if r.name == f"datadog-monitors-{suffix}")
+
+
+def _role_policy(evaluation: Evaluation) -> Resource:
+    """The host role's inline policy reading its own parameters (it has two)."""
+    return next(r for r in evaluation.of_type(iam_rules.ROLE_POLICY) if r.name == "host-read-own-config")
 
 
 def _parameter(evaluation: Evaluation, name: str) -> Resource:
@@ -208,21 +216,34 @@ VARIANTS: list[tuple[str, str, Callable[[Evaluation], Resource], list[str]]] = [
          fromPort=0.0, toPort=65535.0, cidrBlocks=["10.0.0.0/8"], ipv6CidrBlocks=None)),
      ["ingress[0] allows every port (tcp) from 10.0.0.0/8", "open only the ports"]),
     ("iam-inline-policy-no-wildcards", "action-star",
-     lambda e: with_inputs(e.one(iam_rules.ROLE_POLICY), _policy_document(
+     lambda e: with_inputs(_role_policy(e), _policy_document(
          {"Effect": "Allow", "Action": "ssm:*", "Resource": "arn:aws:ssm:us-east-2:123456789012:parameter/x"})),
      ["Statement[0] allows the action(s) ssm:*", "list the actions"]),
     ("iam-inline-policy-no-wildcards", "resource-star",
-     lambda e: with_inputs(e.one(iam_rules.ROLE_POLICY), _policy_document(
+     lambda e: with_inputs(_role_policy(e), _policy_document(
          {"Sid": "ReadEveryKey", "Effect": "Allow", "Action": ["ssm:GetParameter"], "Resource": "*"})),
      ['Statement[0] (ReadEveryKey) allows Resource "*" for ssm:GetParameter', "name the ARNs"]),
     ("iam-inline-policy-no-wildcards", "not-action",
-     lambda e: with_inputs(e.one(iam_rules.ROLE_POLICY), _policy_document(
+     lambda e: with_inputs(_role_policy(e), _policy_document(
          {"Effect": "Allow", "NotAction": "iam:*", "Resource": "arn:aws:s3:::bucket"})),
      ["an Allow with NotAction"]),
     ("iam-no-admin-managed-policies", "administrator-access",
-     lambda e: with_inputs(e.one(iam_rules.ROLE_POLICY_ATTACHMENT),
-                           _set("policyArn", "arn:aws:iam::aws:policy/AdministratorAccess")),
-     ["policyArn attaches arn:aws:iam::aws:policy/AdministratorAccess"]),
+     lambda e: with_inputs(e.one(iam_rules.ROLE), _set("managedPolicyArns", [f"{AWS_POLICY}/AdministratorAccess"])),
+     ["managedPolicyArns attaches arn:aws:iam::aws:policy/AdministratorAccess"]),
+    # What the host role had: every SSM parameter and document of the account, whatever the stack.
+    ("iam-attached-policy-no-wildcards", "ssm-managed-instance-core",
+     lambda e: with_inputs(e.one(iam_rules.ROLE), _set("managedPolicyArns", [SSM_CORE])),
+     [f"managedPolicyArns attaches {SSM_CORE}", 'allows Resource "*" for', "ssm:GetParameter, ssm:GetParameters",
+      "ssm:GetDocument", "close it with a Deny"]),
+    ("iam-attached-policy-no-wildcards", "a-policy-the-pack-cannot-read",
+     lambda e: with_inputs(e.one(iam_rules.ROLE), _set("managedPolicyArns", [f"{AWS_POLICY}/AmazonS3ReadOnlyAccess"])),
+     ["AmazonS3ReadOnlyAccess, whose statements the policy pack does not know", "inline policy"]),
+    ("ssm-key-parameters-customer-managed-key", "default-key",
+     lambda e: with_inputs(_parameter(e, "host-datadog-api-key"), _drop("keyId")),
+     ["holds a key but is encrypted with the default key (alias/aws/ssm)", "customer-managed KMS key"]),
+    ("ssm-key-parameters-customer-managed-key", "aws-managed-ssm-key",
+     lambda e: with_inputs(_parameter(e, "host-datadog-api-key"), _set("keyId", "alias/aws/ssm")),
+     ["encrypted with alias/aws/ssm", "key policy"]),
     ("ssm-key-parameters-secure-string", "plain-string",
      lambda e: with_inputs(_parameter(e, "host-datadog-api-key"), _set("type", "String")),
      ["'/observability-lab/dev/datadog/api_key' says it holds a key", 'type="SecureString"']),
@@ -285,10 +306,10 @@ def test_variants_that_must_pass(world_app_port):
     e = world_app_port
     passing = [
         # Resource "*" for actions AWS cannot scope to a resource.
-        with_inputs(e.one(iam_rules.ROLE_POLICY), _policy_document(
+        with_inputs(_role_policy(e), _policy_document(
             {"Effect": "Allow", "Action": ["ec2:DescribeTags", "cloudwatch:PutMetricData"], "Resource": "*"})),
         # A Deny may use wildcards.
-        with_inputs(e.one(iam_rules.ROLE_POLICY), _policy_document({"Effect": "Deny", "Action": "*", "Resource": "*"})),
+        with_inputs(_role_policy(e), _policy_document({"Effect": "Deny", "Action": "*", "Resource": "*"})),
         # A parameter whose name does not say "key".
         with_inputs(_parameter(e, "host-datadog-api-key"), lambda p: p.update(
             name="/observability-lab/dev/ami_id", type="String", value="ami-0123456789abcdef0")),
@@ -309,6 +330,41 @@ def test_variants_that_must_pass(world_app_port):
                           + f"# sha256 {API_KEY_HEX * 2}, contact sre@example.com\n"),
     ]
     assert violations(passing) == []
+
+
+def _deny(statement: dict[str, Any]) -> dict[str, Any]:
+    return {"Effect": "Deny", **statement}
+
+
+@pytest.mark.parametrize("deny, reported", [
+    # Everything of SSM but the stack's own resources: closes what the managed policy opens.
+    (_deny({"Action": "ssm:*", "NotResource": ["arn:aws:ssm:us-east-2:123456789012:parameter/observability-lab/dev/*"]}),
+     None),
+    (_deny({"Action": ["SSM:Get*", "ssm:Describe*", "ssm:Update*", "ssm:List*", "ssm:Put*"], "Resource": "*"}), None),
+    # A Deny under a condition, or of some actions only, leaves the rest open.
+    (_deny({"Action": "ssm:*", "NotResource": ["arn:aws:ssm:*:*:parameter/x"],
+            "Condition": {"Bool": {"aws:ViaAWSService": "false"}}}), "ssm:GetParameter"),
+    (_deny({"Action": "ssm:GetParameter*", "NotResource": ["arn:aws:ssm:*:*:parameter/x"]}), "ssm:GetDocument"),
+], ids=["not-resource", "every-resource", "conditional", "parameters-only"])
+def test_a_deny_of_the_role_closes_an_attached_wildcard_only_when_it_covers_it(dev, deny, reported):
+    role = with_inputs(dev.one(iam_rules.ROLE), _set("managedPolicyArns", [SSM_CORE]))
+    denying = with_inputs(_role_policy(dev), _policy_document(deny))
+    assert denying.inputs["role"] == role.inputs["name"]  # the inline policy is the role's
+    found = violations([role, denying], ["iam-attached-policy-no-wildcards"])
+    if reported is None:
+        assert found == []
+    else:
+        assert found and all(v.urn == role.urn and reported in v.message for v in found), found
+
+
+def test_the_packs_managed_policies_are_awss_as_moto_copies_them():
+    from moto.iam.aws_managed_policies import aws_managed_policies_data
+
+    published = json.loads(aws_managed_policies_data)
+    assert "AmazonSSMManagedInstanceCore" in iam_rules.AWS_MANAGED
+    for name, (version, statements) in iam_rules.AWS_MANAGED.items():
+        assert published[name]["DefaultVersionId"] == version, name
+        assert published[name]["Document"]["Statement"] == statements, name
 
 
 def test_ports_and_tag_keys_come_from_the_pack_config(world_app_port):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from components.settings import load_settings
-from components.validation import SettingsError
+from components.validation import SettingsError, is_datadog_tag, is_handle, is_hostname
 from offline.engine import config_key, configure
 
 
@@ -104,8 +104,15 @@ BAD_SETTINGS = {
     "IP in URL allowlist": ({"urlLookupAllowlist": ["169.254.169.254"]}, "DNS hostname"),
     "URL in URL allowlist": ({"urlLookupAllowlist": ["http://example.com"]}, "DNS hostname"),
     "empty URL allowlist": ({"urlLookupAllowlist": []}, "at least one host"),
+    # A trailing newline would end the line in app.env and datadog.yaml and start another.
+    "hostname with a trailing newline": ({"urlLookupAllowlist": ["example.com\n", "docs.datadoghq.com"]},
+                                         "DNS hostname"),
+    "tag with a trailing newline": ({"hostTags": ["team:sre\n"]}, "key:value"),
+    "handle with a trailing newline": ({"notificationHandles": ["@ops\n"]}, "starting with @"),
     "no watched process": ({"watchedProcesses": []}, "at least one process"),
     "no gunicorn worker": ({"appWorkers": 0}, "from 1 to 32"),
+    "deployer as an assumed-role session": (
+        {"deployerArns": ["arn:aws:sts::123456789012:assumed-role/deploy/ci"]}, "not an assumed-role session"),
     "missing region": ({"aws:region": None}, "AWS region"),
     "missing API key": ({"datadog:apiKey": None}, "--secret datadog:apiKey"),
     "unknown Datadog site": ({"datadog:apiUrl": "https://api.example.com/"}, "https://api.<site>/"),
@@ -123,6 +130,15 @@ def test_bad_setting_is_rejected_before_anything_is_created(run_stack_allowing_e
         if value is not None and not isinstance(value, list):
             assert str(value) in text
     assert evaluation.resources == [], [r.name for r in evaluation.resources]
+
+
+@pytest.mark.parametrize("check, value", [
+    (is_hostname, "example.com"), (is_datadog_tag, "team:sre"), (is_handle, "@ops"),
+])
+def test_validators_match_the_whole_value(check, value):
+    assert check(value)
+    for suffix in ("\n", "\r\n", " ", "\x00"):
+        assert not check(value + suffix), repr(value + suffix)
 
 
 def test_all_problems_are_reported_together(run_stack_allowing_errors):

@@ -336,10 +336,26 @@ def test_credential_free_jobs_see_no_secrets(workflow, job_id):
 
 # --- what touches a stack, and how -----------------------------------------------------------
 
+def preview_jobs() -> dict[str, tuple[str, dict]]:
+    """stack -> (job id, job) for every pull-request job that runs `pulumi preview`."""
+    found: dict[str, tuple[str, dict]] = {}
+    for job_id, job in load("pr.yml")["jobs"].items():
+        for step in job.get("steps", []):
+            if pulumi_command(step) == "preview":
+                stack = with_(step)["stack-name"]
+                assert stack not in found, f"two pull-request jobs preview {stack}"
+                found[stack] = (job_id, job)
+    return found
+
+
+def environment(job: dict) -> str | None:
+    env = job.get("environment")
+    return env.get("name") if isinstance(env, dict) else env
+
+
 def test_every_stack_is_in_every_list():
     pr = load("pr.yml")["jobs"]
-    assert pr["preview"]["strategy"]["matrix"]["stack"] == ["dev", "prod"]
-    assert sorted(pr["preview"]["strategy"]["matrix"]["stack"]) == STACKS
+    assert sorted(preview_jobs()) == STACKS
     assert sorted(pr["offline-plan"]["env"]["STACKS"].split()) == STACKS
     assert sorted(up_jobs()) == STACKS
     assert all(workflow == "deploy.yml" for workflow, _, _ in up_jobs().values())
@@ -354,7 +370,9 @@ def test_pulumi_jobs_have_credentials_python_and_datadog_keys():
         assert any(action(s) == "actions/setup-python" for s in before), where
         aws = [s for s in before if action(s) == AWS_ACTION]
         assert len(aws) == 1, where
-        assert expr(with_(aws[0])["role-to-assume"]) == "vars.AWS_ROLE_ARN", where
+        # Pull requests get the read-only preview role; only delivery gets the deploy role.
+        role = "vars.AWS_PREVIEW_ROLE_ARN" if name == "pr.yml" else "vars.AWS_ROLE_ARN"
+        assert expr(with_(aws[0])["role-to-assume"]) == role, where
         assert with_(aws[0]).get("aws-region"), where
         assert not {"aws-access-key-id", "aws-secret-access-key"} & set(with_(aws[0])), where
         assert job["permissions"].get("id-token") == "write", where
@@ -392,31 +410,84 @@ def test_every_preview_and_update_runs_the_policy_pack():
                 commands.append(pulumi_command(step))
                 # pulumi/actions' input (action.yml of the pinned version): a list, one pack per line.
                 assert with_(step).get("policyPacks") == "policy", f"{name}:{job_id}: {step.get('name')}"
-    assert sorted(set(commands)) == ["preview", "up"] and len(commands) == 5, commands
+    assert sorted(set(commands)) == ["preview", "up"] and len(commands) == 6, commands
 
 
-def test_pull_request_preview_is_for_same_repository_prs_only():
+def test_pull_request_previews_are_for_same_repository_prs_only():
     jobs = load("pr.yml")["jobs"]
-    preview = jobs["preview"]
-    assert expr(preview["if"]) == "github.event.pull_request.head.repo.full_name == github.repository"
-    assert preview["env"]["STACK"] == "${{ matrix.stack }}"
-    steps = [s for s in preview["steps"] if pulumi_command(s)]
-    assert len(steps) == 1
-    args = with_(steps[0])
-    assert args["command"] == "preview"
-    assert args["stack-name"] == "${{ matrix.stack }}"
-    assert args["comment-on-pr"] is True
-    assert expr(args["github-token"]) in ("github.token", "secrets.GITHUB_TOKEN")
-    assert preview["permissions"] == {
-        "contents": "read", "id-token": "write", "pull-requests": "write"}
-    concurrency = preview["concurrency"]
-    assert "matrix.stack" in concurrency["group"]
-    assert "github.event.pull_request.number" in concurrency["group"]
-    assert concurrency["cancel-in-progress"] is True
+    for stack, (job_id, preview) in preview_jobs().items():
+        assert expr(preview["if"]) == "github.event.pull_request.head.repo.full_name == github.repository"
+        assert preview["env"]["STACK"] == stack
+        steps = [s for s in preview["steps"] if pulumi_command(s)]
+        assert len(steps) == 1
+        args = with_(steps[0])
+        assert args["command"] == "preview" and args["stack-name"] == stack
+        assert args["comment-on-pr"] is True
+        assert expr(args["github-token"]) in ("github.token", "secrets.GITHUB_TOKEN")
+        assert preview["permissions"] == {"contents": "read", "id-token": "write", "pull-requests": "write"}
+        concurrency = preview["concurrency"]
+        assert stack in concurrency["group"] and "github.event.pull_request.number" in concurrency["group"]
+        assert concurrency["cancel-in-progress"] is True
+    # The two previews run the same steps; only the stack differs.
+    steps = {stack: json.dumps(job["steps"]).replace(f'"stack-name": "{stack}"', '"stack-name": "<stack>"')
+             for stack, (_, job) in preview_jobs().items()}
+    assert len(set(steps.values())) == 1, "the preview jobs' steps differ"
     # Fork PRs get a visible note instead of a failing preview.
     skipped = jobs["preview-skipped"]
     assert expr(skipped["if"]) == "github.event.pull_request.head.repo.full_name != github.repository"
     assert "GITHUB_STEP_SUMMARY" in skipped["steps"][0]["run"]
+
+
+def test_previews_of_unreviewed_code_cannot_reach_production():
+    """A PR's code runs in its preview: without a reviewer it sees dev's secrets and a read-only
+    role only. prod's preview waits for the `production-preview` environment's reviewers, and
+    no pull-request job can use the deploy role or the `production` environment (its secrets)."""
+    previews = preview_jobs()
+    assert environment(previews["prod"][1]) == "production-preview"
+    for stack, (job_id, job) in previews.items():
+        # Only dev is previewed outside an environment with reviewers.
+        assert environment(job) in ((None, "production-preview") if stack == "dev" else ("production-preview",))
+        for step in job["steps"]:
+            if pulumi_command(step):  # a refresh would read (and decrypt) the stack's resources
+                assert not truthy(with_(step).get("refresh")) and with_(step).get("command") == "preview"
+    text = (WORKFLOWS_DIR / "pr.yml").read_text()
+    assert "AWS_ROLE_ARN" not in text.replace("AWS_PREVIEW_ROLE_ARN", "")
+    for job_id, job in load("pr.yml")["jobs"].items():
+        assert environment(job) != "production", job_id
+    # Delivery, after review (push to main), is where the deploy role and prod's secrets are.
+    deploy = load("deploy.yml")["jobs"]
+    assert environment(deploy["prod"]) == "production" and environment(deploy["dev"]) is None
+    assert "AWS_PREVIEW_ROLE_ARN" not in (WORKFLOWS_DIR / "deploy.yml").read_text()
+
+
+def trust_policies() -> dict[str, dict]:
+    """The two roles' trust policies as docs/security.md gives them (`<role>-trust.json` blocks)."""
+    text = (ROOT / "docs" / "security.md").read_text()
+    blocks = re.findall(r"```json (\S+)-trust\.json\n(.*?)```", text, re.S)
+    return {role: json.loads(block) for role, block in blocks}
+
+
+def test_the_documented_trust_policies_match_the_workflows():
+    policies = trust_policies()
+    assert set(policies) == {"deploy", "preview"}
+
+    def subjects(policy: dict) -> set[str]:
+        (statement,) = policy["Statement"]
+        condition = statement["Condition"]["StringEquals"]
+        assert condition["token.actions.githubusercontent.com:aud"] == "sts.amazonaws.com"
+        values = condition["token.actions.githubusercontent.com:sub"]
+        return {values} if isinstance(values, str) else set(values)
+
+    repo = "repo:OWNER/REPO"
+    # The subject GitHub gives a job: its environment's if it has one, else the event's or the ref's.
+    assert subjects(policies["preview"]) == {f"{repo}:pull_request", f"{repo}:environment:production-preview"}
+    assert subjects(policies["deploy"]) == {f"{repo}:ref:refs/heads/main", f"{repo}:environment:production"}
+    previews = preview_jobs()
+    assert {f"{repo}:environment:{environment(job)}" if environment(job) else f"{repo}:pull_request"
+            for _, job in previews.values()} == subjects(policies["preview"])
+    up = up_jobs()
+    assert {f"{repo}:environment:{environment(job)}" if environment(job) else f"{repo}:ref:refs/heads/main"
+            for _, _, job in up.values()} == subjects(policies["deploy"])
 
 
 def test_pr_test_job_runs_make_test():

@@ -1,5 +1,5 @@
-"""SSM: parameters that hold keys are encrypted, their values never reach user-data, and
-documents carry no keys."""
+"""SSM: parameters that hold keys are encrypted, under a customer-managed KMS key, their
+values never reach user-data, and documents carry no keys."""
 
 from __future__ import annotations
 
@@ -24,7 +24,11 @@ DOCUMENT = "aws:ssm/document:Document"
 NAME = "name"
 TYPE = "type"
 VALUE = "value"
+KEY_ID = "keyId"
 SECURE = "SecureString"
+# The AWS-managed key SSM uses without a keyId: its key policy lets every principal of the
+# account that may call ssm:GetParameter decrypt, so IAM alone decides who reads the value.
+AWS_MANAGED_SSM_KEY = "alias/aws/ssm"
 
 # Parameter names that say they hold a credential: /…/datadog/api_key, appKey, db-password, ...
 KEY_LIKE_NAME = re.compile(r"api[_-]?key|app(?:lication)?[_-]?key|private[_-]?key|passw(?:or)?d|secret|token",
@@ -42,6 +46,18 @@ def _key_parameters_secure(args: ResourceValidationArgs, report: ReportViolation
     if KEY_LIKE_NAME.search(name) and type_ != SECURE:
         report(f"{label(args)}: the name '{name}' says it holds a key, but its type is "
                f"{type_ or 'not set'}; set type=\"{SECURE}\" so the value is encrypted with KMS.", None)
+
+
+def _key_parameters_customer_managed_key(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != PARAMETER or get(args.props, TYPE) != SECURE:
+        return  # a key parameter that is not a SecureString is ssm-key-parameters-secure-string's
+    name = str(get(args.props, NAME) or args.name)
+    key = get(args.props, KEY_ID)
+    if KEY_LIKE_NAME.search(name) and (not key or str(key).endswith(AWS_MANAGED_SSM_KEY)):
+        report(f"{label(args)}: '{name}' holds a key but is encrypted with {key or 'the default key'} "
+               f"({AWS_MANAGED_SSM_KEY}), which lets anyone in the account allowed ssm:GetParameter on it "
+               "decrypt it; set key_id to a customer-managed KMS key whose key policy lets only the "
+               "principals that need the value decrypt.", None)
 
 
 def _no_secrets_in_documents(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -85,6 +101,13 @@ POLICIES = [
         enforcement_level=EnforcementLevel.MANDATORY,
     ),
     ResourceValidationPolicy(
+        name="ssm-key-parameters-customer-managed-key",
+        description=("SecureString parameters whose name says they hold a key are encrypted with a "
+                     "customer-managed KMS key (keyId set, not alias/aws/ssm)."),
+        validate=_key_parameters_customer_managed_key,
+        enforcement_level=EnforcementLevel.MANDATORY,
+    ),
+    ResourceValidationPolicy(
         name="ssm-document-no-secrets",
         description=("SSM document content (every base64/gzip layer, and each runCommand script as the "
                      "SSM Agent runs it) holds nothing shaped like a Datadog API or application key, "
@@ -102,6 +125,7 @@ POLICIES = [
 
 READS = {
     "ssm-key-parameters-secure-string": {PARAMETER: [NAME, TYPE]},
+    "ssm-key-parameters-customer-managed-key": {PARAMETER: [NAME, TYPE, KEY_ID]},
     "ssm-document-no-secrets": {DOCUMENT: [layers.DOCUMENT_CONTENT]},
     "ssm-secure-values-not-in-user-data": {
         PARAMETER: [TYPE, VALUE], INSTANCE: [layers.USER_DATA_PLAIN, layers.USER_DATA_BASE64]},

@@ -9,6 +9,7 @@ import os
 import random
 import re
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -132,38 +133,60 @@ def resolve(host, port):
 
 
 def fetch(ip, host, port, scheme, path):
-    """GET path from the already-vetted ip (no re-resolution, defeats DNS rebinding)."""
-    timeout = urllib3.Timeout(connect=CONFIG.connect_timeout_s, read=CONFIG.read_timeout_s)
+    """GET path from the already-vetted ip (no re-resolution, defeats DNS rebinding).
+
+    The whole fetch, headers and body, ends within connect + read timeout. The read timeout
+    alone is per socket read, so a server dripping a body (with a Content-Length or without)
+    would outlive it: at the deadline a timer shuts the socket down, which ends any read.
+    """
+    budget = CONFIG.connect_timeout_s + CONFIG.read_timeout_s
+    deadline = time.monotonic() + budget
+    timeout = urllib3.Timeout(connect=CONFIG.connect_timeout_s, read=CONFIG.read_timeout_s, total=budget)
     if scheme == "https":  # SNI and certificate checks use the name, the socket uses ip
         pool = urllib3.HTTPSConnectionPool(ip, port, timeout=timeout, maxsize=1, retries=False,
                                            server_hostname=host, assert_hostname=host,
                                            cert_reqs="CERT_REQUIRED")
     else:
         pool = urllib3.HTTPConnectionPool(ip, port, timeout=timeout, maxsize=1, retries=False)
+    too_slow = UpstreamError(f"response from {host} took longer than {budget:g}s")
     with pool:
         try:
             resp = pool.urlopen("GET", path, redirect=False, preload_content=False,
                                 # identity: the size cap must apply to what we receive
                                 headers={"Host": host, "Accept-Encoding": "identity"})
         except urllib3.exceptions.HTTPError as exc:
-            raise UpstreamError(f"could not fetch from {host}: {type(exc).__name__}") from None
+            raise (too_slow if time.monotonic() >= deadline else
+                   UpstreamError(f"could not fetch from {host}: {type(exc).__name__}")) from None
+        cut = threading.Event()
+
+        def cut_off():
+            cut.set()
+            try:
+                resp.shutdown()
+            except (ValueError, RuntimeError, OSError):  # already closed
+                pass
+
+        watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), cut_off)
+        watchdog.daemon = True
+        watchdog.start()
         try:
             if not 200 <= resp.status < 300:  # incl. 3xx: redirects are never followed
                 where = resp.headers.get("Location", "")
                 raise UpstreamError(f"{host} answered HTTP {resp.status} {where}".rstrip())
-            # Over the cap -> 502 rather than a silently truncated page. The read timeout
-            # is per socket read, so also bound the whole download (slow-drip servers).
-            body, deadline = bytearray(), time.monotonic() + CONFIG.read_timeout_s
+            # Over the cap -> 502 rather than a silently truncated page.
+            body = bytearray()
             for chunk in resp.stream(64 * 1024, decode_content=False):
                 body += chunk
                 if len(body) > CONFIG.max_bytes:
                     raise UpstreamError(f"response from {host} exceeds {CONFIG.max_bytes} bytes")
-                if time.monotonic() > deadline:
-                    raise UpstreamError(f"response from {host} took longer than {CONFIG.read_timeout_s}s")
+            if cut.is_set():  # a body without a length ends at the cut: not a whole page
+                raise too_slow
             return bytes(body)
         except urllib3.exceptions.HTTPError as exc:
-            raise UpstreamError(f"error reading from {host}: {type(exc).__name__}") from None
+            raise (too_slow if cut.is_set() else
+                   UpstreamError(f"error reading from {host}: {type(exc).__name__}")) from None
         finally:
+            watchdog.cancel()
             resp.close()  # never hand a half-read connection back; the pool is closed anyway
 
 
@@ -216,4 +239,5 @@ def url_lookup():
         except UpstreamError as exc:
             span.set_tag("url_lookup.upstream_error", str(exc))
             return _text(f"upstream error: {exc}", 502)
-    return Response(body, status=200, mimetype="text/html")
+    # Someone else's content: plain text, never HTML or script running from this origin.
+    return Response(body, status=200, mimetype="text/plain", headers={"X-Content-Type-Options": "nosniff"})

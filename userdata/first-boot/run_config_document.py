@@ -3,7 +3,9 @@
 
 cloud-init runs this once, from the instance's user-data. It reads which SSM document
 holds the stack's configuration bundle (the parameter named on the command line), fetches
-that document and runs its script with `sh`: the very script the State Manager association
+that document and, only if it is this stack's (its name starts with the stack's document
+prefix, also on the command line, and it is a Command document of exactly one
+aws:runShellScript step), runs its script with `sh`, as root: the very script the State Manager association
 runs after every change, so both triggers converge the host with the same files and the
 same converge.sh. The user-data itself never carries the bundle (EC2 caps it at 16 KiB).
 
@@ -90,24 +92,49 @@ def ssm(action, payload, region, domain, credentials):
             action, payload.get("Name"), error.code, error.read().decode(errors="replace"))) from None
 
 
-def document_script(parameter):
+class ForeignDocument(Exception):
+    """The parameter names a document this fetcher must not run: never retried."""
+
+
+def document_script(parameter, prefix):
     """The script of the document that `parameter` names, as the SSM Agent writes it."""
     region, domain, credentials = instance_identity()
     name = ssm("GetParameter", {"Name": parameter}, region, domain, credentials)["Parameter"]["Value"]
+    # A name, not an ARN (another account's shared document), and one of this stack's.
+    if not (name.startswith(prefix + "-") and len(name) > len(prefix) + 1 and "/" not in name):
+        raise ForeignDocument("{} names document {!r}, which is not this stack's (not {}-*)".format(
+            parameter, name, prefix))
     document = ssm("GetDocument", {"Name": name, "DocumentFormat": "JSON"}, region, domain, credentials)
-    (step,) = json.loads(document["Content"])["mainSteps"]
+    return name, shell_script(name, document)
+
+
+def shell_script(name, document):
+    """The one aws:runShellScript step of a Command document, joined as the SSM Agent joins it."""
+    if document.get("Name") != name or document.get("DocumentType") != "Command":
+        raise ForeignDocument("document {!r} is not the Command document asked for".format(name))
+    try:
+        steps = json.loads(document["Content"])["mainSteps"]
+    except (KeyError, TypeError, ValueError):
+        steps = None
+    shell = [s for s in steps or [] if isinstance(s, dict) and s.get("action") == "aws:runShellScript"]
+    lines = shell[0].get("inputs", {}).get("runCommand") if len(shell) == 1 else None
+    if len(steps or []) != 1 or not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
+        raise ForeignDocument("document {!r} must have exactly one aws:runShellScript step".format(name))
     # The SSM Agent joins runCommand's lines with newlines into a file it runs with sh.
-    return name, "\n".join(step["inputs"]["runCommand"]) + "\n"
+    return "\n".join(lines) + "\n"
 
 
 def main(argv):
-    if len(argv) != 2:
-        sys.exit("usage: run_config_document.py <SSM parameter naming the configuration document>")
+    if len(argv) != 3:
+        sys.exit("usage: run_config_document.py <SSM parameter naming the configuration document> "
+                 "<the stack's document name prefix>")
     deadline, delay = time.monotonic() + RETRY_SECONDS, min(2.0, RETRY_SECONDS / 100)
     while True:
         try:
-            name, script = document_script(argv[1])
+            name, script = document_script(argv[1], argv[2])
             break
+        except ForeignDocument as error:
+            sys.exit("refusing to run it: {}".format(error))
         except Exception as error:  # noqa: BLE001 anything here is worth a retry at boot
             if time.monotonic() + delay > deadline:
                 sys.exit("giving up on the configuration document: {!r}".format(error))

@@ -1,8 +1,10 @@
 """Agent check `bike_share`: bike-share station occupancy from a GBFS feed (1.x-3.0). A run validates
 the whole snapshot before it submits; a bad part only sends `bikeshare.can_fetch` CRITICAL."""
+import json
 import re
 import time
 from datetime import datetime
+from urllib.parse import urljoin
 
 from requests.exceptions import RequestException, Timeout
 
@@ -11,6 +13,9 @@ from datadog_checks.base import AgentCheck, ConfigurationError
 __version__ = "1.0.0"
 
 MAX_STATIONS = 50  # each watched station is a custom-metric context per station metric
+# A feed document is read whole into memory: the largest systems' station_information is a few MB.
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+MAX_REDIRECTS = 5  # each one followed only to another https:// URL
 FEEDS = ("system_information", "station_information", "station_status")
 NOT_TAG_SAFE = re.compile(r"[^\w.\-/]+")
 
@@ -96,20 +101,7 @@ class BikeShareCheck(AgentCheck):
         entry = self._cache.get(url)
         if cached and entry and self.monotonic() < entry[0]:
             return entry[1]
-        if not url.startswith("https://"):
-            raise FeedError(f"{what} is not at an https:// URL: {url}")
-        try:
-            response = self.http.get(url)
-        except Timeout:
-            raise FeedError(f"{what}: timed out fetching {url}")
-        except RequestException as e:
-            raise FeedError(f"{what}: cannot fetch {url}: {type(e).__name__}")
-        if not 200 <= response.status_code < 300:
-            raise FeedError(f"{what}: HTTP {response.status_code} from {url}")
-        try:
-            document = response.json()
-        except ValueError:
-            raise FeedError(f"{what}: invalid JSON from {url}")
+        document = self._fetch(what, url)
         if not isinstance(document, dict) or not isinstance(document.get("data"), dict):
             raise FeedError(f"{what}: not a GBFS document (no data object)")
         ttl = document.get("ttl", 0)
@@ -117,6 +109,46 @@ class BikeShareCheck(AgentCheck):
             raise FeedError(f"{what}: ttl must be a non-negative integer, got {ttl!r}")
         self._cache[url] = (self.monotonic() + ttl, document)
         return document
+
+    def _fetch(self, what, url):
+        """The JSON at url, following at most MAX_REDIRECTS redirects, each to https only, and
+        reading at most MAX_DOCUMENT_BYTES (requests itself would follow any scheme, any size)."""
+        for _ in range(MAX_REDIRECTS + 1):
+            if not url.startswith("https://"):
+                raise FeedError(f"{what} is not at an https:// URL: {url}")
+            try:
+                response = self.http.get(url, allow_redirects=False, stream=True)
+                try:
+                    status, location = response.status_code, response.is_redirect and response.headers["Location"]
+                    body = _read_at_most(response, MAX_DOCUMENT_BYTES) if 200 <= status < 300 else b""
+                finally:
+                    response.close()
+            except Timeout:
+                raise FeedError(f"{what}: timed out fetching {url}")
+            except RequestException as e:
+                raise FeedError(f"{what}: cannot fetch {url}: {type(e).__name__}")
+            if location:
+                url = urljoin(url, location)
+                continue
+            if not 200 <= status < 300:
+                raise FeedError(f"{what}: HTTP {status} from {url}")
+            if body is None:
+                raise FeedError(f"{what}: more than {MAX_DOCUMENT_BYTES} bytes from {url}")
+            try:
+                return json.loads(body)
+            except ValueError:
+                raise FeedError(f"{what}: invalid JSON from {url}")
+        raise FeedError(f"{what}: more than {MAX_REDIRECTS} redirects, last to {url}")
+
+
+def _read_at_most(response, limit):
+    """The body, or None if it is longer than limit (stops reading there)."""
+    body = bytearray()
+    for chunk in response.iter_content(chunk_size=64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 def _integer(value):
