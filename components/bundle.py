@@ -33,6 +33,19 @@ TOMCAT_USER = "tomcat"
 # What identifies the Tomcat JVM among the host's java processes (the Agent's JMXFetch is
 # one too, under dd-agent): its main class, under its user.
 TOMCAT_MAIN_CLASS = "org.apache.catalina.startup.Bootstrap"
+# The MBean attributes behind the Java monitors and dashboard (the Agent's metric names in
+# the comments): converge.sh checks that the Agent's JMXFetch collects each one.
+JMX_COLLECTED = (
+    "java.lang:type=Memory/HeapMemoryUsage",               # jvm.heap_memory, jvm.heap_memory_max
+    "java.lang:type=GarbageCollector/CollectionTime",      # jvm.gc.major_collection_time (G1 Old)
+    "java.lang:type=Threading/ThreadCount",                # jvm.thread_count
+    "Catalina:type=ThreadPool/currentThreadsBusy",         # tomcat.threads.busy
+    "Catalina:type=GlobalRequestProcessor/requestCount",   # tomcat.request_count
+    "Catalina:type=GlobalRequestProcessor/errorCount",     # tomcat.error_count
+    "Catalina:type=DataSource/active",                     # tomcat.jdbc.connection_pool.active
+    "Catalina:type=DataSource/maxActive",                  # tomcat.jdbc.connection_pool.max_active
+    "tomcat.jdbc:type=ConnectionPool/WaitCount",           # tomcat.jdbc.connection_pool.wait_count
+)
 MANIFEST = "manifest"
 # Files converge.sh reads from the bundle itself; every other file must have a manifest line.
 BUNDLE_ONLY = frozenset({"converge.sh", "converge.env", MANIFEST})
@@ -143,6 +156,9 @@ def template_values(args: BundleArgs, sources: dict[str, str]) -> dict[str, str]
         "app_dir": APP_DIR,
         "app_unit": APP_UNIT,
         "cars_dir": CARS_DIR,
+        "java_app": "on" if args.java is not None else "off",
+        "jmx_port": str(args.java.jmx_port) if args.java is not None else "",
+        "jmx_collected": " ".join(JMX_COLLECTED) if args.java is not None else "",
         "service": args.service,
         "app_version": app_version(sources),
         "app_port": str(args.app_port),
@@ -161,7 +177,6 @@ def template_values(args: BundleArgs, sources: dict[str, str]) -> dict[str, str]
     if args.java is not None:
         values.update({
             "java_service": json.dumps(args.java.service),
-            "jmx_port": str(args.java.jmx_port),
             "heap_max_mib": str(args.java.heap_max_mib),
             "pool_max_active": str(args.java.pool_max_active),
         })

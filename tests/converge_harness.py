@@ -91,6 +91,21 @@ case "$1" in
   status) [ ! -e "$FAKE/fail.agent-status" ] && ! grep -qs AGENT_WONT_START "$CONVERGE_ROOT/etc/datadog-agent/datadog.yaml" ;;
   # Running a check once fails when its code or configuration says so.
   check) ! grep -rqs CHECK_FAILS "$CONVERGE_ROOT/etc/datadog-agent" ;;
+  # What JMXFetch collects, in its report's format: jmx.collected (default: every bean and
+  # attribute converge expects, JMX_COLLECTED of the bundle's converge.env, once found);
+  # fail.jmx: it cannot connect. The exit status is 0 either way, as the real one's.
+  jmx)
+    if [ -e "$FAKE/fail.jmx" ]; then
+      echo "Cannot connect to instance cars-tomcat: java.lang.SecurityException: Authentication failed!"
+    elif [ -e "$FAKE/jmx.collected" ]; then
+      cat "$FAKE/jmx.collected"
+    else
+      i=0
+      for expected in $(sed -n 's/^JMX_COLLECTED="\(.*\)"$/\1/p' "$FAKE/jmx.expected" 2>/dev/null); do
+        i=$((i + 1))
+        echo "       Matching: $i/350. Bean name: ${expected%/*},name=x - Attribute name: ${expected##*/}  - Attribute type: long"
+      done
+    fi ;;
   configcheck)
     # Like the real Agent: config errors are listed, and the exit status is still 0.
     if grep -rqs BROKEN "$CONVERGE_ROOT/etc/datadog-agent"; then
@@ -98,6 +113,12 @@ case "$1" in
     fi
     echo "=== custom_my_metric check ===" ;;
 esac''',
+    # Listening sockets on the port of `sport = :PORT`: ss.listening's local addresses, else
+    # the loopback's.
+    "ss": r'''
+port=${*: -1} port=${port##*:}
+if [ -e "$FAKE/ss.listening" ]; then addresses=$(cat "$FAKE/ss.listening"); else addresses="[::ffff:127.0.0.1]:$port"; fi
+for address in $addresses; do echo "LISTEN 0      50     $address      *:*"; done''',
     "useradd": 'echo "${*: -1}" >>"$FAKE/users"',
     "id": 'grep -qx "${*: -1}" "$FAKE/users" 2>/dev/null',
     # The real chown, on the test host's numbers for the owner's names.
@@ -202,7 +223,7 @@ def spare_ids(count: int, start: int = 61000) -> list[int]:
     return [number for number in range(start, start + 1000) if number not in taken][:count]
 
 
-HOST_USERS = dict(zip(("dd-agent", "flaskapp"), spare_ids(2)), root=0)
+HOST_USERS = dict(zip(("dd-agent", "flaskapp", "tomcat"), spare_ids(3)), root=0)
 
 
 def _install_recorders(bin_dir: Path) -> None:
@@ -320,6 +341,7 @@ class Host:
 
     def converge(self, files: dict[str, str], strict: bool = False, **extra_env: str) -> ConvergeRun:
         directory = write_bundle(files, self.bundles)
+        (self.fake / "jmx.expected").write_text(files.get("converge.env", ""))
         return self.run(["/bin/bash", str(directory / "converge.sh")], strict, **extra_env)
 
     def set(self, name: str, content: str = "") -> None:
