@@ -81,6 +81,9 @@ if [ "$1" = restart ] && [ -e "$FAKE/term-at-restart.$2" ]; then kill -TERM "$PP
 case "$1" in
   is-active) [ -e "$FAKE/active.${*: -1}" ] ;;
   enable) [ "$2" != --now ] || touch "$FAKE/active.${*: -1}" ;;
+  # A unit restarted is active, one stopped is not (dies-at-start.<unit>: it exits at once).
+  restart) if [ -e "$FAKE/dies-at-start.$2" ]; then rm -f "$FAKE/active.$2"; else touch "$FAKE/active.$2"; fi ;;
+  disable) [ "$2" != --now ] || rm -f "$FAKE/active.${*: -1}" ;;
 esac''',
     "mysql": 'cat >>"$FAKE/mysql.sql"',
     "datadog-agent": r'''
@@ -91,14 +94,20 @@ case "$1" in
   status) [ ! -e "$FAKE/fail.agent-status" ] && ! grep -qs AGENT_WONT_START "$CONVERGE_ROOT/etc/datadog-agent/datadog.yaml" ;;
   # Running a check once fails when its code or configuration says so.
   check) ! grep -rqs CHECK_FAILS "$CONVERGE_ROOT/etc/datadog-agent" ;;
-  # What JMXFetch collects, in its report's format: jmx.collected (default: every bean and
-  # attribute converge expects, JMX_COLLECTED of the bundle's converge.env, once found);
-  # fail.jmx: it cannot connect. The exit status is 0 either way, as the real one's.
+  # What JMXFetch collects, in its report's format (its exit status is 0 whatever it finds):
+  # jmx.collected if set; else, when tomcat.d's port and password are the JVM's (its
+  # drop-in's port, its password file's), every bean and attribute converge expects
+  # (JMX_COLLECTED of the bundle's converge.env); else a connection it cannot make, as
+  # with fail.jmx.
   jmx)
-    if [ -e "$FAKE/fail.jmx" ]; then
-      echo "Cannot connect to instance cars-tomcat: java.lang.SecurityException: Authentication failed!"
-    elif [ -e "$FAKE/jmx.collected" ]; then
+    conf=$CONVERGE_ROOT/etc/datadog-agent/conf.d/tomcat.d/conf.yaml
+    port=$(sed -n 's/^ *port: //p' "$conf" 2>/dev/null)
+    password=$(sed -n 's/^ *password: "\(.*\)"$/\1/p' "$conf" 2>/dev/null)
+    if [ -e "$FAKE/jmx.collected" ]; then
       cat "$FAKE/jmx.collected"
+    elif [ -e "$FAKE/fail.jmx" ] || ! grep -qs "jmxremote.port=$port " "$CONVERGE_ROOT"/etc/systemd/system/tomcat10.service.d/*.conf ||
+      ! grep -qsx "monitorRole $password" "$CONVERGE_ROOT/etc/tomcat10/jmxremote.password"; then
+      echo "Cannot connect to instance cars-tomcat (127.0.0.1:$port): java.lang.SecurityException: Authentication failed!"
     else
       i=0
       for expected in $(sed -n 's/^JMX_COLLECTED="\(.*\)"$/\1/p' "$FAKE/jmx.expected" 2>/dev/null); do
@@ -113,12 +122,15 @@ case "$1" in
     fi
     echo "=== custom_my_metric check ===" ;;
 esac''',
-    # Listening sockets on the port of `sport = :PORT`: ss.listening's local addresses, else
-    # the loopback's.
+    # Listening sockets on the port of `sport = :PORT`, as the JVM binds them: on the
+    # drop-in's jmxremote.host (every address without one) when the drop-in names that port.
     "ss": r'''
 port=${*: -1} port=${port##*:}
-if [ -e "$FAKE/ss.listening" ]; then addresses=$(cat "$FAKE/ss.listening"); else addresses="[::ffff:127.0.0.1]:$port"; fi
-for address in $addresses; do echo "LISTEN 0      50     $address      *:*"; done''',
+opts=$(cat "$CONVERGE_ROOT"/etc/systemd/system/tomcat10.service.d/*.conf 2>/dev/null)
+[[ $opts == *"jmxremote.port=$port "* ]] || exit 0
+address=$(sed -n 's/.*jmxremote\.host=\([^ "]*\).*/\1/p' <<<"$opts")
+case "$address" in 127.0.0.1) address="[::ffff:127.0.0.1]" ;; "" | 0.0.0.0) address="*" ;; esac
+echo "LISTEN 0      50     $address:$port      *:*"''',
     "useradd": 'echo "${*: -1}" >>"$FAKE/users"',
     "id": 'grep -qx "${*: -1}" "$FAKE/users" 2>/dev/null',
     # The real chown, on the test host's numbers for the owner's names.

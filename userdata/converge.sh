@@ -306,7 +306,7 @@ remember_previous() {
   local record=$STATE/rollback.$1 target=$2 listed
   if [ -z "${REMEMBERED[$1]:-}" ]; then # the record as an earlier run left it, read once
     REMEMBERED[$1]=$'\n'
-    while read -r listed; do REMEMBERED[$1]+=$listed$'\n'; done <"$record/changed" 2>/dev/null || true
+    while read -r listed; do REMEMBERED[$1]+=$listed$'\n'; done 2>/dev/null <"$record/changed" || true
   fi
   [[ ${REMEMBERED[$1]} != *$'\n'$target$'\n'* ]] || return 0
   [ -d "$record/backup${target%/*}" ] || mkdir -p "$record/backup${target%/*}" || return 1
