@@ -31,7 +31,7 @@ import yaml
 from jmxquery import JMXConnection, JMXQuery
 
 import tomcat_server
-from components.bundle import TOMCAT_MAIN_CLASS, TOMCAT_USER, manifest_entries
+from components.bundle import JMX_COLLECTED, TOMCAT_MAIN_CLASS, TOMCAT_USER, manifest_entries
 from local_processes import free_port, wait_until
 
 PASSWORD_FILE = "/etc/tomcat10/jmxremote.password"
@@ -195,6 +195,11 @@ def test_jmx_serves_every_bean_and_attribute_the_tomcat_conf_collects(tomcat, ja
     request(tomcat.url)  # the servlet and JSP beans exist once the page has been served
     targets = {**DEFAULT_TARGETS, **conf_targets(conf)}
     assert "tomcat.jdbc:type=ConnectionPool,*" in targets
+    # What converge.sh requires the Agent to collect is among what is read here.
+    for expected in JMX_COLLECTED:
+        bean, attribute = expected.rsplit("/", 1)
+        assert any(pattern.startswith(bean) and attribute in attributes for pattern, attributes in targets.items()), \
+            expected
     queries = [f"{bean}/{attribute}" for bean, attributes in targets.items() for attribute in attributes]
     results = jmx_read(tomcat, queries, "monitorRole", jmx_password(files, host_secrets))
     found = {(result.attribute, _bean_matches(result.mBeanName, targets)) for result in results
