@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from rendering.bundle import FEATURE_FILES, JMX_COLLECTED, manifest_entries
-from tests.support.converge_harness import HOST_USERS, Host
+from tests.support.converge_harness import HOST_USERS, Host, jmx_report
 
 DROP_IN = "/etc/systemd/system/tomcat10.service.d/observability-lab.conf"
 CONTEXT = "/etc/tomcat10/Catalina/localhost/cars.xml"
@@ -146,9 +146,7 @@ def test_a_tomcat_that_does_not_stay_up_is_rolled_back(java_host, java_dev_files
 def test_only_the_report_tells_whether_the_agent_collects_the_beans(java_host, java_dev_files):
     """JMXFetch's report lists a bean it reaches; an instance that cannot connect lists none,
     and `jmx list` still exits 0: a report without the pool's bean fails the unit."""
-    lines = [f"       Matching: {n}/350. Bean name: {bean.split('/')[0]},name=x - Attribute name: "
-             f"{bean.split('/')[1]}  - Attribute type: long" for n, bean in enumerate(JMX_COLLECTED, 1)]
-    java_host.set("jmx.collected", "\n".join(line for line in lines if "ConnectionPool" not in line) + "\n")
+    java_host.set("jmx.collected", jmx_report(pair for pair in JMX_COLLECTED if "ConnectionPool" not in pair))
     files = dict(java_dev_files)
     files["agent/conf.d/tomcat.d/conf.yaml"] += "# reviewed\n"
     run = java_host.converge(files)

@@ -19,6 +19,26 @@ from tests.support.resource_types import (ACCESS, ACCESS_BEFORE, ASSOCIATION, CO
 
 BOOTSTRAP = ("observability-lab:host:AgentBootstrap", "bootstrap")  # had no child: gone, nothing in the cloud
 BIKE_SHARE_CONF = "agent/conf.d/bike_share.yaml"
+# Issue 19 since: the Java workload. Every stack's converge.sh, manifest and converge.env
+# know its unit (a new document, run once, restarting nothing where it is off); dev turns
+# it on: its files, the process check's Tomcat instance, and its Datadog objects (created).
+CONVERGE_FILES = {"converge.sh", "manifest", "converge.env"}
+JAVA_FILES = {"agent/conf.d/tomcat.d/conf.yaml", "agent/conf.d/process.d/conf.yaml", "mysql/cars_user.sql",
+              "tomcat/cars.xml", "tomcat/cars/index.jsp", "tomcat/jmxremote.access", "tomcat/jmxremote.password",
+              "tomcat/observability-lab.conf"}
+CONFIGURATION_CHANGES = {
+    (DOCUMENT, "host-config-document"): ("replaced", ["name"]),
+    (ASSOCIATION, "host-config-run-association"): ("replaced", ["associationName", "name"]),
+    (PARAMETER, "host-config-current-document"): ("updated", ["insecureValue"])}
+
+
+def java_app_resources(now: dict) -> list[tuple[str, str]]:
+    return [(r["type"], r["name"]) for r in now["resources"] if r["name"].startswith("java-app")]
+
+
+def changed_files(base: dict, now: dict) -> set[str]:
+    (config,) = now["hostConfiguration"].values()
+    return {f["path"] for f in config["files"] if base["bundleFiles"].get(f["path"]) != f["sha256"]}
 
 
 def before(stack: str) -> dict:
@@ -40,18 +60,24 @@ def test_every_component_keeps_its_state_through_an_alias(stack_eval):
     assert changes.moves(base, now) == expected
     assert all(result[key] == ("unchanged", []) for key in expected)
     assert [key for key, (what, _) in result.items() if what == "deleted"] == [BOOTSTRAP]
-    assert [key for key, (what, _) in result.items() if what == "created"] == []
+    created = [key for key, (what, _) in result.items() if what == "created"]
+    assert sorted(created) == sorted(java_app_resources(now))
+    assert bool(created) == (stack_eval.stack == "dev")
 
 
 def test_prod_renders_every_aws_and_datadog_resource_as_before(prod):
-    _, now, result = compared(prod)
-    assert {what for key, (what, _) in result.items() if key != BOOTSTRAP} == {"unchanged"}
+    base, now, result = compared(prod)
+    assert {key: found for key, found in result.items()
+            if found[0] != "unchanged" and key != BOOTSTRAP} == CONFIGURATION_CHANGES
+    assert changed_files(base, now) == CONVERGE_FILES  # issue 19's converge; nothing of its own in prod
     assert len(result) == len(now["resources"]) + 1  # and the deleted bootstrap
 
 
 def test_dev_changes_only_what_the_bike_share_fixes_change(dev):
     base, now, result = compared(dev)
     changed = {key: found for key, found in result.items() if found[0] != "unchanged" and key != BOOTSTRAP}
+    java_app = set(java_app_resources(now))
+    assert all(changed.pop(key) == ("created", []) for key in java_app)
     monitors = {key for key in changed if key[0] == MONITOR}
     assert {name for _, name in monitors} == {"bike-share-empty", "bike-share-full", "bike-share-feed-unreachable",
                                               "bike-share-feed-stale", "bike-share-trend"}
@@ -59,14 +85,10 @@ def test_dev_changes_only_what_the_bike_share_fixes_change(dev):
     by_key = {(r["type"], r["name"]): r for r in now["resources"]}
     assert all("service:bike-share" in by_key[key]["inputs"]["tags"] for key in monitors)
     # The check's conf is a file of the bundle: a new document and association, run once on the hosts.
-    assert {key: changed[key] for key in changed if key not in monitors} == {
-        (DOCUMENT, "host-config-document"): ("replaced", ["name"]),
-        (ASSOCIATION, "host-config-run-association"): ("replaced", ["associationName", "name"]),
-        (PARAMETER, "host-config-current-document"): ("updated", ["insecureValue"])}
+    assert {key: changed[key] for key in changed if key not in monitors} == CONFIGURATION_CHANGES
     (config,) = now["hostConfiguration"].values()
-    files = {f["path"]: f["sha256"] for f in config["files"]}
-    assert set(files) == set(base["bundleFiles"])
-    assert [path for path in files if files[path] != base["bundleFiles"][path]] == [BIKE_SHARE_CONF]
+    assert {f["path"] for f in config["files"]} == set(base["bundleFiles"]) | JAVA_FILES
+    assert changed_files(base, now) == {BIKE_SHARE_CONF} | CONVERGE_FILES | JAVA_FILES
     assert "    service: \"bike-share\"\n" in config["contents"][BIKE_SHARE_CONF]
 
 

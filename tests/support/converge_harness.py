@@ -24,7 +24,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from rendering.bundle import Bundle
+from rendering.bundle import JMX_COLLECTED, Bundle
 
 # What the instance metadata of a test host says by default (Host.set() changes it).
 IMDS_TOKEN = "imds-session-token-for-tests"
@@ -96,9 +96,8 @@ case "$1" in
   check) ! grep -rqs CHECK_FAILS "$CONVERGE_ROOT/etc/datadog-agent" ;;
   # What JMXFetch collects, in its report's format (its exit status is 0 whatever it finds):
   # jmx.collected if set; else, when tomcat.d's port and password are the JVM's (its
-  # drop-in's port, its password file's), every bean and attribute converge expects
-  # (JMX_COLLECTED of the bundle's converge.env); else a connection it cannot make, as
-  # with fail.jmx.
+  # drop-in's port, its password file's), jmx.report (every bean and attribute converge
+  # expects, jmx_report()); else a connection it cannot make, as with fail.jmx.
   jmx)
     conf=$CONVERGE_ROOT/etc/datadog-agent/conf.d/tomcat.d/conf.yaml
     port=$(sed -n 's/^ *port: //p' "$conf" 2>/dev/null)
@@ -109,11 +108,7 @@ case "$1" in
       ! grep -qsx "monitorRole $password" "$CONVERGE_ROOT/etc/tomcat10/jmxremote.password"; then
       echo "Cannot connect to instance cars-tomcat (127.0.0.1:$port): java.lang.SecurityException: Authentication failed!"
     else
-      i=0
-      for expected in $(sed -n 's/^JMX_COLLECTED="\(.*\)"$/\1/p' "$FAKE/jmx.expected" 2>/dev/null); do
-        i=$((i + 1))
-        echo "       Matching: $i/350. Bean name: ${expected%/*},name=x - Attribute name: ${expected##*/}  - Attribute type: long"
-      done
+      cat "$FAKE/jmx.report"
     fi ;;
   configcheck)
     # Like the real Agent: config errors are listed, and the exit status is still 0.
@@ -238,6 +233,13 @@ def spare_ids(count: int, start: int = 61000) -> list[int]:
 HOST_USERS = dict(zip(("dd-agent", "flaskapp", "tomcat"), spare_ids(3)), root=0)
 
 
+def jmx_report(collected=JMX_COLLECTED) -> str:
+    """`datadog-agent jmx list collected` as JMXFetch prints it, for these bean/attribute pairs."""
+    return "\n".join(f"       Matching: {n}/350. Bean name: {bean},name=x - Attribute name: {attribute}  - "
+                     "Attribute type: long" for n, (bean, attribute) in
+                     enumerate((pair.rsplit("/", 1) for pair in collected), 1))
+
+
 def _install_recorders(bin_dir: Path) -> None:
     bin_dir.mkdir(parents=True)
     scripts = {name: _RECORD + _OWNER_ID + body.lstrip("\n") for name, body in RECORDERS.items()}
@@ -314,6 +316,7 @@ class Host:
         (self.fake / "dpkg").write_text("")
         (self.fake / "passwd").write_text("".join(f"{name} {number}\n" for name, number in HOST_USERS.items()))
         (self.fake / "clock").write_text("1700000000\n")
+        (self.fake / "jmx.report").write_text(jmx_report() + "\n")
         (self.fake / "imds.datadog-hostname").write_text(DEFAULT_DATADOG_HOSTNAME)
         (self.fake / "apt-key.asc").write_text(apt_signing_key())
         # sysfs as the kernel shows a partition: /sys/dev/block/<major:minor> -> .../<disk>/<partition>.
@@ -353,7 +356,6 @@ class Host:
 
     def converge(self, files: dict[str, str], strict: bool = False, **extra_env: str) -> ConvergeRun:
         directory = write_bundle(files, self.bundles)
-        (self.fake / "jmx.expected").write_text(files.get("converge.env", ""))
         return self.run(["/bin/bash", str(directory / "converge.sh")], strict, **extra_env)
 
     def set(self, name: str, content: str = "") -> None:
