@@ -291,6 +291,14 @@ def test_no_secret_is_on_the_command_line_of_anything_converge_runs(host, dev_fi
     assert "mysql --user=root" in argv and "cp -a " in argv  # the grants, a backup: all seen
     assert password not in argv
     assert IMDS_TOKEN not in argv  # the instance metadata session token neither
+    # dev runs the Java workload: its two passwords are made on the host too, and never shown.
+    (jmx,) = re.findall(r"^monitorRole ([0-9a-f]{48})$", host.path("/etc/tomcat10/jmxremote.password").read_text(),
+                        re.M)
+    (cars,) = re.findall(r'password="([0-9a-f]{48})"', host.path("/etc/tomcat10/Catalina/localhost/cars.xml").read_text())
+    log = host.path("/var/log/observability-lab-converge.log").read_text()
+    outputs = "".join(run.stdout + run.stderr for run in (first, rolled_back))
+    for secret in (jmx, cars):
+        assert secret not in argv and secret not in log and secret not in outputs
 
 
 def test_the_log_and_the_state_are_roots_only(host, dev_files):
