@@ -24,7 +24,7 @@ LOCK=$ROOT/run/observability-lab-converge.lock
 # Below the association's 30-minute wait: a run stuck behind another fails clearly first.
 LOCK_WAIT_SECONDS=${CONVERGE_LOCK_WAIT_SECONDS:-1500}
 KEYRING=/usr/share/keyrings/datadog-archive-keyring.gpg
-BASE_PACKAGES=(ca-certificates curl gnupg python3-venv mysql-server-8.0)
+BASE_PACKAGES=(ca-certificates curl gnupg python3-venv) # and MYSQL_SERVER_PACKAGE (converge.env)
 # The Java workload (JAVA_APP=on): Ubuntu's Tomcat on its default headless JRE, and the
 # distribution's JDBC driver for MySQL.
 JAVA_PACKAGES=(tomcat10 default-jre-headless libmariadb-java)
@@ -548,11 +548,13 @@ apply_tomcat() {
 }
 
 # The checks whose code or configuration changed since the Agent last ran on its files
-# (checks.d/<name>.py, conf.d/<name>.yaml, conf.d/<name>.d/conf.yaml).
+# (checks.d/<name>.py, conf.d/<name>.yaml, conf.d/<name>.d/conf.yaml). A removed one (a feature
+# switched off) has nothing left to run: `datadog-agent check` would fail, "no valid check found".
 changed_checks() {
   local target name
   [ -f "$STATE/rollback.datadog-agent/changed" ] || return 0
   while read -r target; do
+    [ -e "$ROOT$target" ] || continue
     case "$target" in
       */checks.d/*.py) name=${target##*/} && echo "${name%.py}" ;;
       */conf.d/*.d/conf.yaml) name=${target%/conf.yaml} && name=${name##*/} && echo "${name%.d}" ;;
@@ -576,13 +578,10 @@ apply_datadog_agent() {
     return 1
   fi
   # configcheck reads YAML only: a check's own code, and the options it validates when it
-  # starts, show when it runs once. A check switched off has nothing left to run; the
-  # JMX check runs in the Agent's JMXFetch, and shows in what it collects.
+  # starts, show when it runs once. The JMX check runs in the Agent's JMXFetch, and shows
+  # in what it collects.
   for check in $(changed_checks | sort -u); do
-    if [ ! -e "$ROOT/etc/datadog-agent/conf.d/$check.d/conf.yaml" ] &&
-      [ ! -e "$ROOT/etc/datadog-agent/conf.d/$check.yaml" ]; then
-      continue
-    elif [ "$check" = tomcat ]; then
+    if [ "$check" = tomcat ]; then
       tomcat_checked_by_the_agent || return 1
     else
       quietly datadog-agent check "$check" || return 1
@@ -719,7 +718,8 @@ superseded_at_first_boot() {
 
 load_settings() {
   # shellcheck source=/dev/null
-  . "$BUNDLE/converge.env" # DD_AGENT_VERSION, APP_*, JAVA_APP, JAVA_JMX_PORT, JMX_COLLECTED, ROOT_VOLUME_GIB
+  . "$BUNDLE/converge.env" # DD_AGENT_VERSION, APP_*, MYSQL_SERVER_PACKAGE, JAVA_APP, JAVA_JMX_PORT, JMX_COLLECTED, ROOT_VOLUME_GIB
+  BASE_PACKAGES+=("$MYSQL_SERVER_PACKAGE")
 }
 
 # This run's scratch space: the files as they must be (the password filled in), and the

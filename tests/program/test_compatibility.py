@@ -19,14 +19,20 @@ from tests.support.resource_types import (ACCESS, ACCESS_BEFORE, ASSOCIATION, CO
 
 BOOTSTRAP = ("observability-lab:host:AgentBootstrap", "bootstrap")  # had no child: gone, nothing in the cloud
 BIKE_SHARE_CONF = "agent/conf.d/bike_share.yaml"
-# Issue 19 since: the Java workload. Every stack's converge.sh, manifest and converge.env
-# know its unit (a new document, run once, restarting nothing where it is off); dev turns
-# it on: its files, the process check's Tomcat instance, and its Datadog objects (created).
+# Host files changed since by issue 17's fixes (found on the booted host): converge.sh, the MySQL
+# package in converge.env, the app's unit and gunicorn config, hence the app's version in app.env.
+# Issue 19's Java workload: every stack's converge.sh, manifest and converge.env know its unit
+# (restarting nothing where it is off); dev turns it on: its files, the process check's Tomcat
+# instance, and its Datadog objects (created). They change the bundle only: a new document and
+# association, run once on the hosts.
+HOST_FIXES = {"converge.sh", "converge.env", "app/flask-app.service", "app/gunicorn.conf.py", "app/app.env"}
 CONVERGE_FILES = {"converge.sh", "manifest", "converge.env"}
 JAVA_FILES = {"agent/conf.d/tomcat.d/conf.yaml", "agent/conf.d/process.d/conf.yaml", "mysql/cars_user.sql",
               "tomcat/cars.xml", "tomcat/cars/index.jsp", "tomcat/jmxremote.access", "tomcat/jmxremote.password",
               "tomcat/observability-lab.conf"}
-CONFIGURATION_CHANGES = {
+# What a change of the bundle changes in the cloud: the document (content-addressed name), its
+# association, the parameter naming the current document.
+BUNDLE_CHANGED = {
     (DOCUMENT, "host-config-document"): ("replaced", ["name"]),
     (ASSOCIATION, "host-config-run-association"): ("replaced", ["associationName", "name"]),
     (PARAMETER, "host-config-current-document"): ("updated", ["insecureValue"])}
@@ -34,11 +40,6 @@ CONFIGURATION_CHANGES = {
 
 def java_app_resources(now: dict) -> list[tuple[str, str]]:
     return [(r["type"], r["name"]) for r in now["resources"] if r["name"].startswith("java-app")]
-
-
-def changed_files(base: dict, now: dict) -> set[str]:
-    (config,) = now["hostConfiguration"].values()
-    return {f["path"] for f in config["files"] if base["bundleFiles"].get(f["path"]) != f["sha256"]}
 
 
 def before(stack: str) -> dict:
@@ -65,11 +66,17 @@ def test_every_component_keeps_its_state_through_an_alias(stack_eval):
     assert bool(created) == (stack_eval.stack == "dev")
 
 
+def changed_bundle_files(base: dict, now: dict) -> set[str]:
+    """The bundle's files that are new or differ from before."""
+    (config,) = now["hostConfiguration"].values()
+    return {f["path"] for f in config["files"] if base["bundleFiles"].get(f["path"]) != f["sha256"]}
+
+
 def test_prod_renders_every_aws_and_datadog_resource_as_before(prod):
     base, now, result = compared(prod)
-    assert {key: found for key, found in result.items()
-            if found[0] != "unchanged" and key != BOOTSTRAP} == CONFIGURATION_CHANGES
-    assert changed_files(base, now) == CONVERGE_FILES  # issue 19's converge; nothing of its own in prod
+    changed = {key: found for key, found in result.items() if found[0] != "unchanged" and key != BOOTSTRAP}
+    assert changed == BUNDLE_CHANGED  # only the host files' changes; nothing of the Java workload's own in prod
+    assert changed_bundle_files(base, now) == HOST_FIXES | CONVERGE_FILES
     assert len(result) == len(now["resources"]) + 1  # and the deleted bootstrap
 
 
@@ -85,10 +92,10 @@ def test_dev_changes_only_what_the_bike_share_fixes_change(dev):
     by_key = {(r["type"], r["name"]): r for r in now["resources"]}
     assert all("service:bike-share" in by_key[key]["inputs"]["tags"] for key in monitors)
     # The check's conf is a file of the bundle: a new document and association, run once on the hosts.
-    assert {key: changed[key] for key in changed if key not in monitors} == CONFIGURATION_CHANGES
+    assert {key: changed[key] for key in changed if key not in monitors} == BUNDLE_CHANGED
     (config,) = now["hostConfiguration"].values()
     assert {f["path"] for f in config["files"]} == set(base["bundleFiles"]) | JAVA_FILES
-    assert changed_files(base, now) == {BIKE_SHARE_CONF} | CONVERGE_FILES | JAVA_FILES
+    assert changed_bundle_files(base, now) == HOST_FIXES | CONVERGE_FILES | JAVA_FILES | {BIKE_SHARE_CONF}
     assert "    service: \"bike-share\"\n" in config["contents"][BIKE_SHARE_CONF]
 
 
