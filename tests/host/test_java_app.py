@@ -40,24 +40,7 @@ PROCESS_CONF = "agent/conf.d/process.d/conf.yaml"
 CARS_SQL = "mysql/cars_user.sql"
 SECRETS = ("@@CARS_MYSQL_PASSWORD@@", "@@JMX_PASSWORD@@")
 
-# What `collect_default_metrics: true` and `new_gc_metrics: true` make the Agent read, on
-# top of the conf's own `conf:` list: the beans and attributes behind the metrics our
-# monitors and dashboard use. Sources: integrations-core tomcat/datadog_checks/tomcat/data/
-# metrics.yaml (Catalina ThreadPool, GlobalRequestProcessor, Servlet, JspMonitor, and
-# DataSource as tomcat.jdbc.connection_pool.*), JMXFetch's default-jmx-metrics.yaml and
-# new-gc-default-jmx-metrics.yaml (G1 Young = minor, G1 Old = major collections).
-DEFAULT_TARGETS = {
-    "java.lang:type=Memory": ("HeapMemoryUsage", "NonHeapMemoryUsage"),
-    "java.lang:type=Threading": ("ThreadCount",),
-    "java.lang:type=GarbageCollector,name=G1 Young Generation": ("CollectionCount", "CollectionTime"),
-    "java.lang:type=GarbageCollector,name=G1 Old Generation": ("CollectionCount", "CollectionTime"),
-    "Catalina:type=ThreadPool,*": ("maxThreads", "currentThreadCount", "currentThreadsBusy"),
-    "Catalina:type=GlobalRequestProcessor,*": ("requestCount", "errorCount", "processingTime", "maxTime",
-                                              "bytesSent", "bytesReceived"),
-    "Catalina:j2eeType=Servlet,*": ("requestCount", "errorCount", "processingTime"),
-    "Catalina:type=JspMonitor,*": ("jspCount",),
-    "Catalina:type=DataSource,*": ("active", "idle", "size", "maxActive", "maxIdle", "minIdle"),
-}
+DEFAULT_TARGETS = tomcat_server.JMXFETCH_TOMCAT_DEFAULTS
 
 
 def jmx_read(tomcat: tomcat_server.ScratchTomcat, queries: list[str], user, password) -> list:

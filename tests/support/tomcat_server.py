@@ -41,6 +41,26 @@ STARTUP_SECONDS = 60
 HOST_CONF = "/etc/tomcat10/"
 HOST_MYSQL = "127.0.0.1:3306/"
 
+# What `collect_default_metrics: true` and `new_gc_metrics: true` make the Agent read, on
+# top of the conf's own `conf:` list (the fast JMX test reads them all; the booted host's
+# Agent stand-in collects them): the beans and attributes behind the metrics our
+# monitors and dashboard use. Sources: integrations-core tomcat/datadog_checks/tomcat/data/
+# metrics.yaml (Catalina ThreadPool, GlobalRequestProcessor, Servlet, JspMonitor, and
+# DataSource as tomcat.jdbc.connection_pool.*), JMXFetch's default-jmx-metrics.yaml and
+# new-gc-default-jmx-metrics.yaml (G1 Young = minor, G1 Old = major collections).
+JMXFETCH_TOMCAT_DEFAULTS = {
+    "java.lang:type=Memory": ("HeapMemoryUsage", "NonHeapMemoryUsage"),
+    "java.lang:type=Threading": ("ThreadCount",),
+    "java.lang:type=GarbageCollector,name=G1 Young Generation": ("CollectionCount", "CollectionTime"),
+    "java.lang:type=GarbageCollector,name=G1 Old Generation": ("CollectionCount", "CollectionTime"),
+    "Catalina:type=ThreadPool,*": ("maxThreads", "currentThreadCount", "currentThreadsBusy"),
+    "Catalina:type=GlobalRequestProcessor,*": ("requestCount", "errorCount", "processingTime", "maxTime",
+                                              "bytesSent", "bytesReceived"),
+    "Catalina:j2eeType=Servlet,*": ("requestCount", "errorCount", "processingTime"),
+    "Catalina:type=JspMonitor,*": ("jspCount",),
+    "Catalina:type=DataSource,*": ("active", "idle", "size", "maxActive", "maxIdle", "minIdle"),
+}
+
 
 def require_packages() -> None:
     missing = [str(p) for p in (CATALINA_HOME / "bin" / "catalina.sh", PACKAGE_CONF / "server.xml", JAVA)
