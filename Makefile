@@ -55,10 +55,11 @@ system-deps:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES); }
 
-# What the booted-host layer needs from Debian: systemd-nspawn, mmdebstrap (the base image), ip.
-BOOTED_PACKAGES := systemd-container mmdebstrap iproute2
+# What the booted-host layer needs from Debian: systemd-nspawn, mmdebstrap (the base image), ip;
+# the CA store for mirrors over https. dpkg-deb, nsenter, mount, chroot are in every Debian.
+BOOTED_PACKAGES := systemd-container mmdebstrap iproute2 ca-certificates
 booted-deps:
-	@for tool in systemd-nspawn mmdebstrap ip; do command -v $$tool >/dev/null || missing=1; done; \
+	@for tool in systemd-nspawn mmdebstrap ip update-ca-certificates; do command -v $$tool >/dev/null || missing=1; done; \
 	[ -z "$$missing" ] || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \

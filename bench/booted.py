@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -41,19 +42,26 @@ def figures(runs: int) -> list[str]:
         first = host.converge(dev)
         assert_succeeded(dev, first)
         same, one = [], []
+        effects = set()
         for n in range(runs):
             changed = other if n % 2 == 0 else dev
+            before = host.invocations()
             run = host.converge(changed)
             assert_succeeded(changed, run)
             one.append(run.seconds)
+            after = host.invocations()
+            effects.add((tuple(re.findall(r"^file (\S+): updated$", run.stdout, re.M)),
+                         tuple(unit for unit in after if after[unit] != before[unit])))
             run = host.converge(changed)
             assert_succeeded(changed, run)
             same.append(run.seconds)
         lines.append(f"  first converge (apt, pip through the relays): {first.seconds:.1f} s")
         lines.append(f"  no-change converge: {statistics.median(same):.2f} s "
                      f"(range {min(same):.2f}-{max(same):.2f})")
-        lines.append(f"  one-setting converge (checkIntervalSeconds; the Agent restarted): "
+        lines.append(f"  one-setting converge (checkIntervalSeconds): "
                      f"{statistics.median(one):.2f} s (range {min(one):.2f}-{max(one):.2f})")
+        for files, restarted in sorted(effects):
+            lines.append(f"    it updated {', '.join(files) or 'no file'}; restarted {', '.join(restarted) or 'no unit'}")
     finally:
         lab.close()
         for directory in run_dirs_of(os.getpid()):

@@ -7,6 +7,7 @@ runs only them, `make test` runs both.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -38,7 +39,8 @@ _TIMINGS: dict[str, float] = {}
 def lab(dev_document):
     lab = Lab(dev_document)
     yield lab
-    _TIMINGS.update(lab.timings)
+    # Kept in the run's shared directory: under xdist the controller reports what its workers timed.
+    (lab.shared / f"timings-{os.getpid()}.json").write_text(json.dumps(lab.timings))
     lab.close()
 
 
@@ -46,6 +48,8 @@ def pytest_sessionfinish(session):
     """The run's shared directory goes with the process that owns the run (xdist's controller)."""
     if not hasattr(session.config, "workerinput"):
         for directory in run_dirs_of(os.getpid()):
+            for timings in sorted(directory.glob("timings-*.json")):
+                _TIMINGS.update(json.loads(timings.read_text()))
             remove_run_dir(directory)
 
 

@@ -78,8 +78,10 @@ def base_image(log=print) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (target / "etc/os-release").exists():
             return target
+        # Under the lock no one else builds: a `.building-*` left is a killed build's.
+        for leftover in target.parent.glob(f".{target.name}.building-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
         building = target.with_name(f".{target.name}.building-{os.getpid()}")
-        shutil.rmtree(building, ignore_errors=True)
         started = time.monotonic()
         result = subprocess.run(
             ["mmdebstrap", "--quiet", f"--variant={VARIANT}", f"--include={','.join(PACKAGES)}",

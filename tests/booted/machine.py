@@ -39,6 +39,9 @@ class Machine:
         self.layers = list(layers)  # topmost first
         self.netns = netns
         self.hostname = hostname
+        # nspawn keys /run/systemd/nspawn/propagate/<name> by the machine's name: unique per host,
+        # so hosts of concurrent runs on one machine never share it.
+        self.machine_name = netns.name if netns is not None else f"obslab-{os.getpid()}"
         self.upper = workdir / "upper"
         self.root = workdir / "root"
         self.console = workdir / "console.log"
@@ -73,7 +76,8 @@ class Machine:
         started = time.monotonic()
         with open(self.console, "ab") as console:
             self.process = subprocess.Popen(
-                ["systemd-nspawn", "--boot", "--quiet", "-D", str(self.root), f"--machine={self.hostname}",
+                ["systemd-nspawn", "--boot", "--quiet", "-D", str(self.root), f"--machine={self.machine_name}",
+                 f"--hostname={self.hostname}",
                  "--register=no", "--keep-unit", "--console=pipe", f"--network-namespace-path={self.netns.path}",
                  "--resolv-conf=off", "--timezone=off", "--link-journal=no"],
                 stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, start_new_session=True)

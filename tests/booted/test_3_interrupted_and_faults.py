@@ -20,7 +20,8 @@ def test_a_run_killed_while_dpkg_configures_is_finished_by_the_next(host):
     booted = host()
     killed = booted.converge(newer, kill=KillPoint("dpkg", "--configure"))
     assert killed.returncode != 0
-    assert booted.machine.ok(["dpkg", "--audit"]).strip(), "dpkg was not left interrupted"
+    assert booted.machine.ok(["dpkg", "--audit"]).strip(), (
+        f"dpkg was not left interrupted; the killed run:\n{killed.stdout[-3000:]}\n{killed.stderr[-2000:]}")
     again = booted.converge(newer)
     booted.assert_converged(newer, again)
     assert booted.machine.ok(["dpkg", "--audit"]).strip() == ""
