@@ -39,12 +39,18 @@ typecheck: setup
 setup: system-deps $(VENV)/.installed node_modules/.installed
 
 # From Debian, not PyPI: cloud-init (the user-data schema validator), MariaDB (the
-# tests start a private server of their own; Debian's mariadb service is never used)
-# and gpg (converge.sh builds the Datadog apt keyring with it, in the tests too); systemd's
-# fstab generator reads the fstab converge.sh writes for the data volume.
-SYSTEM_PACKAGES := cloud-init mariadb-server mariadb-client gnupg systemd
+# tests start a private server of their own; Debian's mariadb service is never used),
+# gpg (converge.sh builds the Datadog apt keyring with it, in the tests too), systemd (its
+# fstab generator reads the fstab converge.sh writes for the data volume), and the
+# Java workload's packages as the host has them: tomcat10 on the default headless JRE
+# with the distribution's JDBC driver (the tests run the package's catalina.sh on a
+# scratch CATALINA_BASE; its tomcat10 service is never used), and iproute2 for the
+# network namespaces of the JMX isolation test.
+SYSTEM_PACKAGES := cloud-init mariadb-server mariadb-client gnupg systemd tomcat10 default-jre-headless libmariadb-java iproute2
+JAVA_FILES := /usr/share/tomcat10/bin/catalina.sh /usr/lib/jvm/default-java/bin/java /usr/share/java/mariadb-java-client.jar
 system-deps:
-	@for tool in cloud-init mariadb-install-db mariadb gpg gpg-agent /usr/lib/systemd/system-generators/systemd-fstab-generator; do command -v $$tool >/dev/null || missing=1; done; \
+	@for tool in cloud-init mariadb-install-db mariadb gpg gpg-agent ip /usr/lib/systemd/system-generators/systemd-fstab-generator; do command -v $$tool >/dev/null || missing=1; done; \
+	for file in $(JAVA_FILES); do [ -e $$file ] || missing=1; done; \
 	[ -z "$$missing" ] || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \

@@ -7,12 +7,14 @@ from components.configuration import ConvergeAssociation, HostConfiguration, Hos
 from components.dashboards import Dashboards
 from components.downtimes import Downtimes, DowntimesArgs
 from components.host import HostAccess, HostAccessArgs, MonitoredHost, MonitoredHostArgs
+from components.java_app import JavaAppMonitoring
 from components.monitors import Monitors
 from components.snapshots import DataSnapshots, DataSnapshotsArgs
 from rendering.bike_share import BikeShareArgs
 from rendering.bundle import bundle_args
 from rendering.dashboards import DashboardsArgs
 from rendering.first_boot import user_data
+from rendering.java_app import JavaAppArgs
 from rendering.monitors import MonitorsArgs
 from settings.stack import load_settings
 
@@ -50,6 +52,11 @@ if settings.bike_share.enabled:  # the seed's closing use case; dev on, prod off
         naming, settings.bike_share, settings.monitors, stack.datadog_site))
     monitor_ids.update(bike_share.ids)
     dashboard_urls["bikeShare"] = bike_share.url
+if settings.java_app.enabled:  # seed section 5, the Java app through JMX; dev on, prod off by default
+    java_app = JavaAppMonitoring("java-app", JavaAppArgs(naming, settings.java_app, settings.monitors,
+                                                         stack.datadog_site))
+    monitor_ids.update(java_app.ids)
+    dashboard_urls["javaApp"] = java_app.url
 
 
 def host_outputs(host: MonitoredHost) -> dict[str, pulumi.Output[str]]:

@@ -28,8 +28,17 @@ LOCK=$ROOT/run/observability-lab-converge.lock
 LOCK_WAIT_SECONDS=${CONVERGE_LOCK_WAIT_SECONDS:-1500}
 KEYRING=/usr/share/keyrings/datadog-archive-keyring.gpg
 BASE_PACKAGES=(ca-certificates curl gnupg python3-venv) # and MYSQL_SERVER_PACKAGE (converge.env)
-# In this order: the Agent's MySQL check needs the grants, its process check the app.
-UNITS=(mysql-grants flask-app datadog-agent)
+# The Java workload (JAVA_APP=on): Ubuntu's Tomcat on its default headless JRE, and the
+# distribution's JDBC driver for MySQL.
+JAVA_PACKAGES=(tomcat10 default-jre-headless libmariadb-java)
+# In this order: the apps' pools and the Agent's MySQL check need the grants, the Agent's
+# process and JMX checks the apps.
+UNITS=(mysql-grants flask-app tomcat datadog-agent)
+TOMCAT_UNIT=tomcat10.service
+# The cars app behind the package's own HTTP connector (its server.xml: 8080).
+CARS_URL=http://127.0.0.1:8080/cars/
+# Passwords made on the host (read_host_secrets); empty while their feature is off.
+MYSQL_PASSWORD='' CARS_MYSQL_PASSWORD='' JMX_PASSWORD=''
 IMDS=http://169.254.169.254
 HOSTNAME_TAG=datadog-hostname
 DATA_VOLUME_TAG="data-volume-id"
@@ -155,10 +164,12 @@ verify_bundle() {
 }
 
 ensure_packages() {
-  local missing=() package want="1:${DD_AGENT_VERSION}-1" have
+  local missing=() package want="1:${DD_AGENT_VERSION}-1" have packages=("${BASE_PACKAGES[@]}")
+  # Switched off, the Java packages stay installed; their unit is stopped (apply_tomcat).
+  [ "$JAVA_APP" != on ] || packages+=("${JAVA_PACKAGES[@]}")
   declare -gA INSTALLED=()
-  read_installed "${BASE_PACKAGES[@]}" datadog-agent
-  for package in "${BASE_PACKAGES[@]}"; do
+  read_installed "${packages[@]}" datadog-agent
+  for package in "${packages[@]}"; do
     if [ -n "${INSTALLED[$package]:-}" ]; then say "package $package: kept"; else missing+=("$package"); fi
   done
   if [ ${#missing[@]} -gt 0 ]; then
@@ -213,16 +224,35 @@ ensure_app_user() {
   fi
 }
 
-# The datadog MySQL user's password is made on the host and lives only in the
-# integration's conf.yaml (0640 dd-agent): it never leaves the host. Later runs reuse it.
-read_mysql_password() {
-  MYSQL_PASSWORD=$(sed -n 's/^ *password: "\([0-9a-f]*\)"$/\1/p' \
-    "$ROOT/etc/datadog-agent/conf.d/mysql.d/conf.yaml" 2>/dev/null || true)
-  if [ -z "$MYSQL_PASSWORD" ]; then
-    MYSQL_PASSWORD=$(openssl rand -hex 24)
-    # A new password (first run, or its conf.yaml gone) must reach MySQL too.
-    : >"$STATE/pending.mysql-grants"
+# The passwords are made on the host and live only in the installed files that use them
+# (each readable by its service's user only): they never leave the host. A later run
+# reads each back from the first of its files found; a new one (first run, or its files
+# gone) must reach what checks it, MySQL, so the grants are applied again. A new JMX
+# password changes both of its files, so the JVM and the Agent restart with it.
+read_host_secrets() {
+  host_secret MYSQL_PASSWORD /etc/datadog-agent/conf.d/mysql.d/conf.yaml || : >"$STATE/pending.mysql-grants"
+  [ "$JAVA_APP" = on ] || return 0
+  host_secret CARS_MYSQL_PASSWORD /etc/tomcat10/Catalina/localhost/cars.xml || : >"$STATE/pending.mysql-grants"
+  host_secret JMX_PASSWORD /etc/datadog-agent/conf.d/tomcat.d/conf.yaml /etc/tomcat10/jmxremote.password || true
+}
+
+# host_secret NAME FILE...: NAME's value from the first FILE holding one (`password: "hex"`
+# in YAML, `password="hex"` in XML, `monitorRole hex` in a JMX password file), else a new
+# one, and then status 1.
+host_secret() {
+  local name=$1 file value=
+  shift
+  for file in "$@"; do
+    value=$(sed -n -e 's/.*password[:=] *"\([0-9a-f]\{16,\}\)".*/\1/p' \
+      -e 's/^monitorRole \([0-9a-f]\{16,\}\)$/\1/p' "$ROOT$file" 2>/dev/null | head -n 1) || value=
+    [ -z "$value" ] || break
+  done
+  if [ -n "$value" ]; then
+    printf -v "$name" '%s' "$value"
+    return 0
   fi
+  printf -v "$name" '%s' "$(openssl rand -hex 24)"
+  return 1
 }
 
 # This instance's tags, from instance metadata (IMDSv2; tags in metadata are enabled on
@@ -273,7 +303,11 @@ plan_files() {
     if [ -f "$BUNDLE/$file" ]; then
       slurp content "$BUNDLE/$file"
       content=${content//@@DATADOG_HOSTNAME@@/"$DATADOG_HOSTNAME"}
-      [ "$unit" = mysql-grants ] || content=${content//@@DATADOG_MYSQL_PASSWORD@@/$MYSQL_PASSWORD}
+      if [ "$unit" != mysql-grants ]; then
+        content=${content//@@DATADOG_MYSQL_PASSWORD@@/$MYSQL_PASSWORD}
+        content=${content//@@CARS_MYSQL_PASSWORD@@/$CARS_MYSQL_PASSWORD}
+        content=${content//@@JMX_PASSWORD@@/$JMX_PASSWORD}
+      fi
       printf '%s' "$content" >"$desired"
       if [ -L "$ROOT$target" ] || { [ -e "$ROOT$target" ] && [ ! -f "$ROOT$target" ]; }; then
         action=updated
@@ -444,12 +478,17 @@ forget_record() {
 # What applying each unit means, and how it is checked.
 # The grants as installed (after a rollback, the previous ones).
 apply_mysql_grants() {
-  local sql=$STATE/mysql/datadog_user.sql statements
+  local sql statements all=
   UNIT_FAILURE="mysql refused the grants for datadog"
-  [ -f "$sql" ] || return 1
-  slurp statements "$sql"
-  # printf is bash's own: the password is on no command line (process collection sees those).
-  { printf '%s' "${statements//@@DATADOG_MYSQL_PASSWORD@@/$MYSQL_PASSWORD}"; maintenance_user_sql; } |
+  [ -f "$STATE/mysql/datadog_user.sql" ] || return 1
+  for sql in "$STATE/mysql/datadog_user.sql" "$STATE/mysql/cars_user.sql"; do
+    if [ -f "$sql" ]; then slurp statements "$sql" && all+=$statements; fi
+  done
+  # The cars app switched off: its MySQL user goes (its database is kept).
+  [ -f "$STATE/mysql/cars_user.sql" ] || all+=$'DROP USER IF EXISTS \'cars\'@\'127.0.0.1\';\n'
+  all=${all//@@DATADOG_MYSQL_PASSWORD@@/$MYSQL_PASSWORD}
+  # printf is bash's own: the passwords are on no command line (process collection sees those).
+  { printf '%s' "${all//@@CARS_MYSQL_PASSWORD@@/$CARS_MYSQL_PASSWORD}"; maintenance_user_sql; } |
     quietly mysql --user=root
 }
 
@@ -491,6 +530,66 @@ apply_flask_app() {
     echo "$APP_UNIT does not answer on 127.0.0.1:$APP_PORT 30 s after its restart" >&2
     return 1
   }
+}
+
+cars_answers() { curl -fsS -o /dev/null --max-time $((LEFT < 5 ? LEFT : 5)) "$CARS_URL"; }
+
+# Remote JMX listens on the loopback only: every socket listening on its port is
+# 127.0.0.1's (the JVM's local-attach connector on an ephemeral port is another matter:
+# it accepts only this host's own connections). JMX_LISTENING: what listens there.
+jmx_on_loopback_only() {
+  JMX_LISTENING=$(ss -Hltn "sport = :$JAVA_JMX_PORT" | awk '{print $4}')
+  [ -n "$JMX_LISTENING" ] && ! grep -qvE '^(127\.0\.0\.1|\[::ffff:127\.0\.0\.1\]):' <<<"$JMX_LISTENING"
+}
+
+# What the Agent's JMXFetch collects from the Tomcat JVM, as `jmx list collected` shows it
+# ("Matching: 3/350. Bean name: <bean> - Attribute name: <attribute>  - Attribute type: ...").
+# Its exit status is 0 even when it cannot connect: its report must list every bean and
+# attribute the monitors and the dashboard read (JMX_COLLECTED: domain:key=value/attribute
+# ...). JMX_MISSING: what it did not list.
+tomcat_collected() {
+  local report expected domain key attribute
+  report=$(timeout 120 datadog-agent jmx list collected --checks tomcat 2>&1) || true
+  printf '%s\n' "$report"
+  JMX_MISSING=()
+  for expected in $JMX_COLLECTED; do
+    domain=${expected%%:*} key=${expected#*:} key=${key%/*} attribute=${expected##*/}
+    grep -qE "Matching: [0-9]+/[0-9]+\. Bean name: ${domain//./\\.}:(.*,)?$key(,.*)? - Attribute name: $attribute " \
+      <<<"$report" || JMX_MISSING+=("$expected")
+  done
+  [ ${#JMX_MISSING[@]} -eq 0 ]
+}
+
+tomcat_checked_by_the_agent() {
+  retry_until 180 tomcat_collected && return 0
+  echo "datadog-agent jmx list collected --checks tomcat does not list ${JMX_MISSING[*]} (its report is in $LOG)" >&2
+  return 1
+}
+
+# The JVM restarts only when its own files changed. Switched off (its files removed), the
+# packaged unit is stopped and disabled; the packages stay.
+apply_tomcat() {
+  UNIT_FAILURE="$TOMCAT_UNIT does not start, answer, or keep JMX on the loopback"
+  quietly systemctl daemon-reload || return 1
+  if [ "$JAVA_APP" != on ]; then
+    quietly systemctl disable --now "$TOMCAT_UNIT"
+    return
+  fi
+  quietly systemctl enable "$TOMCAT_UNIT" && quietly systemctl restart "$TOMCAT_UNIT" || return 1
+  retry_until 120 cars_answers || {
+    echo "the cars app does not answer on $CARS_URL 120 s after $TOMCAT_UNIT restarted" >&2
+    return 1
+  }
+  quietly systemctl is-active "$TOMCAT_UNIT" || { echo "$TOMCAT_UNIT is not active" >&2 && return 1; }
+  retry_until 10 jmx_on_loopback_only || {
+    echo "JMX port $JAVA_JMX_PORT: listening on '${JMX_LISTENING//$'\n'/ }', expected 127.0.0.1 only" >&2
+    return 1
+  }
+  # The Agent's tomcat.d changing in this run is checked once the Agent runs on it.
+  if ! grep -qs '^[a-z]* [^ ]*/conf.d/tomcat.d/conf.yaml ' "$WORK/plan.datadog-agent" ||
+    grep -qs '^unchanged [^ ]*/conf.d/tomcat.d/conf.yaml ' "$WORK/plan.datadog-agent"; then
+    tomcat_checked_by_the_agent
+  fi
 }
 
 # Check names of Agent files (checks.d/<name>.py, conf.d/<name>.yaml, conf.d/<name>.d/conf.yaml), one
@@ -537,9 +636,14 @@ apply_datadog_agent() {
     return 1
   fi
   # configcheck reads YAML only: a check's own code, and the options it validates when it
-  # starts, show when it runs once.
+  # starts, show when it runs once. The JMX check runs in the Agent's JMXFetch, and shows
+  # in what it collects.
   for check in $(checks_to_run | sort -u); do
-    quietly datadog-agent check "$check" || { UNIT_FAILURE="datadog-agent check $check failed"; return 1; }
+    if [ "$check" = tomcat ]; then
+      tomcat_checked_by_the_agent || { UNIT_FAILURE="the Agent's JMXFetch does not collect what tomcat.d expects"; return 1; }
+    else
+      quietly datadog-agent check "$check" || { UNIT_FAILURE="datadog-agent check $check failed"; return 1; }
+    fi
   done
 }
 
@@ -548,6 +652,10 @@ converge_unit() {
   case "$unit" in
     mysql-grants) label="grants for datadog@mysql" done=applied ;;
     flask-app) label="service $APP_UNIT" ;;
+    tomcat)
+      label="service $TOMCAT_UNIT"
+      if [ "$JAVA_APP" != on ]; then done=stopped; fi
+      ;;
   esac
   # A marker in $STATE outlives a run killed between writing files and applying them:
   # the next run applies the unit even though its files then look unchanged.
@@ -843,7 +951,11 @@ ensure_mysql_running() {
 converge_units() {
   local unit
   APPLIED=()
-  for unit in "${UNITS[@]}"; do converge_unit "$unit"; done
+  for unit in "${UNITS[@]}"; do
+    # No file of it in the bundle or on the host: a feature never switched on here.
+    [ -e "$WORK/plan.$unit" ] || [ -e "$STATE/pending.$unit" ] || continue
+    converge_unit "$unit"
+  done
 }
 
 # Where converge keeps its state, and its log: root's only (the state holds backups of
@@ -883,7 +995,8 @@ superseded_at_first_boot() {
 }
 
 load_settings() {
-  # DD_AGENT_VERSION, APP_USER, APP_DIR, APP_UNIT, APP_PORT, MYSQL_SERVER_PACKAGE, ROOT_VOLUME_GIB, DATA_VOLUME_GIB
+  # DD_AGENT_VERSION, APP_USER, APP_DIR, APP_UNIT, APP_PORT, MYSQL_SERVER_PACKAGE, ROOT_VOLUME_GIB, DATA_VOLUME_GIB,
+  # JAVA_APP, JAVA_JMX_PORT, JMX_COLLECTED
   # shellcheck source=/dev/null
   . "$BUNDLE/converge.env"
   BASE_PACKAGES+=("$MYSQL_SERVER_PACKAGE")
@@ -929,7 +1042,7 @@ main() {
   ensure_packages
   ensure_app_user
   ensure_mysql_running
-  read_mysql_password
+  read_host_secrets
   plan_files
   secure_directories
   converge_units

@@ -18,6 +18,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.tomcat_server import JMXFETCH_TOMCAT_DEFAULTS
+
 HERE = Path(__file__).resolve().parent / "agent_standin"
 INSTALL_DIR = "opt/datadog-agent"
 SITE_PACKAGES = f"{INSTALL_DIR}/embedded/lib/site-packages"
@@ -25,7 +27,10 @@ SITE_PACKAGES = f"{INSTALL_DIR}/embedded/lib/site-packages"
 # import through it, as requirements-dev.txt pins them.
 EMBEDDED = ("datadog-checks-base", "lazy-loader", "cachetools", "binary", "pydantic", "pydantic-core",
             "typing-extensions", "typing-inspection", "annotated-types", "requests", "urllib3", "idna",
-            "charset-normalizer", "certifi", "requests-unixsocket2", "wrapt", "PyYAML", "python-dateutil", "six")
+            "charset-normalizer", "certifi", "requests-unixsocket2", "wrapt", "PyYAML", "python-dateutil", "six",
+            # Not the Agent's: the stand-in's JMXFetch reads the JVM's beans over remote JMX with
+            # this client (its own jar, run on the host's JRE), as the fast JMX tests do.
+            "jmxquery")
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,7 @@ def build_agent_deb(agent: AgentVersion, out_dir: Path, site_packages: Path) -> 
         "Maintainer: observability-lab tests <tests@example.invalid>\nDepends: python3 (>= 3.11)\n"
         f"Installed-Size: {installed + 64}\nSection: utils\nPriority: extra\n"
         "Description: Datadog Agent stand-in for observability-lab's booted-host tests\n"
-        " Imitates the Agent's package, unit and CLI (status, configcheck, check).\n")
+        " Imitates the Agent's package, unit and CLI (status, configcheck, check, jmx list collected).\n")
     for script in ("preinst", "postinst", "prerm"):
         shutil.copy(HERE / script, control / script)
         (control / script).chmod(0o755)
@@ -77,7 +82,8 @@ def build_agent_deb(agent: AgentVersion, out_dir: Path, site_packages: Path) -> 
     shutil.copy(HERE / "agent.py", program)
     program.chmod(0o755)
     (tree / INSTALL_DIR / "stand-in.json").write_text(json.dumps(
-        {"version": agent.version, "failing_checks": list(agent.failing_checks), "answers": agent.answers}))
+        {"version": agent.version, "failing_checks": list(agent.failing_checks), "answers": agent.answers,
+         "jmx_defaults": {"tomcat": JMXFETCH_TOMCAT_DEFAULTS}}))
     shutil.copytree(site_packages, tree / SITE_PACKAGES)
     unit = tree / "lib/systemd/system/datadog-agent.service"
     unit.parent.mkdir(parents=True)

@@ -32,7 +32,11 @@ from tests.booted.netns import NetworkNamespace
 from tests.booted.standins import World
 from tests.booted.volume import DataVolume
 
-UNITS = ("mariadb.service", "flask-app.service", "datadog-agent.service")
+UNITS = ("mariadb.service", "flask-app.service", "tomcat10.service", "datadog-agent.service")
+JAVA_UNIT = "tomcat10.service"  # active only where the document has the Java workload (javaAppEnabled)
+# Where converge keeps the Java workload's passwords made on the host (a file, and how to read it).
+JAVA_SECRETS = {"@@JMX_PASSWORD@@": ("/etc/tomcat10/jmxremote.password", r"^monitorRole ([0-9a-f]{48})$"),
+                "@@CARS_MYSQL_PASSWORD@@": ("/etc/tomcat10/Catalina/localhost/cars.xml", r'password="([0-9a-f]{48})"')}
 SQL_RECORD = "/var/lib/observability-lab/mysql/datadog_user.sql"
 SSM_DIR = "/var/lib/amazon/ssm/i-0b007edh0570000/document/orchestration"
 _RUNS = itertools.count(1)
@@ -72,6 +76,10 @@ class KillPoint:
     command: str
     words: str
     once_exists: Optional[str] = None
+
+
+def has_java(rendered: Rendered) -> bool:
+    return "tomcat/observability-lab.conf" in rendered.files
 
 
 class BootedHost:
@@ -180,20 +188,34 @@ exec {real} "$@"
 
     def assert_host_state(self, rendered: Rendered) -> None:
         """The host runs what `rendered` describes, whatever got it there (a converge, a reboot)."""
-        self.assert_units_active()
+        self.assert_units_active(rendered)
         self.assert_files_as_manifest(rendered)
         self.assert_mysql_login()
         self.assert_app_traced(rendered)
         self.assert_agent_running(rendered)
 
-    def assert_units_active(self) -> None:
+    def assert_units_active(self, rendered: Rendered) -> None:
         states = {unit: self.machine.is_active(unit) for unit in UNITS}
-        assert all(state == "active" for state in states.values()), f"units not active: {states}"
+        java = has_java(rendered)
+        assert all(state == "active" for unit, state in states.items() if java or unit != JAVA_UNIT), \
+            f"units not active: {states}"
+        assert java or states[JAVA_UNIT] != "active", f"{JAVA_UNIT} runs, though the Java workload is off"
+
+    def java_secrets(self) -> dict[str, str]:
+        """The Java workload's passwords as converge made them on the host (placeholder -> value)."""
+        found = {}
+        for placeholder, (target, pattern) in JAVA_SECRETS.items():
+            path = self.machine.path(target)
+            match = re.search(pattern, path.read_text(), re.M) if path.exists() else None
+            if match:
+                found[placeholder] = match.group(1)
+        return found
 
     def assert_files_as_manifest(self, rendered: Rendered) -> None:
         users, groups = self.passwd()
         hostname = self.world.imds.tags["datadog-hostname"]
         password = self.mysql_conf().get("password", "")
+        java_secrets = self.java_secrets()
         problems = []
         for source, target, owner, mode, unit in rendered.manifest():
             path = self.machine.path(target)
@@ -216,6 +238,8 @@ exec {real} "$@"
             want = rendered.files[source].replace("@@DATADOG_HOSTNAME@@", hostname)
             if unit != "mysql-grants":
                 want = want.replace("@@DATADOG_MYSQL_PASSWORD@@", password)
+                for placeholder, secret in java_secrets.items():
+                    want = want.replace(placeholder, secret)
             if path.read_text() != want:
                 problems.append(f"{target}: content differs from the bundle's {source}")
         assert not problems, "files not as the manifest says:\n  " + "\n  ".join(problems)

@@ -51,7 +51,7 @@ def test_resources_grow_by_exactly_one_host_per_host(fleets):
 
 def test_datadog_objects_do_not_grow_with_hosts(fleets):
     datadog = {n: keys(evaluation, "datadog:") for n, evaluation in fleets.items()}
-    assert len(datadog[1]) == 16 and datadog[1] == datadog[3] == datadog[50]  # dev: with bike-share
+    assert len(datadog[1]) == 23 and datadog[1] == datadog[3] == datadog[50]  # dev: with bike share and Java
 
 
 def test_names_and_hostnames_are_unique(fleets):
@@ -87,10 +87,13 @@ def test_the_my_metric_monitor_names_every_host_and_the_others_only_the_stacks_t
         assert monitors["datadog-monitors-my-metric"] == (
             "avg(last_5m):avg:my_metric{env:dev AND project:observability-lab AND host IN "
             f"({', '.join(hostnames(n))})}} by {{host}} > 800")
-        others = {name: query for name, query in monitors.items() if name != "datadog-monitors-my-metric"}
+        # The Tomcat JVMs are counted across the stack: one per host expected.
+        assert monitors["java-app-processes"].endswith(f".rollup('count').last('5m') < {n}")
+        counted = ("datadog-monitors-my-metric", "java-app-processes")
+        others = {name: query for name, query in monitors.items() if name not in counted}
         assert others == {name: query for name, query in (
             (r.name, r.inputs["query"]) for r in fleets[1].of_type("datadog:index/monitor:Monitor"))
-            if name != "datadog-monitors-my-metric"}, n
+            if name not in counted}, n
 
 
 def test_dashboards_offer_every_host_and_show_all_of_them(fleets):
@@ -134,10 +137,11 @@ def test_a_third_host_adds_its_own_resources_and_touches_no_other_host(run_stack
     assert {key for key, what in changed(result).items() if what != "updated"} == {(HOST, "host-3"), *HOST_3_AWS}
     assert {what for key, what in changed(result).items() if key not in HOST_3_AWS and key[1] != "host-3"} \
         <= {"updated"}
-    # In place, Datadog objects only: the monitor naming the hosts and the boards listing them.
+    # In place, Datadog objects only: the monitor naming the hosts, the one counting a JVM per
+    # host, and the boards listing them.
     assert {key[1] for key, what in changed(result).items() if what == "updated"} == {
-        "datadog-monitors-my-metric", "datadog-dashboards-timeboard", "datadog-dashboards-apm",
-        "bike-share-dashboard"}
+        "datadog-monitors-my-metric", "java-app-processes", "datadog-dashboards-timeboard", "datadog-dashboards-apm",
+        "bike-share-dashboard", "java-app-dashboard"}
     assert all(what == "unchanged" for key, (what, _) in result.items()
                if key[0].startswith("aws:") and key not in HOST_3_AWS)
 

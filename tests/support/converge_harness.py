@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from rendering.bundle import Bundle
+from rendering.bundle import JMX_COLLECTED, Bundle
 
 # What the instance metadata of a test host says by default (Host.set() changes it).
 IMDS_TOKEN = "imds-session-token-for-tests"
@@ -87,6 +87,9 @@ case "$1" in
   is-active) [ -e "$FAKE/active.${*: -1}" ] ;;
   stop) rm -f "$FAKE/active.${*: -1}" ;;
   enable) [ "$2" != --now ] || touch "$FAKE/active.${*: -1}" ;;
+  # A unit restarted is active, one stopped is not (dies-at-start.<unit>: it exits at once).
+  restart) if [ -e "$FAKE/dies-at-start.$2" ]; then rm -f "$FAKE/active.$2"; else touch "$FAKE/active.$2"; fi ;;
+  disable) [ "$2" != --now ] || rm -f "$FAKE/active.${*: -1}" ;;
 esac''',
     "mysql": 'cat >>"$FAKE/mysql.sql"',
     "datadog-agent": r'''
@@ -101,6 +104,22 @@ case "$1" in
     installed=$(awk '$1 == "datadog-agent" {v = $2} END {print v}' "$FAKE/dpkg")
     [ "$(cat "$FAKE/fail.agent-version" 2>/dev/null)" != "$installed" ] &&
       ! grep -rqs CHECK_FAILS "$CONVERGE_ROOT/etc/datadog-agent" ;;
+  # What JMXFetch collects, in its report's format (its exit status is 0 whatever it finds):
+  # jmx.collected if set; else, when tomcat.d's port and password are the JVM's (its
+  # drop-in's port, its password file's), jmx.report (every bean and attribute converge
+  # expects, jmx_report()); else a connection it cannot make, as with fail.jmx.
+  jmx)
+    conf=$CONVERGE_ROOT/etc/datadog-agent/conf.d/tomcat.d/conf.yaml
+    port=$(sed -n 's/^ *port: //p' "$conf" 2>/dev/null)
+    password=$(sed -n 's/^ *password: "\(.*\)"$/\1/p' "$conf" 2>/dev/null)
+    if [ -e "$FAKE/jmx.collected" ]; then
+      cat "$FAKE/jmx.collected"
+    elif [ -e "$FAKE/fail.jmx" ] || ! grep -qs "jmxremote.port=$port " "$CONVERGE_ROOT"/etc/systemd/system/tomcat10.service.d/*.conf ||
+      ! grep -qsx "monitorRole $password" "$CONVERGE_ROOT/etc/tomcat10/jmxremote.password"; then
+      echo "Cannot connect to instance cars-tomcat (127.0.0.1:$port): java.lang.SecurityException: Authentication failed!"
+    else
+      cat "$FAKE/jmx.report"
+    fi ;;
   configcheck)
     # Like the real Agent: config errors are listed, and the exit status is still 0.
     if grep -rqs BROKEN "$CONVERGE_ROOT/etc/datadog-agent"; then
@@ -108,6 +127,15 @@ case "$1" in
     fi
     echo "=== custom_my_metric check ===" ;;
 esac''',
+    # Listening sockets on the port of `sport = :PORT`, as the JVM binds them: on the
+    # drop-in's jmxremote.host (every address without one) when the drop-in names that port.
+    "ss": r'''
+port=${*: -1} port=${port##*:}
+opts=$(cat "$CONVERGE_ROOT"/etc/systemd/system/tomcat10.service.d/*.conf 2>/dev/null)
+[[ $opts == *"jmxremote.port=$port "* ]] || exit 0
+address=$(sed -n 's/.*jmxremote\.host=\([^ "]*\).*/\1/p' <<<"$opts")
+case "$address" in 127.0.0.1) address="[::ffff:127.0.0.1]" ;; "" | 0.0.0.0) address="*" ;; esac
+echo "LISTEN 0      50     $address:$port      *:*"''',
     "useradd": 'echo "${*: -1}" >>"$FAKE/users"',
     "groupadd": 'echo "${*: -1}" >>"$FAKE/groups"',
     # id -u/-g NAME: the test host's number for a user converge created (useradd); else whether it exists.
@@ -255,12 +283,20 @@ def spare_ids(count: int, start: int = 61000) -> list[int]:
     return [number for number in range(start, start + 1000) if number not in taken][:count]
 
 
-HOST_USERS = dict(zip(("dd-agent", "flaskapp", "mysql"), spare_ids(3)), root=0)
+HOST_USERS = dict(zip(("dd-agent", "flaskapp", "mysql", "tomcat"), spare_ids(4)), root=0)
 # The data volume of a test host: its id (imds.data-volume-id), and its disk and udev link.
 DATA_VOLUME_ID = "vol-0123456789abcdef0"
 DATA_DISK = "/dev/nvme1n1"
 DATA_VOLUME_LINK = "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0"
 DATA_VOLUME_BYTES = 20 * 1024 ** 3  # dataVolumeGiB's default
+
+
+
+def jmx_report(collected=JMX_COLLECTED) -> str:
+    """`datadog-agent jmx list collected` as JMXFetch prints it, for these bean/attribute pairs."""
+    return "\n".join(f"       Matching: {n}/350. Bean name: {bean},name=x - Attribute name: {attribute}  - "
+                     "Attribute type: long" for n, (bean, attribute) in
+                     enumerate((pair.rsplit("/", 1) for pair in collected), 1))
 
 
 def _install_recorders(bin_dir: Path) -> None:
@@ -339,6 +375,7 @@ class Host:
         (self.fake / "dpkg").write_text("")
         (self.fake / "passwd").write_text("".join(f"{name} {number}\n" for name, number in HOST_USERS.items()))
         (self.fake / "clock").write_text("1700000000\n")
+        (self.fake / "jmx.report").write_text(jmx_report() + "\n")
         (self.fake / "imds.datadog-hostname").write_text(DEFAULT_DATADOG_HOSTNAME)
         (self.fake / "imds.data-volume-id").write_text(DATA_VOLUME_ID)
         self.attach_data_volume()

@@ -20,6 +20,11 @@ It imitates what converge.sh and the booted-host tests rely on, and nothing more
   with the real Agent (mysql, process) has no code here: its configuration must parse and carry
   instances.
 * `agent version`.
+* `agent jmx list collected --checks NAME`: what JMXFetch would collect for a JMX check, read
+  for real over remote JMX from the JVM its conf names (with the JRE of its java_bin_path):
+  JMXFetch's default beans for the check (stand-in.json's `jmx_defaults`) and the conf's own
+  includes, one `Matching:` line per bean attribute found; an instance it cannot reach or log in
+  to shows only as "Cannot connect" in the output, and the exit status is 0 either way.
 
 What one package version does beyond that is data, in /opt/datadog-agent/stand-in.json, so a
 later version can behave differently without another program: `failing_checks` (names whose
@@ -287,6 +292,67 @@ def check(name: str) -> int:
     return 1 if failed else 0
 
 
+# ----------------------------------------------------------------------------- JMX checks
+def jmx_targets(name: str, init_config: dict) -> dict:
+    """bean pattern -> attributes JMXFetch collects for a JMX check: its defaults for the check
+    (stand-in.json's jmx_defaults, with collect_default_metrics) and the conf's own includes."""
+    targets = {bean: list(attributes) for bean, attributes in BEHAVIOUR.get("jmx_defaults", {}).get(name, {}).items()
+               if init_config.get("collect_default_metrics")}
+    for entry in init_config.get("conf") or []:
+        include = dict(entry.get("include") or {})
+        attributes = include.pop("attribute", {})
+        domain = include.pop("domain", "*")
+        keys = ",".join(f"{key}={value}" for key, value in include.items() if key != "bean")
+        targets[f"{domain}:{keys},*" if keys else f"{domain}:*"] = list(attributes)
+    return targets
+
+
+def jmx_list_collected(names: list[str]) -> int:
+    """`agent jmx list collected --checks NAME...`, as JMXFetch answers it: each instance of each
+    JMX check is connected to over remote JMX (its host, port, user, password) from the JRE of its
+    java_bin_path, and every bean and attribute collected is listed, one `Matching:` line each.
+    An instance it cannot connect to or log in to is reported in the output only: like the real
+    command, it exits 0 whatever it found."""
+    configs, errors = check_configs()
+    for name in names:
+        if name in errors:
+            print(f"Error: could not load the configuration of {name}: {errors[name]}")
+            continue
+        for config in [c for c in configs if c["name"] == name]:
+            init_config = config["init_config"]
+            if not init_config.get("is_jmx"):
+                print(f"{name}: not a JMX check (no is_jmx)")
+                continue
+            java = init_config.get("java_bin_path") or "java"
+            if not os.access(java, os.X_OK):
+                print(f"Error: cannot start JMXFetch: {java} is not an executable Java runtime")
+                continue
+            targets = jmx_targets(name, init_config)
+            for instance in config["instances"]:
+                print(f"#####\n# Instance: {instance.get('name', name)}\n#####")
+                print("\n".join(_jmx_collected(instance, java, targets)))
+    return 0
+
+
+def _jmx_collected(instance: dict, java: str, targets: dict) -> list[str]:
+    import subprocess
+    from jmxquery import JMXConnection, JMXQuery
+    address = f"{instance.get('host')}:{instance.get('port')}"
+    connection = JMXConnection(f"service:jmx:rmi:///jndi/rmi://{address}/jmxrmi", instance.get("user"),
+                               instance.get("password"), java_path=java)
+    queries = [JMXQuery(f"{bean}/{attribute}") for bean, attributes in targets.items() for attribute in attributes]
+    try:
+        results = connection.query(queries, timeout=60)
+    except subprocess.CalledProcessError as error:
+        # The client's own report of why (on either stream), on one line.
+        reason = " ".join(b"".join(part or b"" for part in (error.stderr, error.stdout)).decode(errors="replace").split())
+        return [f"Cannot connect to instance {address}: {reason or error}"]
+    collected = sorted({(r.mBeanName, r.attribute, r.value_type) for r in results
+                        if isinstance(r.value, (int, float))})
+    return [f"       Matching: {n}/350. Bean name: {bean} - Attribute name: {attribute}  - Attribute type: {kind}"
+            for n, (bean, attribute, kind) in enumerate(collected, 1)]
+
+
 def main(argv: list[str]) -> int:
     command = " ".join(argv[1:])
     if argv[1:2] == ["run"]:
@@ -305,6 +371,8 @@ def main(argv: list[str]) -> int:
     if command in BEHAVIOUR.get("answers", {}):
         print(BEHAVIOUR["answers"][command])
         return 0
+    if argv[1:4] == ["jmx", "list", "collected"] and argv[4:5] == ["--checks"]:
+        return jmx_list_collected(argv[5:])
     print(f"Error: unknown command {command!r} (stand-in Agent {BEHAVIOUR['version']})", file=sys.stderr)
     return 1
 
