@@ -336,7 +336,7 @@ class Lab:
     def attach_later(self, host: BootedHost) -> None:
         """Its volume attached to the running host: the disk node made inside (what the kernel and
         udev do on an attachment), udev's links written."""
-        assert host.volume is not None
+        assert host.volume is not None and host.volume_links is not None
         major, minor = host.volume.device_numbers()
         made = host.machine.run(["mknod", "-m", "0660", str(host.volume.attach()), "b", str(major), str(minor)])
         assert made.returncode == 0, made.stdout + made.stderr
@@ -400,7 +400,8 @@ class Lab:
         """Powers a host off and removes it; its upper layer is returned when kept as a layer."""
         host.machine.close(keep_upper=keep_as_layer)
         unmount(host.data_mount)
-        host.volume.detach()
+        if host.volume is not None:
+            host.volume.detach()
         host.world.close()
         host.netns.delete()
         if host in self.hosts:
