@@ -892,8 +892,8 @@ ensure_mysql_datadir() {
   ensure_mysql_user
   source=$(mounted_at "$MYSQL_DATADIR")
   if [ -n "$source" ] && [[ $source != *"[/mysql]" ]]; then
-    # fstab's bind at a boot without the volume: systemd made the (empty) source directory on
-    # the root disk and bound it. Unbound while MySQL is down (the drop-in kept it down); never
+    # fstab's bind at a boot without the volume's mount unit (its line removed; a container,
+    # whose fstab generator skips devices): systemd made the empty source on the root disk. Unbound while MySQL is down (the drop-in kept it down); never
     # under a running MySQL, whose data would then be elsewhere.
     systemctl is-active --quiet mysql &&
       fail "$MYSQL_DATADIR has $source mounted, not the data volume's mysql/ directory, and MySQL runs on it"

@@ -90,6 +90,7 @@ class BootedHost:
         self.trace_intake = trace_intake
         self.volume: Optional[DataVolume] = None  # its data volume (Lab.boot attaches it)
         self.volume_links: Optional[Path] = None  # the directory bound at its /dev/disk
+        self.data_mount: Optional[Path] = None    # the machine's mount of it, bound in at boot
 
     # ------------------------------------------------------------------ running the document
     def converge(self, rendered: Rendered, kill: Optional[KillPoint] = None, timeout: float = 900,

@@ -49,6 +49,12 @@ AGENT_VERSIONS = (AgentVersion(DEFAULT_AGENT_VERSION), AgentVersion("7.78.0"),
                   AgentVersion(BROKEN_AGENT_VERSION, failing_checks=("*",)))
 # The host's data volume, as the instance's data-volume-id tag names it (tests/booted/volume.py).
 DATA_VOLUME_ID = "vol-0d47a5e1b2c3f4a5b"
+DATA_MOUNT = "/var/lib/observability-lab-data"  # where converge.sh and its fstab line mount it
+
+
+def unmount(path: Optional[Path]) -> None:
+    if path is not None and path.is_mount():
+        subprocess.run(["umount", str(path)], capture_output=True)
 DATADOG_HOSTNAME = "observability-lab-dev-1"
 INSTANCE_ID = "i-0b007edh0570000"
 HOSTNAME = "ip-10-0-1-17"
@@ -270,9 +276,15 @@ class Lab:
     # ------------------------------------------------------------------ hosts
     def boot(self, layers: Sequence[Path] = (), seed_user_data: Optional[str] = None,
              tags: Optional[dict[str, str]] = None, workdir: Optional[Path] = None,
-             volume: Optional[DataVolume] = None, volume_attached: bool = True) -> BootedHost:
+             volume: Optional[DataVolume] = None, volume_attached: bool = True,
+             mounted_at_boot: Optional[bool] = None) -> BootedHost:
         """A new host on these layers (above the session layer and the image), booted, with its data
-        volume (a new blank one unless given) attached before it boots, or never (`volume_attached`)."""
+        volume (a new blank one unless given) attached before it boots, or never (`volume_attached`).
+
+        A host booted on a converged disk has the volume in its fstab; systemd's fstab generator
+        ignores device entries in a container, so the machine mounts the volume and binds the
+        mount where that fstab line would have put it (`mounted_at_boot`, by default for such a
+        host whose volume has a filesystem); fstab's own bind of MySQL's directory still runs inside."""
         self._sequence += 1
         netns = NetworkNamespace(f"obslab-{os.getpid()}-{self._sequence}")
         machine = None
@@ -280,9 +292,16 @@ class Lab:
         workdir = workdir or self.dir / f"host-{self._sequence}"
         volume = volume or DataVolume(self.dir / f"volume-{self._sequence}.img", DATA_VOLUME_ID, self.data_volume_gib)
         links = self.dir / f"dev-disk-{self._sequence}"
+        data_mount = self.dir / f"data-mount-{self._sequence}"
+        mount_it = volume_attached and (bool(layers) if mounted_at_boot is None else mounted_at_boot)
         try:
             volume.write_links(links, attached=volume_attached)
             binds = [f"{links}:/dev/disk", *([volume.attach()] if volume_attached else [])]
+            if mount_it and volume.uuid():
+                data_mount.mkdir()
+                subprocess.run(["mount", "-o", "nodev,nosuid,noexec", volume.attach(), str(data_mount)],
+                               check=True, capture_output=True)
+                binds.append(f"{data_mount}:{DATA_MOUNT}")
             machine = Machine(workdir, [*layers, self.session_layer, self.image], netns, hostname=HOSTNAME,
                               binds=binds)
             imds = InstanceMetadata(self.region, {"data-volume-id": volume.volume_id, **(
@@ -306,17 +325,18 @@ class Lab:
                 world.close()
             if machine:
                 machine.close()
+            unmount(data_mount)
             volume.detach()
             netns.delete()
             raise
-        host.volume, host.volume_links = volume, links
+        host.volume, host.volume_links, host.data_mount = volume, links, data_mount
         self.hosts.append(host)
         return host
 
     def attach_later(self, host: BootedHost) -> None:
         """Its volume attached to the running host: the disk node made inside (what the kernel and
         udev do on an attachment), udev's links written."""
-        assert host.volume is not None
+        assert host.volume is not None and host.volume_links is not None
         major, minor = host.volume.device_numbers()
         made = host.machine.run(["mknod", "-m", "0660", str(host.volume.attach()), "b", str(major), str(minor)])
         assert made.returncode == 0, made.stdout + made.stderr
@@ -379,7 +399,9 @@ class Lab:
     def shut(self, host: BootedHost, keep_as_layer: bool = False) -> Optional[Path]:
         """Powers a host off and removes it; its upper layer is returned when kept as a layer."""
         host.machine.close(keep_upper=keep_as_layer)
-        host.volume.detach()
+        unmount(host.data_mount)
+        if host.volume is not None:
+            host.volume.detach()
         host.world.close()
         host.netns.delete()
         if host in self.hosts:
@@ -406,4 +428,5 @@ class Lab:
         for mount in [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
                       if line.split()[1].startswith(str(self.dir))]:
             subprocess.run(["umount", "-l", mount], capture_output=True)
+        detach_loops_under(self.dir)
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -67,8 +67,9 @@ def test_mysqls_data_outlives_its_host_and_a_replacement_uses_it_as_it_is(lab, d
 def test_without_its_volume_mysql_stays_down_converge_waits_a_bounded_time_then_uses_the_late_volume(
         lab, host, dev_document):
     booted = host(volume_attached=False)  # the converged host's disk, its volume not attached at boot
-    # fstab's nofail let it boot. systemd still bound /var/lib/mysql, from a source directory it
-    # made on the root disk; the drop-in (through MariaDB's mysql.service alias) kept MariaDB down.
+    # fstab's nofail let it boot. systemd still bound /var/lib/mysql (the volume's own line is a
+    # device entry, which a container's fstab generator skips), from a source directory it made on
+    # the root disk; the drop-in (through MariaDB's mysql.service alias) kept MariaDB down.
     assert mounted(booted, "/var/lib/mysql") == f"overlay[{DATA_MOUNT}/mysql]"
     assert mounted(booted, DATA_MOUNT) == ""
     show = booted.machine.ok(["systemctl", "show", "-p", "ConditionResult", "-p", "DropInPaths", "mariadb.service"])
