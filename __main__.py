@@ -7,11 +7,14 @@ from components.configuration import ConvergeAssociation, HostConfiguration, Hos
 from components.dashboards import Dashboards
 from components.downtimes import Downtimes, DowntimesArgs
 from components.host import HostAccess, HostAccessArgs, MonitoredHost, MonitoredHostArgs
+from components.java_app import JavaAppMonitoring
 from components.monitors import Monitors
+from components.snapshots import DataSnapshots, DataSnapshotsArgs
 from rendering.bike_share import BikeShareArgs
 from rendering.bundle import bundle_args
 from rendering.dashboards import DashboardsArgs
 from rendering.first_boot import user_data
+from rendering.java_app import JavaAppArgs
 from rendering.monitors import MonitorsArgs
 from settings.stack import load_settings
 
@@ -25,12 +28,16 @@ configuration = HostConfiguration("host-config", HostConfigurationArgs(naming, b
 access = HostAccess("host", HostAccessArgs(naming, settings.host, stack.aws_region, stack.datadog_api_key,
                                            configuration.parameter))
 first_boot = user_data(naming.config_parameter, naming.config_documents)
-hosts = [MonitoredHost(f"host-{n}", MonitoredHostArgs(naming, n, settings.host, first_boot, stack.aws_region), access,
+hosts = [MonitoredHost(f"host-{n}", MonitoredHostArgs(naming, n, settings.host, first_boot, stack.aws_region,
+                                                         settings.data, settings.stack_name), access,
                        # Host 1 is the stack's single host of before: it keeps its instance.
                        instance_aliases=[access.single_host_instance_urn] if n == 1 else [])
          for n in range(1, settings.host.count + 1)]
+# Each host's data volume outlives its instance; the stack snapshots them daily.
+DataSnapshots("data-snapshots", DataSnapshotsArgs(naming, stack.aws_region, settings.data))
+# After the data volumes are attached too: converge waits for its host's, but not for ever.
 converge = ConvergeAssociation("host-config-run", configuration, instance_ids=[host.instance_id for host in hosts],
-                               after=[host.instance for host in hosts])
+                               after=[r for host in hosts for r in (host.instance, host.data_volume_attachment)])
 
 # Every host of the stack, and nothing else, carries the stack's host tags: the Datadog
 # objects watch them, one object per concern whatever the number of hosts.
@@ -45,11 +52,16 @@ if settings.bike_share.enabled:  # the seed's closing use case; dev on, prod off
         naming, settings.bike_share, settings.monitors, stack.datadog_site))
     monitor_ids.update(bike_share.ids)
     dashboard_urls["bikeShare"] = bike_share.url
+if settings.java_app.enabled:  # seed section 5, the Java app through JMX; dev on, prod off by default
+    java_app = JavaAppMonitoring("java-app", JavaAppArgs(naming, settings.java_app, settings.monitors,
+                                                         stack.datadog_site))
+    monitor_ids.update(java_app.ids)
+    dashboard_urls["javaApp"] = java_app.url
 
 
 def host_outputs(host: MonitoredHost) -> dict[str, pulumi.Output[str]]:
-    return {"instanceId": host.instance_id, "publicDns": host.public_dns, "appUrl": host.app_url,
-            "ssmSessionCommand": host.ssm_session_command}
+    return {"instanceId": host.instance_id, "dataVolumeId": host.data_volume_id, "publicDns": host.public_dns,
+            "appUrl": host.app_url, "ssmSessionCommand": host.ssm_session_command}
 
 
 pulumi.export("environment", naming.env)

@@ -100,11 +100,12 @@ class ConvergeAssociation(Component):
             # A new document is a new association (its name is ForceNew for the provider
             # too), so every change runs once on every host; the old one is deleted just
             # before, never alongside it (by id, a replaced instance never gets the old one).
-            # `after` (the instances): converge.sh reads each host's Datadog hostname from its
-            # instance tags, so a new association runs only once the instances (their tags, and
-            # tags in instance metadata) are updated. A new instance still registering with SSM
-            # is covered by the wait above, and after a volume resize converge.sh waits for the
-            # larger disk itself.
+            # `after` (the instances and their data volumes' attachments): converge.sh reads each
+            # host's Datadog hostname and data volume id from its instance tags, so a new
+            # association runs only once the instances (their tags, and tags in instance
+            # metadata) are updated and their volumes attached. A new instance still registering
+            # with SSM is covered by the wait above, and after a volume resize converge.sh waits
+            # for the larger disk itself.
             opts=pulumi.ResourceOptions(parent=self, replace_on_changes=["*"], delete_before_replace=True,
                                         depends_on=list(after)),
         )

@@ -2,7 +2,9 @@
 
 `HostAccess` is what every host of a stack shares: the security group, the instance role
 and profile, the Datadog API key parameter and the stack's own KMS key for it, where the
-hosts run (subnet) and from which image. `MonitoredHost` is one host: its instance, tagged with its Datadog hostname.
+hosts run (subnet) and from which image. `MonitoredHost` is one host: its instance, tagged
+with its Datadog hostname, and its data volume (MySQL's data), which outlives the instance:
+replacing the instance replaces the volume's attachment, never the volume (docs/data.md).
 A stack has one `HostAccess` and `hostCount` hosts; adding or removing a host touches no
 other host's resources.
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -26,7 +28,8 @@ import pulumi_aws as aws
 from components.base import Component
 from rendering import iam_policies
 from settings.naming import Naming
-from settings.stack import HostSettings
+from settings.stack import DataSettings, HostSettings
+from settings.validation import SettingsError
 
 CANONICAL_OWNER = "099720109477"
 # Until hosts were split out, one component of this type, named "host", held every AWS
@@ -38,6 +41,11 @@ ACCESS_TYPE_BEFORE = "observability-lab:aws:HostAccess"
 INSTANCE_TYPE = "aws:ec2/instance:Instance"
 # The instance tag converge.sh reads from instance metadata (IMDSv2) for the Agent's hostname.
 DATADOG_HOSTNAME_TAG = "datadog-hostname"
+# The instance tag naming its data volume's EBS id: converge.sh finds the disk by it
+# (udev's /dev/disk/by-id link of an NVMe EBS volume carries the id as its serial).
+DATA_VOLUME_ID_TAG = "data-volume-id"
+# Where the data volume is attached: EC2 needs a name, Nitro instances ignore it (NVMe).
+DATA_VOLUME_DEVICE = "/dev/sdf"
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,8 @@ class MonitoredHostArgs:
     host: HostSettings
     user_data: str                     # the first-boot fetcher (the same on every host)
     aws_region: str
+    data: DataSettings                 # its data volume
+    stack_name: str                    # for the settings error of a move to another zone
 
 
 class HostAccess(Component):
@@ -113,6 +123,8 @@ class HostAccess(Component):
             f"{name}-profile", name=naming.name("host"), role=role.name, tags=host_tags, opts=child)
 
         self.subnet_id, vpc_id = _network(host.subnet_id, invoke)
+        # Where the hosts run, and so where their data volumes are made (a volume stays in its zone).
+        self.availability_zone = aws.ec2.get_subnet_output(id=self.subnet_id, opts=invoke).availability_zone
         self.image_id = _image(host.ami_id, host.ubuntu_image_name, invoke)
         self.security_group = aws.ec2.SecurityGroup(
             f"{name}-sg",
@@ -168,12 +180,14 @@ class MonitoredHost(Component):
         host_tags = naming.tagged(f"host-{args.index}")
         fleet_key, fleet_value = naming.fleet_tag
         datadog_hostname = naming.datadog_hostname(args.index)
+        self.data_volume = self._data_volume(name, args, access)
 
         self.instance = aws.ec2.Instance(
             f"{name}-instance",
             ami=access.image_id,
             instance_type=host.instance_type,
-            subnet_id=access.subnet_id,
+            # Never in another zone than its data volume (_same_zone refuses it).
+            subnet_id=_same_zone(access.subnet_id, access.availability_zone, self.data_volume, args),
             vpc_security_group_ids=[access.security_group.id],
             iam_instance_profile=access.profile.name,
             associate_public_ip_address=True,
@@ -181,12 +195,15 @@ class MonitoredHost(Component):
                 http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1,
                 # converge.sh reads the datadog-hostname tag from instance metadata.
                 instance_metadata_tags="enabled"),
+            # The root volume's tags, not `volume_tags`: the provider writes those onto every
+            # volume attached to the instance at each change of them, the data volume too
+            # (whose own tags it then keeps rewriting back; terraform-provider-aws's instance docs).
             root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
                 volume_type="gp3", volume_size=host.root_volume_gib, encrypted=True,
-                delete_on_termination=True),
+                delete_on_termination=True, tags=host_tags),
             user_data=args.user_data,
-            tags={**host_tags, fleet_key: fleet_value, DATADOG_HOSTNAME_TAG: datadog_hostname},
-            volume_tags=host_tags,
+            tags={**host_tags, fleet_key: fleet_value, DATADOG_HOSTNAME_TAG: datadog_hostname,
+                  DATA_VOLUME_ID_TAG: self.data_volume.id},
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=access.boot_dependencies,
@@ -197,12 +214,24 @@ class MonitoredHost(Component):
                 # the provider stop and start it to rewrite its user-data.
                 ignore_changes=["userData"],
                 # Only the image and the subnet replace the host. The old one goes first, so
-                # two Agents never report under the host's one Datadog hostname.
+                # two Agents never report under the host's one Datadog hostname (and its
+                # data volume is free for the new one).
                 delete_before_replace=True,
             ),
         )
+        # Replaced with the instance, never the volume. Detaching stops the instance first, so
+        # MySQL shuts down and the filesystem is unmounted cleanly before the volume leaves.
+        self.data_volume_attachment = aws.ec2.VolumeAttachment(
+            f"{name}-data-attachment",
+            device_name=DATA_VOLUME_DEVICE,
+            volume_id=self.data_volume.id,
+            instance_id=self.instance.id,
+            stop_instance_before_detaching=True,
+            opts=self.child,
+        )
 
         self.datadog_hostname = datadog_hostname
+        self.data_volume_id = self.data_volume.id
         self.instance_id = self.instance.id
         self.public_ip = self.instance.public_ip
         self.public_dns = self.instance.public_dns
@@ -211,12 +240,57 @@ class MonitoredHost(Component):
                                                         args.aws_region, " --target ", self.instance.id)
         self.register_outputs({
             "datadogHostname": self.datadog_hostname,
+            "dataVolumeId": self.data_volume_id,
             "instanceId": self.instance_id,
             "publicIp": self.public_ip,
             "publicDns": self.public_dns,
             "appUrl": self.app_url,
             "ssmSessionCommand": self.ssm_session_command,
         })
+
+    def _data_volume(self, name: str, args: MonitoredHostArgs, access: HostAccess) -> aws.ebs.Volume:
+        """MySQL's data: a volume of its own that outlives the instance.
+
+        Made in the hosts' zone and kept there: its zone is fixed once it exists (ignored
+        afterwards, so a later subnet in another zone cannot replace it; _same_zone refuses that
+        subnet). A larger size is ModifyVolume, in place; converge.sh grows the filesystem.
+        On deletion (hostCount down, `pulumi destroy`) the provider takes a final snapshot
+        first (`final_snapshot`, constant: a change of it alone is an update AWS refuses,
+        terraform-provider-aws#31044); `retain` leaves the volume itself in AWS, `protect`
+        makes Pulumi refuse to delete it.
+        """
+        on_delete = args.data.on_delete
+        return aws.ebs.Volume(
+            f"{name}-data-volume",
+            availability_zone=access.availability_zone,
+            size=args.data.volume_gib,
+            type="gp3",
+            encrypted=True,
+            final_snapshot=True,
+            tags=args.naming.data_volume_tags(args.index),
+            opts=pulumi.ResourceOptions(
+                parent=self, ignore_changes=["availabilityZone"],
+                protect=on_delete == "protect", retain_on_delete=on_delete == "retain"),
+        )
+
+
+def _same_zone(subnet_id: pulumi.Input[str], subnet_zone: pulumi.Output[str], volume: aws.ebs.Volume,
+              args: MonitoredHostArgs) -> pulumi.Output[str]:
+    """The subnet, once its zone is the data volume's: a volume cannot follow a host to another
+    zone, so a subnetId there is a settings error (before the instance or the volume changes)."""
+
+    def check(values: list[Any]) -> str:
+        subnet, zone, volume_zone, volume_id = values
+        if zone != volume_zone:
+            raise SettingsError(args.stack_name, [
+                f"observability-lab:subnetId = {subnet}: that subnet is in {zone}, but host "
+                f"{args.naming.datadog_hostname(args.index)}'s data volume {volume_id} is in {volume_zone}, "
+                "and an EBS volume cannot move between availability zones. Use a subnet in "
+                f"{volume_zone}; to move the host, restore its latest snapshot into a volume in the new "
+                "zone first (docs/data.md)."])
+        return subnet
+
+    return pulumi.Output.all(subnet_id, subnet_zone, volume.availability_zone, volume.id).apply(check)
 
 
 def _caller_role_arn(invoke: pulumi.InvokeOutputOptions) -> pulumi.Output[str]:

@@ -8,8 +8,10 @@ place, or replaced, with the inputs that differ. A resource whose aliases name o
 base plan's resources is that resource, moved (renamed or re-parented), as for the engine. Inputs a resource ignores
 (`ignore_changes`) do not count, as in the engine. A replacement is predicted from the
 resource's `replace_on_changes` and from the provider's own replace-only inputs listed
-below for the types this program uses; only `pulumi preview` against a real account says
-for sure.
+below for the types this program uses. A replaced resource gets a new id (unknown until it
+exists), so every input that holds one of its outputs changes too (`inputDependencies` of the
+plan): the resource holding it is replaced when that input is replace-only, updated otherwise,
+as the engine decides in a preview. Only `pulumi preview` against a real account says for sure.
 """
 
 from __future__ import annotations
@@ -19,9 +21,16 @@ from typing import Any
 # Inputs whose change the provider can only apply by replacing the resource (ForceNew in
 # terraform-provider-aws, which pulumi-aws bridges): aws_instance ami, subnet_id,
 # associate_public_ip_address; aws_ssm_document name; aws_ssm_association name;
-# aws_ssm_parameter name; aws_security_group name, vpc_id, description; aws_iam_role name.
+# aws_ssm_parameter name; aws_security_group name, vpc_id, description; aws_iam_role name;
+# aws_ebs_volume availability_zone, encrypted, kms_key_id,
+# multi_attach_enabled, outpost_arn, snapshot_id (its size, type, iops and throughput are
+# ModifyVolume, in place); aws_volume_attachment device_name, instance_id, volume_id.
+# aws_dlm_lifecycle_policy has none at the top level (its schedules' copy_tags is ForceNew).
 PROVIDER_REPLACES: dict[str, frozenset[str]] = {
     "aws:ec2/instance:Instance": frozenset({"ami", "subnetId", "associatePublicIpAddress"}),
+    "aws:ebs/volume:Volume": frozenset({"availabilityZone", "encrypted", "kmsKeyId", "multiAttachEnabled",
+                                        "outpostArn", "snapshotId"}),
+    "aws:ec2/volumeAttachment:VolumeAttachment": frozenset({"deviceName", "instanceId", "volumeId"}),
     "aws:ssm/document:Document": frozenset({"name"}),
     "aws:ssm/association:Association": frozenset({"name"}),
     "aws:ssm/parameter:Parameter": frozenset({"name"}),
@@ -65,8 +74,9 @@ def changed_inputs(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     return sorted(n for n in names - ignored if before["inputs"].get(n) != after["inputs"].get(n))
 
 
-def classify(before: dict[str, Any], after: dict[str, Any]) -> tuple[str, list[str]]:
-    changed = changed_inputs(before, after)
+def classify(before: dict[str, Any], after: dict[str, Any], reached: frozenset[str] = frozenset()) -> tuple[str, list[str]]:
+    """`reached`: inputs holding an output of a replaced resource (changed, whatever their value)."""
+    changed = sorted(set(changed_inputs(before, after)) | reached)
     if not changed:
         return "unchanged", []
     replace_on = set(after.get("options", {}).get("replaceOnChanges", []))
@@ -90,6 +100,18 @@ def compare(before_plan: dict[str, Any], after_plan: dict[str, Any]) -> dict[Key
             result[key] = ("deleted", [])
         else:
             result[key] = classify(before[was], after[key])
+    # Replacements reach the inputs that hold the replaced resources' outputs, transitively.
+    reaching = True
+    while reaching:
+        reaching = False
+        for key, resource in after.items():
+            if result[key][0] not in ("unchanged", "updated"):
+                continue
+            reached = frozenset(name for name, keys in resource.get("inputDependencies", {}).items()
+                                if any(result.get(tuple(k), ("",))[0] == "replaced" for k in keys))
+            found = classify(before[moved.get(key, key)], resource, reached)
+            if found != result[key]:
+                result[key], reaching = found, True
     return result
 
 

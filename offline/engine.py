@@ -50,6 +50,9 @@ FAKE_ACCOUNT = "123456789012"
 FAKE_DEPLOYER = f"arn:aws:iam::{FAKE_ACCOUNT}:role/observability-lab-deploy"
 FAKE_VPC = "vpc-0d1e2f3a4b5c6d7e8"
 FAKE_SUBNETS = ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0bbbbbbbbbbbbbbb2"]
+# The availability zone (after the region's name) of each fake subnet: the default VPC's two,
+# and one more in a third zone for tests that move a host; any other subnet id is in zone a.
+FAKE_SUBNET_ZONES = {FAKE_SUBNETS[0]: "a", FAKE_SUBNETS[1]: "b", "subnet-0ccccccccccccccc3": "c"}
 # What a time:Static records when created: "now" on a real `pulumi up`, a fixed
 # Wednesday afternoon here, so every evaluation renders the same downtime starts.
 FAKE_NOW = datetime(2030, 1, 2, 15, 37, 42, tzinfo=timezone.utc)
@@ -67,6 +70,8 @@ class Resource:
     outputs: dict[str, Any]
     # URNs this resource waits for: its inputs' resources and its depends_on.
     dependencies: tuple[str, ...] = ()
+    # Per input, the URNs of the resources whose outputs it holds (what a replacement reaches).
+    input_dependencies: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass
@@ -179,13 +184,17 @@ class OfflineMocks(pulumi.runtime.Mocks):
         self.evaluation = evaluation
         self.region = region
 
+    def zone(self, subnet_id: Any) -> str:
+        return self.region + FAKE_SUBNET_ZONES.get(subnet_id, "a")
+
     def call(self, args: pulumi.runtime.MockCallArgs):
         self.evaluation.invokes.append((args.token, dict(args.args)))
         answers = {
             "aws:ec2/getAmi:getAmi": _ami(args.args),
             "aws:ec2/getVpc:getVpc": {"id": FAKE_VPC, "cidrBlock": "172.31.0.0/16"},
             "aws:ec2/getSubnets:getSubnets": {"id": FAKE_VPC, "ids": FAKE_SUBNETS},
-            "aws:ec2/getSubnet:getSubnet": {"id": args.args.get("id"), "vpcId": FAKE_VPC},
+            "aws:ec2/getSubnet:getSubnet": {"id": args.args.get("id"), "vpcId": FAKE_VPC,
+                                            "availabilityZone": self.zone(args.args.get("id"))},
             "aws:index/getCallerIdentity:getCallerIdentity": {
                 "accountId": FAKE_ACCOUNT, "userId": "AROAEXAMPLEDEPLOYER:offline",
                 "arn": f"arn:aws:sts::{FAKE_ACCOUNT}:assumed-role/observability-lab-deploy/offline"},
@@ -209,6 +218,12 @@ class OfflineMocks(pulumi.runtime.Mocks):
                          publicDns=f"ec2-{fake_id(name)}.compute-1.amazonaws.example")
         elif type_ == "aws:ec2/securityGroup:SecurityGroup":
             resource_id = f"sg-{fake_id(name)}"
+        elif type_ == "aws:ebs/volume:Volume":
+            resource_id = f"vol-{fake_id(name)}"
+            state["arn"] = f"arn:aws:ec2:{self.region}:{FAKE_ACCOUNT}:volume/{resource_id}"
+        elif type_ == "aws:dlm/lifecyclePolicy:LifecyclePolicy":
+            resource_id = f"policy-{fake_id(name)}"
+            state["arn"] = f"arn:aws:dlm:{self.region}:{FAKE_ACCOUNT}:policy/{resource_id}"
         elif type_ == "aws:ssm/parameter:Parameter":
             param = reveal(args.inputs.get("name", name))
             state["arn"] = f"arn:aws:ssm:{self.region}:{FAKE_ACCOUNT}:parameter{param}"
@@ -240,13 +255,28 @@ class OfflineMocks(pulumi.runtime.Mocks):
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
-    """The real MockMonitor, also keeping each registration's parent and options."""
+    """The real MockMonitor, also keeping each registration's parent and options.
 
-    def __init__(self, mocks: OfflineMocks):
+    With `prior` (the evaluation of an earlier `pulumi up`, standing for the stack's state),
+    an input the resource ignores (`ignore_changes`) keeps its prior value, as the engine
+    keeps the one in its state: what the program asks for then differs from what it gets.
+    """
+
+    def __init__(self, mocks: OfflineMocks, prior: Optional[Evaluation] = None):
         super().__init__(mocks)
         self.requests: dict[str, Any] = {}
+        self.prior = {(r.type, r.name): r for r in prior.resources} if prior else {}
+
+    def _keep_ignored_inputs(self, request) -> None:
+        before = self.prior.get((request.type, request.name))
+        if before is None:
+            return
+        for key in request.ignoreChanges:
+            if key in before.inputs:
+                request.object.update({key: before.inputs[key]})
 
     def RegisterResource(self, request):
+        self._keep_ignored_inputs(request)
         response = super().RegisterResource(request)
         _keep_thread_loop()
         self.requests[response.urn] = request
@@ -274,7 +304,8 @@ def _keep_thread_loop() -> None:
 
 
 def configure(stack: str, overrides: Optional[Mapping[str, Any]] = None,
-              stack_file: Optional[Path] = None) -> tuple[Evaluation, RecordingMonitor]:
+              stack_file: Optional[Path] = None,
+              prior: Optional[Evaluation] = None) -> tuple[Evaluation, RecordingMonitor]:
     """Install fresh mocks and the stack's config (Pulumi.<stack>.yaml plus `overrides`).
 
     An override of None removes the key, so the program's default applies.
@@ -283,7 +314,7 @@ def configure(stack: str, overrides: Optional[Mapping[str, Any]] = None,
     _open_event_loop()
     evaluation = Evaluation(stack=stack)
     mocks = OfflineMocks(evaluation, region=config.get("aws:region", "us-east-1"))
-    monitor = RecordingMonitor(mocks)
+    monitor = RecordingMonitor(mocks, prior)
     pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(config, secret_keys)
@@ -294,14 +325,15 @@ def configure(stack: str, overrides: Optional[Mapping[str, Any]] = None,
 
 def evaluate(stack: str, overrides: Optional[Mapping[str, Any]] = None,
              stack_file: Optional[Path] = None,
-             program: Optional[Callable[[], None]] = None) -> Evaluation:
+             program: Optional[Callable[[], None]] = None,
+             prior: Optional[Evaluation] = None) -> Evaluation:
     """Run __main__.py (or `program`: a few resources a test registers) for `stack` under
-    the mock engine and record what it registers.
+    the mock engine and record what it registers (`prior`: the stack's state, see RecordingMonitor).
 
     Never raises for program errors: they are returned in `Evaluation.error`, with
     whatever was registered before the error (for "nothing was created" checks).
     """
-    evaluation, monitor = configure(stack, overrides, stack_file)
+    evaluation, monitor = configure(stack, overrides, stack_file, prior)
 
     def main_program() -> None:
         runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
@@ -309,9 +341,22 @@ def evaluate(stack: str, overrides: Optional[Mapping[str, Any]] = None,
     try:
         _sync_await(run_pulumi_func(program or main_program))
     except Exception as error:  # noqa: BLE001 handed to the caller
-        evaluation.error = error
+        evaluation.error = _root_cause(error)
     _collect(evaluation, monitor)
+    if evaluation.error is not None:
+        _forget_failed_run()
     return evaluation
+
+
+def _forget_failed_run() -> None:
+    """What a failed run leaves in the runtime's process-wide settings (its unhandled error,
+    RPCs and outputs still pending), which the next evaluation would otherwise report as its own."""
+    state: Any = pulumi_settings.SETTINGS  # its attributes are context variables pyright cannot follow
+    for pending in [*state.outputs, *state.rpc_manager.rpcs]:
+        if isinstance(pending, asyncio.Future):
+            pending.cancel()
+    state.outputs.clear()
+    state.rpc_manager.clear()
 
 
 def _open_event_loop() -> None:
@@ -372,14 +417,29 @@ def _collect(evaluation: Evaluation, monitor: RecordingMonitor) -> None:
                 "additionalSecretOutputs": sorted(request.additionalSecretOutputs),
                 "deleteBeforeReplace": request.deleteBeforeReplace,
                 "protect": request.protect,
+                "retainOnDelete": request.retainOnDelete,
                 "aliases": _alias_urns(monitor, request),
             },
             outputs=dict(registration.state),
             dependencies=tuple(sorted(request.dependencies)),
+            input_dependencies={key: tuple(sorted(deps.urns))
+                                for key, deps in sorted(request.propertyDependencies.items()) if deps.urns},
         ))
     root = pulumi_settings.get_root_resource()
     for key, output in (getattr(root, "outputs", None) or {}).items():
         out = pulumi.Output.from_input(output)
-        evaluation.outputs[key] = _sync_await(out.future())
+        try:
+            evaluation.outputs[key] = _sync_await(out.future())
+        except Exception as error:  # noqa: BLE001 a resource the output needs failed to register
+            # The program's own error, not the wrappers the runtime adds around it.
+            evaluation.error = evaluation.error or _root_cause(error)
+            continue
         if _sync_await(out.is_secret()):
             evaluation.secret_outputs.add(key)
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    """The program's own error, inside the runtime's "While processing ..." wrappers."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return error

@@ -135,8 +135,11 @@ def build_plan(evaluation: Evaluation) -> dict[str, Any]:
             plan["hostConfiguration"][r.name] = host_configuration(r)
             inputs["content"] = _digest_placeholder(r.inputs["content"], "shown under Host configuration")
         options = {k: v for k, v in r.options.items() if v}
-        plan["resources"].append({"type": r.type, "name": r.name, "parent": _short(r.parent),
-                                  "options": options, "inputs": inputs})
+        entry = {"type": r.type, "name": r.name, "parent": _short(r.parent), "options": options, "inputs": inputs}
+        if r.input_dependencies:  # which resources' outputs an input holds (a replacement reaches it)
+            entry["inputDependencies"] = {key: [list(changes.urn_key(urn)) for urn in urns]
+                                          for key, urns in r.input_dependencies.items()}
+        plan["resources"].append(entry)
         if r.type == "datadog:index/dashboard:Dashboard":
             plan["dashboards"].append({"title": r.inputs.get("title"),
                                        "widgets": _widgets(r.inputs.get("widgets", []))})

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -26,13 +27,33 @@ from typing import Any
 
 from settings.declare import Secret, declarations
 from settings.naming import Naming
-from settings.stack import AgentSettings, AppSettings, BikeShareSettings, HostSettings, StackSettings
+from settings.stack import (AgentSettings, AppSettings, BikeShareSettings, DataSettings, HostSettings, JavaAppSettings,
+                            StackSettings)
 
 USERDATA_DIR = Path(__file__).resolve().parent.parent / "userdata"
 BUNDLES_DIR = "/opt/observability-lab/bundles"
 APP_DIR = "/opt/sample-flask-app"
 APP_USER = "flaskapp"
 APP_UNIT = "flask-app.service"
+# The Java workload: Ubuntu's tomcat10 (its unit, user and CATALINA_BASE) and the cars app.
+CARS_DIR = "/opt/cars-app"
+TOMCAT_USER = "tomcat"
+# What identifies the Tomcat JVM among the host's java processes (the Agent's JMXFetch is
+# one too, under dd-agent): its main class, under its user.
+TOMCAT_MAIN_CLASS = "org.apache.catalina.startup.Bootstrap"
+# The MBean attributes behind the Java monitors and dashboard (the Agent's metric names in
+# the comments): converge.sh checks that the Agent's JMXFetch collects each one.
+JMX_COLLECTED = (
+    "java.lang:type=Memory/HeapMemoryUsage",               # jvm.heap_memory, jvm.heap_memory_max
+    "java.lang:type=GarbageCollector/CollectionTime",      # jvm.gc.major_collection_time (G1 Old)
+    "java.lang:type=Threading/ThreadCount",                # jvm.thread_count
+    "Catalina:type=ThreadPool/currentThreadsBusy",         # tomcat.threads.busy
+    "Catalina:type=GlobalRequestProcessor/requestCount",   # tomcat.request_count
+    "Catalina:type=GlobalRequestProcessor/errorCount",     # tomcat.error_count
+    "Catalina:type=DataSource/active",                     # tomcat.jdbc.connection_pool.active
+    "Catalina:type=DataSource/maxActive",                  # tomcat.jdbc.connection_pool.max_active
+    "tomcat.jdbc:type=ConnectionPool/WaitCount",           # tomcat.jdbc.connection_pool.wait_count
+)
 MANIFEST = "manifest"
 # Files converge.sh reads from the bundle itself; every other file must have a manifest line.
 BUNDLE_ONLY = frozenset({"converge.sh", "converge.env", MANIFEST})
@@ -42,6 +63,9 @@ FIRST_BOOT_DIR = "first-boot/"
 # (converge.sh removes a manifest entry's file from the host when the bundle lacks it).
 FEATURE_FILES = {
     "bikeShare": ("agent/checks.d/bike_share.py", "agent/conf.d/bike_share.yaml.tmpl"),
+    "javaApp": ("tomcat/cars/index.jsp", "tomcat/cars.xml.tmpl", "tomcat/observability-lab.conf.tmpl",
+                "tomcat/jmxremote.password", "tomcat/jmxremote.access", "agent/conf.d/tomcat.d/conf.yaml.tmpl",
+                "mysql/cars_user.sql.tmpl"),
 }
 
 
@@ -88,14 +112,16 @@ class BundleArgs:
     naming: Naming
     stack: StackSettings
     host: HostSettings
+    data: DataSettings             # converge.sh learns the data volume's size (and grows into it)
     agent: AgentSettings
     app: AppSettings
     bike_share: BikeShareSettings  # its files are in the bundle only when it is enabled
+    java_app: JavaAppSettings      # likewise
 
     def sections(self) -> dict[str, Any]:
         """Each section by the prefix of its template values."""
-        return {"stack": self.stack, "host": self.host, "agent": self.agent, "app": self.app,
-                "bike_share": self.bike_share}
+        return {"stack": self.stack, "host": self.host, "data": self.data, "agent": self.agent, "app": self.app,
+                "bike_share": self.bike_share, "java": self.java_app}
 
 
 def bundle_args(settings: Any) -> BundleArgs:
@@ -132,16 +158,30 @@ def template_values(args: BundleArgs, sources: dict[str, str]) -> dict[str, str]
         "site_json": json.dumps(args.stack.datadog_site),
         # The Agent's host tags: the stack's own ones, which its Datadog objects select by, last.
         "host_tags_json": json.dumps([*args.agent.host_tags, *args.naming.stack_host_tags]),
-        "process_instances_json": json.dumps([
-            {"name": process, "search_string": [process], "exact_match": False}
-            for process in args.agent.watched_processes]),
+        "process_instances_json": json.dumps(process_instances(args)),
         "app_user": APP_USER,
         "app_dir": APP_DIR,
         "app_unit": APP_UNIT,
+        "cars_dir": CARS_DIR,
+        # converge.sh: whether the Java workload is on, and what the Agent must collect from it.
+        "java_app": "on" if args.java_app.enabled else "off",
+        "jmx_port": str(args.java_app.jmx_port) if args.java_app.enabled else "",
+        "jmx_collected": " ".join(JMX_COLLECTED) if args.java_app.enabled else "",
         "app_version": app_version(sources),
         "bike_share_selection": _station_selection(args.bike_share),
     })
     return values
+
+
+def process_instances(args: BundleArgs) -> list[dict[str, Any]]:
+    """The process check's instances: each watched process by name, and (the Java workload
+    on) the Tomcat JVM by its main class under its user."""
+    instances: list[dict[str, Any]] = [{"name": process, "search_string": [process], "exact_match": False}
+                                       for process in args.agent.watched_processes]
+    if args.java_app.enabled:
+        instances.append({"name": "tomcat", "search_string": [re.escape(TOMCAT_MAIN_CLASS)],
+                          "exact_match": False, "user": TOMCAT_USER})
+    return instances
 
 
 def _station_selection(check: BikeShareSettings) -> str:
@@ -152,7 +192,8 @@ def _station_selection(check: BikeShareSettings) -> str:
 
 
 def enabled_features(args: BundleArgs) -> set[str]:
-    return {"bikeShare"} if args.bike_share.enabled else set()
+    return {feature for feature, on in (("bikeShare", args.bike_share.enabled), ("javaApp", args.java_app.enabled))
+            if on}
 
 
 def app_version(sources: dict[str, str]) -> str:

@@ -37,7 +37,9 @@ from rendering.bundle import BUNDLES_DIR, Bundle, sha256
 from settings.naming import Naming
 
 SSM_DOCUMENT_LIMIT = 65_536
-DOCUMENT_BUDGET = int(SSM_DOCUMENT_LIMIT * 0.7)  # 30 % headroom
+# 15 % headroom: with the Java workload and the data volume (issues 19, 21) dev's document is
+# some 77 % of SSM's limit; converge.sh is a third of it, gzipped.
+DOCUMENT_BUDGET = int(SSM_DOCUMENT_LIMIT * 0.85)
 # How long `pulumi up` waits for a new association to succeed on every host: a first
 # boot (apt, MySQL, the app's venv) may hold the converge lock before it.
 WAIT_FOR_SUCCESS_SECONDS = 1800
@@ -124,5 +126,5 @@ def document_content(bundle: Bundle, description: str) -> str:
     }, sort_keys=False, width=1_000)
     if len(content.encode()) > DOCUMENT_BUDGET:
         raise ValueError(f"the SSM document is {len(content.encode())} bytes; the budget is "
-                         f"{DOCUMENT_BUDGET} (70 % of SSM's {SSM_DOCUMENT_LIMIT})")
+                         f"{DOCUMENT_BUDGET} (85 % of SSM's {SSM_DOCUMENT_LIMIT})")
     return content

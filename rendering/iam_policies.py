@@ -9,6 +9,10 @@ resources, except the few SSM Agent actions AWS cannot scope to a resource.
   State Manager and Session Manager (read from amazon-ssm-agent's source, below), instead of
   the AWS-managed AmazonSSMManagedInstanceCore, which allows ssm:GetParameter(s) and
   ssm:GetDocument on every resource of the account.
+- The snapshot role (Data Lifecycle Manager's): snapshot the stack's data volumes, tag those
+  snapshots, and delete only snapshots that carry the stack's snapshot tag (its retention);
+  not the AWS-managed AWSDataLifecycleManagerServiceRole, which snapshots, copies, shares and
+  deletes every volume and snapshot of the account.
 - The KMS key holding the API key: its key policy lets the account's administrators (IAM
   principals whose own policies allow it) manage the key but never use it; only this stack's
   host role may decrypt with it, and the deployers (who hold the key anyway) encrypt and
@@ -71,8 +75,10 @@ class ArnScope:
         _, partition, _, _, account, _ = arn.split(":", 5)
         return cls(partition, region, account)
 
-    def arn(self, service: str, resource: str, *, regional: bool = True) -> str:
-        return f"arn:{self.partition}:{service}:{self.region if regional else ''}:{self.account}:{resource}"
+    def arn(self, service: str, resource: str, *, regional: bool = True, owned: bool = True) -> str:
+        """`owned=False`: a resource whose ARN names no account (EBS snapshots)."""
+        return (f"arn:{self.partition}:{service}:{self.region if regional else ''}:"
+                f"{self.account if owned else ''}:{resource}")
 
     @property
     def account_root(self) -> str:
@@ -131,6 +137,36 @@ def api_key_key_policy(scope: ArnScope, host_role_arn: str, deployer_arns: Seque
          "Action": list(DEPLOYER_KEY_ACTIONS), "Resource": "*",
          "Condition": {**via_ssm, "ArnEquals": {"aws:PrincipalArn": sorted(deployer_arns)}}},
     )
+
+
+# What Data Lifecycle Manager calls for an EBS snapshot policy on volumes (the ec2 part of
+# AWSDataLifecycleManagerServiceRole, v8-v10, less what volume snapshots never use: multi-volume
+# CreateSnapshots, copies, sharing, fast restore, archive tiers, and the EventBridge rules of
+# cross-account copy policies). The Service Authorization Reference lists no resource type
+# for the Describe actions: "*" only.
+DLM_DESCRIBE_ACTIONS = ("ec2:DescribeInstances", "ec2:DescribeVolumes", "ec2:DescribeSnapshots")
+
+
+def snapshot_data_volumes(scope: ArnScope, volume_tag: tuple[str, str], snapshot_tag: tuple[str, str]) -> dict[str, Any]:
+    """Data Lifecycle Manager's grants for the stack's snapshot policy: snapshot the volumes
+    that carry `volume_tag` (the policy's target tag), tag the new snapshots, and delete
+    only snapshots that carry `snapshot_tag` (the policy adds it to each one it creates)."""
+    snapshots = scope.arn("ec2", "snapshot/*", owned=False)
+    return _document(
+        {"Sid": "SnapshotTheStacksDataVolumes", "Effect": "Allow", "Action": "ec2:CreateSnapshot",
+         "Resource": scope.arn("ec2", "volume/*"),
+         "Condition": {"StringEquals": {f"aws:ResourceTag/{volume_tag[0]}": volume_tag[1]}}},
+        {"Sid": "CreateAndTagTheSnapshots", "Effect": "Allow", "Action": ["ec2:CreateSnapshot", "ec2:CreateTags"],
+         "Resource": snapshots},
+        {"Sid": "DeleteOnlyThePolicysSnapshots", "Effect": "Allow", "Action": "ec2:DeleteSnapshot",
+         "Resource": snapshots,
+         "Condition": {"StringEquals": {f"aws:ResourceTag/{snapshot_tag[0]}": snapshot_tag[1]}}},
+        {"Sid": "FindVolumesAndSnapshots", "Effect": "Allow", "Action": list(DLM_DESCRIBE_ACTIONS), "Resource": "*"},
+    )
+
+
+def assume_role_by_dlm() -> dict[str, Any]:
+    return _document({"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": "dlm.amazonaws.com"}})
 
 
 def assume_role_by_ec2() -> dict[str, Any]:

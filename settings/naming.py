@@ -72,6 +72,21 @@ class Naming:
         return ("fleet", self.prefix)
 
     @property
+    def data_volume_tag(self) -> tuple[str, str]:
+        """The tag of the stack's data volumes: what its snapshot policy targets."""
+        return ("data-volume", self.prefix)
+
+    @property
+    def data_snapshot_tag(self) -> tuple[str, str]:
+        """The tag the snapshot policy adds to each snapshot it makes: the only ones it may delete."""
+        return ("data-snapshot", self.prefix)
+
+    def data_volume_tags(self, index: int) -> dict[str, str]:
+        """Host `index`'s data volume: tagged like its host, and as one of the stack's data volumes."""
+        key, value = self.data_volume_tag
+        return {**self.tagged(f"host-{index}-data"), key: value}
+
+    @property
     def api_key_parameter(self) -> str:
         """SSM path of the Datadog API key; the Agent resolves it at boot."""
         return self.ssm_path("datadog/api_key")

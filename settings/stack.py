@@ -50,6 +50,8 @@ DATADOG_SITES = (
 )
 _API_URL = r"https://api\.([a-z0-9.\-]+?)/?"
 DEFAULT_AGENT_VERSION = "7.77.2"
+# Ubuntu's MySQL 8 server; an image of another distribution (amiId) may name it otherwise.
+DEFAULT_MYSQL_SERVER_PACKAGE = "mysql-server-8.0"
 # Citi Bike NYC's GBFS 2.3 auto-discovery file (MobilityData's systems.csv).
 BIKE_SHARE_DEFAULT_FEED = "https://gbfs.citibikenyc.com/gbfs/2.3/gbfs.json"
 # Every watched station is 9 custom metrics per host; the check refuses more than this.
@@ -126,6 +128,12 @@ class HostSettings:
         "appAllowedCidrs", Names("list of CIDR", is_cidr, "must be a CIDR block such as 203.0.113.0/24 (host bits zero)"),
         (), "who may reach the app port; the whole internet is refused on SSH/RDP/database ports",
         default_text="`[]` (closed)")
+    mysql_server_package: str = setting(
+        "mysqlServerPackage", Text("Debian package name", "must be a Debian package name such as "
+                                   + DEFAULT_MYSQL_SERVER_PACKAGE, r"[a-z0-9][a-z0-9+.\-]+"),
+        DEFAULT_MYSQL_SERVER_PACKAGE,
+        "the MySQL server package apt installs: the image's (Ubuntu's MySQL 8; an image of another distribution, "
+        "through `amiId`, may name it otherwise; the booted-host tests use Debian's `mariadb-server`)")
     # Who runs `pulumi up`/`refresh` on the stack: the only principals besides its hosts that
     # may use the API key's KMS key (through SSM). Empty: whoever runs the program.
     deployer_arns: tuple[str, ...] = setting(
@@ -154,6 +162,25 @@ class HostSettings:
                     report.fail(self, "app_allowed_cidrs", cidr,
                                 f"{report.key(self, 'app_port')} {self.app_port} is a remote-access/database port; "
                                 "it may not be opened to the whole internet")
+
+
+# What hostCount down and `pulumi destroy` do to a host's data volume (dataVolumeOnDelete).
+DATA_VOLUME_ON_DELETE = ("snapshot", "retain", "protect")
+# gp3's limits (EC2 User Guide, "Amazon EBS volume types").
+GP3_MAX_GIB = 16_384
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Each host's data volume (MySQL's data) and the stack's daily snapshots of them (docs/data.md)."""
+    volume_gib: int = setting("dataVolumeGiB", Integer(1, GP3_MAX_GIB), 20,
+                              "each host's encrypted gp3 data volume, MySQL's data; larger grows it in place "
+                              "(EBS cannot shrink a volume)")
+    on_delete: str = setting("dataVolumeOnDelete", Choice(DATA_VOLUME_ON_DELETE), "snapshot",
+                             "what `hostCount` down and `pulumi destroy` do to a data volume: delete it after a "
+                             "final snapshot, leave it in AWS (`retain`), or refuse (`protect`)")
+    snapshot_retention_days: int = setting("snapshotRetentionDays", Integer(1, 365), 7,
+                                           "how long each daily snapshot of the data volumes is kept")
 
 
 @dataclass(frozen=True)
@@ -306,8 +333,60 @@ class BikeShareSettings:
             report.fail(self, "notification_handles", [], "must name at least one handle (the relocation team)")
 
 
-SECTIONS = (StackSettings, HostSettings, AgentSettings, AppSettings, MonitorSettings, DowntimeSettings,
-            BikeShareSettings)
+# Ports the host already uses, which the JVM's JMX may not take: MySQL, the Agent's (IPC, GUI,
+# process agent, expvar, DogStatsD, APM), Tomcat's own HTTP connector (8080, the package's).
+HOST_PORTS = frozenset({3306, 5000, 5001, 5002, 5012, 6062, 6162, 8080, 8125, 8126})
+
+
+@dataclass(frozen=True)
+class JavaAppSettings:
+    """The Java workload (seed section 5): the cars app on Ubuntu's Tomcat, watched through JMX
+    (userdata/tomcat/, agent/conf.d/tomcat.d/), and its Datadog objects."""
+    enabled: bool = setting("javaAppEnabled", Flag(), False,
+                            "the Java workload: Tomcat with the cars app and its pool on the host, the Agent's JMX "
+                            "check, its monitors and dashboard; off removes its files and stops `tomcat10`")
+    service: str = setting("javaService", Text("name", _NAME_ALLOWED, _NAME), "cars-app",
+                           "the `service:` tag of the JVM's metrics (the tomcat check's instance) and its monitors")
+    jmx_port: int = setting("javaJmxPort", Integer(1024, 65_535), 9012,
+                            "the JVM's remote JMX port (registry and connector), on 127.0.0.1 only")
+    heap_max_mib: int = setting("javaHeapMaxMiB", Integer(64, 16_384), 256,
+                                "the JVM's maximum heap (`-Xmx`): the heap monitor's 100%")
+    pool_max_active: int = setting("javaPoolMaxActive", Integer(1, 100), 8,
+                                   "connections the app's pool may open (`maxActive`; the cars MySQL user's "
+                                   "`MAX_USER_CONNECTIONS`): the pool monitor's 100%")
+    window_minutes: int = setting("javaWindowMinutes", Integer(5, 1440), 10,
+                                  "the heap, GC and pool monitors' evaluation window")
+    heap_warning_percent: float = setting("javaHeapWarningPercent", Number(1, 100), 80.0,
+                                          "heap used over max: warning above this average over the window")
+    heap_critical_percent: float = setting("javaHeapCriticalPercent", Number(1, 100), 90.0,
+                                           "heap used over max: alert above this average over the window")
+    major_gc_warning_ms_per_minute: float = setting(
+        "javaMajorGcWarningMsPerMinute", Number(1, 60_000), 1000.0,
+        "major (old generation) GC time: warning above this many ms per minute, averaged over the window")
+    major_gc_critical_ms_per_minute: float = setting(
+        "javaMajorGcCriticalMsPerMinute", Number(1, 60_000), 3000.0,
+        "major GC time: alert above this many ms per minute, averaged over the window")
+    pool_warning_percent: float = setting("javaPoolWarningPercent", Number(1, 100), 75.0,
+                                          "pool connections in use over its max: warning above this for the whole window")
+    pool_critical_percent: float = setting("javaPoolCriticalPercent", Number(1, 100), 90.0,
+                                           "pool connections in use over its max: alert above this for the whole "
+                                           "window (any request waiting for a connection alerts too)")
+
+    def check(self, report: Report) -> None:
+        if self.jmx_port in HOST_PORTS:
+            report.fail(self, "jmx_port", self.jmx_port,
+                        f"is taken on the host (one of {', '.join(map(str, sorted(HOST_PORTS)))}); choose another")
+        for warning, critical in (("heap_warning_percent", "heap_critical_percent"),
+                                  ("major_gc_warning_ms_per_minute", "major_gc_critical_ms_per_minute"),
+                                  ("pool_warning_percent", "pool_critical_percent")):
+            if getattr(self, warning) >= getattr(self, critical):
+                report.fail(self, warning, getattr(self, warning),
+                            f"must be below {report.key(self, critical)} ({getattr(self, critical):g}); "
+                            "the monitor warns, then alerts, above them")
+
+
+SECTIONS = (StackSettings, HostSettings, DataSettings, AgentSettings, AppSettings, MonitorSettings,
+            DowntimeSettings, BikeShareSettings, JavaAppSettings)
 
 
 @dataclass(frozen=True)
@@ -316,11 +395,13 @@ class Settings:
     stack_name: str
     stack: StackSettings
     host: HostSettings
+    data: DataSettings
     agent: AgentSettings
     app: AppSettings
     monitors: MonitorSettings
     downtimes: DowntimeSettings
     bike_share: BikeShareSettings
+    java_app: JavaAppSettings
     naming: Naming
 
 
@@ -328,10 +409,19 @@ def naming_for(stack: StackSettings, host: HostSettings) -> Naming:
     return Naming(project=PROJECT, env=stack.env, service=stack.service, hosts=host.count)
 
 
+def _check_across(sections: list[Any], report: Report) -> None:
+    """Rules between sections."""
+    host = next(section for section in sections if isinstance(section, HostSettings))
+    java = next(section for section in sections if isinstance(section, JavaAppSettings))
+    if java.jmx_port == host.app_port:
+        report.fail(java, "jmx_port", java.jmx_port, f"is {report.key(host, 'app_port')}; choose another port")
+
+
 def read_settings(stack: str, source: Source) -> Settings:
     """Read and validate every setting; raise one SettingsError listing all problems."""
     report = Report(stack, source)
     sections: list[Any] = [read_section(section, report) for section in SECTIONS]
+    _check_across(sections, report)
     if report.problems:
         raise SettingsError(stack, report.problems)
     return Settings(stack, *sections, naming=naming_for(sections[0], sections[1]))

@@ -104,6 +104,18 @@ def run_stack_again() -> Callable[[str], Evaluation]:
     return again
 
 
+@pytest.fixture(scope="session")
+def run_later() -> Callable[..., Evaluation]:
+    """`run_later("dev", overrides, earlier)`: a later `pulumi up` of the stack whose state is the
+    `earlier` evaluation (the engine keeps the inputs a resource ignores from it); `.error` is set
+    instead of raising."""
+
+    def later(stack: str, overrides: Optional[Mapping[str, Any]], earlier: Evaluation) -> Evaluation:
+        return evaluate(stack, overrides, prior=earlier)
+
+    return later
+
+
 @pytest.fixture
 def run_stack_allowing_errors() -> Callable[..., Evaluation]:
     """Like run_stack, but returns the Evaluation with `.error` set instead of raising."""

@@ -11,8 +11,11 @@
 # from a record that outlives a killed run. Nothing another user can touch is in the way:
 # files are written into directories only root may write to, owned and moded from their
 # creation; the lock, the log and the state are root's only; no secret is on a command line.
-# One bundle serves every host of a stack: the one value that differs per host, the
-# Agent's hostname, comes from this instance's datadog-hostname tag (instance metadata).
+# One bundle serves every host of a stack: the values that differ per host, the Agent's
+# hostname and the data volume's id, come from this instance's tags (instance metadata).
+# MySQL's data lives on the data volume, which outlives the instance; converge never
+# removes anything on it. An Agent version that fails its checks is replaced by the
+# previous one again, with its previous files.
 set -euo pipefail
 
 BUNDLE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -24,11 +27,27 @@ LOCK=$ROOT/run/observability-lab-converge.lock
 # Below the association's 30-minute wait: a run stuck behind another fails clearly first.
 LOCK_WAIT_SECONDS=${CONVERGE_LOCK_WAIT_SECONDS:-1500}
 KEYRING=/usr/share/keyrings/datadog-archive-keyring.gpg
-BASE_PACKAGES=(ca-certificates curl gnupg python3-venv mysql-server-8.0)
-# In this order: the Agent's MySQL check needs the grants, its process check the app.
-UNITS=(mysql-grants flask-app datadog-agent)
+BASE_PACKAGES=(ca-certificates curl gnupg python3-venv) # and MYSQL_SERVER_PACKAGE (converge.env)
+# The Java workload (JAVA_APP=on): Ubuntu's Tomcat on its default headless JRE, and the
+# distribution's JDBC driver for MySQL.
+JAVA_PACKAGES=(tomcat10 default-jre-headless libmariadb-java)
+# In this order: the apps' pools and the Agent's MySQL check need the grants, the Agent's
+# process and JMX checks the apps.
+UNITS=(mysql-grants flask-app tomcat datadog-agent)
+TOMCAT_UNIT=tomcat10.service
+# The cars app behind the package's own HTTP connector (its server.xml: 8080).
+CARS_URL=http://127.0.0.1:8080/cars/
+# Passwords made on the host (read_host_secrets); empty while their feature is off.
+MYSQL_PASSWORD='' CARS_MYSQL_PASSWORD='' JMX_PASSWORD=''
 IMDS=http://169.254.169.254
 HOSTNAME_TAG=datadog-hostname
+DATA_VOLUME_TAG="data-volume-id"
+# The data volume's filesystem, and MySQL's data directory in it (bound onto the package's).
+DATA_MOUNT=/var/lib/observability-lab-data
+MYSQL_DATADIR=/var/lib/mysql
+DATA_MOUNT_OPTIONS=nodev,nosuid,noexec
+# How long a first boot waits for its volume: EC2 attaches it once the instance runs.
+DATA_VOLUME_WAIT_SECONDS=${CONVERGE_DATA_VOLUME_WAIT_SECONDS:-600}
 export DEBIAN_FRONTEND=noninteractive
 declare -A REMEMBERED=() # unit -> the files its rollback record lists (remember_previous)
 
@@ -145,10 +164,12 @@ verify_bundle() {
 }
 
 ensure_packages() {
-  local missing=() package want="1:${DD_AGENT_VERSION}-1" have
+  local missing=() package want="1:${DD_AGENT_VERSION}-1" have packages=("${BASE_PACKAGES[@]}")
+  # Switched off, the Java packages stay installed; their unit is stopped (apply_tomcat).
+  [ "$JAVA_APP" != on ] || packages+=("${JAVA_PACKAGES[@]}")
   declare -gA INSTALLED=()
-  read_installed "${BASE_PACKAGES[@]}" datadog-agent
-  for package in "${BASE_PACKAGES[@]}"; do
+  read_installed "${packages[@]}" datadog-agent
+  for package in "${packages[@]}"; do
     if [ -n "${INSTALLED[$package]:-}" ]; then say "package $package: kept"; else missing+=("$package"); fi
   done
   if [ ${#missing[@]} -gt 0 ]; then
@@ -182,6 +203,13 @@ ensure_packages() {
   put_file "$WORK/datadog.list" "$ROOT/etc/apt/sources.list.d/datadog.list" root:root 0644 ||
     fail "writing /etc/apt/sources.list.d/datadog.list: $WRITE_ERROR"
   apt_retry update || fail "apt-get update: $APT_ERROR"
+  # The version to go back to if this one fails its checks, kept until the Agent passes
+  # them (the first of several versions that never did, if so).
+  if [ -n "$have" ] && [ ! -s "$STATE/rollback.datadog-agent/package" ]; then
+    if ! { mkdir -p "$STATE/rollback.datadog-agent" && echo "$have" >"$STATE/rollback.datadog-agent/package"; }; then
+      fail "keeping the previous datadog-agent version for a rollback"
+    fi
+  fi
   : >"$STATE/pending.datadog-agent" # restart it even if this run dies after the install
   apt_retry install --allow-downgrades --allow-change-held-packages "datadog-agent=$want" ||
     fail "installing datadog-agent=$want: $APT_ERROR"
@@ -196,39 +224,68 @@ ensure_app_user() {
   fi
 }
 
-# The datadog MySQL user's password is made on the host and lives only in the
-# integration's conf.yaml (0640 dd-agent): it never leaves the host. Later runs reuse it.
-read_mysql_password() {
-  MYSQL_PASSWORD=$(sed -n 's/^ *password: "\([0-9a-f]*\)"$/\1/p' \
-    "$ROOT/etc/datadog-agent/conf.d/mysql.d/conf.yaml" 2>/dev/null || true)
-  if [ -z "$MYSQL_PASSWORD" ]; then
-    MYSQL_PASSWORD=$(openssl rand -hex 24)
-    # A new password (first run, or its conf.yaml gone) must reach MySQL too.
-    : >"$STATE/pending.mysql-grants"
-  fi
+# The passwords are made on the host and live only in the installed files that use them
+# (each readable by its service's user only): they never leave the host. A later run
+# reads each back from the first of its files found; a new one (first run, or its files
+# gone) must reach what checks it, MySQL, so the grants are applied again. A new JMX
+# password changes both of its files, so the JVM and the Agent restart with it.
+read_host_secrets() {
+  host_secret MYSQL_PASSWORD /etc/datadog-agent/conf.d/mysql.d/conf.yaml || : >"$STATE/pending.mysql-grants"
+  [ "$JAVA_APP" = on ] || return 0
+  host_secret CARS_MYSQL_PASSWORD /etc/tomcat10/Catalina/localhost/cars.xml || : >"$STATE/pending.mysql-grants"
+  host_secret JMX_PASSWORD /etc/datadog-agent/conf.d/tomcat.d/conf.yaml /etc/tomcat10/jmxremote.password || true
 }
 
-# The Agent's hostname: this instance's datadog-hostname tag, from instance metadata
-# (IMDSv2; tags in metadata are enabled on every host). Read before anything changes, so
-# a host without it is left as it is. A tag added by the same `pulumi up` can take a
-# moment to show in metadata: a missing tag is retried for 2 minutes.
-read_datadog_hostname() {
-  local token try
+# host_secret NAME FILE...: NAME's value from the first FILE holding one (`password: "hex"`
+# in YAML, `password="hex"` in XML, `monitorRole hex` in a JMX password file), else a new
+# one, and then status 1.
+host_secret() {
+  local name=$1 file value=
+  shift
+  for file in "$@"; do
+    value=$(sed -n -e 's/.*password[:=] *"\([0-9a-f]\{16,\}\)".*/\1/p' \
+      -e 's/^monitorRole \([0-9a-f]\{16,\}\)$/\1/p' "$ROOT$file" 2>/dev/null | head -n 1) || value=
+    [ -z "$value" ] || break
+  done
+  if [ -n "$value" ]; then
+    printf -v "$name" '%s' "$value"
+    return 0
+  fi
+  printf -v "$name" '%s' "$(openssl rand -hex 24)"
+  return 1
+}
+
+# This instance's tags, from instance metadata (IMDSv2; tags in metadata are enabled on
+# every host): the Agent's hostname and the data volume's id. Read before anything
+# changes, so a host without them is left as it is.
+read_instance_tags() {
+  local token
   token=$(curl -fsS --max-time 5 --retry 5 --retry-connrefused -X PUT \
     -H "X-aws-ec2-metadata-token-ttl-seconds: 300" "$IMDS/latest/api/token" 2>>"$LOG") ||
     fail "no IMDSv2 token from $IMDS (instance metadata unreachable)"
-  for try in {1..30}; do
-    # The token as a header file (printf is bash's own), not on curl's command line.
-    DATADOG_HOSTNAME=$(curl -fsS --max-time 5 --retry 3 -H @<(printf 'X-aws-ec2-metadata-token: %s\n' "$token") \
-      "$IMDS/latest/meta-data/tags/instance/$HOSTNAME_TAG" 2>>"$LOG") && break
-    DATADOG_HOSTNAME=
-    [ "$try" = 30 ] || sleep 4
-  done
-  [ -n "$DATADOG_HOSTNAME" ] ||
-    fail "no instance tag $HOSTNAME_TAG in instance metadata (is instance_metadata_tags enabled, the tag set?)"
+  instance_tag "$token" "$HOSTNAME_TAG" DATADOG_HOSTNAME
   [[ $DATADOG_HOSTNAME =~ ^[a-z0-9]([a-z0-9.-]{0,253}[a-z0-9])?$ ]] ||
     fail "instance tag $HOSTNAME_TAG is not a hostname (lowercase letters, digits, . and -): '$DATADOG_HOSTNAME'"
   say "datadog hostname: $DATADOG_HOSTNAME (instance tag $HOSTNAME_TAG)"
+  instance_tag "$token" "$DATA_VOLUME_TAG" DATA_VOLUME_ID
+  [[ $DATA_VOLUME_ID =~ ^vol-([0-9a-f]{8}|[0-9a-f]{17})$ ]] ||
+    fail "instance tag $DATA_VOLUME_TAG is not an EBS volume id (vol- and 8 or 17 hex digits): '$DATA_VOLUME_ID'"
+  say "data volume: $DATA_VOLUME_ID (instance tag $DATA_VOLUME_TAG)"
+}
+
+# One tag's value into the variable $3. A tag added by the same `pulumi up` can take a
+# moment to show in metadata: a missing tag is retried for 2 minutes.
+instance_tag() {
+  local token=$1 tag=$2 try value=
+  for try in {1..30}; do
+    # The token as a header file (printf is bash's own), not on curl's command line.
+    value=$(curl -fsS --max-time 5 --retry 3 -H @<(printf 'X-aws-ec2-metadata-token: %s\n' "$token") \
+      "$IMDS/latest/meta-data/tags/instance/$tag" 2>>"$LOG") && break
+    value=
+    [ "$try" = 30 ] || sleep 4
+  done
+  [ -n "$value" ] || fail "no instance tag $tag in instance metadata (is instance_metadata_tags enabled, the tag set?)"
+  printf -v "$3" '%s' "$value"
 }
 
 # The whole file, in bash (no process per file): `read -d ''` stops at the end.
@@ -246,7 +303,11 @@ plan_files() {
     if [ -f "$BUNDLE/$file" ]; then
       slurp content "$BUNDLE/$file"
       content=${content//@@DATADOG_HOSTNAME@@/"$DATADOG_HOSTNAME"}
-      [ "$unit" = mysql-grants ] || content=${content//@@DATADOG_MYSQL_PASSWORD@@/$MYSQL_PASSWORD}
+      if [ "$unit" != mysql-grants ]; then
+        content=${content//@@DATADOG_MYSQL_PASSWORD@@/$MYSQL_PASSWORD}
+        content=${content//@@CARS_MYSQL_PASSWORD@@/$CARS_MYSQL_PASSWORD}
+        content=${content//@@JMX_PASSWORD@@/$JMX_PASSWORD}
+      fi
       printf '%s' "$content" >"$desired"
       if [ -L "$ROOT$target" ] || { [ -e "$ROOT$target" ] && [ ! -f "$ROOT$target" ]; }; then
         action=updated
@@ -272,7 +333,7 @@ remember_previous() {
   local record=$STATE/rollback.$1 target=$2 listed
   if [ -z "${REMEMBERED[$1]:-}" ]; then # the record as an earlier run left it, read once
     REMEMBERED[$1]=$'\n'
-    while read -r listed; do REMEMBERED[$1]+=$listed$'\n'; done <"$record/changed" 2>/dev/null || true
+    while read -r listed; do REMEMBERED[$1]+=$listed$'\n'; done 2>/dev/null <"$record/changed" || true
   fi
   [[ ${REMEMBERED[$1]} != *$'\n'$target$'\n'* ]] || return 0
   [ -d "$record/backup${target%/*}" ] || mkdir -p "$record/backup${target%/*}" || return 1
@@ -417,11 +478,32 @@ forget_record() {
 # What applying each unit means, and how it is checked.
 # The grants as installed (after a rollback, the previous ones).
 apply_mysql_grants() {
-  local sql=$STATE/mysql/datadog_user.sql statements
-  [ -f "$sql" ] || return 1
-  slurp statements "$sql"
-  # printf is bash's own: the password is on no command line (process collection sees those).
-  printf '%s' "${statements//@@DATADOG_MYSQL_PASSWORD@@/$MYSQL_PASSWORD}" | quietly mysql --user=root
+  local sql statements all=
+  UNIT_FAILURE="mysql refused the grants for datadog"
+  [ -f "$STATE/mysql/datadog_user.sql" ] || return 1
+  for sql in "$STATE/mysql/datadog_user.sql" "$STATE/mysql/cars_user.sql"; do
+    if [ -f "$sql" ]; then slurp statements "$sql" && all+=$statements; fi
+  done
+  # The cars app switched off: its MySQL user goes (its database is kept).
+  [ -f "$STATE/mysql/cars_user.sql" ] || all+=$'DROP USER IF EXISTS \'cars\'@\'127.0.0.1\';\n'
+  all=${all//@@DATADOG_MYSQL_PASSWORD@@/$MYSQL_PASSWORD}
+  # printf is bash's own: the passwords are on no command line (process collection sees those).
+  { printf '%s' "${all//@@CARS_MYSQL_PASSWORD@@/$CARS_MYSQL_PASSWORD}"; maintenance_user_sql; } |
+    quietly mysql --user=root
+}
+
+# Data another host made keeps that host's password for the package's maintenance user
+# (Ubuntu's MySQL: debian-sys-maint, whose password the package writes to this host's
+# /etc/mysql/debian.cnf; logrotate and the package's scripts log in with it): it gets this
+# host's again. Debian's MariaDB names root there, with no password: nothing to do.
+maintenance_user_sql() {
+  local cnf=$ROOT/etc/mysql/debian.cnf user password
+  [ -f "$cnf" ] || return 0
+  user=$(sed -n '/^[[:space:]]*user[[:space:]]*=/{s/^[^=]*=[[:space:]]*//p;q}' "$cnf")
+  password=$(sed -n '/^[[:space:]]*password[[:space:]]*=/{s/^[^=]*=[[:space:]]*//p;q}' "$cnf")
+  [ "$user" = debian-sys-maint ] && [ -n "$password" ] || return 0
+  password=${password//\\/\\\\}
+  printf "\nALTER USER IF EXISTS 'debian-sys-maint'@'localhost' IDENTIFIED BY '%s';\n" "${password//\'/\'\'}"
 }
 
 app_answers() { curl -fsS -o /dev/null --max-time $((LEFT < 2 ? LEFT : 2)) "http://127.0.0.1:$APP_PORT/"; }
@@ -439,6 +521,7 @@ ensure_venv() {
 
 apply_flask_app() {
   local venv=$ROOT$APP_DIR/venv
+  UNIT_FAILURE="$APP_UNIT does not start or answer"
   ensure_venv "$venv" || return 1
   quietly "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT$APP_DIR/requirements.txt" &&
     quietly systemctl daemon-reload && quietly systemctl enable "$APP_UNIT" &&
@@ -449,38 +532,118 @@ apply_flask_app() {
   }
 }
 
-# The checks whose code or configuration changed since the Agent last ran on its files
-# (checks.d/<name>.py, conf.d/<name>.yaml, conf.d/<name>.d/conf.yaml).
-changed_checks() {
+cars_answers() { curl -fsS -o /dev/null --max-time $((LEFT < 5 ? LEFT : 5)) "$CARS_URL"; }
+
+# Remote JMX listens on the loopback only: every socket listening on its port is
+# 127.0.0.1's (the JVM's local-attach connector on an ephemeral port is another matter:
+# it accepts only this host's own connections). JMX_LISTENING: what listens there.
+jmx_on_loopback_only() {
+  JMX_LISTENING=$(ss -Hltn "sport = :$JAVA_JMX_PORT" | awk '{print $4}')
+  [ -n "$JMX_LISTENING" ] && ! grep -qvE '^(127\.0\.0\.1|\[::ffff:127\.0\.0\.1\]):' <<<"$JMX_LISTENING"
+}
+
+# What the Agent's JMXFetch collects from the Tomcat JVM, as `jmx list collected` shows it
+# ("Matching: 3/350. Bean name: <bean> - Attribute name: <attribute>  - Attribute type: ...").
+# Its exit status is 0 even when it cannot connect: its report must list every bean and
+# attribute the monitors and the dashboard read (JMX_COLLECTED: domain:key=value/attribute
+# ...). JMX_MISSING: what it did not list.
+tomcat_collected() {
+  local report expected domain key attribute
+  report=$(timeout 120 datadog-agent jmx list collected --checks tomcat 2>&1) || true
+  printf '%s\n' "$report"
+  JMX_MISSING=()
+  for expected in $JMX_COLLECTED; do
+    domain=${expected%%:*} key=${expected#*:} key=${key%/*} attribute=${expected##*/}
+    grep -qE "Matching: [0-9]+/[0-9]+\. Bean name: ${domain//./\\.}:(.*,)?$key(,.*)? - Attribute name: $attribute " \
+      <<<"$report" || JMX_MISSING+=("$expected")
+  done
+  [ ${#JMX_MISSING[@]} -eq 0 ]
+}
+
+tomcat_checked_by_the_agent() {
+  retry_until 180 tomcat_collected && return 0
+  echo "datadog-agent jmx list collected --checks tomcat does not list ${JMX_MISSING[*]} (its report is in $LOG)" >&2
+  return 1
+}
+
+# The JVM restarts only when its own files changed. Switched off (its files removed), the
+# packaged unit is stopped and disabled; the packages stay.
+apply_tomcat() {
+  UNIT_FAILURE="$TOMCAT_UNIT does not start, answer, or keep JMX on the loopback"
+  quietly systemctl daemon-reload || return 1
+  if [ "$JAVA_APP" != on ]; then
+    quietly systemctl disable --now "$TOMCAT_UNIT"
+    return
+  fi
+  quietly systemctl enable "$TOMCAT_UNIT" && quietly systemctl restart "$TOMCAT_UNIT" || return 1
+  retry_until 120 cars_answers || {
+    echo "the cars app does not answer on $CARS_URL 120 s after $TOMCAT_UNIT restarted" >&2
+    return 1
+  }
+  quietly systemctl is-active "$TOMCAT_UNIT" || { echo "$TOMCAT_UNIT is not active" >&2 && return 1; }
+  retry_until 10 jmx_on_loopback_only || {
+    echo "JMX port $JAVA_JMX_PORT: listening on '${JMX_LISTENING//$'\n'/ }', expected 127.0.0.1 only" >&2
+    return 1
+  }
+  # The Agent's tomcat.d changing in this run is checked once the Agent runs on it.
+  if ! grep -qs '^[a-z]* [^ ]*/conf.d/tomcat.d/conf.yaml ' "$WORK/plan.datadog-agent" ||
+    grep -qs '^unchanged [^ ]*/conf.d/tomcat.d/conf.yaml ' "$WORK/plan.datadog-agent"; then
+    tomcat_checked_by_the_agent
+  fi
+}
+
+# Check names of Agent files (checks.d/<name>.py, conf.d/<name>.yaml, conf.d/<name>.d/conf.yaml), one
+# path a line. A removed one (a feature switched off) has nothing left to run: `datadog-agent check`
+# would fail, "no valid check found".
+check_names() {
   local target name
-  [ -f "$STATE/rollback.datadog-agent/changed" ] || return 0
   while read -r target; do
+    [ -e "$ROOT$target" ] || continue
     case "$target" in
       */checks.d/*.py) name=${target##*/} && echo "${name%.py}" ;;
       */conf.d/*.d/conf.yaml) name=${target%/conf.yaml} && name=${name##*/} && echo "${name%.d}" ;;
       */conf.d/*.yaml) name=${target##*/} && echo "${name%.yaml}" ;;
     esac
-  done <"$STATE/rollback.datadog-agent/changed"
+  done
 }
 
+# The checks to run once: after a new Agent version, every check of the bundle; otherwise
+# those whose code or configuration changed since the Agent last ran on its files.
+checks_to_run() {
+  if [ -n "${AGENT_PACKAGE_CHANGED:-}" ] || [ -s "$STATE/rollback.datadog-agent/package" ]; then
+    awk '$1 != "removed" {print $2}' "$WORK/plan.datadog-agent" 2>/dev/null | check_names
+  elif [ -f "$STATE/rollback.datadog-agent/changed" ]; then
+    check_names <"$STATE/rollback.datadog-agent/changed"
+  fi
+}
+
+# UNIT_FAILURE says what failed, for the run's last line.
 apply_datadog_agent() {
   local report check
-  quietly systemctl restart datadog-agent || return 1
+  UNIT_FAILURE=
+  quietly systemctl restart datadog-agent || { UNIT_FAILURE="systemctl restart datadog-agent failed"; return 1; }
   retry_until 60 agent_answers || {
-    echo "datadog-agent status still fails 60 s after the restart" >&2
+    UNIT_FAILURE="datadog-agent status still fails 60 s after the restart"
+    echo "$UNIT_FAILURE" >&2
     return 1
   }
   # configcheck exits 0 even when it lists check configurations the Agent could not load.
-  report=$(datadog-agent configcheck 2>&1) || return 1
+  report=$(datadog-agent configcheck 2>&1) || { UNIT_FAILURE="datadog-agent configcheck failed"; return 1; }
   echo "$report" >>"$LOG"
   if grep -q "=== Configuration .*errors" <<<"$report"; then
     grep -A 20 "=== Configuration .*errors" <<<"$report" >&2
+    UNIT_FAILURE="datadog-agent configcheck lists configuration errors"
     return 1
   fi
   # configcheck reads YAML only: a check's own code, and the options it validates when it
-  # starts, show when it runs once.
-  for check in $(changed_checks | sort -u); do
-    quietly datadog-agent check "$check" || return 1
+  # starts, show when it runs once. The JMX check runs in the Agent's JMXFetch, and shows
+  # in what it collects.
+  for check in $(checks_to_run | sort -u); do
+    if [ "$check" = tomcat ]; then
+      tomcat_checked_by_the_agent || { UNIT_FAILURE="the Agent's JMXFetch does not collect what tomcat.d expects"; return 1; }
+    else
+      quietly datadog-agent check "$check" || { UNIT_FAILURE="datadog-agent check $check failed"; return 1; }
+    fi
   done
 }
 
@@ -489,6 +652,10 @@ converge_unit() {
   case "$unit" in
     mysql-grants) label="grants for datadog@mysql" done=applied ;;
     flask-app) label="service $APP_UNIT" ;;
+    tomcat)
+      label="service $TOMCAT_UNIT"
+      if [ "$JAVA_APP" != on ]; then done=stopped; fi
+      ;;
   esac
   # A marker in $STATE outlives a run killed between writing files and applying them:
   # the next run applies the unit even though its files then look unchanged.
@@ -507,17 +674,34 @@ converge_unit() {
   fi
 }
 
-# A unit failed its check: its previous files back, applied again, and a message that
-# says what really happened. Always ends the run.
+# A unit failed its check: its previous files back (and for the Agent, after a new version,
+# the previous version installed again and held), applied again, and a message that says
+# what failed and what really happened. Always ends the run.
 roll_back() {
-  local unit=$1
+  local unit=$1 failed=${UNIT_FAILURE:-its check failed} previous='' now
+  if [ "$unit" = datadog-agent ]; then previous=$(cat "$STATE/rollback.$unit/package" 2>/dev/null || true); fi
+  if [ -n "$previous" ]; then
+    now="1:${DD_AGENT_VERSION}-1"
+    reinstall_agent "$previous" ||
+      fail "datadog-agent $now fails, and installing $previous again failed too: $APT_ERROR; what is left to restore is in $STATE/rollback.$unit ($failed; see $LOG)"
+    say "package datadog-agent: $now -> $previous (rolled back)"
+    AGENT_PACKAGE_CHANGED=1 # the previous version runs every check again
+  fi
   restore_files "$unit" ||
-    fail "$unit fails with its new files, and restoring the previous ones failed too; what is left to restore is in $STATE/rollback.$unit (see $LOG)"
-  [ "$RESTORED" -gt 0 ] ||
-    fail "$unit fails, and none of its files changed since it last ran: there is nothing to restore (see $LOG)"
-  "apply_${unit//-/_}" || fail "$unit fails with its new files, and with the previous ones restored (see $LOG)"
+    fail "$unit fails with its new files, and restoring the previous ones failed too; what is left to restore is in $STATE/rollback.$unit ($failed; see $LOG)"
+  [ "$RESTORED" -gt 0 ] || [ -n "$previous" ] ||
+    fail "$unit fails, and none of its files changed since it last ran: there is nothing to restore ($failed; see $LOG)"
+  "apply_${unit//-/_}" ||
+    fail "$unit fails with its new files, and with the previous ones restored${previous:+ on version $previous} too ($failed, then ${UNIT_FAILURE:-its check failed}; see $LOG)"
   forget_pending "$unit"
-  fail "$unit rejected its new files; the previous ones are back and it runs on them (see $LOG)"
+  [ -z "$previous" ] ||
+    fail "datadog-agent $now failed its checks; rolled back: $previous is installed again and held, its previous files are back, and it passes its checks on them ($failed; see $LOG)"
+  fail "$unit rejected its new files; the previous ones are back and it runs on them ($failed; see $LOG)"
+}
+
+reinstall_agent() {
+  apt_retry install --allow-downgrades --allow-change-held-packages "datadog-agent=$1" &&
+    quietly apt-mark hold datadog-agent
 }
 
 # A larger rootVolumeGiB is an in-place EBS modification: grow the partition and the
@@ -554,6 +738,209 @@ grow_root_filesystem() {
   esac
 }
 
+# --- The data volume: MySQL's data, outliving the instance -----------------------------------
+# The instance's data-volume-id tag names its EBS volume. On a Nitro instance it is an NVMe
+# disk whose kernel name (nvme1n1, ...) says nothing and can change between boots; udev
+# links it under /dev/disk/by-id/ by its serial, which is the volume id without its dash
+# (systemd's rule, with the namespace after _ since systemd 254; amazon-ec2-utils' with -ns-).
+data_volume_links() {
+  local serial=${DATA_VOLUME_ID/-/} by_id=$ROOT/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_
+  printf '%s\n' "$by_id$serial" "${by_id}${serial}_1" "${by_id}${serial}-ns-1"
+}
+
+# DATA_DEVICE: the disk one of those links points at, once one exists.
+data_volume_present() {
+  local link
+  while read -r link; do
+    if [ -e "$link" ]; then
+      DATA_DEVICE=$(readlink -f "$link")
+      return 0
+    fi
+  done < <(data_volume_links)
+  echo "no $ROOT/dev/disk/by-id/ link for $DATA_VOLUME_ID yet"
+  return 1
+}
+
+# blkid's low-level probe of the disk: FS_TYPE (ext4, xfs, ...; "partition table <type>"
+# for a partitioned disk) and FS_UUID, both empty when it finds nothing.
+probe_data_volume() {
+  local probe status=0 line
+  FS_TYPE='' FS_UUID=''
+  probe=$(blkid -p -o export "$DATA_DEVICE" 2>>"$LOG") || status=$?
+  [ "$status" = 0 ] || [ "$status" = 2 ] || fail "blkid cannot read $DATA_DEVICE (data volume $DATA_VOLUME_ID; exit $status)"
+  while read -r line; do
+    case "$line" in
+      TYPE=*) FS_TYPE=${line#TYPE=} ;;
+      UUID=*) FS_UUID=${line#UUID=} ;;
+      PTTYPE=*) FS_TYPE="partition table ${line#PTTYPE=}" ;;
+    esac
+  done <<<"$probe"
+}
+
+# The volume as converge leaves it: an ext4 filesystem (made only on a blank volume: no
+# signature blkid knows and nothing but zeros in its first MiB), mounted by UUID at
+# DATA_MOUNT, in fstab with nofail (a reboot mounts it again; a host whose volume is gone
+# still boots, for SSM), and as large as the volume.
+ensure_data_volume() {
+  retry_until "$DATA_VOLUME_WAIT_SECONDS" data_volume_present ||
+    fail "data volume $DATA_VOLUME_ID (instance tag $DATA_VOLUME_TAG) did not appear under /dev/disk/by-id/ within $DATA_VOLUME_WAIT_SECONDS s: is it attached to this instance? (aws ec2 describe-volumes --volume-ids $DATA_VOLUME_ID)"
+  probe_data_volume
+  case "$FS_TYPE" in
+    ext4) ;;
+    '')
+      cmp -s -n 1048576 "$DATA_DEVICE" /dev/zero ||
+        fail "data volume $DATA_VOLUME_ID ($DATA_DEVICE) has no filesystem blkid knows, but it is not blank: converge formats only a blank volume; nothing was changed on it"
+      quietly mkfs.ext4 -q -L obslab-data "$DATA_DEVICE" </dev/null || fail "mkfs.ext4 $DATA_DEVICE (data volume $DATA_VOLUME_ID)"
+      probe_data_volume
+      [ "$FS_TYPE" = ext4 ] || fail "mkfs.ext4 left no ext4 filesystem on $DATA_DEVICE"
+      : >"$STATE/data-volume.formatted" # it fills the volume: nothing to grow
+      say "data volume $DATA_VOLUME_ID: ext4 filesystem made (it was blank)"
+      ;;
+    *) fail "data volume $DATA_VOLUME_ID ($DATA_DEVICE) holds $FS_TYPE, not ext4: converge mounts only ext4 and formats only a blank volume; nothing was changed on it" ;;
+  esac
+  mount_data_volume
+  ensure_fstab
+  grow_data_filesystem
+}
+
+# What is mounted at a directory (findmnt's SOURCE: /dev/nvme1n1, or /dev/nvme1n1[/mysql]
+# for a bind mount of its mysql/), empty for nothing.
+mounted_at() { findmnt -n -o SOURCE --mountpoint "$ROOT$1" 2>/dev/null || true; }
+
+mount_data_volume() {
+  local source
+  source=$(mounted_at "$DATA_MOUNT")
+  if [ -z "$source" ]; then
+    mkdir -p "$ROOT$DATA_MOUNT"
+    quietly mount -t ext4 -o "$DATA_MOUNT_OPTIONS" "UUID=$FS_UUID" "$ROOT$DATA_MOUNT" ||
+      fail "mounting data volume $DATA_VOLUME_ID (UUID=$FS_UUID) at $DATA_MOUNT"
+    say "filesystem $DATA_MOUNT: mounted (UUID=$FS_UUID, data volume $DATA_VOLUME_ID)"
+  elif [ "$(readlink -f "$source")" = "$DATA_DEVICE" ]; then
+    say "filesystem $DATA_MOUNT: kept"
+  else
+    fail "$DATA_MOUNT has $source mounted, not data volume $DATA_VOLUME_ID ($DATA_DEVICE)"
+  fi
+}
+
+# Both mounts in fstab, for the next boot: every other line as it is.
+ensure_fstab() {
+  local fstab=$ROOT/etc/fstab marker="# observability-lab: the data volume and MySQL's data on it (converge.sh)"
+  {
+    awk -v a="$DATA_MOUNT" -v b="$MYSQL_DATADIR" -v m="$marker" '$0 != m && $2 != a && $2 != b' "$fstab" 2>/dev/null || true
+    echo "$marker"
+    echo "UUID=$FS_UUID $DATA_MOUNT ext4 defaults,$DATA_MOUNT_OPTIONS,nofail 0 2"
+    echo "$DATA_MOUNT/mysql $MYSQL_DATADIR none bind,nofail,x-systemd.requires-mounts-for=$DATA_MOUNT 0 0"
+  } >"$WORK/fstab"
+  ensure_system_file "$WORK/fstab" /etc/fstab
+}
+
+# A system file converge owns outright (root's, 0644): written when it differs, then systemd
+# reads its units again.
+ensure_system_file() {
+  local target=$2
+  if cmp -s "$1" "$ROOT$target"; then return 0; fi
+  mkdir -p "$ROOT${target%/*}"
+  put_file "$1" "$ROOT$target" root:root 0644 || fail "writing $target: $WRITE_ERROR"
+  quietly systemctl daemon-reload || fail "systemctl daemon-reload after writing $target"
+  say "system file $target: written"
+}
+
+# A larger dataVolumeGiB is an in-place EBS modification: once the disk shows the new size
+# (10 minutes at most), the mounted filesystem grows into it (resize2fs, online).
+data_disk_has_grown() {
+  [ "$(lsblk -b -d -n -o SIZE "$DATA_DEVICE")" -ge $((DATA_VOLUME_GIB * 1024 * 1024 * 1024)) ]
+}
+
+filesystem_bytes() {
+  dumpe2fs -h "$DATA_DEVICE" 2>>"$LOG" | awk -F: '/^Block count/ {n=$2} /^Block size/ {s=$2} END {print n * s}'
+}
+
+grow_data_filesystem() {
+  if [ -e "$STATE/data-volume.formatted" ]; then
+    rm -f "$STATE/data-volume.formatted"
+    return 0
+  fi
+  retry_until 600 data_disk_has_grown ||
+    fail "data volume $DATA_VOLUME_ID is still smaller than $DATA_VOLUME_GIB GiB after 10 minutes"
+  # Within 4 MiB of the disk: full (ext4 ends on a whole block group).
+  if [ $(($(filesystem_bytes) + 4194304)) -ge "$(lsblk -b -d -n -o SIZE "$DATA_DEVICE")" ]; then return 0; fi
+  quietly resize2fs "$DATA_DEVICE" || fail "resize2fs $DATA_DEVICE (data volume $DATA_VOLUME_ID)"
+  say "filesystem $DATA_MOUNT: grown"
+}
+
+# MySQL's user, as its package makes it (the package then finds it): on a replaced host its
+# number may differ from the one that owns the data, which is then given to it.
+ensure_mysql_user() {
+  if ! id -u mysql >/dev/null 2>&1; then
+    quietly groupadd --system mysql || fail "groupadd mysql"
+    quietly useradd --system --gid mysql --no-create-home --home-dir /nonexistent --shell /bin/false \
+      --comment "MySQL Server" mysql || fail "useradd mysql"
+    say "user mysql: created"
+  fi
+}
+
+# MySQL's data directory is the volume's mysql/, bound onto /var/lib/mysql: the path the
+# package, its maintainer scripts and Ubuntu's AppArmor profile for mysqld all use (AppArmor
+# checks the path a file is opened by: the bind mount's), so none of them changes. Not the
+# volume's root: its lost+found would make the package's `mysqld --initialize` refuse it.
+# Existing data (a replaced host's volume) is used as it is; a host whose MySQL ran on its
+# root disk before it had a volume gets that data copied onto the blank volume (the root
+# disk's copy stays, under the bind mount). Before MySQL's package is installed, so that it
+# initialises (or starts on) the volume's directory, never the root disk's.
+ensure_mysql_datadir() {
+  local data=$ROOT$DATA_MOUNT/mysql source uid gid changed
+  ensure_mysql_user
+  source=$(mounted_at "$MYSQL_DATADIR")
+  if [ -n "$source" ] && [[ $source != *"[/mysql]" ]]; then
+    # fstab's bind at a boot without the volume's mount unit (its line removed; a container,
+    # whose fstab generator skips devices): systemd made the empty source on the root disk. Unbound while MySQL is down (the drop-in kept it down); never
+    # under a running MySQL, whose data would then be elsewhere.
+    systemctl is-active --quiet mysql &&
+      fail "$MYSQL_DATADIR has $source mounted, not the data volume's mysql/ directory, and MySQL runs on it"
+    quietly umount "$ROOT$MYSQL_DATADIR" || fail "unmounting $source from $MYSQL_DATADIR"
+    say "directory $MYSQL_DATADIR: $source unbound (bound at a boot without the data volume)"
+    source=''
+  fi
+  if [ ! -d "$data" ]; then
+    if [ -z "$source" ] && [ -n "$(find "$ROOT$MYSQL_DATADIR" -mindepth 1 -maxdepth 1 -print -quit 2>/dev/null)" ]; then
+      stop_mysql "its data moves onto the data volume"
+      # Copied whole before it gets its name: a run killed half-way copies again.
+      mkdir -p "$data.converge-new"
+      cp -a "$ROOT$MYSQL_DATADIR/." "$data.converge-new/" || fail "copying $MYSQL_DATADIR onto the data volume"
+      mv -T "$data.converge-new" "$data"
+      say "directory $DATA_MOUNT/mysql: MySQL's data copied from the root disk (which keeps its copy)"
+    else
+      install -d -m 0700 -o mysql -g mysql "$data"
+      say "directory $DATA_MOUNT/mysql: created"
+    fi
+  fi
+  uid=$(id -u mysql) gid=$(id -g mysql)
+  changed=$(find "$data" -xdev \( ! -uid "$uid" -o ! -gid "$gid" \) -print -exec chown -h "$uid:$gid" {} + | wc -l)
+  [ "$changed" = 0 ] || say "directory $DATA_MOUNT/mysql: $changed files given to this host's mysql user ($uid:$gid)"
+  if [ -z "$source" ]; then
+    stop_mysql "it ran on the root disk's $MYSQL_DATADIR"
+    mkdir -p "$ROOT$MYSQL_DATADIR"
+    quietly mount --bind "$data" "$ROOT$MYSQL_DATADIR" || fail "binding $DATA_MOUNT/mysql onto $MYSQL_DATADIR"
+    say "directory $MYSQL_DATADIR: the data volume's mysql/ bound onto it"
+  fi
+  # After a reboot MySQL waits for both mounts, and without them (a volume gone, an fstab
+  # line removed) it does not start on the root disk: converge starts it once the volume is
+  # back. Both mount points: at a boot without the volume systemd still binds the root disk's
+  # directory (it makes a bind's missing source). (Drop-ins of mysql.service also apply to
+  # MariaDB's unit, its alias: the booted-host tests show it.)
+  printf '%s\n' "# observability-lab (converge.sh): MySQL runs on the data volume or not at all." \
+    "[Unit]" "RequiresMountsFor=$DATA_MOUNT $MYSQL_DATADIR" "ConditionPathIsMountPoint=$DATA_MOUNT" \
+    "ConditionPathIsMountPoint=$MYSQL_DATADIR" >"$WORK/mysql-data-volume.conf"
+  ensure_system_file "$WORK/mysql-data-volume.conf" /etc/systemd/system/mysql.service.d/observability-lab-data-volume.conf
+}
+
+stop_mysql() {
+  if systemctl is-active --quiet mysql; then
+    quietly systemctl stop mysql || fail "stopping mysql"
+    say "service mysql: stopped ($1)"
+  fi
+}
+
 ensure_mysql_running() {
   if systemctl is-active --quiet mysql; then say "service mysql: kept"; else
     quietly systemctl enable --now mysql || fail "starting mysql"
@@ -564,7 +951,11 @@ ensure_mysql_running() {
 converge_units() {
   local unit
   APPLIED=()
-  for unit in "${UNITS[@]}"; do converge_unit "$unit"; done
+  for unit in "${UNITS[@]}"; do
+    # No file of it in the bundle or on the host: a feature never switched on here.
+    [ -e "$WORK/plan.$unit" ] || [ -e "$STATE/pending.$unit" ] || continue
+    converge_unit "$unit"
+  done
 }
 
 # Where converge keeps its state, and its log: root's only (the state holds backups of
@@ -604,8 +995,11 @@ superseded_at_first_boot() {
 }
 
 load_settings() {
+  # DD_AGENT_VERSION, APP_USER, APP_DIR, APP_UNIT, APP_PORT, MYSQL_SERVER_PACKAGE, ROOT_VOLUME_GIB, DATA_VOLUME_GIB,
+  # JAVA_APP, JAVA_JMX_PORT, JMX_COLLECTED
   # shellcheck source=/dev/null
-  . "$BUNDLE/converge.env" # DD_AGENT_VERSION, APP_USER, APP_DIR, APP_UNIT, APP_PORT, ROOT_VOLUME_GIB
+  . "$BUNDLE/converge.env"
+  BASE_PACKAGES+=("$MYSQL_SERVER_PACKAGE")
 }
 
 # This run's scratch space: the files as they must be (the password filled in), and the
@@ -641,12 +1035,14 @@ main() {
   announce
   if superseded_at_first_boot; then return 0; fi
   load_settings
-  read_datadog_hostname
+  read_instance_tags
   make_workspace
+  ensure_data_volume
+  ensure_mysql_datadir
   ensure_packages
   ensure_app_user
   ensure_mysql_running
-  read_mysql_password
+  read_host_secrets
   plan_files
   secure_directories
   converge_units

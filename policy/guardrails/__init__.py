@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pulumi_policy import Policy
 
-from guardrails import datadog, ec2, iam, network, ssm
+from guardrails import datadog, ebs, ec2, iam, network, ssm
 
 PACK_NAME = "observability-lab-guardrails"
 
-_MODULES = (ec2, network, iam, ssm, datadog)
+_MODULES = (ec2, ebs, network, iam, ssm, datadog)
 POLICIES: list[Policy] = [policy for module in _MODULES for policy in module.POLICIES]
 READS: dict[str, dict[str, list[str]]] = {name: reads for module in _MODULES for name, reads in module.READS.items()}

@@ -69,9 +69,8 @@ def _no_secrets_in_user_data(args: ResourceValidationArgs, report: ReportViolati
                "and let the host read it at boot (as the Agent's secret backend does).", None)
 
 
-def _standard_tags(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type != INSTANCE:
-        return
+def report_missing_tags(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """The required tag keys (TAGS_SCHEMA) the resource's `tags` lack or leave empty."""
     tags = get(args.props, TAGS)
     tags = tags if isinstance(tags, Mapping) else {}
     # Keys looked up as they are (a tag key may contain dots).
@@ -79,6 +78,11 @@ def _standard_tags(args: ResourceValidationArgs, report: ReportViolation) -> Non
     if missing:
         report(f"{label(args)}: missing tag(s) {', '.join(missing)}; add them to tags "
                "(the program's standard tags come from settings.aws_tags).", None)
+
+
+def _standard_tags(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type == INSTANCE:
+        report_missing_tags(args, report)
 
 
 POLICIES = [

@@ -51,7 +51,7 @@ POLICY_ARN = "policyArn"
 POLICY_ARNS = "policyArns"
 
 RESOURCE_STAR_ACTIONS = frozenset(a.lower() for a in (
-    "ec2:DescribeTags", "ec2:DescribeInstances", "ec2:DescribeVolumes",
+    "ec2:DescribeTags", "ec2:DescribeInstances", "ec2:DescribeVolumes", "ec2:DescribeSnapshots",
     "cloudwatch:PutMetricData", "ssm:DescribeParameters", "ssm:ListAssociations", "ssm:PutInventory",
     # The SSM Agent's message channels (Run Command, Session Manager).
     "ec2messages:AcknowledgeMessage", "ec2messages:DeleteMessage", "ec2messages:FailMessage",

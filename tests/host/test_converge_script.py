@@ -33,16 +33,6 @@ HOSTNAME_TAG_URL = "http://169.254.169.254/latest/meta-data/tags/instance/datado
 
 
 @pytest.fixture(scope="module")
-def dev_files(rendered_bundle) -> dict[str, str]:
-    return rendered_bundle("dev")
-
-
-@pytest.fixture
-def host(tmp_path) -> Host:
-    return Host(tmp_path)
-
-
-@pytest.fixture(scope="module")
 def first_converge(tmp_path_factory, dev_files) -> Host:
     host = Host(tmp_path_factory.mktemp("converged"))
     first = host.converge(dev_files)
@@ -74,7 +64,9 @@ def test_first_run_installs_everything(host, dev_files):
         installed = host.path(target)
         assert oct(installed.lstat().st_mode & 0o7777) == oct(int(mode, 8)), target
         assert (installed.lstat().st_uid, installed.lstat().st_gid) == owner_ids(owner), target
-        if target not in (MYSQL_CONF, AGENT_CONFIG):
+        # As in the bundle, but for what converge fills in (the hostname, the passwords made
+        # on the host; the grants records keep their placeholders).
+        if "@@" not in dev_files[file] or target.startswith("/var/lib/observability-lab/mysql/"):
             assert installed.read_text() == dev_files[file], target
         # Every directory on the way is root's and only root may write to it.
         for directory in installed.relative_to(host.root).parents[:-1]:
@@ -100,12 +92,12 @@ def test_first_run_installs_everything(host, dev_files):
     assert "useradd --system --home-dir /opt/sample-flask-app --shell /usr/sbin/nologin flaskapp" in run.calls
     assert "systemctl enable --now mysql" in run.calls
     # Grants applied, app installed and started, the Agent restarted and checked, in that order.
-    assert restarts(run) == ["flask-app.service", "datadog-agent"]
+    assert restarts(run) == ["flask-app.service", "tomcat10.service", "datadog-agent"]
     assert "pip install --quiet --disable-pip-version-check -r " \
            f"{host.path('/opt/sample-flask-app/requirements.txt')}" in run.calls
     assert run.calls.index("datadog-agent configcheck") > run.calls.index("systemctl restart datadog-agent")
     assert run.report("service") == {"mysql": "started", "flask-app.service": "restarted",
-                                      "datadog-agent": "restarted"}
+                                      "tomcat10.service": "restarted", "datadog-agent": "restarted"}
     assert run.report("grants for") == {"datadog@mysql": "applied"}
     assert "filesystem /: kept" in run.stdout
 
@@ -245,10 +237,7 @@ def test_a_host_whose_tag_names_another_host_restarts_only_the_agent(converged, 
     ("host; rm -rf /", "instance tag datadog-hostname is not a hostname"),
 ])
 def test_a_missing_or_invalid_hostname_tag_fails_the_run_before_anything_changes(host, dev_files, tag, reason):
-    if tag is None:
-        host.clear("imds.datadog-hostname")
-    else:
-        host.set("imds.datadog-hostname", tag)
+    host.tag_instance("datadog-hostname", tag)
     run = host.converge(dev_files)
     assert run.returncode != 0 and reason in run.stdout, run.stdout
     assert {c.split()[0] for c in run.calls} <= {"curl", "sleep"}  # no apt, no service, no file
@@ -289,6 +278,14 @@ def test_no_secret_is_on_the_command_line_of_anything_converge_runs(host, dev_fi
     assert "mysql --user=root" in argv and "cp -a " in argv  # the grants, a backup: all seen
     assert password not in argv
     assert IMDS_TOKEN not in argv  # the instance metadata session token neither
+    # dev runs the Java workload: its two passwords are made on the host too, and never shown.
+    (jmx,) = re.findall(r"^monitorRole ([0-9a-f]{48})$", host.path("/etc/tomcat10/jmxremote.password").read_text(),
+                        re.M)
+    (cars,) = re.findall(r'password="([0-9a-f]{48})"', host.path("/etc/tomcat10/Catalina/localhost/cars.xml").read_text())
+    log = host.path("/var/log/observability-lab-converge.log").read_text()
+    outputs = "".join(run.stdout + run.stderr for run in (first, rolled_back))
+    for secret in (jmx, cars):
+        assert secret not in argv and secret not in log and secret not in outputs
 
 
 def test_the_log_and_the_state_are_roots_only(host, dev_files):
@@ -379,21 +376,89 @@ def test_a_run_killed_while_the_agent_starts_on_a_new_config_is_rolled_back_by_t
     assert converged.path(AGENT_CONFIG).read_text() == before
 
 
-def test_a_failure_with_nothing_to_restore_says_so(converged, rendered_bundle):
-    converged.set("fail.agent-status")  # e.g. a new Agent version that does not start
+def test_a_failure_with_nothing_to_restore_says_so(converged, dev_files):
+    # An earlier run was killed after marking the Agent for a restart, its files already applied.
+    (converged.path("/var/lib/observability-lab") / "pending.datadog-agent").write_text("")
+    converged.set("fail.agent-status")
+    run = converged.converge(dev_files)
+    assert run.returncode != 0
+    assert run.stdout.splitlines()[-1] == (
+        "FAILED: datadog-agent fails, and none of its files changed since it last ran: there is nothing to "
+        "restore (datadog-agent status still fails 60 s after the restart; see "
+        f"{converged.path('/var/log/observability-lab-converge.log')})")
+    assert restarts(run) == ["datadog-agent"]
+
+
+DEFAULT_AGENT = "1:7.77.2-1"
+BROKEN_AGENT = "1:7.71.0-1"
+
+
+def agent_installs(run) -> list[str]:
+    return [c.split()[-1] for c in run.called("apt-get") if " install " in f" {c} " and "datadog-agent=" in c]
+
+
+def test_an_agent_version_that_fails_its_checks_is_rolled_back_to_the_previous_one(converged, rendered_bundle, dev_files):
+    converged.set("fail.agent-version", BROKEN_AGENT)
+    new = rendered_bundle("dev", {"agentVersion": "7.71.0"})
+    run = converged.converge(new)
+    assert run.returncode != 0
+    # Through apt: the new version, then the previous one again, each held.
+    assert agent_installs(run) == [f"datadog-agent={BROKEN_AGENT}", f"datadog-agent={DEFAULT_AGENT}"]
+    assert run.called("apt-mark") == ["apt-mark hold datadog-agent"] * 2
+    assert f"package datadog-agent: {BROKEN_AGENT} -> {DEFAULT_AGENT} (rolled back)" in run.stdout
+    assert f"datadog-agent {DEFAULT_AGENT}" in converged.fake.joinpath("dpkg").read_text()
+    # Every check of the bundle ran on the new version (the first failed), and all again on the previous.
+    checks = [c.split()[-1] for c in run.called("datadog-agent") if c.split()[1] == "check"]
+    bundle_checks = {"custom_my_metric", "process", "mysql", "bike_share"}
+    assert checks[0] in bundle_checks and set(checks[1:]) == bundle_checks
+    last = run.stdout.splitlines()[-1]
+    assert last.startswith(f"FAILED: datadog-agent {BROKEN_AGENT} failed its checks; rolled back: {DEFAULT_AGENT} "
+                           "is installed again and held, its previous files are back, and it passes its checks")
+    assert f"datadog-agent check {checks[0]} failed" in last
+    assert not converged.path("/var/lib/observability-lab/rollback.datadog-agent").exists()
+    # The previous version runs on the previous files: the same run again changes no file.
+    again = converged.converge(dev_files)
+    assert again.returncode == 0, again.stdout
+    assert set(again.report("file").values()) == {"unchanged"} and agent_installs(again) == []
+
+
+def test_an_agent_rollback_also_puts_back_the_files_the_new_version_came_with(converged, rendered_bundle):
+    converged.set("fail.agent-version", BROKEN_AGENT)
+    before = converged.path(AGENT_CONFIG).read_text()
+    run = converged.converge(rendered_bundle("dev", {"agentVersion": "7.71.0", "checkIntervalSeconds": 30}))
+    assert run.returncode != 0 and "rolled back" in run.stdout.splitlines()[-1]
+    assert run.report("file")[AGENT_CHECK_CONF] == "restored"
+    assert converged.path(AGENT_CONFIG).read_text() == before
+
+
+def test_a_run_killed_while_a_new_agent_version_is_checked_rolls_it_back_next_time(converged, rendered_bundle):
+    converged.set("fail.agent-version", BROKEN_AGENT)
+    converged.set("kill-at-check")
+    new = rendered_bundle("dev", {"agentVersion": "7.71.0"})
+    assert converged.converge(new).returncode != 0
+    assert converged.path("/var/lib/observability-lab/rollback.datadog-agent/package").read_text() == DEFAULT_AGENT + "\n"
+    converged.clear("kill-at-check")
+    run = converged.converge(new)
+    assert agent_installs(run) == [f"datadog-agent={DEFAULT_AGENT}"]  # the new one was already installed
+    assert f"rolled back: {DEFAULT_AGENT} is installed again" in run.stdout.splitlines()[-1]
+
+
+def test_an_agent_that_fails_on_the_previous_version_too_says_both(converged, rendered_bundle):
+    converged.set("fail.agent-status")  # e.g. a host the Agent cannot run on at all
     run = converged.converge(rendered_bundle("dev", {"agentVersion": "7.71.0"}))
     assert run.returncode != 0
-    assert run.stdout.splitlines()[-1] == ("FAILED: datadog-agent fails, and none of its files changed since "
-                                           "it last ran: there is nothing to restore (see "
-                                           f"{converged.path('/var/log/observability-lab-converge.log')})")
-    assert restarts(run) == ["datadog-agent"]
+    assert agent_installs(run) == [f"datadog-agent={BROKEN_AGENT}", f"datadog-agent={DEFAULT_AGENT}"]
+    assert run.stdout.splitlines()[-1].startswith(
+        f"FAILED: datadog-agent fails with its new files, and with the previous ones restored on version "
+        f"{DEFAULT_AGENT} too (datadog-agent status still fails 60 s after the restart, then datadog-agent status")
 
 
 def test_second_run_with_the_same_files_changes_and_restarts_nothing(converged, dev_files):
     run = converged.converge(dev_files)
     assert run.returncode == 0, run.stderr
     assert set(run.report("file").values()) == {"unchanged"}
-    assert run.report("service") == {"mysql": "kept", "flask-app.service": "kept", "datadog-agent": "kept"}
+    assert run.report("service") == {"mysql": "kept", "flask-app.service": "kept", "tomcat10.service": "kept",
+                                      "datadog-agent": "kept"}
     assert run.report("grants for") == {"datadog@mysql": "kept"}
     assert run.called("apt-get") == [] and run.called("mysql") == [] and run.called("pip") == []
     assert restarts(run) == [] and run.called("useradd") == [] and run.called("chown") == []
@@ -555,7 +620,7 @@ def test_a_full_disk_fails_the_write_with_a_failed_line_and_leaves_nothing_half_
             "No space left on device; datadog-agent's files are as they were before this run")
         assert f"file {AGENT_CHECK_CONF}: re" not in run.stdout  # no restore claimed: none was needed
         assert [p for p in left if p != "custom_my_metric.yaml"] == ["bike_share.yaml", "conf.yaml", "conf.yaml",
-                                                                     "filler"]
+                                                                     "conf.yaml", "filler"]
         if action == "updated":
             assert (conf_d / "custom_my_metric.yaml").read_text() == before
         else:
@@ -704,10 +769,12 @@ def test_a_package_apt_cannot_find_fails_at_once_with_apts_message(host, dev_fil
     assert run.returncode != 0
     assert run.called("apt-get")[1:] == [
         "apt-get -o DPkg::Lock::Timeout=60 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "
-        "-q -y install --no-install-recommends ca-certificates curl gnupg python3-venv mysql-server-8.0"]
+        "-q -y install --no-install-recommends ca-certificates curl gnupg python3-venv mysql-server-8.0 "
+        "tomcat10 default-jre-headless libmariadb-java"]
     assert run.called("sleep") == []
     assert run.stdout.splitlines()[-1] == ("FAILED: installing ca-certificates curl gnupg python3-venv "
-                                           "mysql-server-8.0: E: Unable to locate package mysql-server-8.0")
+                                           "mysql-server-8.0 tomcat10 default-jre-headless libmariadb-java: "
+                                           "E: Unable to locate package mysql-server-8.0")
 
 
 def test_sourcing_the_script_runs_nothing(host):

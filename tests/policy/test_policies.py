@@ -21,7 +21,7 @@ import yaml
 import guardrails
 from rendering.bundle import Bundle
 from rendering.document import document_content
-from guardrails import datadog as dd_rules, ec2 as ec2_rules, iam as iam_rules, network, ssm as ssm_rules
+from guardrails import datadog as dd_rules, ebs as ebs_rules, ec2 as ec2_rules, iam as iam_rules, network, ssm as ssm_rules
 from offline.engine import PLACEHOLDER_SECRETS, Evaluation, Resource, reveal
 from offline.host_config import decode_document
 from tests.support.policy_harness import (
@@ -43,7 +43,7 @@ def world_app_port(run_stack) -> Evaluation:
 
 
 def test_the_pack_has_mandatory_and_advisory_policies():
-    assert ADVISORY == {"ec2-instance-standard-tags", "datadog-dashboard-template-variable"}
+    assert ADVISORY == {"ec2-instance-standard-tags", "ebs-standard-tags", "datadog-dashboard-template-variable"}
     assert len(MANDATORY) == len(POLICIES) - len(ADVISORY) >= 13
     assert set(guardrails.READS) == set(POLICIES)
 
@@ -130,6 +130,11 @@ def _role_policy(evaluation: Evaluation) -> Resource:
     return next(r for r in evaluation.of_type(iam_rules.ROLE_POLICY) if r.name == "host-read-own-config")
 
 
+def _host_role(evaluation: Evaluation) -> Resource:
+    """The hosts' instance role (the stack's other one is the snapshot policy's)."""
+    return next(r for r in evaluation.of_type(iam_rules.ROLE) if r.name == "host-role")
+
+
 def _parameter(evaluation: Evaluation, name: str) -> Resource:
     return next(r for r in evaluation.of_type(ssm_rules.PARAMETER) if r.name == name)
 
@@ -166,6 +171,15 @@ VARIANTS: list[tuple[str, str, Callable[[Evaluation], Resource], list[str]]] = [
     ("ec2-instance-root-volume-encrypted", "unencrypted",
      lambda e: with_inputs(e.one(ec2_rules.INSTANCE), _set("rootBlockDevice.encrypted", False)),
      ["rootBlockDevice.encrypted", "encrypted=True"]),
+    ("ebs-volume-encrypted", "unencrypted",
+     lambda e: with_inputs(e.one(ebs_rules.VOLUME), _set("encrypted", False)),
+     ["encrypted is not true", "encrypted=True"]),
+    ("ebs-volume-snapshot-policy", "not-tagged-for-the-snapshot-policy",
+     lambda e: with_inputs(e.one(ebs_rules.VOLUME), lambda p: p["tags"].pop("data-volume")),
+     ["no enabled snapshot policy of the stack targets it", "data-volume tag"]),
+    ("ebs-standard-tags", "snapshot-policy-without-env",
+     lambda e: with_inputs(e.one(ebs_rules.LIFECYCLE_POLICY), lambda p: p["tags"].pop("env")),
+     ["missing tag(s) env"]),
     ("ec2-instance-no-key-pair", "key-pair",
      lambda e: with_inputs(e.one(ec2_rules.INSTANCE), _set("keyName", "ops-laptop")),
      ["keyName is 'ops-laptop'", "remove key_name", "SSM Session Manager"]),
@@ -228,15 +242,15 @@ VARIANTS: list[tuple[str, str, Callable[[Evaluation], Resource], list[str]]] = [
          {"Effect": "Allow", "NotAction": "iam:*", "Resource": "arn:aws:s3:::bucket"})),
      ["an Allow with NotAction"]),
     ("iam-no-admin-managed-policies", "administrator-access",
-     lambda e: with_inputs(e.one(iam_rules.ROLE), _set("managedPolicyArns", [f"{AWS_POLICY}/AdministratorAccess"])),
+     lambda e: with_inputs(_host_role(e), _set("managedPolicyArns", [f"{AWS_POLICY}/AdministratorAccess"])),
      ["managedPolicyArns attaches arn:aws:iam::aws:policy/AdministratorAccess"]),
     # What the host role had: every SSM parameter and document of the account, whatever the stack.
     ("iam-attached-policy-no-wildcards", "ssm-managed-instance-core",
-     lambda e: with_inputs(e.one(iam_rules.ROLE), _set("managedPolicyArns", [SSM_CORE])),
+     lambda e: with_inputs(_host_role(e), _set("managedPolicyArns", [SSM_CORE])),
      [f"managedPolicyArns attaches {SSM_CORE}", 'allows Resource "*" for', "ssm:GetParameter, ssm:GetParameters",
       "ssm:GetDocument", "close it with a Deny"]),
     ("iam-attached-policy-no-wildcards", "a-policy-the-pack-cannot-read",
-     lambda e: with_inputs(e.one(iam_rules.ROLE), _set("managedPolicyArns", [f"{AWS_POLICY}/AmazonS3ReadOnlyAccess"])),
+     lambda e: with_inputs(_host_role(e), _set("managedPolicyArns", [f"{AWS_POLICY}/AmazonS3ReadOnlyAccess"])),
      ["AmazonS3ReadOnlyAccess, whose statements the policy pack does not know", "inline policy"]),
     ("ssm-key-parameters-customer-managed-key", "default-key",
      lambda e: with_inputs(_parameter(e, "host-datadog-api-key"), _drop("keyId")),
@@ -347,7 +361,7 @@ def _deny(statement: dict[str, Any]) -> dict[str, Any]:
     (_deny({"Action": "ssm:GetParameter*", "NotResource": ["arn:aws:ssm:*:*:parameter/x"]}), "ssm:GetDocument"),
 ], ids=["not-resource", "every-resource", "conditional", "parameters-only"])
 def test_a_deny_of_the_role_closes_an_attached_wildcard_only_when_it_covers_it(dev, deny, reported):
-    role = with_inputs(dev.one(iam_rules.ROLE), _set("managedPolicyArns", [SSM_CORE]))
+    role = with_inputs(_host_role(dev), _set("managedPolicyArns", [SSM_CORE]))
     denying = with_inputs(_role_policy(dev), _policy_document(deny))
     assert denying.inputs["role"] == role.inputs["name"]  # the inline policy is the role's
     found = violations([role, denying], ["iam-attached-policy-no-wildcards"])

@@ -91,11 +91,11 @@ def test_the_pack_describes_its_policies_levels_and_config(analyzer):
     levels = {p.name: p.enforcementLevel for p in info.policies}
     assert levels == {**{n: analyzer_pb2.MANDATORY for n in MANDATORY}, **{n: analyzer_pb2.ADVISORY for n in ADVISORY}}
     schemas = {p.name: p.configSchema.properties for p in info.policies if p.configSchema.properties}
-    assert set(schemas) == {"security-group-no-public-admin-ports", "ec2-instance-standard-tags"}
+    assert set(schemas) == {"security-group-no-public-admin-ports", "ec2-instance-standard-tags", "ebs-standard-tags"}
     ports = schemas["security-group-no-public-admin-ports"]["ports"]
     assert {22, 3389, 3306, 5432} <= {int(p) for p in ports["default"]}
-    assert list(schemas["ec2-instance-standard-tags"]["requiredTagKeys"]["default"]) == [
-        "env", "service", "managed-by", "project"]
+    for tagged in ("ec2-instance-standard-tags", "ebs-standard-tags"):
+        assert list(schemas[tagged]["requiredTagKeys"]["default"]) == ["env", "service", "managed-by", "project"]
 
 
 def test_every_resource_of_both_stacks_passes_the_running_pack(analyzer, stack_eval: Evaluation):

@@ -17,8 +17,8 @@ from tests.support.resource_types import DOCUMENT, PARAMETER
 
 
 def switched_off(evaluation) -> set[str]:
-    """Files of features the stack does not enable (prod: no bike-share)."""
-    features = {"dev": set(), "prod": {"bikeShare"}}[evaluation.stack]
+    """Files of features the stack does not enable (prod: no bike-share, no Java workload)."""
+    features = {"dev": set(), "prod": {"bikeShare", "javaApp"}}[evaluation.stack]
     return {path.removesuffix(".tmpl") for feature in features for path in bundle.FEATURE_FILES[feature]}
 
 
@@ -43,11 +43,15 @@ def test_every_bundle_file_is_installed_by_the_manifest_or_read_by_converge(stac
     assert {entry[0] for entry in entries} - switched_off(stack_eval) | BUNDLE_ONLY == set(files)
     targets = [entry[1] for entry in entries]
     assert len(set(targets)) == len(targets) and all(t.startswith("/") for t in targets)
-    assert {entry[4] for entry in entries} == {"datadog-agent", "flask-app", "mysql-grants"}
+    assert {entry[4] for entry in entries} == {"datadog-agent", "flask-app", "mysql-grants", "tomcat"}
     for _, target, owner, mode, _ in entries:
-        assert owner.count(":") == 1 and mode in ("0600", "0640", "0644"), target
+        assert owner.count(":") == 1 and mode in ("0400", "0600", "0640", "0644"), target
         if target.startswith("/etc/datadog-agent/"):
             assert (owner, mode) == ("dd-agent:dd-agent", "0640"), target
+    # The JVM refuses a JMX password file anyone else may read, and must not be able to
+    # rewrite it (JDK 17+ hashes a writable one at the first login).
+    (password,) = [entry for entry in entries if entry[1] == "/etc/tomcat10/jmxremote.password"]
+    assert password[2:4] == ["tomcat:tomcat", "0400"]
 
 
 def test_a_userdata_file_without_a_manifest_line_is_refused(monkeypatch, tmp_path):
@@ -135,8 +139,15 @@ def test_check_interval_change_never_touches_the_check_code(rendered_bundle):
 def test_process_check_watches_the_configured_processes(rendered_bundle):
     conf = yaml.safe_load(rendered_bundle("dev", {"watchedProcesses": ["gunicorn", "mysqld", "nginx"]})
                           ["agent/conf.d/process.d/conf.yaml"])
-    assert [i["name"] for i in conf["instances"]] == ["gunicorn", "mysqld", "nginx"]
-    assert all(i["search_string"] == [i["name"]] for i in conf["instances"])
+    *watched, tomcat = conf["instances"]
+    assert [i["name"] for i in watched] == ["gunicorn", "mysqld", "nginx"]
+    assert all(i["search_string"] == [i["name"]] for i in watched)
+    # The Java workload's JVM: by its main class (a regular expression over the command
+    # line), under its user; the Agent's own JMXFetch JVM is java too, under dd-agent.
+    assert tomcat == {"name": "tomcat", "search_string": [r"org\.apache\.catalina\.startup\.Bootstrap"],
+                      "exact_match": False, "user": "tomcat"}
+    off = yaml.safe_load(rendered_bundle("dev", {"javaAppEnabled": "false"})["agent/conf.d/process.d/conf.yaml"])
+    assert [i["name"] for i in off["instances"]] == ["gunicorn", "mysqld"]
 
 
 def test_mysql_integration_connects_over_tcp_with_a_host_generated_password(stack_eval):
@@ -179,3 +190,9 @@ def test_agent_version_and_volume_size_reach_converge(rendered_bundle):
     env_file = rendered_bundle("dev", {"agentVersion": "7.71.0", "rootVolumeGiB": 40})["converge.env"]
     assert "DD_AGENT_VERSION=7.71.0" in env_file.splitlines()
     assert "ROOT_VOLUME_GIB=40" in env_file.splitlines()
+
+
+def test_the_mysql_server_package_is_the_images_ubuntus_by_default(rendered_bundle):
+    assert "MYSQL_SERVER_PACKAGE=mysql-server-8.0" in rendered_bundle("dev")["converge.env"].splitlines()
+    chosen = rendered_bundle("dev", {"mysqlServerPackage": "mariadb-server"})["converge.env"]
+    assert "MYSQL_SERVER_PACKAGE=mariadb-server" in chosen.splitlines()

@@ -3,6 +3,8 @@
 tests/data/<stack>-plan-before-issue-22.json keeps, from `python -m offline.plan <stack> --json`
 at that commit, every resource with its inputs and the digest of every file of the bundle: what
 an existing stack's state holds. Compared resource by resource as `make plan COMPARE=` does.
+What changed since on purpose is named here, change by change (issue 17: HOST_FIXES; issue 21:
+`data_volume_changes`; issue 19: the Java workload's files and resources).
 """
 
 from __future__ import annotations
@@ -14,11 +16,34 @@ import pytest
 from offline import changes
 from tests.support import DATA
 from tests.support.evaluations import plan_of
-from tests.support.resource_types import (ACCESS, ACCESS_BEFORE, ASSOCIATION, COMPONENTS_RETYPED, DOCUMENT, HOST,
-                                          MONITOR, PARAMETER)
+from tests.support.resource_types import (ACCESS, ACCESS_BEFORE, ASSOCIATION, ATTACHMENT, COMPONENTS_RETYPED,
+                                          DOCUMENT, HOST, INSTANCE, LIFECYCLE_POLICY, MONITOR, PARAMETER, ROLE,
+                                          ROLE_POLICY, SNAPSHOTS, VOLUME)
 
 BOOTSTRAP = ("observability-lab:host:AgentBootstrap", "bootstrap")  # had no child: gone, nothing in the cloud
 BIKE_SHARE_CONF = "agent/conf.d/bike_share.yaml"
+# Host files changed since by issue 17's fixes (found on the booted host): converge.sh, the MySQL
+# package in converge.env, the app's unit and gunicorn config, hence the app's version in app.env;
+# and by issue 21: converge.sh puts MySQL's data on the data volume, whose size converge.env carries.
+# Issue 19's Java workload: every stack's converge.sh, manifest and converge.env know its unit
+# (restarting nothing where it is off); dev turns it on: its files, the process check's Tomcat
+# instance, and its Datadog objects (created). They change the bundle only: a new document and
+# association, run once on the hosts.
+HOST_FIXES = {"converge.sh", "converge.env", "app/flask-app.service", "app/gunicorn.conf.py", "app/app.env"}
+CONVERGE_FILES = {"converge.sh", "manifest", "converge.env"}
+JAVA_FILES = {"agent/conf.d/tomcat.d/conf.yaml", "agent/conf.d/process.d/conf.yaml", "mysql/cars_user.sql",
+              "tomcat/cars.xml", "tomcat/cars/index.jsp", "tomcat/jmxremote.access", "tomcat/jmxremote.password",
+              "tomcat/observability-lab.conf"}
+# What a change of the bundle changes in the cloud: the document (content-addressed name), its
+# association, the parameter naming the current document.
+BUNDLE_CHANGED = {
+    (DOCUMENT, "host-config-document"): ("replaced", ["name"]),
+    (ASSOCIATION, "host-config-run-association"): ("replaced", ["associationName", "name"]),
+    (PARAMETER, "host-config-current-document"): ("updated", ["insecureValue"])}
+
+
+def java_app_resources(now: dict) -> list[tuple[str, str]]:
+    return [(r["type"], r["name"]) for r in now["resources"] if r["name"].startswith("java-app")]
 
 
 def before(stack: str) -> dict:
@@ -28,6 +53,30 @@ def before(stack: str) -> dict:
 def compared(evaluation) -> tuple[dict, dict, dict]:
     base, now = before(evaluation.stack), plan_of(evaluation)
     return base, now, changes.compare(base, now)
+
+
+def data_volume_changes(hosts: int) -> dict:
+    """What issue 21 changes on an existing stack, on purpose: per host a data volume and its
+    attachment, created; the instance's tags gain the volume's id, and its root volume's tags move from
+    `volumeTags` (written onto every attached volume) to the root volume's own, in place (no replacement);
+    the stack's snapshot policy, its component, role and grants, created; and the new bundle."""
+    per_host = {}
+    for n in range(1, hosts + 1):
+        per_host.update({(VOLUME, f"host-{n}-data-volume"): ("created", []),
+                         (ATTACHMENT, f"host-{n}-data-attachment"): ("created", []),
+                         (INSTANCE, f"host-{n}-instance"): ("updated", ["rootBlockDevice", "tags", "volumeTags"])})
+    snapshots = {key: ("created", []) for key in (
+        (SNAPSHOTS, "data-snapshots"), (ROLE, "data-snapshots-role"), (ROLE_POLICY, "data-snapshots-grants"),
+        (LIFECYCLE_POLICY, "data-snapshots-policy"))}
+    return {**per_host, **snapshots, **BUNDLE_CHANGED}
+
+
+def unintended(evaluation, result: dict, now: dict) -> dict:
+    """The changes of `result` that no issue since the kept plans made on purpose."""
+    intended = {**data_volume_changes(len(evaluation.of_type(HOST))),
+                **{key: ("created", []) for key in java_app_resources(now)}}
+    return {key: found for key, found in result.items()
+            if found[0] != "unchanged" and key != BOOTSTRAP and intended.get(key) != found}
 
 
 def test_every_component_keeps_its_state_through_an_alias(stack_eval):
@@ -40,33 +89,44 @@ def test_every_component_keeps_its_state_through_an_alias(stack_eval):
     assert changes.moves(base, now) == expected
     assert all(result[key] == ("unchanged", []) for key in expected)
     assert [key for key, (what, _) in result.items() if what == "deleted"] == [BOOTSTRAP]
-    assert [key for key, (what, _) in result.items() if what == "created"] == []
+    created = {key for key, (what, _) in result.items() if what == "created"}
+    volumes = {key for key, (what, _) in data_volume_changes(len(hosts)).items() if what == "created"}
+    assert created == volumes | set(java_app_resources(now))
+    assert bool(java_app_resources(now)) == (stack_eval.stack == "dev")
 
 
-def test_prod_renders_every_aws_and_datadog_resource_as_before(prod):
-    _, now, result = compared(prod)
-    assert {what for key, (what, _) in result.items() if key != BOOTSTRAP} == {"unchanged"}
+def changed_bundle_files(base: dict, now: dict) -> set[str]:
+    """The bundle's files that are new or differ from before."""
+    (config,) = now["hostConfiguration"].values()
+    return {f["path"] for f in config["files"] if base["bundleFiles"].get(f["path"]) != f["sha256"]}
+
+
+def test_prod_renders_every_aws_and_datadog_resource_as_before_but_the_data_volumes(prod):
+    base, now, result = compared(prod)
+    assert unintended(prod, result, now) == {}
+    # Each intended change is there, and replaces no instance, volume or attachment.
+    assert {key: result[key] for key in data_volume_changes(2)} == data_volume_changes(2)
+    assert not java_app_resources(now)  # nothing of the Java workload's own in prod
+    assert changed_bundle_files(base, now) == HOST_FIXES | CONVERGE_FILES
     assert len(result) == len(now["resources"]) + 1  # and the deleted bootstrap
 
 
-def test_dev_changes_only_what_the_bike_share_fixes_change(dev):
+def test_dev_changes_only_what_the_bike_share_fixes_and_the_data_volumes_change(dev):
     base, now, result = compared(dev)
-    changed = {key: found for key, found in result.items() if found[0] != "unchanged" and key != BOOTSTRAP}
+    assert {key: result[key] for key in data_volume_changes(1)} == data_volume_changes(1)
+    assert all(result[key] == ("created", []) for key in java_app_resources(now))
+    changed = unintended(dev, result, now)
     monitors = {key for key in changed if key[0] == MONITOR}
     assert {name for _, name in monitors} == {"bike-share-empty", "bike-share-full", "bike-share-feed-unreachable",
                                               "bike-share-feed-stale", "bike-share-trend"}
     assert all(changed[key] == ("updated", ["tags"]) for key in monitors)
     by_key = {(r["type"], r["name"]): r for r in now["resources"]}
     assert all("service:bike-share" in by_key[key]["inputs"]["tags"] for key in monitors)
-    # The check's conf is a file of the bundle: a new document and association, run once on the hosts.
-    assert {key: changed[key] for key in changed if key not in monitors} == {
-        (DOCUMENT, "host-config-document"): ("replaced", ["name"]),
-        (ASSOCIATION, "host-config-run-association"): ("replaced", ["associationName", "name"]),
-        (PARAMETER, "host-config-current-document"): ("updated", ["insecureValue"])}
+    # The check's conf is a file of the bundle: the new bundle's document and association (BUNDLE_CHANGED).
+    assert {key: changed[key] for key in changed if key not in monitors} == {}
     (config,) = now["hostConfiguration"].values()
-    files = {f["path"]: f["sha256"] for f in config["files"]}
-    assert set(files) == set(base["bundleFiles"])
-    assert [path for path in files if files[path] != base["bundleFiles"][path]] == [BIKE_SHARE_CONF]
+    assert {f["path"] for f in config["files"]} == set(base["bundleFiles"]) | JAVA_FILES
+    assert changed_bundle_files(base, now) == HOST_FIXES | CONVERGE_FILES | JAVA_FILES | {BIKE_SHARE_CONF}
     assert "    service: \"bike-share\"\n" in config["contents"][BIKE_SHARE_CONF]
 
 

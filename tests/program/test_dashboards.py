@@ -44,7 +44,8 @@ def test_one_component_owns_both_dashboards(stack_eval):
     component = stack_eval.one(DASHBOARDS)
     found = stack_eval.children_of(component)
     assert {r.name for r in found} == {"datadog-dashboards-timeboard", "datadog-dashboards-apm"}
-    assert {r.name for r in stack_eval.of_type(DASHBOARD)} - {r.name for r in found} <= {"bike-share-dashboard"}
+    assert {r.name for r in stack_eval.of_type(DASHBOARD)} - {r.name for r in found} <= {"bike-share-dashboard",
+                                                                                         "java-app-dashboard"}
 
 
 def test_timeboard_widgets_reproduce_the_seed_scoped_to_the_stacks_hosts(stack_eval):
@@ -105,5 +106,5 @@ def test_titles_and_descriptions_carry_env_hosts_and_service(stack_eval):
 
 def test_dashboard_urls_are_exported(stack_eval):
     # The mock engine assigns no `url`, so the values stay empty offline.
-    bike_share = {"dev": {"bikeShare"}, "prod": set()}[stack_eval.stack]
-    assert set(stack_eval.outputs["dashboardUrls"]) == {"timeboard", "apm"} | bike_share
+    features = {"dev": {"bikeShare", "javaApp"}, "prod": set()}[stack_eval.stack]
+    assert set(stack_eval.outputs["dashboardUrls"]) == {"timeboard", "apm"} | features

@@ -12,13 +12,17 @@ from offline import changes
 from offline.engine import Evaluation
 from tests.support import DATA
 from tests.support.evaluations import plan_of
-from tests.support.resource_types import (ACCESS, ACCESS_BEFORE, ASSOCIATION, COMPONENTS_RETYPED, DOCUMENT, HOST,
-                                          INSTANCE, PARAMETER, SINGLE_HOST_BEFORE)
+
+from tests.support.resource_types import (ACCESS, ACCESS_BEFORE, ASSOCIATION, ATTACHMENT, COMPONENTS_RETYPED, DOCUMENT,
+                                          HOST, INSTANCE, PARAMETER, SINGLE_HOST_BEFORE, VOLUME)
 
 RUN = (ASSOCIATION, "host-config-run-association")
 COUNTS = (1, 3, 50)
-# What one host adds: its component and its instance.
-PER_HOST = {HOST: "host-{n}", INSTANCE: "host-{n}-instance"}
+# What one host adds: its component, its instance, its data volume and the attachment between them.
+PER_HOST = {HOST: "host-{n}", INSTANCE: "host-{n}-instance", VOLUME: "host-{n}-data-volume",
+            ATTACHMENT: "host-{n}-data-attachment"}
+# Host 3's resources in AWS.
+HOST_3_AWS = {(INSTANCE, "host-3-instance"), (VOLUME, "host-3-data-volume"), (ATTACHMENT, "host-3-data-attachment")}
 ONE_HOST_PLAN = DATA / "dev-plan-one-host.json"
 
 
@@ -47,7 +51,7 @@ def test_resources_grow_by_exactly_one_host_per_host(fleets):
 
 def test_datadog_objects_do_not_grow_with_hosts(fleets):
     datadog = {n: keys(evaluation, "datadog:") for n, evaluation in fleets.items()}
-    assert len(datadog[1]) == 16 and datadog[1] == datadog[3] == datadog[50]  # dev: with bike-share
+    assert len(datadog[1]) == 23 and datadog[1] == datadog[3] == datadog[50]  # dev: with bike share and Java
 
 
 def test_names_and_hostnames_are_unique(fleets):
@@ -83,10 +87,13 @@ def test_the_my_metric_monitor_names_every_host_and_the_others_only_the_stacks_t
         assert monitors["datadog-monitors-my-metric"] == (
             "avg(last_5m):avg:my_metric{env:dev AND project:observability-lab AND host IN "
             f"({', '.join(hostnames(n))})}} by {{host}} > 800")
-        others = {name: query for name, query in monitors.items() if name != "datadog-monitors-my-metric"}
+        # The Tomcat JVMs are counted across the stack: one per host expected.
+        assert monitors["java-app-processes"].endswith(f".rollup('count').last('5m') < {n}")
+        counted = ("datadog-monitors-my-metric", "java-app-processes")
+        others = {name: query for name, query in monitors.items() if name not in counted}
         assert others == {name: query for name, query in (
             (r.name, r.inputs["query"]) for r in fleets[1].of_type("datadog:index/monitor:Monitor"))
-            if name != "datadog-monitors-my-metric"}, n
+            if name not in counted}, n
 
 
 def test_dashboards_offer_every_host_and_show_all_of_them(fleets):
@@ -110,7 +117,7 @@ def test_outputs_per_host_and_the_single_host_ones_only_for_one_host(fleets):
         outputs = fleets[n].outputs
         assert not single & set(outputs) and len(outputs["hosts"]) == n
         for hostname, host in outputs["hosts"].items():
-            assert set(host) == {"instanceId", "publicDns", "appUrl", "ssmSessionCommand"}
+            assert set(host) == {"instanceId", "dataVolumeId", "publicDns", "appUrl", "ssmSessionCommand"}
             assert host["ssmSessionCommand"].endswith(f"--target {host['instanceId']}"), hostname
 
 
@@ -127,28 +134,28 @@ def test_a_third_host_adds_its_own_resources_and_touches_no_other_host(run_stack
     # The association names the instances by id: a new list is a new association, which runs
     # the same document on every host again (converge.sh changes nothing on hosts 1 and 2).
     assert result.pop(RUN) == ("replaced", ["targets"])
-    assert {key for key, what in changed(result).items() if what != "updated"} == {
-        (HOST, "host-3"), (INSTANCE, "host-3-instance")}
-    assert {what for key, what in changed(result).items() if key[1] != "host-3-instance" and key[1] != "host-3"} \
+    assert {key for key, what in changed(result).items() if what != "updated"} == {(HOST, "host-3"), *HOST_3_AWS}
+    assert {what for key, what in changed(result).items() if key not in HOST_3_AWS and key[1] != "host-3"} \
         <= {"updated"}
-    # In place, Datadog objects only: the monitor naming the hosts and the boards listing them.
+    # In place, Datadog objects only: the monitor naming the hosts, the one counting a JVM per
+    # host, and the boards listing them.
     assert {key[1] for key, what in changed(result).items() if what == "updated"} == {
-        "datadog-monitors-my-metric", "datadog-dashboards-timeboard", "datadog-dashboards-apm",
-        "bike-share-dashboard"}
+        "datadog-monitors-my-metric", "java-app-processes", "datadog-dashboards-timeboard", "datadog-dashboards-apm",
+        "bike-share-dashboard", "java-app-dashboard"}
     assert all(what == "unchanged" for key, (what, _) in result.items()
-               if key[0].startswith("aws:") and key[1] != "host-3-instance")
+               if key[0].startswith("aws:") and key not in HOST_3_AWS)
 
 
 def test_removing_the_third_host_removes_only_its_resources(run_stack):
     three, two = run_stack("dev", {"hostCount": 3}), run_stack("dev", {"hostCount": 2})
     result = compare(three, two)
     assert result.pop(RUN) == ("replaced", ["targets"])
-    assert {key for key, what in changed(result).items() if what == "deleted"} == {
-        (HOST, "host-3"), (INSTANCE, "host-3-instance")}
+    assert {key for key, what in changed(result).items() if what == "deleted"} == {(HOST, "host-3"), *HOST_3_AWS}
     assert {what for what in changed(result).values()} == {"deleted", "updated"}
     # By URN, too: the two-host stack is the three-host one minus host 3's resources.
     urns = {n: {r.urn for r in e.resources} for n, e in ((3, three), (2, two))}  # the association keeps its URN
-    assert urns[3] - urns[2] == {r.urn for r in three.resources if r.name in ("host-3", "host-3-instance")}
+    assert urns[3] - urns[2] == {r.urn for r in three.resources
+                                 if r.name == "host-3" or (r.type, r.name) in HOST_3_AWS}
     assert urns[2] <= urns[3]
 
 
@@ -180,15 +187,20 @@ def test_an_existing_one_host_stack_keeps_every_aws_resource(dev):
                                             (ACCESS, "host"): (SINGLE_HOST_BEFORE, "host"),
                                             # and every component whose type token changed since
                                             **COMPONENTS_RETYPED}
-    # Its instance is updated in place (a Name tag, the hostname tag, tags in metadata): not replaced.
-    assert result[(INSTANCE, "host-1-instance")] == ("updated", ["metadataOptions", "tags", "volumeTags"])
+    # Its instance is updated in place (a Name tag, the hostname and data volume tags, tags in metadata, the
+    # root volume's tags on the root volume only): not replaced.
+    assert result[(INSTANCE, "host-1-instance")] == ("updated", ["metadataOptions", "rootBlockDevice", "tags",
+                                                                 "volumeTags"])
     assert result[(ACCESS, "host")] == ("unchanged", [])
     aws = {key: what for key, (what, _) in result.items() if key[0].startswith("aws:")}
     # Least privilege (issue 18): the managed policy goes, the stack's own key and the SSM Agent's
     # inline policy come, the key parameter is re-encrypted in place. Nothing else is created or deleted.
     assert {key[1] for key, what in aws.items() if what == "deleted"} == {"host-ssm-core"}
+    # Issue 21: a data volume for the host, attached to it, and the stack's snapshot policy with its role.
     assert {key[1] for key, what in aws.items() if what == "created"} == {
-        "host-ssm-agent", "host-datadog-api-key-kms", "host-datadog-api-key-alias"}
+        "host-ssm-agent", "host-datadog-api-key-kms", "host-datadog-api-key-alias",
+        "host-1-data-volume", "host-1-data-attachment", "data-snapshots-role", "data-snapshots-grants",
+        "data-snapshots-policy"}
     assert result[(PARAMETER, "host-datadog-api-key")] == ("updated", ["keyId"])
     # The new bundle (the hostname from the tag, the project tag) reaches the host as any change does.
     assert {key[1] for key, what in aws.items() if what == "replaced"} == {

@@ -43,8 +43,9 @@ class Stack:
 
     def __init__(self, evaluation: Evaluation):
         self.env = evaluation.stack
-        role = evaluation.one("aws:iam/role:Role")
-        inline = [json.loads(r.inputs["policy"]) for r in evaluation.of_type("aws:iam/rolePolicy:RolePolicy")]
+        role = next(r for r in evaluation.of_type("aws:iam/role:Role") if r.name == "host-role")
+        inline = [json.loads(r.inputs["policy"]) for r in evaluation.of_type("aws:iam/rolePolicy:RolePolicy")
+                  if r.inputs["role"] == role.outputs["name"]]
         attached = [managed_policy(r.inputs["policyArn"].rsplit("/", 1)[1])
                     for r in evaluation.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")]
         self.host = Principal(role.outputs["arn"], inline + attached)
@@ -150,3 +151,53 @@ def test_what_the_managed_policy_allowed_every_host(stacks):
     prod_parameter = stacks["prod"].api_key_parameter
     assert old_host.may("ssm:GetParameter", prod_parameter)
     assert old_host.may("kms:Decrypt", AWS_SSM_KEY, VIA_SSM, AWS_SSM_KEY_POLICY)
+
+
+# --- the snapshot policy's role (Data Lifecycle Manager) ------------------------------------
+
+VOLUME = f"arn:aws:ec2:{REGION}:{FAKE_ACCOUNT}:volume/vol-0123456789abcdef0"
+SNAPSHOT = f"arn:aws:ec2:{REGION}::snapshot/snap-0123456789abcdef0"
+
+
+def snapshot_role(evaluation: Evaluation) -> tuple[Principal, dict]:
+    role = next(r for r in evaluation.of_type("aws:iam/role:Role") if r.name == "data-snapshots-role")
+    (grants,) = [json.loads(r.inputs["policy"]) for r in evaluation.of_type("aws:iam/rolePolicy:RolePolicy")
+                 if r.inputs["role"] == role.outputs["name"]]
+    return Principal(role.outputs["arn"], [grants]), json.loads(role.inputs["assumeRolePolicy"])
+
+
+def tagged(key: str, value: str) -> dict[str, str]:
+    return {f"aws:ResourceTag/{key}": value}
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_dlm_snapshots_the_stacks_data_volumes_and_expires_only_its_own_snapshots(run_stack, env):
+    dlm, trust = snapshot_role(run_stack(env))
+    volume_tag, snapshot_tag = ("data-volume", f"observability-lab-{env}"), ("data-snapshot", f"observability-lab-{env}")
+    assert trust["Statement"] == [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                   "Principal": {"Service": "dlm.amazonaws.com"}}]
+    # CreateSnapshot authorizes the volume and the new snapshot; DLM then tags the snapshot.
+    assert dlm.may("ec2:CreateSnapshot", VOLUME, tagged(*volume_tag))
+    assert dlm.may("ec2:CreateSnapshot", SNAPSHOT) and dlm.may("ec2:CreateTags", SNAPSHOT)
+    assert dlm.may("ec2:DeleteSnapshot", SNAPSHOT, tagged(*snapshot_tag))
+    for action in iam_policies.DLM_DESCRIBE_ACTIONS:
+        assert dlm.may(action, "*"), action
+    other = OTHER[env]
+    assert not dlm.may("ec2:CreateSnapshot", VOLUME)  # an untagged volume (a root volume)
+    assert not dlm.may("ec2:CreateSnapshot", VOLUME, tagged("data-volume", f"observability-lab-{other}"))
+    assert not dlm.may("ec2:DeleteSnapshot", SNAPSHOT)  # a snapshot someone else made
+    assert not dlm.may("ec2:DeleteSnapshot", SNAPSHOT, tagged("data-snapshot", f"observability-lab-{other}"))
+    # Nothing that reads data out, shares it or removes a volume.
+    for action in ("ec2:ModifySnapshotAttribute", "ec2:CopySnapshot", "ec2:DeleteVolume", "ec2:CreateVolume",
+                   "ec2:DetachVolume", "ebs:GetSnapshotBlock"):
+        assert not dlm.may(action, VOLUME, tagged(*volume_tag)) and not dlm.may(action, SNAPSHOT, tagged(*snapshot_tag))
+
+
+def test_dlms_grants_are_a_subset_of_awss_own_policy_for_it(dev):
+    dlm, _ = snapshot_role(dev)
+    managed = managed_policy("AWSDataLifecycleManagerServiceRole")["Statement"]
+    allowed = {a for s in managed for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    granted = {a for doc in dlm.policies for s in doc["Statement"]
+               for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert granted <= allowed
+    assert {"ec2:CreateSnapshot", "ec2:DeleteSnapshot", "ec2:CreateTags"} <= granted

@@ -54,7 +54,7 @@ def test_agent_and_app_settings_reach_the_host_without_touching_the_instance(run
 
 def test_a_new_service_name_retags_the_instance_in_place_only(run_stack):
     result = compare(run_stack("dev"), run_stack("dev", {"service": "checkout"}))
-    assert result[INSTANCE] == ("updated", ["tags", "volumeTags"])  # a tag update, no restart
+    assert result[INSTANCE] == ("updated", ["rootBlockDevice", "tags"])  # tag updates, no restart
     assert_converged_in_place(result)
 
 

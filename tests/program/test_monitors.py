@@ -54,10 +54,11 @@ def test_one_component_owns_every_monitor(stack_eval):
     found = stack_eval.children_of(component)
     assert {r.name.removeprefix(PREFIX) for r in found} == KEYS
     assert {r.type for r in found} == {MONITOR}
-    bike_share = {"bikeShareEmpty", "bikeShareFull", "bikeShareFeedUnreachable", "bikeShareFeedStale",
-                  "bikeShareTrend"} if stack_eval.stack == "dev" else set()
+    features = {"bikeShareEmpty", "bikeShareFull", "bikeShareFeedUnreachable", "bikeShareFeedStale",
+                "bikeShareTrend", "javaHeap", "javaMajorGc", "javaPoolUsage", "javaPoolWaits", "javaJmx",
+                "javaProcesses"} if stack_eval.stack == "dev" else set()
     assert set(stack_eval.outputs["monitorIds"]) == {"myMetric", "processes", "appProcesses", "mysql",
-                                                     "apmLatency", "apmErrors"} | bike_share
+                                                     "apmLatency", "apmErrors"} | features
     assert all(v.isdigit() for v in stack_eval.outputs["monitorIds"].values())
 
 
@@ -269,7 +270,7 @@ def test_of_the_host_grouped_monitors_only_my_metric_alerts_on_missing_data(dev)
     grouped = [r for r in dev.of_type(MONITOR)
                if "by {host" in r.inputs["query"] or re.search(r"\.by\([^)]*[\"']host[\"']", r.inputs["query"])]
     assert {r.name for r in grouped} >= {PREFIX + k for k in ("my-metric", "processes", "app-processes", "mysql")}
-    assert len(grouped) == 8  # and the bike-share monitors grouped by host (dev runs the check)
+    assert len(grouped) == 13  # and the bike-share and Java monitors grouped by host (dev runs both)
     for r in grouped:
         assert r.inputs["newGroupDelay"] == 1800, r.name
         assert r.inputs["notifyNoData"] is (r.name == PREFIX + "my-metric"), r.name

@@ -2,11 +2,14 @@
 
 Every host path of the script is under CONVERGE_ROOT. The commands that would change the
 machine or need a real host (apt-get, dpkg-query, apt-mark, systemctl, mysql,
-datadog-agent, dpkg, useradd, id, python3's venv, curl, growpart, resize2fs, findmnt,
-lsblk, sleep, date +%s) are small executables first on PATH that record each call in `calls` and
-act out the part of their behaviour the script depends on, from state files the tests
-can set: installed packages, active services, a failing Agent config check, the disk's
-size, the instance's tags in instance metadata. Everything else (gpg, sha256sum, install,
+datadog-agent, dpkg, useradd, groupadd, id, python3's venv, curl, growpart, resize2fs, findmnt,
+lsblk, blkid, mkfs.ext4, mount, dumpe2fs, sleep, date +%s) are small executables first on PATH
+that record each call in `calls` and act out the part of their behaviour the script depends
+on, from state files the tests can set: installed packages, active services, a failing Agent
+config check, the disks' sizes, the instance's tags in instance metadata, what is mounted.
+The data volume is a small file of zeros under the root's /dev (its size as EC2 shows it is
+the file size.<disk>), linked from /dev/disk/by-id/ as udev links an NVMe EBS volume; a
+filesystem on it is a `TYPE=`/`UUID=` header that blkid reads. Everything else (gpg, sha256sum, install,
 chown, flock, tar, base64, openssl) is the real tool; curl's downloads of Datadog's apt
 keys get a real public key made for the tests. The host's users do not exist here:
 install and chown get the numbers HOST_USERS gives their names (spare ones of this
@@ -17,14 +20,16 @@ from __future__ import annotations
 
 import functools
 import grp
+import os
 import pwd
 import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
-from rendering.bundle import Bundle
+from rendering.bundle import JMX_COLLECTED, Bundle
 
 # What the instance metadata of a test host says by default (Host.set() changes it).
 IMDS_TOKEN = "imds-session-token-for-tests"
@@ -80,7 +85,11 @@ if [ "$1" = restart ] && [ -e "$FAKE/kill-at-restart.$2" ]; then kill_run; fi
 if [ "$1" = restart ] && [ -e "$FAKE/term-at-restart.$2" ]; then kill -TERM "$PPID"; fi
 case "$1" in
   is-active) [ -e "$FAKE/active.${*: -1}" ] ;;
+  stop) rm -f "$FAKE/active.${*: -1}" ;;
   enable) [ "$2" != --now ] || touch "$FAKE/active.${*: -1}" ;;
+  # A unit restarted is active, one stopped is not (dies-at-start.<unit>: it exits at once).
+  restart) if [ -e "$FAKE/dies-at-start.$2" ]; then rm -f "$FAKE/active.$2"; else touch "$FAKE/active.$2"; fi ;;
+  disable) [ "$2" != --now ] || rm -f "$FAKE/active.${*: -1}" ;;
 esac''',
     "mysql": 'cat >>"$FAKE/mysql.sql"',
     "datadog-agent": r'''
@@ -89,8 +98,28 @@ esac''',
 case "$1" in
   # The Agent does not come up on a datadog.yaml that says AGENT_WONT_START.
   status) [ ! -e "$FAKE/fail.agent-status" ] && ! grep -qs AGENT_WONT_START "$CONVERGE_ROOT/etc/datadog-agent/datadog.yaml" ;;
-  # Running a check once fails when its code or configuration says so.
-  check) ! grep -rqs CHECK_FAILS "$CONVERGE_ROOT/etc/datadog-agent" ;;
+  # Running a check once fails when its code or configuration says so, or on every check
+  # when the installed version is the one fail.agent-version names (a broken release).
+  check)
+    installed=$(awk '$1 == "datadog-agent" {v = $2} END {print v}' "$FAKE/dpkg")
+    [ "$(cat "$FAKE/fail.agent-version" 2>/dev/null)" != "$installed" ] &&
+      ! grep -rqs CHECK_FAILS "$CONVERGE_ROOT/etc/datadog-agent" ;;
+  # What JMXFetch collects, in its report's format (its exit status is 0 whatever it finds):
+  # jmx.collected if set; else, when tomcat.d's port and password are the JVM's (its
+  # drop-in's port, its password file's), jmx.report (every bean and attribute converge
+  # expects, jmx_report()); else a connection it cannot make, as with fail.jmx.
+  jmx)
+    conf=$CONVERGE_ROOT/etc/datadog-agent/conf.d/tomcat.d/conf.yaml
+    port=$(sed -n 's/^ *port: //p' "$conf" 2>/dev/null)
+    password=$(sed -n 's/^ *password: "\(.*\)"$/\1/p' "$conf" 2>/dev/null)
+    if [ -e "$FAKE/jmx.collected" ]; then
+      cat "$FAKE/jmx.collected"
+    elif [ -e "$FAKE/fail.jmx" ] || ! grep -qs "jmxremote.port=$port " "$CONVERGE_ROOT"/etc/systemd/system/tomcat10.service.d/*.conf ||
+      ! grep -qsx "monitorRole $password" "$CONVERGE_ROOT/etc/tomcat10/jmxremote.password"; then
+      echo "Cannot connect to instance cars-tomcat (127.0.0.1:$port): java.lang.SecurityException: Authentication failed!"
+    else
+      cat "$FAKE/jmx.report"
+    fi ;;
   configcheck)
     # Like the real Agent: config errors are listed, and the exit status is still 0.
     if grep -rqs BROKEN "$CONVERGE_ROOT/etc/datadog-agent"; then
@@ -98,8 +127,19 @@ case "$1" in
     fi
     echo "=== custom_my_metric check ===" ;;
 esac''',
+    # Listening sockets on the port of `sport = :PORT`, as the JVM binds them: on the
+    # drop-in's jmxremote.host (every address without one) when the drop-in names that port.
+    "ss": r'''
+port=${*: -1} port=${port##*:}
+opts=$(cat "$CONVERGE_ROOT"/etc/systemd/system/tomcat10.service.d/*.conf 2>/dev/null)
+[[ $opts == *"jmxremote.port=$port "* ]] || exit 0
+address=$(sed -n 's/.*jmxremote\.host=\([^ "]*\).*/\1/p' <<<"$opts")
+case "$address" in 127.0.0.1) address="[::ffff:127.0.0.1]" ;; "" | 0.0.0.0) address="*" ;; esac
+echo "LISTEN 0      50     $address:$port      *:*"''',
     "useradd": 'echo "${*: -1}" >>"$FAKE/users"',
-    "id": 'grep -qx "${*: -1}" "$FAKE/users" 2>/dev/null',
+    "groupadd": 'echo "${*: -1}" >>"$FAKE/groups"',
+    # id -u/-g NAME: the test host's number for a user converge created (useradd); else whether it exists.
+    "id": 'grep -qx "${*: -1}" "$FAKE/users" 2>/dev/null || exit 1\ncase "$1" in -u | -g) owner_id "${*: -1}" ;; esac',
     # The real chown, on the test host's numbers for the owner's names.
     "chown": r'''
 args=() spec=
@@ -120,17 +160,18 @@ if [ -e "$FAKE/kill-in-venv" ]; then chmod +x "$3/bin/python"; kill_run; fi
 printf '#!/bin/sh\necho "pip $*" >>"$FAKE/calls"\necho "pip $*" >>"$FAKE/argv"\n' >"$3/bin/pip"
 chmod +x "$3/bin/python" "$3/bin/pip"''',
     "curl": r'''
-# Instance metadata (IMDSv2): a session token for a PUT, then the instance's
-# datadog-hostname tag (imds.datadog-hostname; a 404 without it) for that token only.
+# Instance metadata (IMDSv2): a session token for a PUT, then the instance's tags
+# (imds.<tag>, e.g. imds.datadog-hostname; a 404 without it) for that token only.
 case "$*" in
   *"-X PUT"*"X-aws-ec2-metadata-token-ttl-seconds: "*" http://169.254.169.254/latest/api/token")
     printf %s "$IMDS_TOKEN"; exit 0 ;;
-  *" http://169.254.169.254/latest/meta-data/tags/instance/datadog-hostname")
+  *" http://169.254.169.254/latest/meta-data/tags/instance/"*)
     # The token in a header file (-H @file), as converge passes it.
     header=$(while [ $# -gt 0 ]; do [ "$1" != -H ] || [[ $2 != @* ]] || cat "${2#@}"; shift; done)
     [ "$header" = "X-aws-ec2-metadata-token: $IMDS_TOKEN" ] || exit 22  # 401
-    [ -e "$FAKE/imds.datadog-hostname" ] || exit 22  # 404
-    cat "$FAKE/imds.datadog-hostname"; exit 0 ;;
+    tag=${*: -1} && tag=${tag##*/}
+    [ -e "$FAKE/imds.$tag" ] || exit 22  # 404
+    cat "$FAKE/imds.$tag"; exit 0 ;;
   *169.254.169.254*) exit 22 ;;
 esac
 # fail.curl: no answer; with hang.curl, only after curl's own --max-time (on the clock).
@@ -143,11 +184,49 @@ if [ -e "$FAKE/fail.curl" ]; then
   exit 7
 fi
 while [ $# -gt 0 ]; do if [ "$1" = -o ] && [ "$2" != /dev/null ]; then cp "$FAKE/apt-key.asc" "$2"; fi; shift; done''',
-    # The root filesystem: its source, device number and type (root.mount; a partition by default).
-    "findmnt": 'cat "$FAKE/root.mount" 2>/dev/null || echo "/dev/nvme0n1p1 259:1 ext4"',
-    # The disk's size: the first line of disk.gib, dropped once read while more lines follow.
+    # What is mounted at a directory (mounts: "source target" lines, as mount records them);
+    # otherwise the root filesystem: its source, device number and type (root.mount; a partition).
+    "findmnt": r'''
+if [ "${*: -2:1}" = --mountpoint ]; then
+  awk -v t="${*: -1}" '$2 == t {print $1; found=1} END {exit !found}' "$FAKE/mounts" 2>/dev/null; exit
+fi
+cat "$FAKE/root.mount" 2>/dev/null || echo "/dev/nvme0n1p1 259:1 ext4"''',
+    # A filesystem on a disk file: the TYPE=/UUID= header mkfs.ext4 writes (exit 2: none).
+    "blkid": r'''
+header=$(head -c 512 "${*: -1}" | tr -d '\0' | grep -a -E '^(TYPE|UUID|PTTYPE)=') || exit 2
+echo "DEVNAME=${*: -1}"; echo "$header"''',
+    "mkfs.ext4": r'''
+[ ! -e "$FAKE/fail.mkfs" ] || exit 1
+printf 'TYPE=ext4\nUUID=%s\n' "${FS_UUID_FOR_TESTS:-0f3c5e2a-6b1d-4c8e-9a7f-2d4b6c8e0a13}" |
+  dd of="${*: -1}" conv=notrunc status=none''',
+    # mount -t ext4 -o OPTS UUID=u DIR: the disk file with that UUID; mount --bind DIR DIR2:
+    # the disk and the path inside it, as findmnt shows a bind mount ("/dev/x[/path]").
+    "mount": r'''
+[ ! -e "$FAKE/fail.mount" ] || exit 32
+target=${*: -1} source=${*: -2:1}
+if [ "$1" = --bind ]; then
+  read -r device mountpoint < <(awk -v s="$source" 'index(s, $2 "/") == 1 {print $1, $2}' "$FAKE/mounts")
+  source="$device[${source#"$mountpoint"}]"
+else
+  for disk in "$CONVERGE_ROOT"/dev/*; do
+    [ -f "$disk" ] && head -c 512 "$disk" | tr -d '\0' | grep -aqx "UUID=${source#UUID=}" && source=$disk && break
+  done
+fi
+echo "$source $target" >>"$FAKE/mounts"''',
+    "umount": r'''
+[ ! -e "$FAKE/fail.umount" ] || exit 32
+awk -v t="${*: -1}" '$2 != t' "$FAKE/mounts" >"$FAKE/mounts.new" && mv "$FAKE/mounts.new" "$FAKE/mounts"''',
+    # The filesystem's size (fs.<disk>, bytes; the whole disk, size.<disk>, by default), in 4 KiB blocks.
+    "dumpe2fs": r'''
+disk=${*: -1}
+bytes=$(cat "$FAKE/fs.${disk##*/}" 2>/dev/null || cat "$FAKE/size.${disk##*/}")
+printf 'Block count:              %s\nBlock size:               4096\n' $((bytes / 4096))''',
+    # The disk's size: the first line of disk.gib, dropped once read while more lines follow;
+    # for a disk file of the root's /dev, size.<disk> (the file is small). Its type: disk.
     "lsblk": r'''
 case "$*" in
+  *TYPE*) echo disk ;;
+  *SIZE*" $CONVERGE_ROOT/dev/"*) disk=${*: -1} && cat "$FAKE/size.${disk##*/}" ;;
   *SIZE*)
     gib=$(head -n 1 "$FAKE/disk.gib" 2>/dev/null || echo 1024)
     if [ "$(wc -l <"$FAKE/disk.gib" 2>/dev/null || echo 0)" -gt 1 ]; then sed -i 1d "$FAKE/disk.gib"; fi
@@ -155,7 +234,9 @@ case "$*" in
   *) echo nvme0n1 ;;
 esac''',
     "growpart": 'exit "$(cat "$FAKE/growpart.status" 2>/dev/null || echo 1)"',
-    "resize2fs": "",
+    # resize2fs DISK of the root's /dev: its filesystem now fills it.
+    "resize2fs": r'''
+[[ ${*: -1} != "$CONVERGE_ROOT"/dev/* ]] || rm -f "$FAKE/fs.${1##*/}"''',
     "sleep": 'echo $(($(cat "$FAKE/clock") + $1)) >"$FAKE/clock"',
 }
 
@@ -193,7 +274,7 @@ POSIX_SH = {"date", "sleep"}
 # the recorders: a command converge runs that is in neither fails the run.
 PASS_THROUGH = ("awk base64 bash cat chmod cmp cp cut dirname find flock gpg grep gzip head kill mkdir "
                 "mktemp mv openssl paste ps readlink rm sed sh sha256sum sort stat tail tar timeout touch "
-                "tr xargs").split()
+                "tr wc xargs").split()
 
 
 def spare_ids(count: int, start: int = 61000) -> list[int]:
@@ -202,7 +283,20 @@ def spare_ids(count: int, start: int = 61000) -> list[int]:
     return [number for number in range(start, start + 1000) if number not in taken][:count]
 
 
-HOST_USERS = dict(zip(("dd-agent", "flaskapp"), spare_ids(2)), root=0)
+HOST_USERS = dict(zip(("dd-agent", "flaskapp", "mysql", "tomcat"), spare_ids(4)), root=0)
+# The data volume of a test host: its id (imds.data-volume-id), and its disk and udev link.
+DATA_VOLUME_ID = "vol-0123456789abcdef0"
+DATA_DISK = "/dev/nvme1n1"
+DATA_VOLUME_LINK = "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0"
+DATA_VOLUME_BYTES = 20 * 1024 ** 3  # dataVolumeGiB's default
+
+
+
+def jmx_report(collected=JMX_COLLECTED) -> str:
+    """`datadog-agent jmx list collected` as JMXFetch prints it, for these bean/attribute pairs."""
+    return "\n".join(f"       Matching: {n}/350. Bean name: {bean},name=x - Attribute name: {attribute}  - "
+                     "Attribute type: long" for n, (bean, attribute) in
+                     enumerate((pair.rsplit("/", 1) for pair in collected), 1))
 
 
 def _install_recorders(bin_dir: Path) -> None:
@@ -281,7 +375,10 @@ class Host:
         (self.fake / "dpkg").write_text("")
         (self.fake / "passwd").write_text("".join(f"{name} {number}\n" for name, number in HOST_USERS.items()))
         (self.fake / "clock").write_text("1700000000\n")
+        (self.fake / "jmx.report").write_text(jmx_report() + "\n")
         (self.fake / "imds.datadog-hostname").write_text(DEFAULT_DATADOG_HOSTNAME)
+        (self.fake / "imds.data-volume-id").write_text(DATA_VOLUME_ID)
+        self.attach_data_volume()
         (self.fake / "apt-key.asc").write_text(apt_signing_key())
         # sysfs as the kernel shows a partition: /sys/dev/block/<major:minor> -> .../<disk>/<partition>.
         partition = self.root / "sys/devices/pci0000:00/nvme/nvme0n1/nvme0n1p1"
@@ -290,9 +387,25 @@ class Host:
         (self.root / "sys/dev/block").mkdir(parents=True)
         (self.root / "sys/dev/block/259:1").symlink_to("../../devices/pci0000:00/nvme/nvme0n1/nvme0n1p1")
 
+    def attach_data_volume(self, link: str = DATA_VOLUME_LINK, size: int = DATA_VOLUME_BYTES) -> Path:
+        """A blank volume of `size` bytes at DATA_DISK (2 MiB of zeros on disk), linked from `link` as udev does."""
+        disk = self.path(DATA_DISK)
+        disk.parent.mkdir(parents=True, exist_ok=True)
+        disk.write_bytes(bytes(2 * 1024 * 1024))
+        (self.fake / f"size.{disk.name}").write_text(f"{size}\n")
+        self.path(link).parent.mkdir(parents=True, exist_ok=True)
+        self.path(link).symlink_to(f"../../{DATA_DISK.rsplit('/', 1)[1]}")
+        return disk
+
     def copy(self, base: Path) -> "Host":
         """Another host in the same state (paths reach the script through its environment)."""
         shutil.copytree(self.base, base, symlinks=True, dirs_exist_ok=True)
+        for path in self.root.rglob("*"):  # owners too, as a host keeps them
+            owner = path.lstat()
+            os.lchown(base / path.relative_to(self.base), owner.st_uid, owner.st_gid)
+        mounts = base / "fake" / "mounts"  # what is mounted, at the copy's own paths
+        if mounts.exists():
+            mounts.write_text(mounts.read_text().replace(str(self.base), str(base)))
         clone = object.__new__(Host)
         clone.__dict__.update(self.__dict__, base=base, root=base / "root", fake=base / "fake",
                               bundles=base / "bundles", bin=base / "bin")
@@ -328,3 +441,10 @@ class Host:
 
     def clear(self, name: str) -> None:
         (self.fake / name).unlink(missing_ok=True)
+
+    def tag_instance(self, key: str, value: Optional[str]) -> None:
+        """The instance tag `key` as instance metadata answers it; None: the instance has no such tag."""
+        if value is None:
+            self.clear(f"imds.{key}")
+        else:
+            self.set(f"imds.{key}", value)

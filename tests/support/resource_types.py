@@ -1,6 +1,9 @@
 """The resource and component types the tests look for: declared once here."""
 
 INSTANCE = "aws:ec2/instance:Instance"
+VOLUME = "aws:ebs/volume:Volume"
+ATTACHMENT = "aws:ec2/volumeAttachment:VolumeAttachment"
+LIFECYCLE_POLICY = "aws:dlm/lifecyclePolicy:LifecyclePolicy"
 SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
 ROLE = "aws:iam/role:Role"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
@@ -16,6 +19,7 @@ ANCHOR = "time:index/static:Static"
 # The program's components: observability-lab:<module>:<Class> (components/base.py).
 ACCESS = "observability-lab:host:HostAccess"
 HOST = "observability-lab:host:MonitoredHost"
+SNAPSHOTS = "observability-lab:snapshots:DataSnapshots"
 CONFIGURATION = "observability-lab:configuration:HostConfiguration"
 CONVERGE = "observability-lab:configuration:ConvergeAssociation"
 MONITORS = "observability-lab:monitors:Monitors"

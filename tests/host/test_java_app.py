@@ -1,0 +1,317 @@
+"""The Java workload for real: Debian's tomcat10 and JRE running the rendered bundle's files.
+
+The dev stack's bundle is rendered by the program; its `tomcat` unit's files are installed
+in a scratch root with their manifest owners and modes, and the package's own catalina.sh
+runs as `tomcat` with the drop-in's CATALINA_OPTS (tests/tomcat_server.py). The cars
+app's pool connects to the test's MariaDB with the rendered grants (mysql/cars_user.sql,
+applied as converge.sh applies it). A JMX client that is not ours (PyPI jmxquery: its own
+jar on the JRE, connecting over remote JMX like the Agent's JMXFetch) then reads every
+MBean attribute the rendered tomcat.d conf makes the Agent collect.
+
+Debian 12 ships Tomcat 10.1 and OpenJDK 17; Ubuntu 24.04 ships Tomcat 10.1 and OpenJDK 21
+(22.04: Tomcat 10.0, OpenJDK 11), so nothing here depends on a JDK-17-only behaviour: the
+flags are the JDK's documented com.sun.management.jmxremote.* properties. MariaDB is not
+MySQL 8: the driver's caching_sha2_password handshake (allowPublicKeyRetrieval in the
+pool's URL) is not exercised here (tests/test_mysql_grants.py lists the other differences).
+"""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import socket
+import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from jmxquery import JMXConnection, JMXQuery
+
+from rendering.bundle import JMX_COLLECTED, TOMCAT_MAIN_CLASS, TOMCAT_USER, manifest_entries
+from tests.support import tomcat_server
+from tests.support.local_processes import free_port, wait_until
+
+PASSWORD_FILE = "/etc/tomcat10/jmxremote.password"
+TOMCAT_CONF = "agent/conf.d/tomcat.d/conf.yaml"
+PROCESS_CONF = "agent/conf.d/process.d/conf.yaml"
+CARS_SQL = "mysql/cars_user.sql"
+SECRETS = ("@@CARS_MYSQL_PASSWORD@@", "@@JMX_PASSWORD@@")
+
+DEFAULT_TARGETS = tomcat_server.JMXFETCH_TOMCAT_DEFAULTS
+
+
+def jmx_read(tomcat: tomcat_server.ScratchTomcat, queries: list[str], user, password) -> list:
+    connection = JMXConnection(f"service:jmx:rmi:///jndi/rmi://127.0.0.1:{tomcat.jmx_port}/jmxrmi",
+                               user, password, java_path=str(tomcat_server.JAVA))
+    return connection.query([JMXQuery(query) for query in queries], timeout=60)
+
+
+def jmx_refusal(tomcat, user, password) -> str:
+    """The client's error output for a login that must fail."""
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        jmx_read(tomcat, ["java.lang:type=Memory/HeapMemoryUsage"], user, password)
+    return (refused.value.stderr or b"").decode(errors="replace")
+
+
+def conf_targets(conf: dict) -> dict[str, tuple[str, ...]]:
+    """The conf's own `conf:` includes as bean pattern -> attributes."""
+    targets = {}
+    for entry in conf["init_config"]["conf"]:
+        include = dict(entry["include"])
+        domain = include.pop("domain")
+        attributes = tuple(include.pop("attribute"))
+        keys = ",".join(f"{key}={value}" for key, value in include.items())
+        targets[f"{domain}:{keys},*"] = attributes
+    return targets
+
+
+@pytest.fixture(scope="module")
+def java_bundle(rendered_bundle):
+    """The dev stack's bundle (the Java workload on), its JMX on a free port: other programs
+    share this machine's loopback."""
+    files = rendered_bundle("dev", {"javaJmxPort": str(free_port())})
+    return files, manifest_entries(files["manifest"])
+
+
+@pytest.fixture(scope="module")
+def host_secrets() -> dict[str, str]:
+    """The passwords converge.sh makes on the host (openssl rand -hex 24)."""
+    return {placeholder: secrets.token_hex(24) for placeholder in SECRETS}
+
+
+@pytest.fixture(scope="module")
+def cars_database(mariadb, java_bundle, host_secrets):
+    """The rendered cars_user.sql applied as root, twice (every statement is re-runnable)."""
+    files, _ = java_bundle
+    sql = files[CARS_SQL].replace("@@CARS_MYSQL_PASSWORD@@", host_secrets["@@CARS_MYSQL_PASSWORD@@"])
+    for _ in range(2):
+        subprocess.run([str(mariadb.client_dir / "mysql"), "--user=root"], input=sql, text=True, check=True)
+    return mariadb
+
+
+@pytest.fixture(scope="module")
+def tomcat(java_bundle, host_secrets, cars_database):
+    files, manifest = java_bundle
+    jmx_port = int(yaml.safe_load(files[TOMCAT_CONF])["instances"][0]["port"])
+    with tomcat_server.scratch_directory() as work:
+        server = tomcat_server.prepare(work, files, manifest, host_secrets,
+                                       mysql_port=cars_database.port, jmx_port=jmx_port)
+        server.start()
+        yield server
+        server.stop()
+
+
+@pytest.fixture
+def scratch():
+    with tomcat_server.scratch_directory() as work:
+        yield work
+
+
+def jmx_password(files, host_secrets) -> str:
+    conf = yaml.safe_load(files[TOMCAT_CONF].replace("@@JMX_PASSWORD@@", host_secrets["@@JMX_PASSWORD@@"]))
+    return conf["instances"][0]["password"]
+
+
+def request(url: str, form: dict | None = None) -> tuple[int, str]:
+    data = urllib.parse.urlencode(form).encode() if form is not None else None
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    try:
+        with urllib.request.build_opener(NoRedirect).open(url, data=data, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(errors="replace")
+
+
+def pool_borrows(tomcat, password) -> int:
+    (borrowed,) = jmx_read(tomcat, ["tomcat.jdbc:type=ConnectionPool,*/BorrowedCount"], "monitorRole", password)
+    return int(borrowed.value)
+
+
+def test_the_app_reads_and_writes_mysql_through_the_tomcat_jdbc_pool(tomcat, java_bundle, host_secrets):
+    files, _ = java_bundle
+    password = jmx_password(files, host_secrets)
+    before = pool_borrows(tomcat, password)
+    status, page = request(tomcat.url)
+    assert status == 200 and "Model T" in page and "Beetle" in page
+    make = f"Saab-{secrets.token_hex(3)}"
+    status, _ = request(tomcat.url, {"make": make, "model": "<9-3>", "year": "2003"})
+    assert status == 303
+    status, page = request(tomcat.url)
+    assert status == 200 and make in page and "&lt;9-3&gt;" in page and "<9-3>" not in page
+    assert request(tomcat.url, {"make": make, "model": "x", "year": "203"})[0] == 400
+    # Each request that reached the database borrowed a connection: the pool's metric moves.
+    assert pool_borrows(tomcat, password) >= before + 3
+
+
+def test_the_cars_user_may_only_list_and_add_cars(cars_database, host_secrets):
+    import pymysql
+    db = cars_database.connect("cars", host_secrets["@@CARS_MYSQL_PASSWORD@@"], database="cars")
+    with db.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM cars")
+        for statement in ("DELETE FROM cars", "UPDATE cars SET year = 1900", "DROP TABLE cars",
+                          "SELECT user FROM mysql.user", "CREATE TABLE cars.other (id INT)"):
+            with pytest.raises(pymysql.err.OperationalError) as denied:
+                cursor.execute(statement)
+            assert denied.value.args[0] in (1044, 1142, 1227), statement
+    db.close()
+
+
+def test_jmx_serves_every_bean_and_attribute_the_tomcat_conf_collects(tomcat, java_bundle, host_secrets):
+    files, _ = java_bundle
+    conf = yaml.safe_load(files[TOMCAT_CONF])
+    init = conf["init_config"]
+    assert init["is_jmx"] is True and init["collect_default_metrics"] is True and init["new_gc_metrics"] is True
+    assert Path(init["java_bin_path"]) == tomcat_server.JAVA
+    request(tomcat.url)  # the servlet and JSP beans exist once the page has been served
+    targets = {**DEFAULT_TARGETS, **conf_targets(conf)}
+    assert "tomcat.jdbc:type=ConnectionPool,*" in targets
+    # What converge.sh requires the Agent to collect is among what is read here.
+    for expected in JMX_COLLECTED:
+        bean, attribute = expected.rsplit("/", 1)
+        assert any(pattern.startswith(bean) and attribute in attributes for pattern, attributes in targets.items()), \
+            expected
+    queries = [f"{bean}/{attribute}" for bean, attributes in targets.items() for attribute in attributes]
+    results = jmx_read(tomcat, queries, "monitorRole", jmx_password(files, host_secrets))
+    found = {(result.attribute, _bean_matches(result.mBeanName, targets)) for result in results
+             if isinstance(result.value, (int, float))}
+    missing = [query for bean, attributes in targets.items() for attribute in attributes
+               if (attribute, bean) not in found]
+    assert not missing, f"no numeric value over JMX for {missing}"
+    pool = {result.attribute: result.value for result in results if "type=DataSource" in result.mBeanName}
+    assert pool["maxActive"] == int(re.search(r'maxActive="(\d+)"', files["tomcat/cars.xml"]).group(1))
+
+
+def _bean_matches(name: str, targets) -> str | None:
+    domain, _, keys = name.partition(":")
+    properties = dict(key.split("=", 1) for key in keys.split(","))
+    for pattern in targets:
+        pattern_domain, _, pattern_keys = pattern.partition(":")
+        wanted = [key.split("=", 1) for key in pattern_keys.split(",") if key != "*"]
+        if pattern_domain == domain and all(properties.get(k) == v for k, v in wanted):
+            return pattern
+    return None
+
+
+def test_jmx_refuses_a_wrong_and_a_missing_password(tomcat):
+    assert "Authentication failed" in jmx_refusal(tomcat, "monitorRole", "not-" + secrets.token_hex(8))
+    assert "Credentials required" in jmx_refusal(tomcat, None, None)
+
+
+def test_a_login_leaves_the_password_file_as_installed(tomcat, java_bundle, host_secrets):
+    files, _ = java_bundle
+    path = tomcat.host_path(PASSWORD_FILE)
+    before = (path.read_bytes(), path.stat().st_mode, path.stat().st_mtime_ns, path.stat().st_uid)
+    assert jmx_read(tomcat, ["java.lang:type=Runtime/Uptime"], "monitorRole", jmx_password(files, host_secrets))
+    after = (path.read_bytes(), path.stat().st_mode, path.stat().st_mtime_ns, path.stat().st_uid)
+    assert after == before
+    # Still the cleartext line converge.sh wrote (JDK 17+ would have replaced it by a hash).
+    assert before[0].decode().splitlines()[-1] == f"monitorRole {host_secrets['@@JMX_PASSWORD@@']}"
+
+
+def test_jmx_listens_on_the_loopback_port_only(tomcat):
+    listeners = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True, check=True).stdout
+    mine = [line.split()[3] for line in listeners.splitlines() if f"pid={tomcat.process.pid}," in line]
+    on_jmx_port = [address for address in mine if address.rsplit(":", 1)[1] == str(tomcat.jmx_port)]
+    assert on_jmx_port and all(re.fullmatch(r"(\[::ffff:)?127\.0\.0\.1\]?", a.rsplit(":", 1)[0])
+                               for a in on_jmx_port), mine
+
+
+def test_the_process_check_and_the_live_process_monitor_find_the_tomcat_jvm(tomcat, java_bundle):
+    files, _ = java_bundle
+    instances = yaml.safe_load(files[PROCESS_CONF])["instances"]
+    (instance,) = [i for i in instances if i["name"] == "tomcat"]
+    # How the process check matches (integrations-core process.py): exact_match false ->
+    # re.search over the command line joined by spaces; `user` -> the process's user name.
+    pid = _child_java(tomcat.process.pid)
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    joined = " ".join(part.decode() for part in cmdline)
+    assert instance["exact_match"] is False and any(re.search(s, joined) for s in instance["search_string"])
+    owner = os.stat(f"/proc/{pid}").st_uid
+    assert instance["user"] == TOMCAT_USER
+    if os.geteuid() == 0:
+        import pwd
+        assert pwd.getpwuid(owner).pw_name == TOMCAT_USER
+    assert TOMCAT_MAIN_CLASS in joined.split()
+    # The Agent's own JMXFetch JVM is java too, under dd-agent, with another main class.
+    jmxfetch = "java -Xmx200m -Xms50m -classpath /opt/datadog-agent/bin/agent/dist/jmx/jmxfetch.jar org.datadog.jmxfetch.App"
+    assert not any(re.search(s, jmxfetch) for s in instance["search_string"])
+
+
+def _child_java(pid: int) -> int:
+    """The JVM's pid: catalina.sh execs java (setpriv too), so the launched pid is the JVM."""
+    assert Path(f"/proc/{pid}/exe").resolve().name == "java", Path(f"/proc/{pid}/exe").resolve()
+    return pid
+
+
+# --- Refusals and isolation: separate JVMs on the same rendered files -----------------
+
+def test_a_password_file_others_can_read_stops_the_jvm(scratch, java_bundle, host_secrets, cars_database):
+    files, manifest = java_bundle
+    server = tomcat_server.prepare(scratch, files, manifest, host_secrets, mysql_port=cars_database.port,
+                                   jmx_port=free_port())
+    server.host_path(PASSWORD_FILE).chmod(0o644)
+    process = server.launch()
+    try:
+        process.wait(timeout=60)
+    finally:
+        server.stop()
+    assert process.returncode != 0
+    assert "Password file read access must be restricted" in server.log_text()
+
+
+@pytest.fixture
+def namespaces():
+    """Two network namespaces joined by a veth pair: the server's 192.0.2.1, the client's
+    192.0.2.2 (TEST-NET-1, documentation addresses: nothing outside these namespaces)."""
+    if os.geteuid() != 0:
+        pytest.fail("network namespaces need root (CI and `make test` run as root)")
+    tag = secrets.token_hex(3)
+    server, client = f"ol-jmx-s-{tag}", f"ol-jmx-c-{tag}"
+    commands = [
+        ["ip", "netns", "add", server], ["ip", "netns", "add", client],
+        ["ip", "link", "add", f"vs{tag}", "netns", server, "type", "veth", "peer", "name", f"vc{tag}",
+         "netns", client],
+        ["ip", "-n", server, "addr", "add", "192.0.2.1/30", "dev", f"vs{tag}"],
+        ["ip", "-n", client, "addr", "add", "192.0.2.2/30", "dev", f"vc{tag}"],
+        *[["ip", "-n", ns, "link", "set", dev, "up"] for ns, dev in
+          ((server, "lo"), (server, f"vs{tag}"), (client, "lo"), (client, f"vc{tag}"))],
+    ]
+    try:
+        for command in commands:
+            subprocess.run(command, check=True, capture_output=True)
+        yield server, client
+    finally:
+        for ns in (server, client):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def _connects(netns: str, address: str, port: int) -> bool:
+    probe = ("import socket,sys\ntry:\n socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3).close()\n"
+             "except OSError:\n sys.exit(1)\n")
+    return subprocess.run(["ip", "netns", "exec", netns, "python3", "-c", probe, address, str(port)]).returncode == 0
+
+
+def test_the_jmx_port_is_unreachable_from_another_network_namespace(scratch, java_bundle, host_secrets,
+                                                                     namespaces):
+    files, manifest = java_bundle
+    server_ns, client_ns = namespaces
+    jmx_port = int(yaml.safe_load(files[TOMCAT_CONF])["instances"][0]["port"])
+    # The package's HTTP connector listens on every address: the control that the client
+    # does reach the server's namespace. MySQL is not in that namespace: the app's page
+    # fails, which this test does not need.
+    server = tomcat_server.prepare(scratch, files, manifest, host_secrets, mysql_port=free_port(),
+                                   jmx_port=jmx_port, netns=server_ns, http_address="0.0.0.0")
+    server.start(ready_path="/")
+    try:
+        wait_until(lambda: _connects(server_ns, "127.0.0.1", jmx_port), 30, "JMX inside the server's namespace")
+        assert _connects(client_ns, "192.0.2.1", server.http_port)
+        assert not _connects(client_ns, "192.0.2.1", jmx_port)
+    finally:
+        server.stop()
