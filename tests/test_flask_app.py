@@ -10,6 +10,7 @@ import dataclasses
 import http.server
 import importlib.util
 import json
+import re
 import os
 import signal
 import socket
@@ -315,7 +316,7 @@ def server(agent, tmp_path_factory):
 
     try:
         wait_until(up, 15, "gunicorn")
-        yield base, netlog, proc.pid
+        yield base, netlog, tmp / "gunicorn.log", proc.pid
     finally:
         stop(proc, signal.SIGQUIT)  # gunicorn's quick shutdown; TERM waits for workers
         log.close()
@@ -384,7 +385,7 @@ def test_static_routes(server):
 
 
 def test_url_lookup_trace(server, agent):
-    base, netlog, _ = server
+    base, netlog, *_ = server
     assert lookup(base, "example.com") == (200, b"<html>fake</html>")
     calls = net_calls(netlog)
     assert {"fn": "fetch", "args": [PUBLIC_IP, "example.com", 80, "http", "/"]} in calls
@@ -436,7 +437,7 @@ def test_static_route_trace_has_unified_tags(server, agent):
     ("mixed.example.com", True),      # one public + one link-local answer
 ])
 def test_url_lookup_ssrf_refused(server, raw, resolves):
-    base, netlog, _ = server
+    base, netlog, *_ = server
     before = len(net_calls(netlog))
     status, body = lookup(base, raw)
     assert status == 400, body
@@ -447,7 +448,7 @@ def test_url_lookup_ssrf_refused(server, raw, resolves):
 
 
 def test_url_lookup_missing_param(server):
-    base, netlog, _ = server
+    base, netlog, *_ = server
     before = len(net_calls(netlog))
     assert http_get(base + "/url_lookup")[0] == 400
     assert lookup(base, "")[0] == 400
@@ -455,7 +456,79 @@ def test_url_lookup_missing_param(server):
 
 
 def test_unresolvable_allowlisted_name_is_502(server):
-    base, netlog, _ = server
+    base, netlog, *_ = server
     status, body = lookup(base, "www.datadoghq.com")  # fake DNS has no answer for it
     assert status == 502 and b"cannot resolve" in body
     assert not [c for c in net_calls(netlog) if c["fn"] == "fetch" and c["args"][1] == "www.datadoghq.com"]
+
+
+# --------------------------------------------------------------------------- logs joined to traces
+def app_log(path):
+    """(syslog priority, JSON object) of every line the app wrote (log_format.py)."""
+    lines = []
+    for raw in path.read_text().splitlines():
+        match = re.fullmatch(r"<([0-7])>(\{.*\})", raw)
+        assert match, f"not a prioritised JSON line: {raw!r}"
+        lines.append((int(match[1]), json.loads(match[2])))
+    return lines
+
+
+def logged_trace_id(span):
+    """The trace id as ddtrace writes it in logs (format_trace_id), from the two halves the
+    trace intake received: the low 64 bits as `trace_id`, the high ones in `_dd.p.tid`."""
+    high = span["meta"].get("_dd.p.tid")
+    full = int(high, 16) << 64 | span["trace_id"] if high else span["trace_id"]
+    return f"{full:032x}" if full >= 1 << 64 else str(full)
+
+
+def request_lines(log, agent_marker):
+    return [entry for _, entry in app_log(log) if entry.get("http", {}).get("useragent") == agent_marker]
+
+
+def get_as(url, useragent):
+    request = urllib.request.Request(url, headers={"User-Agent": useragent})
+    try:
+        with LOCAL.open(request, timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_every_line_is_json(server):
+    *_, log, _ = server
+    assert app_log(log), "gunicorn wrote nothing"  # its startup lines at least, as JSON too
+    assert any(entry["logger"]["name"] == "gunicorn.error" for _, entry in app_log(log))
+
+
+def test_request_log_carries_the_trace_the_agent_received(server, agent):
+    base, _, log, _ = server
+    marker = f"log-correlation-{time.monotonic_ns()}"
+    assert get_as(base + "/api/apm", marker) == 200
+    trace = find_trace(agent, lambda t: any(s["meta"].get("http.useragent") == marker for s in t))
+    (root,) = by_name(trace, "flask.request")
+    (line,) = wait_until(lambda: request_lines(log, marker), 5, "the request's log line")
+    spans = {str(s["span_id"]): s for s in trace}
+    assert line["dd"] == {"trace_id": logged_trace_id(root), "span_id": line["dd"]["span_id"],
+                          "service": "sample-flask-app", "env": "test", "version": "1.2.3"}
+    # The span active when the line was written: ddtrace's span of the after_request hook, in
+    # the request's trace (Datadog links a log line by its trace id, and shows it on that span).
+    assert spans[line["dd"]["span_id"]]["name"] == "app.log_request"
+    assert len(line["dd"]["trace_id"]) == 32  # 128-bit ids, as the Agent's trace intake receives them
+    assert (line["status"], line["http"]["status_code"], line["http"]["url_details"]["path"]) == ("info", 200, "/api/apm")
+    assert line["duration"] > 0
+
+
+def test_a_deliberate_failure_is_an_error_trace_and_an_error_line(server, agent):
+    base, _, log, _ = server
+    marker = f"deliberate-failure-{time.monotonic_ns()}"
+    assert get_as(base + "/api/fail", marker) == 500
+    trace = find_trace(agent, lambda t: any(s["meta"].get("http.useragent") == marker for s in t))
+    (root,) = by_name(trace, "flask.request")
+    assert root["error"] == 1, root  # counted in trace.flask.request.errors
+    assert root["meta"]["http.status_code"] == "500"
+    lines = wait_until(lambda: [(p, e) for p, e in app_log(log) if e.get("dd", {}).get("trace_id")
+                                == logged_trace_id(root)], 5, "the failure's log lines")
+    # Flask's traceback line and the request line, both errors to journald (<3>) and in the JSON.
+    assert {(p, e["status"]) for p, e in lines} == {(3, "error")}
+    (traceback,) = [e for _, e in lines if "error" in e]
+    assert traceback["error"]["kind"] == "DeliberateFailure" and "raise DeliberateFailure" in traceback["error"]["stack"]
