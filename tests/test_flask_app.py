@@ -9,6 +9,7 @@ Two layers, both offline (only 127.0.0.1 is ever contacted):
 import dataclasses
 import http.server
 import importlib.util
+import itertools
 import json
 import re
 import os
@@ -532,3 +533,19 @@ def test_a_deliberate_failure_is_an_error_trace_and_an_error_line(server, agent)
     assert {(p, e["status"]) for p, e in lines} == {(3, "error")}
     (traceback,) = [e for _, e in lines if "error" in e]
     assert traceback["error"]["kind"] == "DeliberateFailure" and "raise DeliberateFailure" in traceback["error"]["stack"]
+
+
+def test_the_traffic_generators_mix_is_what_the_app_serves(server):
+    """Every path the generator sends (userdata/traffic/app_traffic.py) exists on the real app:
+    the lookups succeed against the allowlist, and only the deliberate failures fail."""
+    spec = importlib.util.spec_from_file_location("app_traffic", ROOT / "userdata" / "traffic" / "app_traffic.py")
+    traffic = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(traffic)
+    base, *_ = server
+    config = traffic.Config({"TRAFFIC_TARGET": base, "TRAFFIC_REQUESTS_PER_SECOND": "1",
+                             "TRAFFIC_URL_LOOKUP_PERCENT": "20", "TRAFFIC_FAIL_PERCENT": "20",
+                             "TRAFFIC_URL_LOOKUP_HOSTS": "example.com"})
+    paths = list(itertools.islice(traffic.endpoints(config), 10))
+    statuses = {path: traffic.send(base + path) for path in paths}
+    assert {p for p, status in statuses.items() if status != 200} == {traffic.FAIL_ROUTE}
+    assert statuses[traffic.FAIL_ROUTE] == 500
