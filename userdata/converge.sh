@@ -385,6 +385,30 @@ main() {
   say "== converged on ${digest:0:12}; restarted or applied: ${APPLIED[*]:-nothing}"
 }
 
+# Datadog events through the local Agent's DogStatsD: one UDP datagram to loopback, so the
+# host needs no API or application key for them. The datagram is DogStatsD's event format
+# as Datadog's own clients write it (the datadog package's DogStatsd.event):
+#   _e{<title length>,<text length>}:<title>|<text>|h:<hostname>|t:<alert type>|#<tag>,<tag>
+# lengths in bytes, newlines written as \n, tag characters outside [A-Za-z0-9_:/.-] as _
+# (the tags converge sends are ASCII: non-ASCII letters, which the client keeps, become _), and
+# the datagram ends in a newline as the client ends it.
+# UDP is fire and forget: an Agent that is down loses the event, and the converge's outcome
+# never depends on it.
+DOGSTATSD=${CONVERGE_DOGSTATSD:-127.0.0.1:8125}
+EVENT_TEXT_MAX=4000 # Datadog keeps at most 4000 characters of an event's text
+
+dogstatsd_event() {
+  local alert_type=$1 title=$2 text=$3 tag tags=() datagram LC_ALL=C
+  shift 3
+  for tag in "$@"; do tags+=("${tag//[^[:alnum:]_:\/.-]/_}"); done
+  title=${title//$'\n'/\\n}
+  text=${text//$'\n'/\\n}
+  if [ ${#text} -gt $EVENT_TEXT_MAX ]; then text="${text:0:EVENT_TEXT_MAX-15}\\n(truncated)"; fi
+  datagram="_e{${#title},${#text}}:$title|$text|h:$DATADOG_HOSTNAME|t:$alert_type"
+  if [ ${#tags[@]} -gt 0 ]; then datagram+="|#$(IFS=,; echo "${tags[*]}")"; fi
+  { printf '%s\n' "$datagram" >"/dev/udp/${DOGSTATSD%:*}/${DOGSTATSD##*:}"; } 2>/dev/null || true
+}
+
 # Run when executed; only define the steps when sourced (tests).
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   main "$@"
