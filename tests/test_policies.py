@@ -267,6 +267,17 @@ VARIANTS: list[tuple[str, str, Callable[[Evaluation], Resource], list[str]]] = [
     ("datadog-metric-monitor-threshold-matches-query", "no-comparison",
      lambda e: with_inputs(_monitor(e, "apm-latency"), _replace_in("query", " > 1", "")),
      ["ends in no comparison", "'> 1'"]),
+    # The SRE workbook's ticket pair (3 days / 6 hours) is beyond what Datadog accepts.
+    ("datadog-burn-rate-windows-datadog-accepts", "long-window-72h",
+     lambda e: with_inputs(_monitor(e, "my-metric"), lambda p: (
+         p.update(type="slo alert", query='burn_rate("abc123").over("30d").long_window("72h").short_window("6h") > 1'),
+         p["monitorThresholds"].update(critical="1"))),
+     ["its long window is 72h", "1 hour to 48 hours"]),
+    ("datadog-burn-rate-windows-datadog-accepts", "short-window-not-shorter",
+     lambda e: with_inputs(_monitor(e, "my-metric"), lambda p: (
+         p.update(type="slo alert", query='burn_rate("abc123").over("7d").long_window("1h").short_window("60m") > 2'),
+         p["monitorThresholds"].update(critical="2"))),
+     ["short window (60m) must be shorter than its long window (1h)"]),
     ("datadog-downtime-targets-monitor-or-scope", "no-monitor-everywhere",
      lambda e: with_inputs(e.of_type(dd_rules.DOWNTIME_SCHEDULE)[0], _drop("monitorIdentifier")),
      ["targets no monitor and no scope", "monitor_identifier"]),
