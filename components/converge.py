@@ -61,9 +61,10 @@ def bundle_archive(bundle: Bundle) -> bytes:
 def delivery_script(bundle: Bundle) -> list[str]:
     """The document's script, one line per runCommand item (SSM joins them with newlines).
 
-    POSIX sh (the SSM Agent runs it with `sh`): unpack the bundle into a temporary
-    directory, move it into place in one rename, then hand over to bash and converge.sh,
-    which checks that the files hash to the directory's name.
+    POSIX sh (the SSM Agent runs it with `sh`): unless the bundle's directory is there and
+    its files hash to its name, unpack the bundle into a temporary directory and move it
+    into place in one rename (a damaged copy removed first); then hand over to bash and
+    converge.sh, which checks the digest again.
     """
     return _script(bundle, base64.encodebytes(bundle_archive(bundle)).decode().split())
 
@@ -86,12 +87,22 @@ def _script(bundle: Bundle, payload: list[str]) -> list[str]:
         "set -eu",
         "# OBSERVABILITY_LAB_BUNDLES is set only by tests, to unpack into a scratch directory.",
         f"bundle=${{OBSERVABILITY_LAB_BUNDLES:-{BUNDLES_DIR}}}/{bundle.digest}",
-        'if [ ! -d "$bundle" ]; then',
+        "# Its name is the sha256 of the sha256sum listing of its files (converge.sh checks it",
+        "# too): a directory that does not match (edited, cut short) is unpacked again.",
+        "intact() {",
+        r"""  [ -d "$1" ] && [ "$(cd "$1" && find . -type f -printf '%P\n' | LC_ALL=C sort |""",
+        r"""    xargs -d '\n' sha256sum | sha256sum | cut -d' ' -f1)" = "${1##*/}" ]""",
+        "}",
+        'if ! intact "$bundle"; then',
         '  mkdir -p "${bundle%/*}"',
         '  incoming=$(mktemp -d "${bundle%/*}/.incoming.XXXXXX")',
         "  base64 -d <<'END_OF_BUNDLE' | tar -xzf - -C \"$incoming\"",
         *payload,
         "END_OF_BUNDLE",
+        '  if [ -d "$bundle" ] && ! intact "$bundle"; then',
+        '    mv -T "$bundle" "$incoming.damaged" 2>/dev/null || true',
+        '    rm -rf "$incoming.damaged"',
+        "  fi",
         "  # A concurrent run may have unpacked the same digest meanwhile: same files, keep it.",
         '  mv -T "$incoming" "$bundle" 2>/dev/null || rm -rf "$incoming"',
         "fi",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -199,3 +200,12 @@ def test_converge_script_is_strict_and_logged():
     script = (USERDATA_DIR / "converge.sh").read_text()
     assert "set -euo pipefail" in script
     assert 'LOG=$ROOT/var/log/' in script
+
+
+def test_every_script_the_host_files_name_exists():
+    # A comment naming a script that was renamed or removed misleads whoever reads it on a host.
+    tracked = subprocess.run(["git", "ls-files"], cwd=USERDATA_DIR.parent, capture_output=True, text=True, check=True)
+    files = {Path(path).name for path in tracked.stdout.splitlines()}
+    named = {name for path in USERDATA_DIR.rglob("*") if path.is_file() and path.suffix != ".pyc"
+             for name in re.findall(r"(?<![\w.-])[\w.-]+\.(?:sh|py)\b", path.read_text())}
+    assert sorted(named - files) == []

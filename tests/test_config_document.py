@@ -8,6 +8,7 @@ import hashlib
 import re
 import subprocess
 
+import pytest
 import yaml
 
 import components.converge as converge
@@ -111,6 +112,24 @@ def test_document_script_unpacks_the_bundle_and_converges_on_it(dev, tmp_path):
     assert again.returncode == 0, again.stderr
     assert "restarted or applied: nothing" in again.stdout
     assert not list(host.bundles.glob(".incoming.*"))
+
+
+@pytest.mark.parametrize("damage", ["edited", "cut short"])
+def test_a_damaged_bundle_directory_is_unpacked_again(dev, tmp_path, damage):
+    document = decode_document(dev.one(DOCUMENT).inputs["content"])
+    host = Host(tmp_path)
+    assert run_document(host, document.script).returncode == 0
+    unpacked = host.bundles / document.digest
+    if damage == "edited":
+        (unpacked / "agent" / "datadog.yaml").write_text("api_key: tampered\n")
+    else:  # a delivery killed half-way through an older script, a disk error
+        (unpacked / "converge.sh").unlink()
+    again = run_document(host, document.script)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert {p.relative_to(unpacked).as_posix(): p.read_text() for p in unpacked.rglob("*") if p.is_file()} == \
+        document.files
+    assert "restarted or applied: nothing" in again.stdout
+    assert [p.name for p in host.bundles.iterdir()] == [document.digest]  # the damaged copy is gone
 
 
 def test_document_script_is_posix_sh(dev, tmp_path):

@@ -13,9 +13,13 @@
 set -euo pipefail
 
 BUNDLE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+DIGEST=${BUNDLE##*/}
 ROOT=${CONVERGE_ROOT:-} # every host path is under ROOT: a scratch directory in tests
 STATE=$ROOT/var/lib/observability-lab
 LOG=$ROOT/var/log/observability-lab-converge.log
+LOCK=$ROOT/run/observability-lab-converge.lock
+# Below the association's 30-minute wait: a run stuck behind another fails clearly first.
+LOCK_WAIT_SECONDS=${CONVERGE_LOCK_WAIT_SECONDS:-1500}
 KEYRING=/usr/share/keyrings/datadog-archive-keyring.gpg
 BASE_PACKAGES=(ca-certificates curl gnupg python3-venv mysql-server-8.0)
 # In this order: the Agent's MySQL check needs the grants, its process check the app.
@@ -23,14 +27,35 @@ UNITS=(mysql-grants flask-app datadog-agent)
 IMDS=http://169.254.169.254
 HOSTNAME_TAG=datadog-hostname
 export DEBIAN_FRONTEND=noninteractive
+declare -A REMEMBERED=() # unit -> the files its rollback record lists (remember_previous)
 
+# The report on stdout, and in the log (a log it cannot write, e.g. on a full disk, does
+# not stop the report).
 say() {
   printf '%s\n' "$*"
-  printf '%s\n' "$*" >>"$LOG"
+  printf '%s\n' "$*" >>"$LOG" 2>/dev/null || true
 }
 fail() {
+  FAILED_SAID=1
   say "FAILED: $*"
   exit 1
+}
+
+# Every failure ends the report with a FAILED line naming what failed: fail() says it;
+# any other command that stops the run (set -e) is named from the ERR trap.
+report_failures() {
+  FAILED_SAID='' FAILED_AT=''
+  set -o errtrace
+  trap 'FAILED_AT="${FUNCNAME[0]:-main}: $BASH_COMMAND"' ERR
+  trap 'FAILED_AT="stopped by a signal"; exit 143' TERM INT HUP
+  trap on_exit EXIT
+}
+on_exit() {
+  local status=$?
+  if [ "$status" -ne 0 ] && [ -z "$FAILED_SAID" ]; then
+    say "FAILED: ${FAILED_AT:-converge} (exit $status)"
+  fi
+  [ -z "${WORK:-}" ] || rm -rf "$WORK"
 }
 
 # Runs a command with its output in the log only; on failure the log's last lines go to stderr.
@@ -44,26 +69,55 @@ quietly() {
   return "$status"
 }
 
-# cloud-init and unattended-upgrades hold the dpkg lock on first boot: retry with
-# backoff (bounded: 6 tries, about 2 minutes in all) on top of apt's own lock wait.
+# apt-get's messages (LC_ALL=C) for what waiting can fix: the dpkg lock held by someone
+# else (cloud-init and unattended-upgrades on first boot; dpkg's own words for it too), a
+# download that failed.
+APT_RETRYABLE='Could not get lock|Unable to acquire the dpkg frontend lock|Unable to lock|locked by another process|Failed to fetch|Unable to fetch|Temporary failure resolving|Could not resolve|Could not connect|Connection failed|Connection timed out|Some index files failed to download|Hash Sum mismatch'
+
+# Runs apt-get; retries what waiting can fix, with backoff (bounded: 6 tries, about 2
+# minutes in all, on top of apt's own lock wait). Anything else (a package apt cannot
+# find, a broken dependency, a failing maintainer script) fails at once, with apt's
+# error lines in APT_ERROR and on stderr.
 apt_retry() {
-  local try
+  local try output status
+  APT_ERROR=
   for try in 1 2 3 4 5 6; do
+    status=0
     # A package's changed conffile keeps the local one instead of stopping at a prompt.
-    quietly apt-get -o DPkg::Lock::Timeout=60 -o Dpkg::Options::=--force-confdef \
-      -o Dpkg::Options::=--force-confold -q -y "$@" && return 0
-    echo "apt-get $* failed (try $try), retrying in $((try * 5)) s" >>"$LOG"
+    output=$(LC_ALL=C apt-get -o DPkg::Lock::Timeout=60 -o Dpkg::Options::=--force-confdef \
+      -o Dpkg::Options::=--force-confold -q -y "$@" 2>&1) || status=$?
+    printf '%s\n' "$output" >>"$LOG"
+    [ "$status" -ne 0 ] || return 0
+    # A run killed while dpkg unpacked or configured a package: finish dpkg's work, then
+    # try again at once (or wait, if dpkg itself finds the lock held).
+    if grep -q "dpkg was interrupted" <<<"$output"; then
+      status=0
+      output=$(LC_ALL=C dpkg --force-confdef --force-confold --configure -a 2>&1) || status=$?
+      printf '%s\n' "$output" >>"$LOG"
+      [ "$status" -ne 0 ] || continue
+    fi
+    APT_ERROR=$(grep -E '^(E: |dpkg: error)' <<<"$output" | head -n 3 | paste -sd ' ' || true)
+    APT_ERROR=${APT_ERROR:-apt-get exited $status}
+    if ! grep -Eq "$APT_RETRYABLE" <<<"$output"; then
+      echo "apt-get $* failed: $APT_ERROR" >&2
+      return 1
+    fi
+    echo "apt-get $* failed (try $try): $APT_ERROR; retrying in $((try * 5)) s" >>"$LOG"
     sleep $((try * 5))
   done
-  echo "apt-get $* failed after 6 tries" >&2
+  echo "apt-get $* failed after 6 tries: $APT_ERROR" >&2
   return 1
 }
 
-# Runs "$@" until it succeeds, at most $1 times, a second apart.
-retry_for() {
-  local tries=$1 try
+now() { date +%s; }
+
+# Runs "$@" until it succeeds or $1 seconds have passed, a second apart. The bound is
+# for the whole wait: each try finds the seconds left in LEFT, to bound its own wait.
+retry_until() {
+  local deadline
+  deadline=$(($(now) + $1))
   shift
-  for ((try = 1; try <= tries; try++)); do
+  while LEFT=$((deadline - $(now))) && [ "$LEFT" -gt 0 ]; do
     "$@" >>"$LOG" 2>&1 && return 0
     sleep 1
   done
@@ -84,7 +138,7 @@ verify_bundle() {
   local digest
   digest=$(cd "$BUNDLE" && find . -type f -printf '%P\n' | LC_ALL=C sort | xargs -d '\n' sha256sum |
     sha256sum | cut -d' ' -f1)
-  [ "$digest" = "${BUNDLE##*/}" ] || fail "bundle $BUNDLE: its files hash to $digest, not to its name"
+  [ "$digest" = "$DIGEST" ] || fail "bundle $BUNDLE: its files hash to $digest, not to its name"
 }
 
 ensure_packages() {
@@ -95,8 +149,8 @@ ensure_packages() {
     if [ -n "${INSTALLED[$package]:-}" ]; then say "package $package: kept"; else missing+=("$package"); fi
   done
   if [ ${#missing[@]} -gt 0 ]; then
-    apt_retry update || fail "apt-get update"
-    apt_retry install --no-install-recommends "${missing[@]}" || fail "installing ${missing[*]}"
+    apt_retry update || fail "apt-get update: $APT_ERROR"
+    apt_retry install --no-install-recommends "${missing[@]}" || fail "installing ${missing[*]}: $APT_ERROR"
     for package in "${missing[@]}"; do say "package $package: installed"; done
   fi
   # The Agent at exactly DD_AGENT_VERSION, held: an upgrade or a downgrade happens in place.
@@ -106,8 +160,8 @@ ensure_packages() {
     return 0
   fi
   if [ ! -s "$ROOT$KEYRING" ]; then
-    local key tmp
-    tmp=$(mktemp -d)
+    local key tmp=$WORK/keyring
+    mkdir -m 0700 "$tmp"
     # An existing (empty) file makes gpg write a plain OpenPGP keyring; a missing one would
     # become a keybox, which apt ignores ("unsupported filetype") and then refuses the repo.
     : >"$tmp/keyring.gpg"
@@ -117,15 +171,17 @@ ensure_packages() {
         fail "fetching Datadog's apt key $key"
       fi
     done
-    install -D -m 0644 "$tmp/keyring.gpg" "$ROOT$KEYRING"
-    rm -rf "$tmp"
+    mkdir -p "$ROOT${KEYRING%/*}"
+    put_file "$tmp/keyring.gpg" "$ROOT$KEYRING" root:root 0644 || fail "writing $KEYRING: $WRITE_ERROR"
   fi
   mkdir -p "$ROOT/etc/apt/sources.list.d"
-  echo "deb [signed-by=$KEYRING] https://apt.datadoghq.com/ stable 7" >"$ROOT/etc/apt/sources.list.d/datadog.list"
-  apt_retry update || fail "apt-get update"
+  echo "deb [signed-by=$KEYRING] https://apt.datadoghq.com/ stable 7" >"$WORK/datadog.list"
+  put_file "$WORK/datadog.list" "$ROOT/etc/apt/sources.list.d/datadog.list" root:root 0644 ||
+    fail "writing /etc/apt/sources.list.d/datadog.list: $WRITE_ERROR"
+  apt_retry update || fail "apt-get update: $APT_ERROR"
   : >"$STATE/pending.datadog-agent" # restart it even if this run dies after the install
   apt_retry install --allow-downgrades --allow-change-held-packages "datadog-agent=$want" ||
-    fail "installing datadog-agent=$want"
+    fail "installing datadog-agent=$want: $APT_ERROR"
   quietly apt-mark hold datadog-agent || fail "holding datadog-agent"
   say "package datadog-agent: ${have:-none} -> $want"
 }
@@ -159,7 +215,8 @@ read_datadog_hostname() {
     -H "X-aws-ec2-metadata-token-ttl-seconds: 300" "$IMDS/latest/api/token" 2>>"$LOG") ||
     fail "no IMDSv2 token from $IMDS (instance metadata unreachable)"
   for try in {1..30}; do
-    DATADOG_HOSTNAME=$(curl -fsS --max-time 5 --retry 3 -H "X-aws-ec2-metadata-token: $token" \
+    # The token as a header file (printf is bash's own), not on curl's command line.
+    DATADOG_HOSTNAME=$(curl -fsS --max-time 5 --retry 3 -H @<(printf 'X-aws-ec2-metadata-token: %s\n' "$token") \
       "$IMDS/latest/meta-data/tags/instance/$HOSTNAME_TAG" 2>>"$LOG") && break
     DATADOG_HOSTNAME=
     [ "$try" = 30 ] || sleep 4
@@ -176,7 +233,8 @@ slurp() { IFS= read -r -d '' "$1" <"$2" || true; }
 
 # Per manifest line: the file as it must be on the host (hostname and password filled in;
 # the grants record keeps its placeholder, as it only records which grants were applied)
-# and what to do with it.
+# and what to do with it. Whatever is not a regular file at a target (a link) is
+# replaced, never followed.
 plan_files() {
   local file target owner mode unit desired action content installed
   while read -r file target owner mode unit; do
@@ -187,94 +245,225 @@ plan_files() {
       content=${content//@@DATADOG_HOSTNAME@@/"$DATADOG_HOSTNAME"}
       [ "$unit" = mysql-grants ] || content=${content//@@DATADOG_MYSQL_PASSWORD@@/$MYSQL_PASSWORD}
       printf '%s' "$content" >"$desired"
-      installed=
-      [ ! -f "$ROOT$target" ] || slurp installed "$ROOT$target"
-      if [ ! -e "$ROOT$target" ]; then action=created
-      elif [ "$content" = "$installed" ]; then action=unchanged
-      else action=updated; fi
-    elif [ -e "$ROOT$target" ]; then action=removed # a feature switched off
+      if [ -L "$ROOT$target" ] || { [ -e "$ROOT$target" ] && [ ! -f "$ROOT$target" ]; }; then
+        action=updated
+      elif [ ! -e "$ROOT$target" ]; then
+        action=created
+      else
+        slurp installed "$ROOT$target"
+        if [ "$content" = "$installed" ]; then action=unchanged; else action=updated; fi
+      fi
+    elif [ -e "$ROOT$target" ] || [ -L "$ROOT$target" ]; then
+      action=removed # a feature switched off
     else continue; fi
-    echo "$action $ROOT$target $owner $mode $desired" >>"$WORK/plan.$unit"
+    echo "$action $target $owner $mode $desired" >>"$WORK/plan.$unit"
   done <"$BUNDLE/manifest"
 }
 
-# Writes one unit's changed files, keeping the previous ones for restore_files.
+# What undoing a unit's changes needs outlives the run, until the unit is applied: a run
+# killed while the unit is checked leaves it to the next run, which checks (or undoes)
+# the same changes. $STATE/rollback.<unit>/changed lists every file changed since the
+# unit was last applied, and backup/<path> keeps each one as it was before the first of
+# those changes (no backup: the file was new).
+remember_previous() {
+  local record=$STATE/rollback.$1 target=$2 listed
+  if [ -z "${REMEMBERED[$1]:-}" ]; then # the record as an earlier run left it, read once
+    REMEMBERED[$1]=$'\n'
+    while read -r listed; do REMEMBERED[$1]+=$listed$'\n'; done <"$record/changed" 2>/dev/null || true
+  fi
+  [[ ${REMEMBERED[$1]} != *$'\n'$target$'\n'* ]] || return 0
+  [ -d "$record/backup${target%/*}" ] || mkdir -p "$record/backup${target%/*}" || return 1
+  if [ -e "$ROOT$target" ] || [ -L "$ROOT$target" ]; then
+    cp -a "$ROOT$target" "$record/backup$target.part" &&
+      mv -fT "$record/backup$target.part" "$record/backup$target" || return 1
+  else
+    rm -f "$record/backup$target" || return 1
+  fi
+  echo "$target" >>"$record/changed" || return 1
+  REMEMBERED[$1]+=$target$'\n'
+}
+
+# Every directory on the way to a file converge writes is root's, and only root may
+# write to it: the Agent's user (its package leaves /etc/datadog-agent its own) or the
+# app's could otherwise swap a file or a directory for a link between two of converge's
+# steps and have root write, chown or copy through it. Top down, so that each
+# directory's parent is already safe when it is looked at; a link on the way is refused.
+# A missing directory is made root's, readable by the group of the file it is for.
+secure_directories() {
+  local action target owner rest path paths=() groups=() depths=() i
+  local -A seen=()
+  while read -r action target owner rest; do
+    rest=${target%/*} path=
+    while [ -n "$rest" ]; do
+      rest=${rest#/}
+      path=$path/${rest%%/*}
+      if [[ $rest == */* ]]; then rest=${rest#*/}; else rest=; fi
+      [ -z "${seen[$path]:-}" ] || continue
+      seen[$path]=1 paths+=("$path") groups+=("${owner#*:}") depths+=("${rest:-parent}")
+    done
+  done < <(cat "$WORK"/plan.* 2>/dev/null || true)
+  # Usually all there and root's already: one stat says so. A directory found root's and
+  # writable by root only, below others found so, cannot have changed since.
+  if [ "$(stat -c '%u %A' -- "${paths[@]/#/$ROOT}" 2>/dev/null | grep -c '^0 d....-..-.')" = "${#paths[@]}" ]; then
+    return 0
+  fi
+  for i in "${!paths[@]}"; do secure_directory "${paths[$i]}" "${groups[$i]}" "${depths[$i]}"; done
+}
+
+secure_directory() {
+  local path=$1 group=$2 depth=$3 directory=$ROOT$1 uid mode
+  if [ -L "$directory" ]; then
+    fail "$path is a symbolic link: converge does not write through one"
+  elif [ ! -e "$directory" ]; then
+    if [ "$depth" = parent ]; then
+      install -d -o root -g "$group" -m 0750 "$directory" || fail "creating $path"
+    else
+      install -d -o root -g root -m 0755 "$directory" || fail "creating $path"
+    fi
+    say "directory $path: created"
+  elif [ ! -d "$directory" ]; then
+    fail "$path is not a directory"
+  else
+    read -r uid mode < <(stat -c '%u %a' "$directory")
+    if [ "$uid" != 0 ] || ((8#$mode & 8#022)); then
+      { chown -h root "$directory" && chmod go-w "$directory"; } || fail "making $path root's"
+      say "directory $path: made root's, writable by root only (was uid $uid, mode $mode)"
+    fi
+  fi
+}
+
+# Writes $1's content as the file $2 (owner:group $3, mode $4): next to it, then renamed
+# over it, so readers see the old file or the new one, and a failed write (a full disk)
+# leaves nothing behind. install -o -g -m makes the file root's 0600 and then its owner's
+# with its mode, before anyone else can see it under its name; only root can write to
+# the directory (secure_directories). WRITE_ERROR says why it failed.
+put_file() {
+  local new=$2.converge-new
+  if WRITE_ERROR=$({ install -o "${3%%:*}" -g "${3#*:}" -m "$4" "$1" "$new" && mv -fT "$new" "$2"; } 2>&1); then
+    return 0
+  fi
+  rm -f "$new"
+  return 1
+}
+
+# Writes one unit's changed files, each remembered first for restore_files, and reports
+# each once it is done.
 write_files() {
   local unit=$1 action target owner mode desired
   while read -r action target owner mode desired; do
-    say "file ${target#"$ROOT"}: $action"
-    [ "$action" = unchanged ] && continue
-    if [ "$action" != created ]; then
-      mkdir -p "$WORK/backup.$unit${target%/*}"
-      cp -p "$target" "$WORK/backup.$unit$target"
+    if [ "$action" != unchanged ]; then
+      remember_previous "$unit" "$target" || fail "keeping the previous $target for a rollback"
+      if [ "$action" = removed ]; then
+        WRITE_ERROR=$(rm -f "$ROOT$target" 2>&1) || write_failed "$unit" "removing $target"
+      else
+        put_file "$desired" "$ROOT$target" "$owner" "$mode" || write_failed "$unit" "writing $target"
+      fi
     fi
-    if [ "$action" = removed ]; then
-      rm -f "$target"
-      continue
-    fi
-    if [ ! -d "${target%/*}" ]; then
-      install -d -m 0750 "${target%/*}"
-      chown "$owner" "${target%/*}"
-    fi
-    # Next to the target, then renamed: readers see the old file or the new one.
-    install -m "$mode" "$desired" "$target.converge-new"
-    chown "$owner" "$target.converge-new"
-    mv -f "$target.converge-new" "$target"
+    say "file $target: $action"
   done < <(cat "$WORK/plan.$unit" 2>/dev/null || true)
 }
 
+# A file of the unit could not be written: the unit's files go back to what they were
+# (its service still runs on them), and the run ends.
+write_failed() {
+  local unit=$1 what="$2: $WRITE_ERROR"
+  restore_files "$unit" ||
+    fail "$what; restoring $unit's previous files failed too ($WRITE_ERROR); what is left to restore is in $STATE/rollback.$unit"
+  fail "$what; $unit's files are as they were before this run"
+}
+
+# Puts back every file the unit's record lists that differs from its backup (RESTORED: how
+# many), then forgets the record.
 restore_files() {
-  local unit=$1 action target rest
-  [ -f "$WORK/plan.$unit" ] || return 0
-  while read -r action target rest; do
-    case "$action" in
-      created) rm -f "$target" ;;
-      updated | removed) cp -p "$WORK/backup.$unit$target" "$target" ;;
-    esac
-  done <"$WORK/plan.$unit"
+  local record=$STATE/rollback.$1 target
+  RESTORED=0
+  [ -f "$record/changed" ] || return 0
+  while read -r target; do
+    if [ ! -L "$record/backup$target" ] && [ ! -L "$ROOT$target" ] &&
+      cmp -s "$record/backup$target" "$ROOT$target" 2>/dev/null; then
+      continue # never written (the run stopped first): nothing to put back
+    elif [ -e "$record/backup$target" ] || [ -L "$record/backup$target" ]; then
+      if ! WRITE_ERROR=$({ cp -a "$record/backup$target" "$ROOT$target.converge-new" &&
+        mv -fT "$ROOT$target.converge-new" "$ROOT$target"; } 2>&1); then
+        rm -f "$ROOT$target.converge-new"
+        return 1
+      fi
+      say "file $target: restored"
+    elif [ -e "$ROOT$target" ] || [ -L "$ROOT$target" ]; then
+      rm -f "$ROOT$target" || return 1
+      say "file $target: removed again (it was new)"
+    else
+      continue # new, and never written
+    fi
+    RESTORED=$((RESTORED + 1))
+  done <"$record/changed"
+  forget_record "$1"
+}
+
+# Applied: neither the marker nor the record is needed any more (the record goes first:
+# a record without its marker would be taken for a later change's).
+forget_pending() {
+  forget_record "$1"
+  rm -f "$STATE/pending.$1"
+}
+forget_record() {
+  rm -rf "$STATE/rollback.$1"
+  unset 'REMEMBERED[$1]'
 }
 
 # What applying each unit means, and how it is checked.
 # The grants as installed (after a rollback, the previous ones).
 apply_mysql_grants() {
-  local sql=$STATE/mysql/datadog_user.sql
+  local sql=$STATE/mysql/datadog_user.sql statements
   [ -f "$sql" ] || return 1
-  sed "s/@@DATADOG_MYSQL_PASSWORD@@/$MYSQL_PASSWORD/g" "$sql" | quietly mysql --user=root
+  slurp statements "$sql"
+  # printf is bash's own: the password is on no command line (process collection sees those).
+  printf '%s' "${statements//@@DATADOG_MYSQL_PASSWORD@@/$MYSQL_PASSWORD}" | quietly mysql --user=root
 }
 
-app_answers() { curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$APP_PORT/"; }
+app_answers() { curl -fsS -o /dev/null --max-time $((LEFT < 2 ? LEFT : 2)) "http://127.0.0.1:$APP_PORT/"; }
+agent_answers() { timeout "$LEFT" datadog-agent status; }
+
+# A venv counts as built only once `python3 -m venv` has finished (one killed half-way
+# has python but no pip): its marker is written last, and a venv without it is built
+# again from nothing. (Built elsewhere and moved in, its scripts would name the wrong path.)
+ensure_venv() {
+  local venv=$1
+  [ ! -e "$venv/.converge-complete" ] || return 0
+  rm -rf "$venv"
+  quietly python3 -m venv "$venv" && : >"$venv/.converge-complete"
+}
 
 apply_flask_app() {
   local venv=$ROOT$APP_DIR/venv
-  [ -x "$venv/bin/python" ] || quietly python3 -m venv "$venv" || return 1
+  ensure_venv "$venv" || return 1
   quietly "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT$APP_DIR/requirements.txt" &&
     quietly systemctl daemon-reload && quietly systemctl enable "$APP_UNIT" &&
     quietly systemctl restart "$APP_UNIT" || return 1
-  retry_for 30 app_answers || {
+  retry_until 30 app_answers || {
     echo "$APP_UNIT does not answer on 127.0.0.1:$APP_PORT 30 s after its restart" >&2
     return 1
   }
 }
 
-# The checks whose code or configuration this run changed (checks.d/<name>.py,
-# conf.d/<name>.yaml, conf.d/<name>.d/conf.yaml).
+# The checks whose code or configuration changed since the Agent last ran on its files
+# (checks.d/<name>.py, conf.d/<name>.yaml, conf.d/<name>.d/conf.yaml).
 changed_checks() {
-  local action target rest name
-  [ -f "$WORK/plan.datadog-agent" ] || return 0
-  while read -r action target rest; do
-    [ "$action" != unchanged ] || continue
+  local target name
+  [ -f "$STATE/rollback.datadog-agent/changed" ] || return 0
+  while read -r target; do
     case "$target" in
       */checks.d/*.py) name=${target##*/} && echo "${name%.py}" ;;
       */conf.d/*.d/conf.yaml) name=${target%/conf.yaml} && name=${name##*/} && echo "${name%.d}" ;;
       */conf.d/*.yaml) name=${target##*/} && echo "${name%.yaml}" ;;
     esac
-  done <"$WORK/plan.datadog-agent"
+  done <"$STATE/rollback.datadog-agent/changed"
 }
 
 apply_datadog_agent() {
   local report check
   quietly systemctl restart datadog-agent || return 1
-  retry_for 60 datadog-agent status || {
+  retry_until 60 agent_answers || {
     echo "datadog-agent status still fails 60 s after the restart" >&2
     return 1
   }
@@ -301,40 +490,60 @@ converge_unit() {
   # A marker in $STATE outlives a run killed between writing files and applying them:
   # the next run applies the unit even though its files then look unchanged.
   if grep -qv '^unchanged ' "$WORK/plan.$unit" 2>/dev/null; then : >"$STATE/pending.$unit"; fi
+  # A record left without its marker belongs to changes already applied.
+  [ -e "$STATE/pending.$unit" ] || forget_record "$unit"
   write_files "$unit"
   if [ ! -e "$STATE/pending.$unit" ]; then
     say "$label: kept"
   elif "apply_${unit//-/_}"; then
-    rm -f "$STATE/pending.$unit"
+    forget_pending "$unit"
     say "$label: $done"
     APPLIED+=("$unit")
   else
-    restore_files "$unit"
-    "apply_${unit//-/_}" || fail "$unit fails with its new files, and with the previous ones restored (see $LOG)"
-    rm -f "$STATE/pending.$unit"
-    fail "$unit rejected its new files; the previous ones are back and it runs on them (see $LOG)"
+    roll_back "$unit"
   fi
+}
+
+# A unit failed its check: its previous files back, applied again, and a message that
+# says what really happened. Always ends the run.
+roll_back() {
+  local unit=$1
+  restore_files "$unit" ||
+    fail "$unit fails with its new files, and restoring the previous ones failed too; what is left to restore is in $STATE/rollback.$unit (see $LOG)"
+  [ "$RESTORED" -gt 0 ] ||
+    fail "$unit fails, and none of its files changed since it last ran: there is nothing to restore (see $LOG)"
+  "apply_${unit//-/_}" || fail "$unit fails with its new files, and with the previous ones restored (see $LOG)"
+  forget_pending "$unit"
+  fail "$unit rejected its new files; the previous ones are back and it runs on them (see $LOG)"
 }
 
 # A larger rootVolumeGiB is an in-place EBS modification: grow the partition and the
 # filesystem into it (cloud-init's growpart does the same at every boot). The association
 # may run while EC2 still modifies the volume: wait (10 minutes at most) for the disk to
-# reach ROOT_VOLUME_GIB first.
+# reach ROOT_VOLUME_GIB first. Only an ext4 partition is grown: a root on LVM, an overlay
+# (a container) or another filesystem is left to whoever made it, with one report line.
 disk_has_grown() {
   [ "$(lsblk -b -d -n -o SIZE "$1")" -ge $((ROOT_VOLUME_GIB * 1024 * 1024 * 1024)) ]
 }
 
 grow_root_filesystem() {
-  local source disk partition status=0
-  if ! { source=$(findmnt -n -o SOURCE /) && disk=/dev/$(lsblk -n -o PKNAME "$source") &&
-    partition=$(cat "$ROOT/sys/class/block/${source##*/}/partition"); }; then
-    fail "finding the root partition"
+  local source number type device disk partition status=0
+  read -r source number type < <(findmnt -n -o SOURCE,MAJ:MIN,FSTYPE /) || true
+  # sysfs names a partition's disk by its parent directory: .../nvme0n1/nvme0n1p1.
+  device=$(readlink -f "$ROOT/sys/dev/block/${number:-none}" || true)
+  if [ ! -f "$device/partition" ] || [ "$type" != ext4 ]; then
+    [ ! -f "$device/partition" ] || source="$type on $source"
+    say "filesystem /: not grown (${source:-its source} is not a growable ext4 partition)"
+    return 0
   fi
-  retry_for 600 disk_has_grown "$disk" || fail "$disk is still smaller than $ROOT_VOLUME_GIB GiB after 10 minutes"
+  partition=$(cat "$device/partition")
+  disk=${device%/*}
+  disk=/dev/${disk##*/}
+  retry_until 600 disk_has_grown "$disk" || fail "$disk is still smaller than $ROOT_VOLUME_GIB GiB after 10 minutes"
   growpart "$disk" "$partition" >>"$LOG" 2>&1 || status=$?
   case "$status" in
     0)
-      quietly resize2fs "$source" || fail "resize2fs $source"
+      quietly resize2fs "/dev/${device##*/}" || fail "resize2fs /dev/${device##*/}"
       say "filesystem /: grown"
       ;;
     1) say "filesystem /: kept" ;; # growpart's NOCHANGE
@@ -342,47 +551,106 @@ grow_root_filesystem() {
   esac
 }
 
-main() {
-  local digest unit old
-  mkdir -p "$STATE" "${LOG%/*}" "$ROOT/run/lock"
-  touch "$BUNDLE" # the newest bundles are the ones in use (pruning below goes by age)
-  # One converge at a time: the first boot's and the association's may overlap.
-  exec 9>"$ROOT/run/lock/observability-lab-converge.lock"
-  flock 9
-  verify_bundle
-  digest=${BUNDLE##*/}
-  say "== converge ${digest:0:12} (${CONVERGE_TRIGGER:-association}) $(date -u +%FT%TZ)"
-  # The association may have run a newer bundle before the first boot got here: never go back.
-  if [ "${CONVERGE_TRIGGER:-}" = first-boot ] && [ -s "$STATE/applied" ]; then
-    say "already converged on $(cut -c1-12 "$STATE/applied"); the first-boot bundle is not applied"
-    return 0
-  fi
-  # shellcheck source=/dev/null
-  . "$BUNDLE/converge.env" # DD_AGENT_VERSION, APP_USER, APP_DIR, APP_UNIT, APP_PORT, ROOT_VOLUME_GIB
-  read_datadog_hostname
-  WORK=$(mktemp -d)
-  trap 'rm -rf "$WORK"' EXIT
-  mkdir "$WORK/desired"
-  APPLIED=()
-  ensure_packages
-  ensure_app_user
+ensure_mysql_running() {
   if systemctl is-active --quiet mysql; then say "service mysql: kept"; else
     quietly systemctl enable --now mysql || fail "starting mysql"
     say "service mysql: started"
   fi
-  read_mysql_password
-  plan_files
+}
+
+converge_units() {
+  local unit
+  APPLIED=()
   for unit in "${UNITS[@]}"; do converge_unit "$unit"; done
-  grow_root_filesystem
-  echo "$digest" >"$STATE/applied"
-  # Keep this bundle and the two before it, newest first, for comparing after a change.
+}
+
+# Where converge keeps its state, and its log: root's only (the state holds backups of
+# the MySQL check's conf, with its password; the log, what every command printed).
+open_state_and_log() {
+  mkdir -p "${STATE%/*}" "${LOG%/*}"
+  (umask 077 && mkdir -p "$STATE" && : >>"$LOG")
+  chmod 0700 "$STATE"
+  chmod 0600 "$LOG"
+}
+
+# One converge at a time: the first boot's and the association's may overlap. The lock
+# is in /run, where only root creates files, and is root's 0600: no other user can open
+# it, so none can hold it (a lock in the world-writable /run/lock could be). The wait is
+# bounded: then a clear message and a non-zero exit.
+take_lock() {
+  local mask
+  mask=$(umask)
+  mkdir -p "${LOCK%/*}"
+  umask 077
+  exec 9>>"$LOCK"
+  umask "$mask"
+  { [ -O "$LOCK" ] && chmod 0600 "$LOCK"; } || fail "$LOCK is not root's"
+  flock -w "$LOCK_WAIT_SECONDS" 9 ||
+    fail "another converge has held $LOCK for $LOCK_WAIT_SECONDS s; this one stops here (run it again once that one is done)"
+}
+
+announce() {
+  touch "$BUNDLE" # the newest bundles are the ones in use (prune_bundles goes by age)
+  say "== converge ${DIGEST:0:12} (${CONVERGE_TRIGGER:-association}) $(date -u +%FT%TZ)"
+}
+
+# The association may have run a newer bundle before the first boot got here: never go back.
+superseded_at_first_boot() {
+  [ "${CONVERGE_TRIGGER:-}" = first-boot ] && [ -s "$STATE/applied" ] || return 1
+  say "already converged on $(cut -c1-12 "$STATE/applied"); the first-boot bundle is not applied"
+}
+
+load_settings() {
+  # shellcheck source=/dev/null
+  . "$BUNDLE/converge.env" # DD_AGENT_VERSION, APP_USER, APP_DIR, APP_UNIT, APP_PORT, ROOT_VOLUME_GIB
+}
+
+# This run's scratch space: the files as they must be (the password filled in), and the
+# plan per unit. In the state directory, so that one left by a killed run is root's only
+# and goes at the next run (which holds the lock: no other run is using it).
+make_workspace() {
+  WORK=$STATE/work # removed by on_exit
+  rm -rf "$WORK"
+  mkdir -p "$WORK/desired"
+}
+
+record_applied() {
+  echo "$DIGEST" >"$STATE/applied"
+}
+
+# Keep this bundle and the two before it, newest first, for comparing after a change.
+prune_bundles() {
+  local old
   find "${BUNDLE%/*}" -mindepth 1 -maxdepth 1 -type d -regextype egrep -regex '.*/[0-9a-f]{64}' \
     -printf '%T@ %p\n' | sort -rn | tail -n +4 | cut -d' ' -f2- | while read -r old; do
     if [ "$old" != "$BUNDLE" ]; then rm -rf "$old"; fi
   done
   # Left by a delivery killed while it unpacked.
   find "${BUNDLE%/*}" -mindepth 1 -maxdepth 1 -name '.incoming.*' -mmin +60 -exec rm -rf {} +
-  say "== converged on ${digest:0:12}; restarted or applied: ${APPLIED[*]:-nothing}"
+}
+
+# The steps, in order. Each is a function above; a failing step ends the run with FAILED.
+main() {
+  report_failures
+  open_state_and_log
+  take_lock
+  verify_bundle
+  announce
+  if superseded_at_first_boot; then return 0; fi
+  load_settings
+  read_datadog_hostname
+  make_workspace
+  ensure_packages
+  ensure_app_user
+  ensure_mysql_running
+  read_mysql_password
+  plan_files
+  secure_directories
+  converge_units
+  grow_root_filesystem
+  record_applied
+  prune_bundles
+  say "== converged on ${DIGEST:0:12}; restarted or applied: ${APPLIED[*]:-nothing}"
 }
 
 # Datadog events through the local Agent's DogStatsD: one UDP datagram to loopback, so the
