@@ -35,7 +35,7 @@ FIRST_BOOT_DIR = "first-boot/"
 # (converge.sh removes a manifest entry's file from the host when the bundle lacks it).
 FEATURE_FILES = {
     "bikeShare": ("agent/checks.d/bike_share.py", "agent/conf.d/bike_share.yaml.tmpl"),
-    "appTraffic": ("traffic/app_traffic.py",),
+    "appTraffic": ("traffic/app_traffic.py", "traffic/app-traffic.env.tmpl", "traffic/app-traffic.service.tmpl"),
 }
 
 

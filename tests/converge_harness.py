@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.bundle import Bundle
+from dogstatsd_events import Event, Listener, parse_event
 
 # What the instance metadata of a test host says by default (Host.set() changes it).
 IMDS_TOKEN = "imds-session-token-for-tests"
@@ -283,6 +284,8 @@ class Host:
         (self.fake / "clock").write_text("1700000000\n")
         (self.fake / "imds.datadog-hostname").write_text(DEFAULT_DATADOG_HOSTNAME)
         (self.fake / "apt-key.asc").write_text(apt_signing_key())
+        # The local Agent's DogStatsD, where converge sends its Datadog events.
+        self.dogstatsd = Listener()
         # sysfs as the kernel shows a partition: /sys/dev/block/<major:minor> -> .../<disk>/<partition>.
         partition = self.root / "sys/devices/pci0000:00/nvme/nvme0n1/nvme0n1p1"
         partition.mkdir(parents=True)
@@ -295,7 +298,7 @@ class Host:
         shutil.copytree(self.base, base, symlinks=True, dirs_exist_ok=True)
         clone = object.__new__(Host)
         clone.__dict__.update(self.__dict__, base=base, root=base / "root", fake=base / "fake",
-                              bundles=base / "bundles", bin=base / "bin")
+                              bundles=base / "bundles", bin=base / "bin", dogstatsd=Listener())
         return clone
 
     def env(self, strict: bool = False, **extra: str) -> dict[str, str]:
@@ -303,6 +306,7 @@ class Host:
         return {"PATH": path, "FAKE": str(self.fake), "HOME": str(self.base),
                 "IMDS_TOKEN": IMDS_TOKEN,
                 "CONVERGE_ROOT": str(self.root), "OBSERVABILITY_LAB_BUNDLES": str(self.bundles),
+                "CONVERGE_DOGSTATSD": self.dogstatsd.address,
                 "TMPDIR": str(self.base), **extra}
 
     def path(self, host_path: str) -> Path:
@@ -321,6 +325,10 @@ class Host:
     def converge(self, files: dict[str, str], strict: bool = False, **extra_env: str) -> ConvergeRun:
         directory = write_bundle(files, self.bundles)
         return self.run(["/bin/bash", str(directory / "converge.sh")], strict, **extra_env)
+
+    def events(self) -> list[Event]:
+        """The Datadog events received since the last call, each parsed strictly."""
+        return [parse_event(datagram) for datagram in self.dogstatsd.received(wait=0.2)]
 
     def set(self, name: str, content: str = "") -> None:
         """Create a recorder state file (e.g. `fail.agent-status`, `growpart.status`)."""

@@ -27,7 +27,7 @@ def staged(evaluation) -> dict[str, str]:
 
 def switched_off(evaluation) -> set[str]:
     """Files of features the stack does not enable (prod: no bike-share)."""
-    features = {"dev": set(), "prod": {"bikeShare"}}[evaluation.stack]
+    features = {"dev": {"appTraffic"}, "prod": {"bikeShare", "appTraffic"}}[evaluation.stack]
     return {path.removesuffix(".tmpl") for feature in features for path in bundle.FEATURE_FILES[feature]}
 
 
@@ -52,7 +52,7 @@ def test_every_bundle_file_is_installed_by_the_manifest_or_read_by_converge(stac
     assert {entry[0] for entry in entries} - switched_off(stack_eval) | BUNDLE_ONLY == set(files)
     targets = [entry[1] for entry in entries]
     assert len(set(targets)) == len(targets) and all(t.startswith("/") for t in targets)
-    assert {entry[4] for entry in entries} == {"datadog-agent", "flask-app", "mysql-grants"}
+    assert {entry[4] for entry in entries} == {"datadog-agent", "flask-app", "app-traffic", "mysql-grants"}
     for _, target, owner, mode, _ in entries:
         assert owner.count(":") == 1 and mode in ("0600", "0640", "0644"), target
         if target.startswith("/etc/datadog-agent/"):

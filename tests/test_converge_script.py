@@ -74,7 +74,8 @@ def restarts(run) -> list[str]:
 def test_first_run_installs_everything(host, dev_files):
     run = host.converge(dev_files)
     assert run.returncode == 0, run.stdout + run.stderr
-    entries = manifest_entries(dev_files["manifest"])
+    # Every file of the bundle (a switched-off feature's files are not in it).
+    entries = [entry for entry in manifest_entries(dev_files["manifest"]) if entry[0] in dev_files]
     assert run.report("file") == {target: "created" for _, target, *_ in entries}
     for file, target, owner, mode, _ in entries:
         installed = host.path(target)
@@ -110,8 +111,9 @@ def test_first_run_installs_everything(host, dev_files):
     assert "pip install --quiet --disable-pip-version-check -r " \
            f"{host.path('/opt/sample-flask-app/requirements.txt')}" in run.calls
     assert run.calls.index("datadog-agent configcheck") > run.calls.index("systemctl restart datadog-agent")
+    traffic = "restarted" if "traffic/app-traffic.service" in dev_files else "kept"  # appTrafficEnabled
     assert run.report("service") == {"mysql": "started", "flask-app.service": "restarted",
-                                      "datadog-agent": "restarted"}
+                                      "app-traffic.service": traffic, "datadog-agent": "restarted"}
     assert run.report("grants for") == {"datadog@mysql": "applied"}
     assert "filesystem /: kept" in run.stdout
 
@@ -399,7 +401,8 @@ def test_second_run_with_the_same_files_changes_and_restarts_nothing(converged, 
     run = converged.converge(dev_files)
     assert run.returncode == 0, run.stderr
     assert set(run.report("file").values()) == {"unchanged"}
-    assert run.report("service") == {"mysql": "kept", "flask-app.service": "kept", "datadog-agent": "kept"}
+    assert run.report("service") == {"mysql": "kept", "flask-app.service": "kept", "app-traffic.service": "kept",
+                                      "datadog-agent": "kept"}
     assert run.report("grants for") == {"datadog@mysql": "kept"}
     assert run.called("apt-get") == [] and run.called("mysql") == [] and run.called("pip") == []
     assert restarts(run) == [] and run.called("useradd") == [] and run.called("chown") == []
@@ -729,3 +732,60 @@ def test_main_is_the_list_of_steps_each_a_function_of_its_own():
     steps = [re.sub(r"^if (\w+);.*", r"\1", line.strip()) for line in body.splitlines()]
     assert [step for step in steps if step.split()[0] not in defined] == []
     assert len(steps) >= 15  # starting MySQL, pruning old bundles, ... are steps, not inline code
+
+
+# --------------------------------------------------------------------------- Datadog change events
+STACK_TAGS = {"env:dev", "service:sample-flask-app", "host:observability-lab-dev-1", "source:observability-lab"}
+
+
+def test_a_changing_converge_sends_one_event_with_its_change_report(converged, dev_files):
+    converged.events()  # what the fixture's runs sent
+    files = dict(dev_files, **{"app/app.py": dev_files["app/app.py"] + "\n# a comment\n"})
+    run = converged.converge(files)
+    assert run.returncode == 0, run.stderr
+    (event,) = converged.events()
+    assert event.alert_type == "info" and event.hostname == "observability-lab-dev-1"
+    assert set(event.tags) == STACK_TAGS
+    assert event.title == "Converge on observability-lab-dev-1: flask-app restarted or applied; 1 file changed"
+    digest = write_bundle(files, converged.bundles).name
+    assert event.text.splitlines() == [
+        "file /opt/sample-flask-app/app.py: updated", "service flask-app.service: restarted",
+        f"bundle {digest} (association)"]
+
+
+def test_the_first_converge_event_lists_everything_it_installed(host, dev_files):
+    run = host.converge(dev_files)
+    assert run.returncode == 0, run.stderr
+    (event,) = host.events()
+    assert "mysql-grants, flask-app, datadog-agent restarted or applied;" in event.title
+    assert "package datadog-agent: none -> 1:7.77.2-1" in event.text.splitlines()
+    assert all(line in run.stdout.splitlines() for line in event.text.splitlines()[:-1])
+
+
+def test_a_converge_that_changes_nothing_sends_no_event(converged, dev_files):
+    converged.events()
+    run = converged.converge(dev_files)
+    assert run.returncode == 0, run.stderr
+    assert converged.events() == []
+
+
+def test_a_failed_converge_sends_one_error_event_naming_the_unit(converged, dev_files):
+    converged.events()
+    before = converged.path(AGENT_CHECK_CONF).read_text()
+    run = converged.converge(dict(dev_files, **{"agent/conf.d/custom_my_metric.yaml": before + "# BROKEN\n"}))
+    assert run.returncode != 0
+    (event,) = converged.events()
+    assert (event.alert_type, event.title) == ("error", "Converge FAILED on observability-lab-dev-1: datadog-agent")
+    assert set(event.tags) == STACK_TAGS
+    assert event.text.splitlines()[0].startswith(
+        "FAILED: datadog-agent rejected its new files; the previous ones are back and it runs on them (see ")
+    assert f"file {AGENT_CHECK_CONF}: restored" in event.text.splitlines()
+
+
+def test_a_step_that_fails_before_any_unit_is_named(host, dev_files):
+    host.set("imds.datadog-hostname", "")  # no hostname tag: the run stops before changing anything
+    run = host.converge(dev_files)
+    assert run.returncode != 0
+    (event,) = host.events()
+    assert event.alert_type == "error" and event.title == "Converge FAILED on this host: read_datadog_hostname"
+    assert event.hostname == ""  # not known yet: the Agent names the event's host itself

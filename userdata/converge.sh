@@ -23,7 +23,8 @@ LOCK_WAIT_SECONDS=${CONVERGE_LOCK_WAIT_SECONDS:-1500}
 KEYRING=/usr/share/keyrings/datadog-archive-keyring.gpg
 BASE_PACKAGES=(ca-certificates curl gnupg python3-venv mysql-server-8.0)
 # In this order: the Agent's MySQL check needs the grants, its process check the app.
-UNITS=(mysql-grants flask-app datadog-agent)
+UNITS=(mysql-grants flask-app app-traffic datadog-agent)
+TRAFFIC_UNIT=app-traffic.service # the bounded load on the app (appTrafficEnabled)
 IMDS=http://169.254.169.254
 HOSTNAME_TAG=datadog-hostname
 export DEBIAN_FRONTEND=noninteractive
@@ -34,9 +35,10 @@ declare -A REMEMBERED=() # unit -> the files its rollback record lists (remember
 say() {
   printf '%s\n' "$*"
   printf '%s\n' "$*" >>"$LOG" 2>/dev/null || true
+  REPORT+=("$*")
 }
 fail() {
-  FAILED_SAID=1
+  FAILED_SAID=1 FAILED_IN=${FAILED_IN:-${CURRENT_UNIT:-${FUNCNAME[1]:-converge}}}
   say "FAILED: $*"
   exit 1
 }
@@ -44,7 +46,8 @@ fail() {
 # Every failure ends the report with a FAILED line naming what failed: fail() says it;
 # any other command that stops the run (set -e) is named from the ERR trap.
 report_failures() {
-  FAILED_SAID='' FAILED_AT=''
+  FAILED_SAID='' FAILED_AT='' FAILED_IN='' CURRENT_UNIT=''
+  REPORT=() APPLIED=()
   set -o errtrace
   trap 'FAILED_AT="${FUNCNAME[0]:-main}: $BASH_COMMAND"' ERR
   trap 'FAILED_AT="stopped by a signal"; exit 143' TERM INT HUP
@@ -53,8 +56,10 @@ report_failures() {
 on_exit() {
   local status=$?
   if [ "$status" -ne 0 ] && [ -z "$FAILED_SAID" ]; then
+    FAILED_IN=${CURRENT_UNIT:-${FAILED_AT%%:*}}
     say "FAILED: ${FAILED_AT:-converge} (exit $status)"
   fi
+  report_to_datadog "$status"
   [ -z "${WORK:-}" ] || rm -rf "$WORK"
 }
 
@@ -446,6 +451,19 @@ apply_flask_app() {
   }
 }
 
+# The traffic generator runs while its unit file is installed; switched off, its files are
+# gone (the manifest's rule for a feature's files) and it is stopped and disabled for good.
+apply_app_traffic() {
+  if [ -f "$ROOT/etc/systemd/system/$TRAFFIC_UNIT" ]; then
+    quietly systemctl daemon-reload && quietly systemctl enable "$TRAFFIC_UNIT" &&
+      quietly systemctl restart "$TRAFFIC_UNIT"
+  else
+    quietly systemctl stop "$TRAFFIC_UNIT" || true # not running (or never installed) is fine
+    rm -f "$ROOT/etc/systemd/system/multi-user.target.wants/$TRAFFIC_UNIT"
+    quietly systemctl daemon-reload
+  fi
+}
+
 # The checks whose code or configuration changed since the Agent last ran on its files
 # (checks.d/<name>.py, conf.d/<name>.yaml, conf.d/<name>.d/conf.yaml).
 changed_checks() {
@@ -486,12 +504,14 @@ converge_unit() {
   case "$unit" in
     mysql-grants) label="grants for datadog@mysql" done=applied ;;
     flask-app) label="service $APP_UNIT" ;;
+    app-traffic) label="service $TRAFFIC_UNIT" ;;
   esac
   # A marker in $STATE outlives a run killed between writing files and applying them:
   # the next run applies the unit even though its files then look unchanged.
   if grep -qv '^unchanged ' "$WORK/plan.$unit" 2>/dev/null; then : >"$STATE/pending.$unit"; fi
   # A record left without its marker belongs to changes already applied.
   [ -e "$STATE/pending.$unit" ] || forget_record "$unit"
+  CURRENT_UNIT=$unit # a failure from here on is this unit's
   write_files "$unit"
   if [ ! -e "$STATE/pending.$unit" ]; then
     say "$label: kept"
@@ -562,6 +582,7 @@ converge_units() {
   local unit
   APPLIED=()
   for unit in "${UNITS[@]}"; do converge_unit "$unit"; done
+  CURRENT_UNIT=''
 }
 
 # Where converge keeps its state, and its log: root's only (the state holds backups of
@@ -602,7 +623,7 @@ superseded_at_first_boot() {
 
 load_settings() {
   # shellcheck source=/dev/null
-  . "$BUNDLE/converge.env" # DD_AGENT_VERSION, APP_USER, APP_DIR, APP_UNIT, APP_PORT, ROOT_VOLUME_GIB
+  . "$BUNDLE/converge.env" # DD_AGENT_VERSION, APP_USER, APP_DIR, APP_UNIT, APP_PORT, DD_ENV, DD_SERVICE, ROOT_VOLUME_GIB
 }
 
 # This run's scratch space: the files as they must be (the password filled in), and the
@@ -672,9 +693,48 @@ dogstatsd_event() {
   title=${title//$'\n'/\\n}
   text=${text//$'\n'/\\n}
   if [ ${#text} -gt $EVENT_TEXT_MAX ]; then text="${text:0:EVENT_TEXT_MAX-15}\\n(truncated)"; fi
-  datagram="_e{${#title},${#text}}:$title|$text|h:$DATADOG_HOSTNAME|t:$alert_type"
+  datagram="_e{${#title},${#text}}:$title|$text${DATADOG_HOSTNAME:+|h:$DATADOG_HOSTNAME}|t:$alert_type"
   if [ ${#tags[@]} -gt 0 ]; then datagram+="|#$(IFS=,; echo "${tags[*]}")"; fi
   { printf '%s\n' "$datagram" >"/dev/udp/${DOGSTATSD%:*}/${DOGSTATSD##*:}"; } 2>/dev/null || true
+}
+
+# What this run changed: every report line but those saying something was left as it was.
+changes() {
+  local line
+  for line in "${REPORT[@]}"; do
+    case "$line" in
+      "== "* | *": kept" | *": unchanged" | *": not grown ("* | "FAILED: "* | "already converged on "* | "datadog hostname: "*) ;;
+      *) printf '%s\n' "$line" ;;
+    esac
+  done
+}
+
+# One Datadog event per run that changed something (titled with what it changed, its text
+# the change report) or failed (an error naming the unit, or the step, that failed); none for
+# a run that changed nothing. Tagged so that the stack's dashboards overlay them.
+report_to_datadog() {
+  local status=$1 changed title files packages units host=${DATADOG_HOSTNAME:-this host} tags=()
+  changed=$(changes)
+  [ "$status" -ne 0 ] || [ -n "$changed" ] || return 0
+  [ -z "${DD_ENV:-}" ] || tags+=("env:$DD_ENV")
+  [ -z "${DD_SERVICE:-}" ] || tags+=("service:$DD_SERVICE")
+  [ -z "${DATADOG_HOSTNAME:-}" ] || tags+=("host:$DATADOG_HOSTNAME")
+  tags+=(source:observability-lab)
+  local text="${changed:+$changed$'\n'}bundle ${DIGEST:-unknown} (${CONVERGE_TRIGGER:-association})"
+  if [ "$status" -ne 0 ]; then
+    dogstatsd_event error "Converge FAILED on $host: ${FAILED_IN:-converge}" \
+      "$(printf '%s\n' "${REPORT[@]}" | grep '^FAILED: ' | tail -n 1)"$'\n'"$text" "${tags[@]}"
+    return 0
+  fi
+  files=$(grep -c '^file ' <<<"$changed" || true)
+  packages=$(grep -c '^package ' <<<"$changed" || true)
+  title="Converge on $host:"
+  units=$(printf '%s, ' "${APPLIED[@]}")
+  [ ${#APPLIED[@]} -eq 0 ] || title+=" ${units%, } restarted or applied;"
+  [ "$files" -eq 0 ] || title+=" $files file$([ "$files" -eq 1 ] || echo s) changed;"
+  [ "$packages" -eq 0 ] || title+=" $packages package$([ "$packages" -eq 1 ] || echo s) changed;"
+  [ "$title" != "Converge on $host:" ] || title+=" $(head -n 1 <<<"$changed");"
+  dogstatsd_event info "${title%;}" "$text" "${tags[@]}"
 }
 
 # Run when executed; only define the steps when sourced (tests).
