@@ -6,8 +6,11 @@
 # sha256 differs from the installed one; a unit restarts (or its SQL is applied) only when
 # its own files or its pinned package changed; apt runs only for a missing package or a
 # changed pinned version. Stdout is the change report (one line per file, package and
-# service); command output goes to the log. A failing step exits non-zero and says which;
-# a unit whose new files fail their check gets its previous files back.
+# service); command output goes to the log. A failing step exits non-zero and says which
+# (a FAILED line); a unit whose new files fail their check gets its previous files back,
+# from a record that outlives a killed run. Nothing another user can touch is in the way:
+# files are written into directories only root may write to, owned and moded from their
+# creation; the lock, the log and the state are root's only; no secret is on a command line.
 # One bundle serves every host of a stack: the one value that differs per host, the
 # Agent's hostname, comes from this instance's datadog-hostname tag (instance metadata).
 set -euo pipefail
