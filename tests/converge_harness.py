@@ -100,7 +100,17 @@ case "$1" in
     echo "=== custom_my_metric check ===" ;;
 esac''',
     "useradd": 'echo "${*: -1}" >>"$FAKE/users"',
-    "id": 'grep -qx "${*: -1}" "$FAKE/users" 2>/dev/null',
+    "id": r'''
+if [ "$1" = -nG ]; then echo "$2 $(cat "$FAKE/groups.$2" 2>/dev/null)"; exit 0; fi
+grep -qx "${*: -1}" "$FAKE/users" 2>/dev/null''',
+    # usermod -aG <group> <user>; setfacl/getfacl keep a directory's ACL entries in $FAKE/acl.<name>.
+    "usermod": '[ "$1" != -aG ] || echo "$2" >>"$FAKE/groups.$3"',
+    "setfacl": r'''
+target=${*: -1}
+while [ $# -gt 1 ]; do [ "$1" != -m ] || echo "$2" >>"$FAKE/acl.${target##*/}"; shift; done''',
+    "getfacl": r'''
+target=${*: -1}
+sed -e 's/^d:u:\(.*\):r$/default:user:\1:r--/' -e 's/^u:\(.*\):rx$/user:\1:r-x/' "$FAKE/acl.${target##*/}" 2>/dev/null || true''',
     # The real chown, on the test host's numbers for the owner's names.
     "chown": r'''
 args=() spec=

@@ -93,7 +93,7 @@ def test_first_run_installs_everything(host, dev_files):
         '"@@DATADOG_HOSTNAME@@"', f'"{DEFAULT_DATADOG_HOSTNAME}"')
     assert f"datadog hostname: {DEFAULT_DATADOG_HOSTNAME} (instance tag datadog-hostname)" in run.stdout
     # Packages from apt, the Agent at its pinned version and held.
-    assert any("install --no-install-recommends ca-certificates curl gnupg python3-venv mysql-server-8.0" in c
+    assert any("install --no-install-recommends ca-certificates curl gnupg python3-venv mysql-server-8.0 acl" in c
                for c in run.called("apt-get"))
     assert any(c.endswith("install --allow-downgrades --allow-change-held-packages datadog-agent=1:7.77.2-1")
                for c in run.called("apt-get"))
@@ -563,8 +563,7 @@ def test_a_full_disk_fails_the_write_with_a_failed_line_and_leaves_nothing_half_
         assert run.stdout.splitlines()[-1].endswith(
             "No space left on device; datadog-agent's files are as they were before this run")
         assert f"file {AGENT_CHECK_CONF}: re" not in run.stdout  # no restore claimed: none was needed
-        assert [p for p in left if p != "custom_my_metric.yaml"] == ["bike_share.yaml", "conf.yaml", "conf.yaml",
-                                                                     "filler"]
+        assert [p for p in left if p != "custom_my_metric.yaml"] == ["bike_share.yaml", *["conf.yaml"] * 3, "filler"]
         if action == "updated":
             assert (conf_d / "custom_my_metric.yaml").read_text() == before
         else:
@@ -713,10 +712,10 @@ def test_a_package_apt_cannot_find_fails_at_once_with_apts_message(host, dev_fil
     assert run.returncode != 0
     assert run.called("apt-get")[1:] == [
         "apt-get -o DPkg::Lock::Timeout=60 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "
-        "-q -y install --no-install-recommends ca-certificates curl gnupg python3-venv mysql-server-8.0"]
+        "-q -y install --no-install-recommends ca-certificates curl gnupg python3-venv mysql-server-8.0 acl"]
     assert run.called("sleep") == []
     assert run.stdout.splitlines()[-1] == ("FAILED: installing ca-certificates curl gnupg python3-venv "
-                                           "mysql-server-8.0: E: Unable to locate package mysql-server-8.0")
+                                           "mysql-server-8.0 acl: E: Unable to locate package mysql-server-8.0")
 
 
 def test_sourcing_the_script_runs_nothing(host):
@@ -789,3 +788,29 @@ def test_a_step_that_fails_before_any_unit_is_named(host, dev_files):
     (event,) = host.events()
     assert event.alert_type == "error" and event.title == "Converge FAILED on this host: read_datadog_hostname"
     assert event.hostname == ""  # not known yet: the Agent names the event's host itself
+
+
+# --------------------------------------------------------------------------- the logs the Agent reads
+def test_the_agent_may_read_the_journal_and_only_mysqls_log_directory(host, dev_files):
+    host.path("/var/log/mysql").mkdir(parents=True)  # what Ubuntu's mysql-server leaves (mysql:adm)
+    (host.path("/var/log/mysql") / "error.log").write_text("")
+    run = host.converge(dev_files)
+    assert run.returncode == 0, run.stderr
+    assert "usermod -aG systemd-journal dd-agent" in run.calls
+    log_dir = host.path("/var/log/mysql")
+    assert f"setfacl -m u:dd-agent:rx -m d:u:dd-agent:r {log_dir}" in run.calls
+    assert f"setfacl -m u:dd-agent:r {log_dir}/error.log" in run.calls
+    assert not [c for c in run.calls if c.startswith("usermod") and " adm " in c]  # never all of /var/log
+    assert {"user dd-agent: added to systemd-journal", "directory /var/log/mysql: readable by dd-agent"} <= set(
+        run.stdout.splitlines())
+    again = host.converge(dev_files)
+    assert again.called("usermod") == [] and again.called("setfacl") == []
+    assert "readable by dd-agent" not in again.stdout
+
+
+def test_a_logs_only_agent_config_is_not_run_as_a_check(converged, dev_files):
+    conf = "agent/conf.d/flask_app.d/conf.yaml"
+    run = converged.converge(dict(dev_files, **{conf: dev_files[conf] + "# changed\n"}))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert restarts(run) == ["datadog-agent"]
+    assert not [c for c in run.called("datadog-agent") if c.startswith("datadog-agent check")]

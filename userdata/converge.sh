@@ -24,7 +24,7 @@ LOCK=$ROOT/run/observability-lab-converge.lock
 # Below the association's 30-minute wait: a run stuck behind another fails clearly first.
 LOCK_WAIT_SECONDS=${CONVERGE_LOCK_WAIT_SECONDS:-1500}
 KEYRING=/usr/share/keyrings/datadog-archive-keyring.gpg
-BASE_PACKAGES=(ca-certificates curl gnupg python3-venv mysql-server-8.0)
+BASE_PACKAGES=(ca-certificates curl gnupg python3-venv mysql-server-8.0 acl) # acl: setfacl, for MySQL's log
 # In this order: the Agent's MySQL check needs the grants, its process check the app.
 UNITS=(mysql-grants flask-app app-traffic datadog-agent)
 TRAFFIC_UNIT=app-traffic.service # the bounded load on the app (appTrafficEnabled)
@@ -475,7 +475,11 @@ changed_checks() {
   while read -r target; do
     case "$target" in
       */checks.d/*.py) name=${target##*/} && echo "${name%.py}" ;;
-      */conf.d/*.d/conf.yaml) name=${target%/conf.yaml} && name=${name##*/} && echo "${name%.d}" ;;
+      */conf.d/*.d/conf.yaml)
+        # A configuration with logs only (no check instances) is no check to run.
+        grep -q '^instances:' "$ROOT$target" 2>/dev/null || continue
+        name=${target%/conf.yaml} && name=${name##*/} && echo "${name%.d}"
+        ;;
       */conf.d/*.yaml) name=${target##*/} && echo "${name%.yaml}" ;;
     esac
   done <"$STATE/rollback.datadog-agent/changed"
@@ -574,6 +578,30 @@ grow_root_filesystem() {
   esac
 }
 
+# The Agent collects two logs it does not own (conf.d/flask_app.d, conf.d/mysql.d). The
+# journal: as a member of systemd-journal, as Datadog's journald integration says. MySQL's
+# error log (mysql:adm 0640 on Ubuntu): a POSIX ACL on its directory only, the default ACL
+# too, so the file logrotate makes next inherits it; not the adm group, which reads all of
+# /var/log. A new group takes effect when the Agent restarts: this run restarts it.
+MYSQL_LOG_DIR=/var/log/mysql
+grant_log_access() {
+  local dir=$ROOT$MYSQL_LOG_DIR file
+  if ! id -nG dd-agent | tr ' ' '\n' | grep -qx systemd-journal; then
+    quietly usermod -aG systemd-journal dd-agent || fail "adding dd-agent to the systemd-journal group"
+    : >"$STATE/pending.datadog-agent"
+    say "user dd-agent: added to systemd-journal"
+  fi
+  if [ ! -d "$dir" ]; then
+    say "directory $MYSQL_LOG_DIR: not found (MySQL's error log is not collected)"
+  elif ! getfacl -p "$dir" 2>/dev/null | grep -qx 'default:user:dd-agent:r--'; then
+    quietly setfacl -m u:dd-agent:rx -m d:u:dd-agent:r "$dir" || fail "giving dd-agent read access to $MYSQL_LOG_DIR"
+    for file in "$dir"/*.log; do
+      [ ! -f "$file" ] || quietly setfacl -m u:dd-agent:r "$file" || fail "giving dd-agent read access to $file"
+    done
+    say "directory $MYSQL_LOG_DIR: readable by dd-agent"
+  fi
+}
+
 ensure_mysql_running() {
   if systemctl is-active --quiet mysql; then say "service mysql: kept"; else
     quietly systemctl enable --now mysql || fail "starting mysql"
@@ -667,6 +695,7 @@ main() {
   ensure_packages
   ensure_app_user
   ensure_mysql_running
+  grant_log_access
   read_mysql_password
   plan_files
   secure_directories
@@ -706,7 +735,8 @@ changes() {
   local line
   for line in "${REPORT[@]}"; do
     case "$line" in
-      "== "* | *": kept" | *": unchanged" | *": not grown ("* | "FAILED: "* | "already converged on "* | "datadog hostname: "*) ;;
+      "== "* | *": kept" | *": unchanged" | *": not grown ("* | *": not found ("*) ;;
+      "FAILED: "* | "already converged on "* | "datadog hostname: "*) ;;
       *) printf '%s\n' "$line" ;;
     esac
   done
