@@ -6,7 +6,7 @@ import pulumi
 
 from components.bike_share import BikeShareArgs, BikeShareMonitoring
 from components.bootstrap import AgentBootstrap
-from components.bundle import BikeShareCheck, BundleArgs, render_bundle
+from components.bundle import AppTraffic, BikeShareCheck, BundleArgs, render_bundle
 from components.converge import ConvergeAssociation, HostConfiguration
 from components.dashboards import Dashboards, DashboardsArgs
 from components.datadog_common import HostScope, app_base_url
@@ -14,6 +14,7 @@ from components.downtimes import Downtimes, DowntimesArgs
 from components.host import HostAccess, HostAccessArgs, MonitoredHost, MonitoredHostArgs
 from components.monitors import Audience, Monitors, MonitorsArgs
 from components.settings import Settings, load_settings
+from components.slos import ServiceLevelObjectives, SlosArgs
 
 
 # Each component's own arguments, from the stack's settings.
@@ -28,7 +29,10 @@ def bundle_args(s: Settings) -> BundleArgs:
         setup_overhead_max_ms=s.app.setup_overhead_max_ms, root_volume_gib=s.host.root_volume_gib,
         bike_share=BikeShareCheck(feed_url=bike.feed_url, station_ids=bike.station_ids,
                                   largest_stations=bike.largest_stations,
-                                  check_interval_seconds=bike.check_interval_seconds) if bike.enabled else None)
+                                  check_interval_seconds=bike.check_interval_seconds) if bike.enabled else None,
+        traffic=AppTraffic(requests_per_second=s.app.traffic_requests_per_second,
+                           url_lookup_percent=s.app.traffic_url_lookup_percent,
+                           fail_percent=s.app.traffic_fail_percent) if s.app.traffic_enabled else None)
 
 
 def host_access_args(s: Settings, configuration: HostConfiguration) -> HostAccessArgs:
@@ -59,7 +63,7 @@ def monitors_args(s: Settings, hosts: HostScope) -> MonitorsArgs:
         hosts=hosts, service=s.service, my_metric_warning=m.my_metric_warning,
         my_metric_critical=m.my_metric_critical, my_metric_window_minutes=m.my_metric_window_minutes,
         watched_processes=m.watched_processes, app_workers=s.app.workers,
-        apm_latency_seconds=m.apm_latency_seconds, apm_error_rate_percent=m.apm_error_rate_percent)
+        app_error_logs_per_host=m.app_error_logs_per_host)
 
 
 def bike_share_args(s: Settings, hosts: HostScope) -> BikeShareArgs:
@@ -95,15 +99,18 @@ hosts = [MonitoredHost(f"host-{n}", host_args(settings, n, bootstrap.user_data),
 converge = ConvergeAssociation("host-config-run", configuration,
                                instance_ids=[host.instance_id for host in hosts],
                                after=[host.instance for host in hosts])
+slos = ServiceLevelObjectives("datadog-slos", SlosArgs(service=settings.service, slos=settings.slos),
+                              page=audience(settings, handles=settings.slos.page_handles),
+                              ticket=audience(settings, handles=settings.slos.ticket_handles))
 dashboards = Dashboards("datadog-dashboards", DashboardsArgs(
     env=settings.env, stack=settings.stack, service=settings.service, hosts=stack_hosts,
-    url_base=app_base_url(settings.datadog_site)))
+    url_base=app_base_url(settings.datadog_site), slo_ids=slos.ids, slo_timeframe=settings.slos.timeframe))
 monitors = Monitors("datadog-monitors", monitors_args(settings, stack_hosts), audience(settings))
 if settings.downtimes.enabled:  # e.g. dev mutes nights and weekends; prod never does
     Downtimes("datadog-downtimes", DowntimesArgs(env=settings.env, timezone=settings.downtimes.timezone,
                                                  handles=settings.monitors.notification_handles),
               monitor=monitors.my_metric)
-monitor_ids, dashboard_urls = dict(monitors.ids), dict(dashboards.urls)
+monitor_ids, dashboard_urls = {**monitors.ids, **slos.alert_ids}, dict(dashboards.urls)
 if settings.bike_share.enabled:  # the seed's closing use case; dev on, prod off by default
     bike_share = BikeShareMonitoring(
         "bike-share", bike_share_args(settings, stack_hosts),
@@ -126,3 +133,4 @@ pulumi.export("configDocument", configuration.document.name)
 pulumi.export("convergeAssociationId", converge.association_id)
 pulumi.export("dashboardUrls", dashboard_urls)
 pulumi.export("monitorIds", monitor_ids)
+pulumi.export("sloIds", slos.ids)

@@ -104,6 +104,15 @@ class BundleArgs:
     setup_overhead_max_ms: int
     root_volume_gib: int
     bike_share: Optional[BikeShareCheck]  # None: the check is not shipped
+    traffic: Optional["AppTraffic"] = None  # None: no traffic generator on the host
+
+
+@dataclass(frozen=True)
+class AppTraffic:
+    """The traffic generator's settings (userdata/traffic/app-traffic.env.tmpl)."""
+    requests_per_second: float
+    url_lookup_percent: float
+    fail_percent: float
 
 
 def template_values(args: BundleArgs, sources: dict[str, str]) -> dict[str, str]:
@@ -134,6 +143,14 @@ def template_values(args: BundleArgs, sources: dict[str, str]) -> dict[str, str]
         "setup_overhead_min_ms": str(args.setup_overhead_min_ms),
         "setup_overhead_max_ms": str(args.setup_overhead_max_ms),
     }
+    if args.traffic is not None:  # its templates are in the bundle only then
+        values.update({
+            "stack_service": args.service, "host_app_port": str(args.app_port),
+            "app_url_lookup_allowlist": ",".join(args.url_lookup_allowlist),
+            "app_traffic_requests_per_second": f"{args.traffic.requests_per_second:g}",
+            "app_traffic_url_lookup_percent": f"{args.traffic.url_lookup_percent:g}",
+            "app_traffic_fail_percent": f"{args.traffic.fail_percent:g}",
+        })
     if args.bike_share is not None:  # its template is in the bundle only then
         values.update({
             "bike_share_feed_url": json.dumps(args.bike_share.feed_url),
@@ -151,7 +168,8 @@ def _station_selection(check: BikeShareCheck) -> str:
 
 
 def enabled_features(args: BundleArgs) -> set[str]:
-    return {"bikeShare"} if args.bike_share is not None else set()
+    return ({"bikeShare"} if args.bike_share is not None else set()) | (
+        {"appTraffic"} if args.traffic is not None else set())
 
 
 def app_version(sources: dict[str, str]) -> str:

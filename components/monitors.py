@@ -1,5 +1,6 @@
 """The stack's monitors: my_metric (seed section 3), watched processes, the app's
-processes, APM, MySQL.
+processes, its error logs, MySQL. (The app's latency and errors: its SLOs' burn-rate
+alerts, components/slos.py.)
 
 Every monitor: `[<env>]` in its name, the standard tags, the stack's notification
 handles (and optional footer) in its message, thresholds from the stack settings.
@@ -48,7 +49,7 @@ import pulumi_datadog as datadog
 
 from components.datadog_common import HostScope, monitor_message, number
 
-APM_WINDOW = "last_5m"
+LOG_WINDOW = "5m"
 # Service checks: alert after 1 failed check, resolve after 1 OK (Datadog's defaults);
 # `.last(N)` looks at one more check than the largest of these counts.
 SERVICE_CHECK_THRESHOLDS = datadog.MonitorMonitorThresholdsArgs(critical="1", warning="1", ok="1")
@@ -84,8 +85,7 @@ class MonitorsArgs:
     my_metric_window_minutes: int
     watched_processes: tuple[str, ...]
     app_workers: int
-    apm_latency_seconds: float
-    apm_error_rate_percent: float
+    app_error_logs_per_host: int
 
     @property
     def app_processes(self) -> int:
@@ -186,49 +186,27 @@ def service_check_monitor(to: Audience, check: str, hosts: HostScope, *, by: tup
     )
 
 
-def apm_latency_monitor(to: Audience, args: MonitorsArgs) -> datadog.MonitorArgs:
-    limit = number(args.apm_latency_seconds)
-    return _apm_monitor(
-        to, limit,
-        name=f"{args.service} p95 latency above {limit}s",
-        query=f"percentile({APM_WINDOW}):p95:trace.flask.request{{{_trace_scope(to, args)}}} > {limit}",
-        summary=f"p95 latency of {args.service} ({to.env})",
-        alert=f"p95 latency of trace.flask.request is {{{{value}}}}s, above {limit}s.",
-        recovery=f"p95 latency of {args.service} is back to {{{{value}}}}s.",
-    )
-
-
-def apm_error_rate_monitor(to: Audience, args: MonitorsArgs) -> datadog.MonitorArgs:
-    limit = number(args.apm_error_rate_percent)
-    scope = _trace_scope(to, args)
-    errors = f"sum:trace.flask.request.errors{{{scope}}}.as_count()"
-    hits = f"sum:trace.flask.request.hits{{{scope}}}.as_count()"
-    return _apm_monitor(
-        to, limit,
-        name=f"{args.service} error rate above {limit}%",
-        query=f"sum({APM_WINDOW}):( {errors} / {hits} ) * 100 > {limit}",
-        summary=f"Error rate of {args.service} ({to.env})",
-        alert=(f"{{{{value}}}}% of requests to {args.service} failed over the "
-               f"last 5 minutes (limit {limit}%)."),
-        recovery=f"Error rate of {args.service} is back to {{{{value}}}}%.",
-    )
-
-
-def _apm_monitor(to: Audience, limit: str, *, name: str, query: str, summary: str,
-                 alert: str, recovery: str) -> datadog.MonitorArgs:
+def app_error_logs_monitor(to: Audience, args: MonitorsArgs) -> datadog.MonitorArgs:
+    """The app's error log lines per host (its JSON lines with status error, from the journal)."""
+    limit = number(args.app_error_logs_per_host)
+    search = f"service:{args.service} env:{to.env} status:error"
     return monitor(
-        to, "metric alert", name=name, query=query,
+        to, "log alert",
+        name=f"{args.service}: more than {limit} error log lines in {LOG_WINDOW} on {{{{host.name}}}}",
+        query=f'logs("{search}").index("*").rollup("count").by("host").last("{LOG_WINDOW}") > {limit}',
         thresholds=datadog.MonitorMonitorThresholdsArgs(critical=limit),
-        # No traffic is normal (dev at night): no data is not an incident here,
-        # and without hits there is no error ratio to evaluate.
+        # No error line is the good case: a count of nothing is 0, not missing data.
         notify_no_data=False,
-        require_full_window=False,
-        summary=summary,
-        sections={"is_alert": alert, "is_recovery": recovery},
+        summary=f"Error logs of {args.service} on {{{{host.name}}}}",
+        sections={
+            "is_alert": (f"{{{{value}}}} error log lines of {args.service} on {{{{host.name}}}} in the last "
+                         f"{LOG_WINDOW} (limit {limit}). Each links to its trace: open one from the Logs explorer."),
+            "is_recovery": f"Error log lines of {args.service} on {{{{host.name}}}} are back under {limit}.",
+        },
     )
 
 
-def monitor(to: Audience, type_: str, *, name: str, query: str,
+def monitor(to: Audience, type_: str, *, name: str, query: pulumi.Input[str],
             thresholds: datadog.MonitorMonitorThresholdsArgs, notify_no_data: bool,
             summary: str, sections: dict[str, str], require_full_window: Optional[bool] = None,
             new_group_delay: Optional[int] = None,
@@ -250,10 +228,6 @@ def monitor(to: Audience, type_: str, *, name: str, query: str,
     )
 
 
-def _trace_scope(to: Audience, args: MonitorsArgs) -> str:
-    return f"service:{args.service},env:{to.env}"
-
-
 class Monitors(pulumi.ComponentResource):
     """Every monitor of one stack; `ids` maps a short key to each monitor's id."""
 
@@ -266,15 +240,14 @@ class Monitors(pulumi.ComponentResource):
         self.app_processes = datadog.Monitor(f"{name}-app-processes", app_processes_monitor(to, args),
                                              opts=child)
         self.mysql = datadog.Monitor(f"{name}-mysql", mysql_monitor(to, args), opts=child)
-        self.apm_latency = datadog.Monitor(f"{name}-apm-latency", apm_latency_monitor(to, args), opts=child)
-        self.apm_errors = datadog.Monitor(f"{name}-apm-errors", apm_error_rate_monitor(to, args), opts=child)
+        self.app_error_logs = datadog.Monitor(f"{name}-app-error-logs", app_error_logs_monitor(to, args),
+                                              opts=child)
 
         self.ids: dict[str, pulumi.Output[str]] = {
             "myMetric": self.my_metric.id,
             "processes": self.processes.id,
             "appProcesses": self.app_processes.id,
             "mysql": self.mysql.id,
-            "apmLatency": self.apm_latency.id,
-            "apmErrors": self.apm_errors.id,
+            "appErrorLogs": self.app_error_logs.id,
         }
         self.register_outputs({"ids": self.ids})

@@ -15,6 +15,7 @@ from typing import Optional
 
 import pulumi
 
+from components.slo_settings import SLO_TIMEFRAMES, BurnRate, SloSettings, max_burn_rate, parse_burn_rate
 from components.validation import (
     ConfigReader,
     SettingsError,
@@ -106,6 +107,11 @@ class AppSettings:
     setup_overhead_min_ms: int
     setup_overhead_max_ms: int
     workers: int
+    # The bounded load on the app from the host itself (userdata/traffic/).
+    traffic_enabled: bool = False
+    traffic_requests_per_second: float = 2.0
+    traffic_url_lookup_percent: float = 5.0
+    traffic_fail_percent: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -116,9 +122,9 @@ class MonitorSettings:
     my_metric_window_minutes: int
     no_data_minutes: int
     watched_processes: tuple[str, ...]
-    apm_latency_seconds: float
-    apm_error_rate_percent: float
     message_footer: str
+    # The log monitor: app error lines per host over 5 minutes above this.
+    app_error_logs_per_host: int = 10
 
 
 @dataclass(frozen=True)
@@ -157,6 +163,7 @@ class Settings:
     monitors: MonitorSettings
     downtimes: DowntimeSettings
     bike_share: BikeShareSettings
+    slos: SloSettings
 
     def datadog_hostname(self, index: int) -> str:
         """Host `index`'s name in Datadog (1-based), known before its instance exists."""
@@ -246,6 +253,8 @@ def load_settings() -> Settings:
         timezone=_timezone(cfg, "downtimeTimezone", "America/New_York"),
     )
     bike_share = _bike_share_settings(cfg)
+    slos = _slo_settings(cfg)
+    _check_traffic_against_budget(cfg, app, slos)
     region = aws.raw("region")
     if region is None or not re.fullmatch(_REGION, region):
         aws.fail("region", region, "set an AWS region such as us-east-2 (pulumi config set aws:region us-east-2)")
@@ -260,7 +269,7 @@ def load_settings() -> Settings:
         project=PROJECT, stack=stack, env=env, service=service,
         aws_region=region or "", datadog_site=site,
         datadog_api_key=datadog_config.require_secret("apiKey"),
-        host=host, agent=agent, app=app, monitors=monitors, downtimes=downtimes, bike_share=bike_share,
+        host=host, agent=agent, app=app, monitors=monitors, downtimes=downtimes, bike_share=bike_share, slos=slos,
     )
 
 
@@ -325,12 +334,21 @@ def _app_settings(cfg: ConfigReader) -> AppSettings:
         is_hostname, "must be a DNS hostname such as example.com (no scheme, port, path or IP address)")
     if not allowlist:
         cfg.fail("urlLookupAllowlist", [], "must name at least one host (the app refuses to start without)")
+    lookups = cfg.decimal("appTrafficUrlLookupPercent", 5.0, 0, 100)
+    failures = cfg.decimal("appTrafficFailPercent", 0.25, 0, 100)
+    if lookups + failures > 100:
+        cfg.fail("appTrafficUrlLookupPercent", lookups,
+                 f"with {cfg.key('appTrafficFailPercent')} ({failures:g}) it must be at most 100 (percent of requests)")
     return AppSettings(
         url_lookup_allowlist=allowlist,
         setup_overhead_min_ms=low,
         setup_overhead_max_ms=high,
         # gunicorn reads it from app.env; the app's live process monitor expects it + 1.
         workers=cfg.integer("appWorkers", 2, 1, 32),
+        traffic_enabled=cfg.boolean("appTrafficEnabled", False),
+        traffic_requests_per_second=cfg.decimal("appTrafficRequestsPerSecond", 2.0, 0.1, 50),
+        traffic_url_lookup_percent=lookups,
+        traffic_fail_percent=failures,
     )
 
 
@@ -349,11 +367,54 @@ def _monitor_settings(cfg: ConfigReader) -> MonitorSettings:
         my_metric_window_minutes=cfg.integer("myMetricWindowMinutes", 5, 1, 1440),
         no_data_minutes=cfg.integer("noDataMinutes", 10, 2, 1440),
         watched_processes=_watched_processes(cfg),
-        apm_latency_seconds=cfg.decimal("apmLatencySeconds", 1.0, 0.001, 600),
-        apm_error_rate_percent=cfg.decimal("apmErrorRatePercent", 5.0, 0.01, 100),
         message_footer=cfg.string("monitorMessageFooter", "", r"(?s).{0,1000}",
                                   "must be at most 1000 characters"),
+        app_error_logs_per_host=cfg.integer("appErrorLogsPerHost", 10, 1, 100_000),
     )
+
+
+def _slo_settings(cfg: ConfigReader) -> SloSettings:
+    def handles(name: str, default: str) -> tuple[str, ...]:
+        found = cfg.string_list(name, (default,), is_handle, "must be a Datadog notification handle starting with @")
+        if not found:
+            cfg.fail(name, [], "must name at least one handle")
+        return found
+
+    def burn(name: str, default: str) -> BurnRate:
+        raw = cfg.raw(name) or default
+        try:
+            return parse_burn_rate(raw)
+        except ValueError as problem:
+            cfg.fail(name, raw, str(problem))
+            return parse_burn_rate(default)
+
+    slos = SloSettings(
+        timeframe=cfg.choice("sloTimeframe", "30d", SLO_TIMEFRAMES),
+        availability_target=cfg.decimal("sloAvailabilityTarget", 99.5, 90, 99.99),
+        latency_target=cfg.decimal("sloLatencyTarget", 99.0, 90, 99.99),
+        latency_seconds=cfg.decimal("sloLatencySeconds", 1.0, 0.001, 600),
+        page_handles=handles("sloPageHandles", "@sre-oncall@example.com"),
+        ticket_handles=handles("sloTicketHandles", "@sre-team@example.com"),
+        page_fast=burn("sloPageFastBurn", "14.4x 1h/5m"),
+        page_slow=burn("sloPageSlowBurn", "6x 6h/30m"),
+        ticket=burn("sloTicketBurn", "1.5x 48h/4h"),
+    )
+    lowest = min(slos.availability_target, slos.latency_target)
+    for name, (alert, _) in zip(("sloPageFastBurn", "sloPageSlowBurn", "sloTicketBurn"), slos.alerts.values()):
+        if alert.rate > max_burn_rate(lowest):
+            cfg.fail(name, cfg.raw(name) or f"{alert.rate:g}x",
+                     f"its rate is above {max_burn_rate(lowest):.4g}, the most an SLO of target {lowest:g}% can "
+                     "burn (every request bad): the alert could never fire, and Datadog refuses it")
+    return slos
+
+
+def _check_traffic_against_budget(cfg: ConfigReader, app: AppSettings, slos: SloSettings) -> None:
+    """The deliberate failures alone must not spend the availability SLO's budget."""
+    budget = 100 - slos.availability_target
+    if app.traffic_enabled and app.traffic_fail_percent >= budget:
+        cfg.fail("appTrafficFailPercent", app.traffic_fail_percent,
+                 f"must be below {budget:g} (the error budget of {cfg.key('sloAvailabilityTarget')} "
+                 f"{slos.availability_target:g}): the deliberate failures alone would spend it and page")
 
 
 def _watched_processes(cfg: ConfigReader) -> tuple[str, ...]:

@@ -27,7 +27,7 @@ def staged(evaluation) -> dict[str, str]:
 
 def switched_off(evaluation) -> set[str]:
     """Files of features the stack does not enable (prod: no bike-share)."""
-    features = {"dev": {"appTraffic"}, "prod": {"bikeShare", "appTraffic"}}[evaluation.stack]
+    features = {"dev": set(), "prod": {"bikeShare", "appTraffic"}}[evaluation.stack]
     return {path.removesuffix(".tmpl") for feature in features for path in bundle.FEATURE_FILES[feature]}
 
 

@@ -107,7 +107,8 @@ def test_first_run_installs_everything(host, dev_files):
     assert "useradd --system --home-dir /opt/sample-flask-app --shell /usr/sbin/nologin flaskapp" in run.calls
     assert "systemctl enable --now mysql" in run.calls
     # Grants applied, app installed and started, the Agent restarted and checked, in that order.
-    assert restarts(run) == ["flask-app.service", "datadog-agent"]
+    traffic_unit = ["app-traffic.service"] if "traffic/app-traffic.service" in dev_files else []
+    assert restarts(run) == ["flask-app.service", *traffic_unit, "datadog-agent"]
     assert "pip install --quiet --disable-pip-version-check -r " \
            f"{host.path('/opt/sample-flask-app/requirements.txt')}" in run.calls
     assert run.calls.index("datadog-agent configcheck") > run.calls.index("systemctl restart datadog-agent")
