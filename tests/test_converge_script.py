@@ -757,7 +757,7 @@ def test_the_first_converge_event_lists_everything_it_installed(host, dev_files)
     run = host.converge(dev_files)
     assert run.returncode == 0, run.stderr
     (event,) = host.events()
-    assert "mysql-grants, flask-app, datadog-agent restarted or applied;" in event.title
+    assert "mysql-grants, flask-app, app-traffic, datadog-agent restarted or applied;" in event.title
     assert "package datadog-agent: none -> 1:7.77.2-1" in event.text.splitlines()
     assert all(line in run.stdout.splitlines() for line in event.text.splitlines()[:-1])
 

@@ -265,8 +265,8 @@ VARIANTS: list[tuple[str, str, Callable[[Evaluation], Resource], list[str]]] = [
          p.update(type="query alert"), p["monitorThresholds"].update(critical="900"))),
      ["alerts at 800 but monitorThresholds.critical is 900"]),
     ("datadog-metric-monitor-threshold-matches-query", "no-comparison",
-     lambda e: with_inputs(_monitor(e, "apm-latency"), _replace_in("query", " > 1", "")),
-     ["ends in no comparison", "'> 1'"]),
+     lambda e: with_inputs(_monitor(e, "app-error-logs"), _replace_in("query", " > 10", "")),
+     ["ends in no comparison", "'> 10'"]),
     # The SRE workbook's ticket pair (3 days / 6 hours) is beyond what Datadog accepts.
     ("datadog-burn-rate-windows-datadog-accepts", "long-window-72h",
      lambda e: with_inputs(_monitor(e, "my-metric"), lambda p: (
