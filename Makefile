@@ -1,18 +1,25 @@
 # One entry point for newcomers and CI. `make test` sets everything up and runs the suite.
+
+# Bytecode caches (pytest's rewritten test modules, the program's own modules) save each
+# pytest process seconds from the second run on; a shell that turns them off does not here.
+unexport PYTHONDONTWRITEBYTECODE
 PYTHON ?= python3
 VENV ?= venv
 PY := $(VENV)/bin/python
 STACK ?= dev
 
-.PHONY: test pytest typecheck setup system-deps plan bench clean
+.PHONY: test pytest typecheck setup system-deps plan bench docs clean
 
-# The suite (one pytest process, seconds), then pyright against the SDKs' own types.
+# The fast layer over both cores (each test file in one of two workers, so a module's servers
+# start once), then pyright against the SDKs' own types. One layer: `venv/bin/python -m pytest -m checks`.
+PYTEST_ARGS ?= -n 2 --dist loadfile
+
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory typecheck
 
 pytest: setup
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Every resource argument checked against pulumi-aws / pulumi-datadog type stubs.
 # Slow (~40 s: the SDKs are huge), so it runs beside the suite, not inside it.
@@ -44,9 +51,14 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
 	touch $@
 
-# The offline plan: what STACK would create, rendered without any cloud account.
+# The offline plan: what STACK would create, rendered without any cloud account
+# (FULL=1: every input and file too; JSON=1: as JSON; COMPARE=base.json: what changes).
 plan: $(VENV)/.installed
-	@$(PY) -m offline.plan $(STACK) $(if $(JSON),--json) $(if $(COMPARE),--compare $(COMPARE))
+	@$(PY) -m offline.plan $(STACK) $(if $(FULL),--full) $(if $(JSON),--json) $(if $(COMPARE),--compare $(COMPARE))
+
+# The configuration reference in docs/configuration.md, from the settings' declarations.
+docs: $(VENV)/.installed
+	$(PY) -m settings.reference --write
 
 # Evaluation cost against the import floor, user-data size, suite time.
 bench: setup

@@ -16,6 +16,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -31,6 +32,8 @@ HOST_COUNTS = (1, 10, 50)
 # The target of issue 13: 50 hosts evaluate in at most 1.3 x the one-host time.
 FLEET_TARGET = 1.3
 STACK_FILES = Path(tempfile.mkdtemp(prefix="observability-lab-bench-"))
+# What `make test` passes to pytest: the Makefile's PYTEST_ARGS.
+SUITE_ARGS = tuple(re.search(r"^PYTEST_ARGS \?= (.+)$", (ROOT / "Makefile").read_text(), re.M).group(1).split())
 
 
 def stack_file(hosts: int) -> Path:
@@ -62,6 +65,11 @@ CASES = {
     "prod: evaluate the whole stack (offline plan path)": plan_code("prod", "--json"),
     **{f"hosts {n}: the dev stack with hostCount {n}": plan_code("dev", "--json", "--stack-file", str(stack_file(n)))
        for n in HOST_COUNTS},
+    # Every setting declared, read and validated (docs/configuration.md weighs this against pydantic).
+    "settings: the declarations imported and a stack's settings read (no SDK)":
+        "from settings.declare import MappingSource; from settings.stack import read_settings; "
+        "read_settings('dev', MappingSource({'aws:region': 'us-east-2', 'datadog:apiKey': 'x'}))",
+    "python: an empty interpreter": "pass",
 }
 
 
@@ -137,17 +145,20 @@ def report(args: argparse.Namespace) -> int:
         print(f"  {name}: {wall[name]:.2f} s wall (range {spread}), {cpu[name]:.2f} s CPU, "
               f"peak RSS {peak:.0f} MiB")
     for label, figures in (("wall", wall), ("CPU", cpu)):
-        floor, floor_gc, floor_plus, dev, prod, *fleet = figures.values()
+        floor, floor_gc, floor_plus, dev, prod, *fleet, settings, empty = figures.values()
         print(f"  {label}: dev/floor {dev / floor:.3f}, prod/floor {prod / floor:.3f}; "
               f"dev/floor-gc {dev / floor_gc:.3f}, prod/floor-gc {prod / floor_gc:.3f}; "
               f"program's own work {dev - floor_gc:+.2f} s (dev), {prod - floor_gc:+.2f} s (prod)")
         print(f"  {label}: AWS service modules cost {floor_plus - floor:+.2f} s with GC on; "
               f"pausing GC saves {floor_plus - floor_gc:.2f} s of the SDK loads")
+        print(f"  {label}: settings {settings - empty:+.3f} s over an empty interpreter "
+              f"({100 * (settings - empty) / floor_gc:.1f} % of floor-gc)")
         one = fleet[0]
         print(f"  {label}: hosts " + ", ".join(
             f"{n}: {value:.2f} s ({value / one:.3f} x one host, {value / floor_gc:.3f} x floor-gc, "
             f"{value / floor:.3f} x floor)" for n, value in zip(HOST_COUNTS, fleet)))
-    ratio = wall[list(CASES)[-1]] / wall[list(CASES)[-len(HOST_COUNTS)]]
+    fleet_cases = [name for name in CASES if name.startswith("hosts ")]
+    ratio = wall[fleet_cases[-1]] / wall[fleet_cases[0]]
     print(f"  {HOST_COUNTS[-1]} hosts / 1 host (wall medians): {ratio:.3f} "
           f"(target <= {FLEET_TARGET}: {'met' if ratio <= FLEET_TARGET else 'NOT met'})")
 
@@ -157,11 +168,11 @@ def report(args: argparse.Namespace) -> int:
 
     if not args.no_suite:
         start = time.perf_counter()
-        result = subprocess.run([sys.executable, "-m", "pytest", "-q"], cwd=ROOT,
+        result = subprocess.run([sys.executable, "-m", "pytest", "-q", *SUITE_ARGS], cwd=ROOT,
                                 capture_output=True, text=True)
         elapsed = time.perf_counter() - start
         summary = (result.stdout.strip().splitlines() or ["(no output)"])[-1]
-        print(f"Test suite (one pytest process): {elapsed:.1f} s wall; {summary}")
+        print(f"Test suite (pytest {' '.join(SUITE_ARGS)}, as `make test`): {elapsed:.1f} s wall; {summary}")
     return 0
 
 

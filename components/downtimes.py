@@ -46,10 +46,11 @@ import pulumi
 import pulumi_datadog as datadog
 import pulumiverse_time
 
-from components.recurrence import WeeklyRecurrence, api_start, parse_instant
+from components.base import Component
+from rendering.recurrence import NIGHTS, WEEKEND, WeeklyRecurrence, api_start, parse_instant
+from settings.naming import Naming
+from settings.stack import DowntimeSettings, MonitorSettings
 
-NIGHTS = WeeklyRecurrence(days=("SU", "MO", "TU", "WE", "TH", "FR"), hour=19, hours=14)
-WEEKEND = WeeklyRecurrence(days=("SA",), hour=0, hours=48)
 # The schedules target one monitor by id; "*" matches every group of it: my_metric is
 # grouped by host, so every host of the stack, however many there are (no per-host copy).
 SCOPE = "*"
@@ -57,30 +58,31 @@ SCOPE = "*"
 
 @dataclass(frozen=True)
 class DowntimesArgs:
-    env: str
-    timezone: str              # IANA: where "night" and "weekend" are
-    handles: tuple[str, ...]   # notified when a downtime starts and ends
+    naming: Naming
+    downtimes: DowntimeSettings  # the timezone where "night" and "weekend" are
+    monitors: MonitorSettings    # its handles are notified when a downtime starts and ends
 
 
-class Downtimes(pulumi.ComponentResource):
+class Downtimes(Component):
     """Two recurring DowntimeSchedules on one monitor (dev only, by settings)."""
+
+    former_types = ("observability-lab:datadog:Downtimes",)
 
     def __init__(self, name: str, args: DowntimesArgs, monitor: datadog.Monitor,
                  opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("observability-lab:datadog:Downtimes", name, None, opts)
-        handles = " ".join(args.handles)
-        tz = args.timezone
+        super().__init__(name, opts)
+        handles = " ".join(args.monitors.notification_handles)
+        tz = args.downtimes.timezone
 
         def schedule(suffix: str, recurrence: WeeklyRecurrence, when: str) -> datadog.DowntimeSchedule:
-            message = (f"[{args.env}] The my_metric monitor is muted on every host of the stack {when} "
-                       f"({tz}). {handles}")
+            message = args.naming.title(f"The my_metric monitor is muted on every host of the stack {when} "
+                                        f"({tz}). {handles}")
             # Every input of the schedule but the start, which is derived from the anchor.
             definition: dict[str, pulumi.Input[str]] = {
                 "scope": SCOPE, "monitorId": monitor.id, "timezone": tz, "displayTimezone": tz,
                 "rrule": recurrence.rrule, "duration": recurrence.duration, "message": message,
             }
-            anchor = pulumiverse_time.Static(f"{name}-{suffix}-anchor", triggers=definition,
-                                 opts=pulumi.ResourceOptions(parent=self))
+            anchor = pulumiverse_time.Static(f"{name}-{suffix}-anchor", triggers=definition, opts=self.child)
             start = anchor.rfc3339.apply(lambda instant: api_start(recurrence.first_start(parse_instant(instant), tz)))
             return datadog.DowntimeSchedule(
                 f"{name}-{suffix}",

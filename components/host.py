@@ -10,7 +10,7 @@ Shell access is through SSM Session Manager, so there is no SSH ingress and no k
 pair. The Datadog API key reaches the hosts only through an SSM SecureString that the
 Agent reads at boot (secret backend `aws.ssm`); it is never in user-data. The role has
 inline policies only, on the stack's own resources, and the key's KMS key lets only this
-stack's role decrypt it (components/iam_policies.py, docs/security.md).
+stack's role decrypt it (rendering/iam_policies.py, docs/security.md).
 """
 
 from __future__ import annotations
@@ -18,18 +18,23 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
+from typing import Optional, Sequence
 
 import pulumi
 import pulumi_aws as aws
 
-from components import iam_policies
+from components.base import Component
+from rendering import iam_policies
+from settings.naming import Naming
+from settings.stack import HostSettings
 
 CANONICAL_OWNER = "099720109477"
 # Until hosts were split out, one component of this type, named "host", held every AWS
 # resource of a stack's single host: HostAccess keeps that URN as an alias, and host 1's
 # instance its old one, so stacks created then keep their resources (no replacement).
 SINGLE_HOST_TYPE = "observability-lab:aws:MonitoredHost"
+# Then hosts were split out under the tokens of module "aws" (components/base.py has one scheme now).
+ACCESS_TYPE_BEFORE = "observability-lab:aws:HostAccess"
 INSTANCE_TYPE = "aws:ec2/instance:Instance"
 # The instance tag converge.sh reads from instance metadata (IMDSv2) for the Agent's hostname.
 DATADOG_HOSTNAME_TAG = "datadog-hostname"
@@ -38,103 +43,83 @@ DATADOG_HOSTNAME_TAG = "datadog-hostname"
 @dataclass(frozen=True)
 class HostAccessArgs:
     """What every host of a stack shares."""
-    env: str
-    name_prefix: str                   # every AWS name and Name tag starts with it
-    tags: Mapping[str, str]            # on every AWS resource
+    naming: Naming
+    host: HostSettings
     aws_region: str
-    api_key_parameter_name: str
-    api_key_kms_alias: str             # alias/<...> of the stack's own KMS key for it
-    api_key: pulumi.Input[str]         # secret
-    deployer_arns: tuple[str, ...]     # who runs `pulumi up` (aws:PrincipalArn); empty: the caller
+    api_key: pulumi.Input[str]           # secret
     config_parameter: aws.ssm.Parameter  # names the current configuration document
-    config_document_prefix: str        # the configuration documents' names start with it
-    app_port: int
-    app_allowed_cidrs: tuple[str, ...]
-    subnet_id: Optional[str]           # None: the first default subnet of the default VPC
-    ami_id: Optional[str]              # None: Canonical's image named `ubuntu_image_name`
-    ubuntu_image_name: str
-
-    def name(self, suffix: str) -> str:
-        return f"{self.name_prefix}-{suffix}"
-
-    def tagged(self, role: str) -> dict[str, str]:
-        return {"Name": self.name(role), **self.tags}
 
 
 @dataclass(frozen=True)
 class MonitoredHostArgs:
     """One host of the stack."""
-    datadog_hostname: str              # the Agent's hostname (unique in the Datadog org)
-    name: str                          # its Name tag
-    tags: Mapping[str, str]            # on every AWS resource
-    fleet_tag: tuple[str, str]         # the stack's hosts, for people and tools (grants nothing)
-    instance_type: str
-    root_volume_gib: int
+    naming: Naming
+    index: int                         # host `index` of 1..hostCount
+    host: HostSettings
     user_data: str                     # the first-boot fetcher (the same on every host)
-    app_port: int
     aws_region: str
 
 
-class HostAccess(pulumi.ComponentResource):
+class HostAccess(Component):
     """Security group + instance role and profile + the API key parameter and its KMS key,
     and the network and image every host of the stack uses (looked up once)."""
 
+    # Its children keep their URNs too: the engine applies a parent's aliases to them.
+    former_types = (ACCESS_TYPE_BEFORE, SINGLE_HOST_TYPE)
+
     def __init__(self, name: str, args: HostAccessArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        # Its children keep their URNs too: the engine applies a parent's aliases to them.
-        moved = pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=SINGLE_HOST_TYPE)])
-        super().__init__("observability-lab:aws:HostAccess", name, None,
-                         pulumi.ResourceOptions.merge(moved, opts))
-        child = pulumi.ResourceOptions(parent=self)
+        super().__init__(name, opts)
+        child, naming, host = self.child, args.naming, args.host
         invoke = pulumi.InvokeOutputOptions(parent=self)
-        host_tags = args.tagged("host")
+        host_tags = naming.tagged("host")
 
         role = aws.iam.Role(
             f"{name}-role",
-            name=args.name("host"),
-            description=f"{args.env} monitored host: SSM management and its own Datadog key",
+            name=naming.name("host"),
+            description=f"{naming.env} monitored host: SSM management and its own Datadog key",
             assume_role_policy=json.dumps(iam_policies.assume_role_by_ec2()),
             tags=host_tags,
             opts=child,
         )
         scope = role.arn.apply(lambda arn: iam_policies.ArnScope.of(arn, args.aws_region))
-        deployers = (pulumi.Output.from_input(list(args.deployer_arns)) if args.deployer_arns
+        deployers = (pulumi.Output.from_input(list(host.deployer_arns)) if host.deployer_arns
                      else _caller_role_arn(invoke).apply(lambda arn: [arn]))
         # The stack's own key: only this role (and the deployers) may use it, through SSM.
         self.api_key_kms_key = aws.kms.Key(
             f"{name}-datadog-api-key-kms",
-            description=f"Encrypts the {args.env} stack's Datadog API key parameter; only its hosts decrypt",
+            description=f"Encrypts the {naming.env} stack's Datadog API key parameter; only its hosts decrypt",
             enable_key_rotation=True,
             deletion_window_in_days=30,
             policy=pulumi.Output.all(scope, role.arn, deployers).apply(
                 lambda v: json.dumps(iam_policies.api_key_key_policy(v[0], v[1], v[2]))),
-            tags=args.tagged("datadog-api-key"),
+            tags=naming.tagged("datadog-api-key"),
             opts=child,
         )
-        alias = aws.kms.Alias(f"{name}-datadog-api-key-alias", name=args.api_key_kms_alias,
+        alias = aws.kms.Alias(f"{name}-datadog-api-key-alias", name=naming.api_key_kms_alias,
                               target_key_id=self.api_key_kms_key.key_id, opts=child)
         self.api_key_parameter = aws.ssm.Parameter(
             f"{name}-datadog-api-key",
-            name=args.api_key_parameter_name,
-            description=f"Datadog API key read by the {args.env} host's Agent at boot",
+            name=naming.api_key_parameter,
+            description=f"Datadog API key read by the {naming.env} host's Agent at boot",
             type="SecureString",
             # By alias: a known value in every preview, and what the provider reads back.
-            key_id=args.api_key_kms_alias,
+            key_id=naming.api_key_kms_alias,
             value=args.api_key,
-            tags=args.tagged("datadog-api-key"),
+            tags=naming.tagged("datadog-api-key"),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[alias]),
         )
         role_policies = self._role_policies(name, args, role, scope, child)
         self.profile = aws.iam.InstanceProfile(
-            f"{name}-profile", name=args.name("host"), role=role.name, tags=host_tags, opts=child)
+            f"{name}-profile", name=naming.name("host"), role=role.name, tags=host_tags, opts=child)
 
-        self.subnet_id, vpc_id = _network(args.subnet_id, invoke)
-        self.image_id = _image(args.ami_id, args.ubuntu_image_name, invoke)
+        self.subnet_id, vpc_id = _network(host.subnet_id, invoke)
+        self.image_id = _image(host.ami_id, host.ubuntu_image_name, invoke)
         self.security_group = aws.ec2.SecurityGroup(
             f"{name}-sg",
-            name=args.name("host"),
-            description=f"{args.env} monitored host: app port only, no SSH (use SSM)",
+            name=naming.name("host"),
+            description=f"{naming.env} monitored host: app port only, no SSH (use SSM)",
             vpc_id=vpc_id,
-            ingress=_app_ingress(args.app_port, args.app_allowed_cidrs),
+            ingress=_app_ingress(host.app_port, host.app_allowed_cidrs),
             egress=[aws.ec2.SecurityGroupEgressArgs(
                 description="package downloads, Datadog intake, SSM",
                 protocol="-1", from_port=0, to_port=0,
@@ -153,7 +138,7 @@ class HostAccess(pulumi.ComponentResource):
     def _role_policies(self, name: str, args: HostAccessArgs, role: aws.iam.Role,
                        scope: pulumi.Output[iam_policies.ArnScope],
                        child: pulumi.ResourceOptions) -> list[pulumi.Resource]:
-        """Inline policies only (components/iam_policies.py): no AWS-managed policy, whose
+        """Inline policies only (rendering/iam_policies.py): no AWS-managed policy, whose
         grants reach every stack's parameters and documents."""
         read_own_config = aws.iam.RolePolicy(
             f"{name}-read-own-config",
@@ -161,7 +146,7 @@ class HostAccess(pulumi.ComponentResource):
             policy=pulumi.Output.all(scope, self.api_key_parameter.arn, args.config_parameter.arn,
                                      self.api_key_kms_key.arn).apply(
                 lambda v: json.dumps(iam_policies.read_own_config(
-                    v[0], [v[1], v[2]], args.config_document_prefix, v[3]))),
+                    v[0], [v[1], v[2]], args.naming.config_documents, v[3]))),
             opts=child,
         )
         ssm_agent = aws.iam.RolePolicy(
@@ -170,20 +155,24 @@ class HostAccess(pulumi.ComponentResource):
         return [read_own_config, ssm_agent]
 
 
-class MonitoredHost(pulumi.ComponentResource):
+class MonitoredHost(Component):
     """One host: an EC2 instance in the stack's shared network, role and security group."""
+
+    former_types = ("observability-lab:aws:MonitoredHost",)
 
     def __init__(self, name: str, args: MonitoredHostArgs, access: HostAccess, *,
                  instance_aliases: Sequence[pulumi.Input[str]] = (),
                  opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("observability-lab:aws:MonitoredHost", name, None, opts)
-        host_tags = {"Name": args.name, **args.tags}
-        fleet_key, fleet_value = args.fleet_tag
+        super().__init__(name, opts)
+        naming, host = args.naming, args.host
+        host_tags = naming.tagged(f"host-{args.index}")
+        fleet_key, fleet_value = naming.fleet_tag
+        datadog_hostname = naming.datadog_hostname(args.index)
 
         self.instance = aws.ec2.Instance(
             f"{name}-instance",
             ami=access.image_id,
-            instance_type=args.instance_type,
+            instance_type=host.instance_type,
             subnet_id=access.subnet_id,
             vpc_security_group_ids=[access.security_group.id],
             iam_instance_profile=access.profile.name,
@@ -193,16 +182,16 @@ class MonitoredHost(pulumi.ComponentResource):
                 # converge.sh reads the datadog-hostname tag from instance metadata.
                 instance_metadata_tags="enabled"),
             root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
-                volume_type="gp3", volume_size=args.root_volume_gib, encrypted=True,
+                volume_type="gp3", volume_size=host.root_volume_gib, encrypted=True,
                 delete_on_termination=True),
             user_data=args.user_data,
-            tags={**host_tags, fleet_key: fleet_value, DATADOG_HOSTNAME_TAG: args.datadog_hostname},
+            tags={**host_tags, fleet_key: fleet_value, DATADOG_HOSTNAME_TAG: datadog_hostname},
             volume_tags=host_tags,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=access.boot_dependencies,
                 aliases=list(instance_aliases),
-                # The user-data (a fetcher, components/bootstrap.py) carries no settings and
+                # The user-data (a fetcher, rendering/first_boot.py) carries no settings and
                 # runs once, at first boot. Should the fetcher itself change, running hosts
                 # have no use for it: ignored, the change neither replaces the host nor makes
                 # the provider stop and start it to rewrite its user-data.
@@ -213,11 +202,11 @@ class MonitoredHost(pulumi.ComponentResource):
             ),
         )
 
-        self.datadog_hostname = args.datadog_hostname
+        self.datadog_hostname = datadog_hostname
         self.instance_id = self.instance.id
         self.public_ip = self.instance.public_ip
         self.public_dns = self.instance.public_dns
-        self.app_url = pulumi.Output.concat("http://", self.instance.public_dns, f":{args.app_port}")
+        self.app_url = pulumi.Output.concat("http://", self.instance.public_dns, f":{host.app_port}")
         self.ssm_session_command = pulumi.Output.concat("aws ssm start-session --region ",
                                                         args.aws_region, " --target ", self.instance.id)
         self.register_outputs({

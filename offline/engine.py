@@ -29,6 +29,9 @@ from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from settings.declare import MappingSource
+from settings.stack import Settings, read_settings
+
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"]
 
@@ -125,6 +128,28 @@ def load_stack_config(stack: str, stack_file: Optional[Path] = None) -> tuple[di
             config[key] = placeholder
             secret_keys.append(key)
     return config, secret_keys
+
+
+def stack_config(stack: str, overrides: Optional[Mapping[str, Any]] = None,
+                 stack_file: Optional[Path] = None) -> tuple[dict[str, str], list[str]]:
+    """Pulumi.<stack>.yaml plus `overrides` (an override of None removes the key, so the
+    program's default applies), as the engine hands config to the program."""
+    config, secret_keys = load_stack_config(stack, stack_file)
+    for key, value in (overrides or {}).items():
+        full_key = config_key(key)
+        if value is None:
+            config.pop(full_key, None)
+        else:
+            config[full_key] = _config_string(value)
+    return config, secret_keys
+
+
+def stack_settings(stack: str, overrides: Optional[Mapping[str, Any]] = None,
+                   stack_file: Optional[Path] = None) -> Settings:
+    """The stack's settings read straight from its file (and `overrides`), without the engine:
+    what the program reads, for rendering its pure parts. Raises SettingsError."""
+    config, _ = stack_config(stack, overrides, stack_file)
+    return read_settings(stack, MappingSource(config))
 
 
 def _config_string(value: Any) -> str:
@@ -254,14 +279,7 @@ def configure(stack: str, overrides: Optional[Mapping[str, Any]] = None,
 
     An override of None removes the key, so the program's default applies.
     """
-    config, secret_keys = load_stack_config(stack, stack_file)
-    for key, value in (overrides or {}).items():
-        full_key = config_key(key)
-        if value is None:
-            config.pop(full_key, None)
-        else:
-            config[full_key] = _config_string(value)
-
+    config, secret_keys = stack_config(stack, overrides, stack_file)
     _open_event_loop()
     evaluation = Evaluation(stack=stack)
     mocks = OfflineMocks(evaluation, region=config.get("aws:region", "us-east-1"))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from components.bundle import Bundle
+from rendering.bundle import Bundle
 
 PAYLOAD_START = "base64 -d <<'END_OF_BUNDLE'"
 PAYLOAD_END = "END_OF_BUNDLE"

@@ -1,6 +1,7 @@
 """Offline plan: what a stack would create, rendered without any cloud account.
 
-    python -m offline.plan dev            # readable text
+    python -m offline.plan dev            # what a person scans: tree, counts, monitors' queries
+    python -m offline.plan dev --full     # and every input, file of the bundle, script, user-data
     python -m offline.plan prod --json    # stable JSON (sorted keys) for diffing
     python -m offline.plan dev --compare base.json   # per resource: unchanged, updated, replaced...
 
@@ -20,10 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from components.bundle import manifest_entries, sha256
-from offline import changes
+from rendering.bundle import manifest_entries, sha256
+from offline import changes, plan_text
 from offline.engine import ROOT, Evaluation, Resource, close_event_loop, evaluate, is_secret
 from offline.host_config import decode_document
 
@@ -31,7 +30,6 @@ SECRET = "[secret]"
 DOCUMENT = "aws:ssm/document:Document"
 INSTANCE = "aws:ec2/instance:Instance"
 SSM_DOCUMENT_LIMIT = 65_536
-EC2_USER_DATA_LIMIT = 16_384
 NOTICE = ("Offline rendering with Pulumi's in-process mock engine: nothing was sent to AWS, "
           "Datadog or the Pulumi service. Ids, ARNs and addresses are placeholders; "
           "only `pulumi preview` against a real account shows real changes.")
@@ -151,72 +149,13 @@ def build_plan(evaluation: Evaluation) -> dict[str, Any]:
     return plan
 
 
-def render_text(plan: dict[str, Any]) -> str:
-    lines = [f"Offline plan for stack '{plan['stack']}'", plan["notice"], "", "Component tree"]
-
-    def walk(nodes: list[dict[str, Any]], depth: int) -> None:
-        for node in nodes:
-            lines.append(f"{'  ' * depth}- {node['name']} ({node['type']})")
-            walk(node["children"], depth + 1)
-
-    walk(plan["tree"], 1)
-    lines += ["", f"Resources ({len(plan['resources'])})"]
-    for r in plan["resources"]:
-        lines.append(f"- {r['type']} {r['name']} (parent: {r['parent']})")
-        body = {"options": r["options"], "inputs": r["inputs"]} if r["options"] else {"inputs": r["inputs"]}
-        lines += ["    " + line for line in _yaml(body).splitlines()]
-    for name, config in plan["hostConfiguration"].items():
-        lines += _host_configuration_text(name, config)
-    # Every host has the same user-data: each distinct one is shown once, with its instances.
-    instances_of: dict[str, list[str]] = {}
-    for name, text in plan["userData"].items():
-        instances_of.setdefault(text, []).append(name)
-    for text, names in instances_of.items():
-        size = len(text.encode())
-        lines += ["", f"User-data of {', '.join(names)} (first boot only; {size} bytes, "
-                      f"{100 * size / EC2_USER_DATA_LIMIT:.1f} % of EC2's {EC2_USER_DATA_LIMIT})"]
-        lines += ["    " + line if line else "" for line in text.splitlines()]
-    lines += ["", "Dashboards"]
-    for dashboard in plan["dashboards"]:
-        lines.append(f"- {dashboard['title']}")
-        for widget in dashboard["widgets"]:
-            lines.append(f"    {widget['type']}: {widget['title']}")
-            lines += [f"        {q}" for q in widget["queries"]]
-    lines += ["", "Monitors"]
-    for monitor in plan["monitors"]:
-        lines += [f"- {monitor['name']} ({monitor['type']})", f"    query: {monitor['query']}"]
-        if monitor.get("monitorThresholds"):
-            lines.append(f"    thresholds: {json.dumps(monitor['monitorThresholds'], sort_keys=True)}")
-    lines += ["", "Downtime schedules"]
-    for downtime in plan["downtimeSchedules"]:
-        lines.append(f"- {json.dumps(downtime['schedule'], sort_keys=True)}")
-    lines += ["", "Stack outputs"] + [f"    {k}: {v}" for k, v in plan["outputs"].items()]
-    return "\n".join(lines) + "\n"
-
-
-def _host_configuration_text(name: str, config: dict[str, Any]) -> list[str]:
-    lines = ["", f"Host configuration ({name}): SSM document {config['document']}, "
-                 f"{config['documentBytes']} bytes ({config['documentPercentOfLimit']} % of SSM's {SSM_DOCUMENT_LIMIT})",
-             f"  bundle {config['bundleDigest']}, {len(config['files'])} files:",
-             "    bytes  sha256        file -> installed at (owner mode, unit)"]
-    for f in config["files"]:
-        where = f"{f['installedAt']} ({f['owner']} {f['mode']}, {f['unit']})" if f["unit"] else f["installedAt"]
-        lines.append(f"    {f['bytes']:>5}  {f['sha256']}  {f['path']} -> {where}")
-    lines += ["", "  The document's script (SSM runs it with sh):"]
-    lines += ["    " + line if line else "" for line in config["script"].splitlines()]
-    for path, text in config["contents"].items():
-        lines += ["", f"  --- {path}"] + ["    " + line if line else "" for line in text.splitlines()]
-    return lines
-
-
-def _yaml(value: Any) -> str:
-    return yaml.safe_dump(value, sort_keys=True, default_flow_style=False, width=120)
-
-
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, evaluation: Evaluation | None = None) -> int:
+    """The command line; `evaluation`: the stack's, already evaluated (the tests share theirs)."""
     parser = argparse.ArgumentParser(prog="python -m offline.plan", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("stack", help="stack name: reads Pulumi.<stack>.yaml")
     parser.add_argument("--json", action="store_true", help="stable JSON instead of text")
+    parser.add_argument("--full", action="store_true",
+                        help="also every resource's inputs, the bundle's files, the document's script, the user-data")
     parser.add_argument("--stack-file", type=Path, default=None,
                         help="read settings from this file instead of Pulumi.<stack>.yaml")
     parser.add_argument("--compare", type=Path, default=None, metavar="BASE_JSON",
@@ -227,8 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         known = ", ".join(sorted(p.name[len("Pulumi."):-len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml")))
         print(f"error: {stack_file} does not exist; stacks here: {known}", file=sys.stderr)
         return 2
-    evaluation = evaluate(args.stack, stack_file=stack_file)
-    close_event_loop()
+    if evaluation is None:
+        evaluation = evaluate(args.stack, stack_file=stack_file)
+        close_event_loop()
     if evaluation.error is not None:
         print(f"error: {evaluation.error}", file=sys.stderr)
         return 2
@@ -239,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.json:
         sys.stdout.write(json.dumps(plan, sort_keys=True, indent=2) + "\n")
     else:
-        sys.stdout.write(render_text(plan))
+        sys.stdout.write((plan_text.full if args.full else plan_text.summary)(plan))
     return 0
 
 

@@ -1,4 +1,11 @@
-"""Shared fixtures: evaluate a stack of the real program under Pulumi's mock engine."""
+"""What every layer of the suite shares: the program evaluated per stack, the bundle it renders,
+Datadog's stub aggregator, the private MariaDB server; and the layers' markers.
+
+Layers are directories, each its own marker (`pytest -m checks`, or `pytest tests/checks`):
+program (the program under Pulumi's mock engine), host (converge.sh, the first-boot fetcher,
+the app, the MySQL grants), checks (the Agent checks), policy (the policy pack), workflows,
+docs, and booted (a real booted host, tests/booted/).
+"""
 
 from __future__ import annotations
 
@@ -6,23 +13,62 @@ import json
 import os
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 import pytest
 
-import mariadb_server
-from offline.engine import Evaluation, evaluate
+from offline.engine import Evaluation, evaluate, stack_settings
+from rendering.bundle import bundle_args, render_bundle
+from rendering.document import document_content, document_description, document_id
+from settings.stack import Settings
+from tests.support import ROOT, mariadb_server
 
 STACKS = ("dev", "prod")
+LAYERS = ("program", "host", "checks", "policy", "workflows", "docs", "booted")
+# The layers that evaluate the program: the SDKs load (seconds) in the process that runs them.
+ENGINE_LAYERS = ("program", "policy")
+TESTS = ROOT / "tests"
+# Set in the processes pytest-xdist starts (`make test` runs the suite over both cores).
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 
 
-# Evaluations are read-only records, so one per distinct (stack, overrides) serves
-# every test that asks for it: the suite evaluates each configuration once.
+def pytest_collection_modifyitems(session, config, items):
+    for item in items:
+        layer = Path(str(item.fspath)).resolve().relative_to(TESTS).parts[0]
+        if layer in LAYERS:
+            item.add_marker(getattr(pytest.mark, layer))
+    # One process alone: start the server now, so its start-up overlaps the tests before
+    # its own. Over both cores, only the worker its tests are sent to starts it (on use).
+    if XDIST_WORKER is None and any("mariadb" in getattr(item, "fixturenames", ()) for item in items):
+        _launch_mariadb()
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's: unknown when it is off (-p no:xdist)
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadfile` (make test), with the engine layers' files as one unit: one worker evaluates
+    the program, and the other never loads the SDKs (seconds of CPU saved on a 2-core machine).
+    (Not `--dist loadgroup` with marks: pytest-xdist 3.8 cannot regroup pytest 9.2's node ids,
+    pytest-xdist#1386.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class EngineAsOneFile(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "engine" if nodeid.split("/")[1] in ENGINE_LAYERS else super()._split_scope(nodeid)
+
+    return EngineAsOneFile(config, log)
+
+
+# ------------------------------------------------------------------ the program, per stack
+# Evaluations are read-only records, so one per distinct (stack, overrides) serves every
+# test that asks for it: each configuration is evaluated once per process.
 _EVALUATIONS: dict[tuple[str, str], Evaluation] = {}
 
 
-def _evaluate_once(stack: str, overrides: Optional[Mapping[str, Any]] = None) -> Evaluation:
+def evaluate_once(stack: str, overrides: Optional[Mapping[str, Any]] = None) -> Evaluation:
     key = (stack, json.dumps(overrides or {}, sort_keys=True))
     if key not in _EVALUATIONS:
         _EVALUATIONS[key] = evaluate(stack, overrides)
@@ -34,7 +80,7 @@ def run_stack() -> Callable[..., Evaluation]:
     """`run_stack("dev", overrides={...})` -> Evaluation; fails the test on a program error."""
 
     def run(stack: str, overrides: Optional[Mapping[str, Any]] = None) -> Evaluation:
-        evaluation = _evaluate_once(stack, overrides)
+        evaluation = evaluate_once(stack, overrides)
         if evaluation.error is not None:
             raise evaluation.error
         return evaluation
@@ -42,10 +88,26 @@ def run_stack() -> Callable[..., Evaluation]:
     return run
 
 
+_AGAIN: dict[str, Evaluation] = {}
+
+
+@pytest.fixture(scope="session")
+def run_stack_again() -> Callable[[str], Evaluation]:
+    """`run_stack_again("dev")`: the stack evaluated a second time, not the shared evaluation:
+    for the tests that two runs of one program and settings render the same."""
+
+    def again(stack: str) -> Evaluation:
+        if stack not in _AGAIN:
+            _AGAIN[stack] = evaluate(stack)
+        return _AGAIN[stack]
+
+    return again
+
+
 @pytest.fixture
 def run_stack_allowing_errors() -> Callable[..., Evaluation]:
     """Like run_stack, but returns the Evaluation with `.error` set instead of raising."""
-    return _evaluate_once
+    return evaluate_once
 
 
 @pytest.fixture(params=STACKS)
@@ -69,8 +131,63 @@ def prod(run_stack) -> Evaluation:
     return run_stack("prod")
 
 
-# The private MariaDB server starts in the background once collection shows a test
-# needs it, so its start-up overlaps the tests that run before those.
+@pytest.fixture(scope="session")
+def settings_of() -> Callable[..., Settings]:
+    """`settings_of("dev", {...})` -> the stack's settings, read from its file without the engine."""
+    return stack_settings
+
+
+_BUNDLES: dict[tuple[str, str], dict[str, str]] = {}
+
+
+@pytest.fixture(scope="session")
+def rendered_bundle() -> Callable[..., dict[str, str]]:
+    """`rendered_bundle("dev", {...})` -> the stack's bundle (path -> content) rendered from its settings,
+    without the engine: what its document carries (tests/program/test_bundle.py checks they agree)."""
+
+    def render(stack: str, overrides: Optional[Mapping[str, Any]] = None) -> dict[str, str]:
+        key = (stack, json.dumps(overrides or {}, sort_keys=True))
+        if key not in _BUNDLES:
+            _BUNDLES[key] = render_bundle(bundle_args(stack_settings(stack, overrides))).files
+        return dict(_BUNDLES[key])
+
+    return render
+
+
+@dataclass(frozen=True)
+class RenderedDocument:
+    name: str       # the SSM document's name
+    content: str    # its YAML content, as the program registers it
+    parameter: str  # the SSM parameter naming the current document
+
+
+@pytest.fixture(scope="session")
+def rendered_document() -> Callable[..., RenderedDocument]:
+    """`rendered_document("dev")` -> the stack's configuration document rendered from its settings, without
+    the engine (tests/program/test_bundle.py checks it is what the program registers)."""
+
+    def render(stack: str, overrides: Optional[Mapping[str, Any]] = None) -> RenderedDocument:
+        settings = stack_settings(stack, overrides)
+        bundle = render_bundle(bundle_args(settings))
+        naming = settings.naming
+        return RenderedDocument(f"{naming.config_documents}-{document_id(bundle)}",
+                                document_content(bundle, document_description(naming)), naming.config_parameter)
+
+    return render
+
+
+# ------------------------------------------------------------------ the Agent checks
+@pytest.fixture
+def aggregator():
+    """Datadog's stub aggregator (datadog_checks.base), empty when the test starts and ends."""
+    from datadog_checks.base.stubs import aggregator as stub
+
+    stub.reset()
+    yield stub
+    stub.reset()
+
+
+# ------------------------------------------------------------------ MySQL
 _MARIADB: dict[str, mariadb_server.Launch] = {}
 
 
@@ -80,18 +197,14 @@ def _launch_mariadb() -> mariadb_server.Launch:
     return _MARIADB["launch"]
 
 
-def pytest_collection_modifyitems(session, config, items):
-    if any("mariadb" in getattr(item, "fixturenames", ()) for item in items):
-        _launch_mariadb()
-
-
 @pytest.fixture(scope="session")
 def mariadb():
-    """A private MariaDB server on loopback (tests/mariadb_server.py), killed at the end."""
+    """A private MariaDB server on loopback (tests/support/mariadb_server.py), killed at the end."""
     yield _launch_mariadb().server()
     _MARIADB.pop("launch").stop()
 
 
+# ------------------------------------------------------------------ a quick exit
 # The SDKs leave ~700k objects on the heap; tearing them down one by one at
 # interpreter exit costs ~3 s after the last test. Once pytest has reported and
 # unconfigured, nothing remains to run, so exit with its status right away.

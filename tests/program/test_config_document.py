@@ -1,0 +1,139 @@
+"""The SSM document and association that deliver the bundle, as registered, and the document's
+script run for real by `sh` (as the SSM Agent runs it) in a scratch root."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import re
+import subprocess
+
+import pytest
+import yaml
+
+import rendering.document as converge
+from offline.engine import fake_id
+from offline.host_config import decode_document
+from rendering.bundle import Bundle
+from rendering.document import SSM_DOCUMENT_LIMIT, WAIT_FOR_SUCCESS_SECONDS
+from tests.support.converge_harness import Host
+from tests.support.evaluations import bundle_files, document as decoded_document
+from tests.support.resource_types import ASSOCIATION, DOCUMENT, INSTANCE
+
+
+
+def test_document_is_a_yaml_command_document_with_one_shell_step(stack_eval):
+    document = stack_eval.one(DOCUMENT).inputs
+    assert (document["documentType"], document["documentFormat"]) == ("Command", "YAML")
+    assert document["targetType"] == "/AWS::EC2::Instance"
+    content = yaml.safe_load(document["content"])
+    assert content["schemaVersion"] == "2.2"
+    (step,) = content["mainSteps"]
+    assert step["action"] == "aws:runShellScript"
+    assert step["precondition"] == {"StringEquals": ["platformType", "Linux"]}
+    assert all(isinstance(line, str) and "\n" not in line for line in step["inputs"]["runCommand"])
+    assert "parameters" not in content  # nothing for SSM to substitute
+    assert "{{" not in document["content"]
+
+
+def test_document_keeps_30_percent_headroom_under_ssms_limit(stack_eval):
+    size = len(stack_eval.one(DOCUMENT).inputs["content"].encode())
+    assert size <= 0.7 * SSM_DOCUMENT_LIMIT
+
+
+def test_names_are_content_addressed_and_the_association_is_replaced_on_any_change(stack_eval):
+    document, association = stack_eval.one(DOCUMENT), stack_eval.one(ASSOCIATION)
+    decoded = decoded_document(stack_eval)
+    # Named by the bundle's digest and the script around it (not by gzip bytes, which
+    # depend on the machine's zlib): the name says what the content is.
+    template = re.sub(r"(?s)(<<'END_OF_BUNDLE'[^\n]*\n).*?\n(END_OF_BUNDLE)", r"\1<payload>\n\2",
+                      decoded.script).rstrip("\n")
+    suffix = hashlib.sha256(template.encode()).hexdigest()[:16]
+    assert document.inputs["name"] == f"observability-lab-{stack_eval.stack}-host-config-{suffix}"
+    assert decoded.digest in template
+    assert document.options["ignoreChanges"] == ["content"] and document.options["replaceOnChanges"] == []
+    assert association.inputs["name"] == association.inputs["associationName"] == document.inputs["name"]
+    assert association.inputs["documentVersion"] == "1"  # the new document's only version
+    assert association.options["replaceOnChanges"] == ["*"]
+    # The old association goes first, so it can never run its older bundle after the new one.
+    assert association.options["deleteBeforeReplace"] is True
+
+
+def test_the_document_name_does_not_depend_on_how_zlib_compresses(monkeypatch, dev):
+    # Another zlib build (zlib-ng, ...) compresses the same files to other bytes.
+    files = Bundle(bundle_files(dev))
+    ours = converge.bundle_archive(files)
+    compress = gzip.compress
+    monkeypatch.setattr(converge.gzip, "compress", lambda data, **kw: compress(data, compresslevel=1, mtime=0))
+    assert converge.bundle_archive(files) != ours
+    assert converge.document_id(files) == dev.one(DOCUMENT).inputs["name"].rsplit("-", 1)[1]
+
+
+def test_association_targets_the_stacks_instances_by_id_and_waits_for_their_converge(stack_eval):
+    # By id, not by tag: a foreign instance tagged fleet=observability-lab-<env> gets nothing.
+    association = stack_eval.one(ASSOCIATION)
+    instances = stack_eval.of_type(INSTANCE)
+    hosts = range(1, len(instances) + 1)
+    assert association.inputs["targets"] == [
+        {"key": "InstanceIds", "values": [f"i-{fake_id(f'host-{n}-instance')}" for n in hosts]}]
+    assert not any(t["key"].startswith("tag:") for t in association.inputs["targets"])
+    # It runs once the instances (and the hostname tags converge.sh reads) are in place.
+    assert {instance.urn for instance in instances} <= set(association.dependencies)
+    assert association.inputs["waitForSuccessTimeoutSeconds"] == WAIT_FOR_SUCCESS_SECONDS
+    assert "scheduleExpression" not in association.inputs  # runs on change, not on a timer
+    assert (association.inputs["maxErrors"], association.inputs["maxConcurrency"]) == ("0", "50%")
+
+
+def test_the_host_boots_after_the_parameter_naming_the_document(stack_eval):
+    (parameter,) = [r for r in stack_eval.of_type("aws:ssm/parameter:Parameter")
+                    if r.inputs["name"].endswith("/host-config/document")]
+    assert parameter.inputs["insecureValue"] == stack_eval.one(DOCUMENT).inputs["name"]
+    assert all(parameter.urn in instance.dependencies for instance in stack_eval.of_type(INSTANCE))
+
+
+def run_document(host: Host, script: str):
+    path = host.base / "_script.sh"
+    path.write_text(script)
+    return host.run(["sh", str(path)])
+
+
+def test_document_script_unpacks_the_bundle_and_converges_on_it(dev, tmp_path):
+    document = decoded_document(dev)
+    host = Host(tmp_path)
+    first = run_document(host, document.script)
+    assert first.returncode == 0, first.stdout + first.stderr
+    unpacked = host.bundles / document.digest
+    assert {p.relative_to(unpacked).as_posix() for p in unpacked.rglob("*") if p.is_file()} == set(document.files)
+    assert f"== converge {document.digest[:12]} (association)" in first.stdout
+    assert "service datadog-agent: restarted" in first.stdout
+    # Run again (SSM may): the bundle is there already, nothing changes.
+    again = run_document(host, document.script)
+    assert again.returncode == 0, again.stderr
+    assert "restarted or applied: nothing" in again.stdout
+    assert not list(host.bundles.glob(".incoming.*"))
+
+
+@pytest.mark.parametrize("damage", ["edited", "cut short"])
+def test_a_damaged_bundle_directory_is_unpacked_again(dev, tmp_path, damage):
+    document = decode_document(dev.one(DOCUMENT).inputs["content"])
+    host = Host(tmp_path)
+    assert run_document(host, document.script).returncode == 0
+    unpacked = host.bundles / document.digest
+    if damage == "edited":
+        (unpacked / "agent" / "datadog.yaml").write_text("api_key: tampered\n")
+    else:  # a delivery killed half-way through an older script, a disk error
+        (unpacked / "converge.sh").unlink()
+    again = run_document(host, document.script)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert {p.relative_to(unpacked).as_posix(): p.read_text() for p in unpacked.rglob("*") if p.is_file()} == \
+        document.files
+    assert "restarted or applied: nothing" in again.stdout
+    assert [p.name for p in host.bundles.iterdir()] == [document.digest]  # the damaged copy is gone
+
+
+def test_document_script_is_posix_sh(dev, tmp_path):
+    # SSM runs it with sh, which is dash on Ubuntu: check it the way dash reads it.
+    script = tmp_path / "script.sh"
+    script.write_text(decoded_document(dev).script)
+    result = subprocess.run(["dash", "-n", str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,109 @@
+"""Dashboards: every widget's query, type and scope, and the host template variable, per stack."""
+
+from __future__ import annotations
+
+import re
+from tests.support.resource_types import DASHBOARD, DASHBOARDS
+
+SERVICE = "sample-flask-app"
+HOSTS = {"dev": 1, "prod": 2}  # hostCount of the committed stacks
+
+
+def hostnames(evaluation) -> list[str]:
+    return [f"observability-lab-{evaluation.stack}-{n}" for n in range(1, HOSTS[evaluation.stack] + 1)]
+
+
+def scope(evaluation) -> str:
+    """The stack's host tags: `*` in the host variable never reaches another stack's hosts."""
+    return f"env:{evaluation.stack},project:observability-lab,$host"
+
+
+def dashboards(evaluation) -> dict[str, dict]:
+    """The exercise's two boards (the bike-share board is tests/program/test_bike_share_stack.py's)."""
+    return {r.name.removeprefix("datadog-dashboards-"): r.inputs for r in evaluation.of_type(DASHBOARD)
+            if r.name.startswith("datadog-dashboards-")}
+
+
+def widgets(dashboard: dict) -> list[tuple[str, str, str]]:
+    """(widget type, the query as one classic expression, display type or aggregator) per widget."""
+    found = []
+    for widget in dashboard["widgets"]:
+        (kind, definition), = widget.items()
+        (request,) = definition["requests"]
+        queries = {q["metricQuery"]["name"]: q["metricQuery"] for q in request["queries"]}
+        (formula,) = request["formulas"]
+        # Substitute each named query into the formula: anomalies(q1, ...) -> anomalies(avg:..., ...)
+        expression = re.sub(r"\bq\d+\b", lambda m: queries[m.group(0)]["query"],
+                            formula["formulaExpression"])
+        style = request.get("displayType") or queries["q1"].get("aggregator")
+        found.append((kind.removesuffix("Definition"), expression, style))
+    return found
+
+
+def test_one_component_owns_both_dashboards(stack_eval):
+    component = stack_eval.one(DASHBOARDS)
+    found = stack_eval.children_of(component)
+    assert {r.name for r in found} == {"datadog-dashboards-timeboard", "datadog-dashboards-apm"}
+    assert {r.name for r in stack_eval.of_type(DASHBOARD)} - {r.name for r in found} <= {"bike-share-dashboard"}
+
+
+def test_timeboard_widgets_reproduce_the_seed_scoped_to_the_stacks_hosts(stack_eval):
+    board, hosts = dashboards(stack_eval)["timeboard"], scope(stack_eval)
+    assert board["layoutType"] == "ordered"
+    assert widgets(board) == [
+        ("timeseries", f"avg:my_metric{{{hosts}}} by {{host}}", "line"),
+        ("timeseries", f"anomalies(avg:mysql.performance.cpu_time{{{hosts}}} by {{host}}, 'basic', 2)", "line"),
+        ("queryValue", f"avg:my_metric{{{hosts}}}.rollup(sum, 3600)", "sum"),
+    ]
+    rollup = board["widgets"][2]["queryValueDefinition"]
+    assert rollup["liveSpan"] == "1h"  # one hour of points, summed into one number
+
+
+def test_apm_dashboard_widgets_scoped_by_service_env_and_host(stack_eval):
+    board, env = dashboards(stack_eval)["apm"], stack_eval.stack
+    traces = f"service:{SERVICE},env:{env},$host"
+    assert board["layoutType"] == "ordered"
+    assert widgets(board) == [
+        ("timeseries", f"sum:trace.flask.request.hits{{{traces}}} by {{resource_name}}", "bars"),
+        ("timeseries", f"p95:trace.flask.request{{{traces}}}", "line"),
+        ("timeseries", f"sum:trace.flask.request.errors{{{traces}}} by {{resource_name}}", "bars"),
+        ("timeseries", f"avg:system.cpu.user{{{scope(stack_eval)}}} by {{host}}", "line"),
+        ("timeseries", f"avg:system.load.1{{{scope(stack_eval)}}} by {{host}}", "line"),
+        ("timeseries", f"avg:system.processes.cpu.pct{{{scope(stack_eval)}}} by {{process_name}}", "line"),
+    ]
+
+
+def test_service_setting_rescopes_the_apm_queries(run_stack):
+    board = dashboards(run_stack("dev", {"service": "checkout"}))["apm"]
+    trace_queries = [q for _, q, _ in widgets(board) if "trace." in q]
+    assert len(trace_queries) == 3
+    assert all("service:checkout,env:dev,$host" in q for q in trace_queries)
+
+
+def test_host_template_variable_lists_the_stacks_hosts_and_shows_them_all(stack_eval):
+    env = stack_eval.stack
+    for key, board in dashboards(stack_eval).items():
+        assert board["templateVariables"] == [{"name": "host", "prefix": "host", "defaults": ["*"],
+                                               "availableValues": hostnames(stack_eval)}], key
+        # Every query is filtered by the variable, so the board follows it, and by the
+        # stack's env (and, for host metrics, its project tag): `*` is this stack's hosts.
+        for _, query, _ in widgets(board):
+            assert "$host" in query and f"env:{env}" in query, (key, query)
+            assert "project:observability-lab" in query or f"service:{SERVICE},env:{env}" in query, (key, query)
+
+
+def test_titles_and_descriptions_carry_env_hosts_and_service(stack_eval):
+    env, count = stack_eval.stack, HOSTS[stack_eval.stack]
+    for key, board in dashboards(stack_eval).items():
+        assert board["title"].startswith(f"[{env}] "), key
+        assert f"env {env}" in board["description"], key
+        assert f"the {env} stack's {count} host" in board["description"], key
+        # The Dashboard API only takes team:<name> tags; env/service live in the text instead.
+        assert all(tag.startswith("team:") for tag in board.get("tags", [])), key
+    assert SERVICE in dashboards(stack_eval)["apm"]["title"]
+
+
+def test_dashboard_urls_are_exported(stack_eval):
+    # The mock engine assigns no `url`, so the values stay empty offline.
+    bike_share = {"dev": {"bikeShare"}, "prod": set()}[stack_eval.stack]
+    assert set(stack_eval.outputs["dashboardUrls"]) == {"timeboard", "apm"} | bike_share

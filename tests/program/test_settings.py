@@ -1,0 +1,200 @@
+"""Stack settings: the committed stacks are valid, defaults match the seed, bad input is refused."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+
+import pytest
+
+from offline.engine import config_key, stack_config, stack_settings
+from settings.declare import declarations
+from settings.stack import SECTIONS
+from settings.validation import SettingsError, is_datadog_tag, is_handle, is_hostname
+from tests.support import ROOT
+
+
+def settings_for(stack: str, **overrides):
+    return stack_settings(stack, overrides)
+
+
+def test_both_stacks_evaluate_and_register_resources(stack_eval):
+    assert stack_eval.error is None
+    assert stack_eval.outputs["environment"] == stack_eval.stack
+
+
+def test_defaults_reproduce_the_seed():
+    # Remove every key the dev stack sets, so only the program's defaults remain.
+    s = settings_for("dev", **{k: None for k in (
+        "instanceType", "hostTags", "notificationHandles", "downtimesEnabled", "downtimeTimezone")})
+    assert s.stack.env == "dev"
+    assert s.stack.service == "sample-flask-app"
+    assert s.agent.check_interval_seconds == 45
+    assert s.agent.host_tags == ("name:cars_app",)
+    assert s.naming.stack_host_tags == ("env:dev", "project:observability-lab")  # added by the program
+    assert (s.monitors.my_metric_warning, s.monitors.my_metric_critical) == (500, 800)
+    assert s.monitors.my_metric_window_minutes == 5
+    assert s.monitors.no_data_minutes == 10
+    assert s.downtimes.enabled is True
+    assert s.downtimes.timezone == "America/New_York"
+    assert s.host.instance_type == "t3.small"
+    assert s.host.app_port == 5050
+    assert s.host.app_allowed_cidrs == ()
+    assert (s.host.ubuntu_release, s.host.ubuntu_codename) == ("24.04", "noble")
+    assert s.host.ami_id is None
+    assert s.host.root_volume_gib == 20
+    assert s.stack.datadog_site == "datadoghq.com"
+    assert s.host.count == 1
+    assert s.naming.datadog_hostnames == ("observability-lab-dev-1",)
+    assert (s.bike_share.service, s.bike_share.feed_url) == (
+        "bike-share", "https://gbfs.citibikenyc.com/gbfs/2.3/gbfs.json")
+    assert all(h.startswith("@") for h in s.monitors.notification_handles)
+
+
+def test_stacks_differ_where_environments_differ():
+    dev, prod = settings_for("dev"), settings_for("prod")
+    assert dev.stack.env != prod.stack.env
+    assert dev.host.instance_type != prod.host.instance_type
+    assert dev.monitors.notification_handles != prod.monitors.notification_handles
+    assert dev.downtimes.enabled and not prod.downtimes.enabled
+    assert not set(dev.naming.datadog_hostnames) & set(prod.naming.datadog_hostnames)
+    assert (dev.host.count, prod.host.count) == (1, 2)
+
+
+def test_settings_are_immutable():
+    s = settings_for("dev")
+    with pytest.raises(AttributeError):
+        s.stack.env = "prod"  # type: ignore[misc]
+
+
+def test_config_values_are_parsed_to_types():
+    s = settings_for("dev", checkIntervalSeconds="90", myMetricWarning="450.5",
+                     appAllowedCidrs=["203.0.113.0/24"], downtimesEnabled="false")
+    assert s.agent.check_interval_seconds == 90
+    assert s.monitors.my_metric_warning == 450.5
+    assert s.host.app_allowed_cidrs == ("203.0.113.0/24",)
+    assert s.downtimes.enabled is False
+
+
+# (override, text that must appear in the error besides the key and value)
+BAD_SETTINGS = {
+    "unknown environment": ({"environment": "qa"}, "allowed: dev, staging, prod"),
+    "warning >= critical": ({"myMetricWarning": 800, "myMetricCritical": 800}, "must be below"),
+    "warning above critical": ({"myMetricWarning": 900}, "must be below"),
+    "non-positive interval": ({"checkIntervalSeconds": 0}, "from 15 to 86400"),
+    "too short interval": ({"checkIntervalSeconds": 10}, "from 15 to 86400"),
+    "absurd interval": ({"checkIntervalSeconds": 86401}, "from 15 to 86400"),
+    "non-numeric interval": ({"checkIntervalSeconds": "often"}, "must be an integer"),
+    "malformed CIDR": ({"appAllowedCidrs": ["10.0.0.300/24"]}, "must be a CIDR block"),
+    "CIDR with host bits": ({"appAllowedCidrs": ["10.0.0.1/8"]}, "must be a CIDR block"),
+    "world on an SSH-like port": ({"appPort": 22, "appAllowedCidrs": ["0.0.0.0/0"]}, "whole internet"),
+    "world v6 on RDP": ({"appPort": 3389, "appAllowedCidrs": ["::/0"]}, "whole internet"),
+    "invalid timezone": ({"downtimeTimezone": "Mars/Olympus_Mons"}, "IANA timezone"),
+    "handle without @": ({"notificationHandles": ["ops@example.com"]}, "starting with @"),
+    "handles not a list": ({"notificationHandles": "@ops"}, "list of strings"),
+    "tag without value": ({"hostTags": ["cars_app"]}, "key:value"),
+    "uppercase tag": ({"hostTags": ["Name:Cars"]}, "lowercase"),
+    "env in host tags": ({"hostTags": ["env:integration_test"]}, "set from the stack"),
+    "project in host tags": ({"hostTags": ["project:other"]}, "set by the program"),
+    "no host": ({"hostCount": 0}, "from 1 to 50"),
+    "too many hosts": ({"hostCount": 51}, "from 1 to 50"),
+    "host count not a number": ({"hostCount": "two"}, "must be an integer"),
+    "unknown Ubuntu release": ({"ubuntuRelease": "16.04"}, "allowed: 22.04, 24.04"),
+    "malformed AMI id": ({"amiId": "ami-XYZ"}, "AMI id"),
+    "image serial not a build date": ({"ubuntuImageSerial": "latest"}, "image serial (build date)"),
+    "empty service name": ({"service": ""}, "non-empty"),
+    "bad instance type": ({"instanceType": "huge"}, "instance type"),
+    "bad boolean": ({"downtimesEnabled": "yes"}, "true or false"),
+    "Agent too old for the SSM secret backend": ({"agentVersion": "7.69.0"}, ">= 7.70.0"),
+    "Agent version not exact": ({"agentVersion": "latest"}, ">= 7.70.0"),
+    "overhead bounds reversed": ({"setupOverheadMinMs": 900, "setupOverheadMaxMs": 100}, "must not exceed"),
+    "IP in URL allowlist": ({"urlLookupAllowlist": ["169.254.169.254"]}, "DNS hostname"),
+    "URL in URL allowlist": ({"urlLookupAllowlist": ["http://example.com"]}, "DNS hostname"),
+    "empty URL allowlist": ({"urlLookupAllowlist": []}, "at least one host"),
+    # A trailing newline would end the line in app.env and datadog.yaml and start another.
+    "hostname with a trailing newline": ({"urlLookupAllowlist": ["example.com\n", "docs.datadoghq.com"]},
+                                         "DNS hostname"),
+    "tag with a trailing newline": ({"hostTags": ["team:sre\n"]}, "key:value"),
+    "handle with a trailing newline": ({"notificationHandles": ["@ops\n"]}, "starting with @"),
+    "no watched process": ({"watchedProcesses": []}, "at least one process"),
+    "no gunicorn worker": ({"appWorkers": 0}, "from 1 to 32"),
+    "deployer as an assumed-role session": (
+        {"deployerArns": ["arn:aws:sts::123456789012:assumed-role/deploy/ci"]}, "not an assumed-role session"),
+    "missing region": ({"aws:region": None}, "AWS region"),
+    "missing API key": ({"datadog:apiKey": None}, "--secret datadog:apiKey"),
+    "unknown Datadog site": ({"datadog:apiUrl": "https://api.example.com/"}, "https://api.<site>/"),
+}
+
+
+@pytest.mark.parametrize("overrides,message", BAD_SETTINGS.values(), ids=BAD_SETTINGS.keys())
+def test_bad_setting_is_rejected_before_anything_is_created(run_stack_allowing_errors, overrides, message):
+    evaluation = run_stack_allowing_errors("dev", overrides)
+    assert isinstance(evaluation.error, SettingsError), evaluation.error
+    text = str(evaluation.error)
+    assert message in text
+    for key, value in overrides.items():
+        assert config_key(key) in text
+        if value is not None and not isinstance(value, list):
+            assert str(value) in text
+    assert evaluation.resources == [], [r.name for r in evaluation.resources]
+
+
+@pytest.mark.parametrize("check, value", [
+    (is_hostname, "example.com"), (is_datadog_tag, "team:sre"), (is_handle, "@ops"),
+])
+def test_validators_match_the_whole_value(check, value):
+    assert check(value)
+    for suffix in ("\n", "\r\n", " ", "\x00"):
+        assert not check(value + suffix), repr(value + suffix)
+
+
+def test_all_problems_are_reported_together(run_stack_allowing_errors):
+    evaluation = run_stack_allowing_errors("prod", {
+        "environment": "qa", "checkIntervalSeconds": 5, "amiId": "ami-1",
+        "notificationHandles": ["oncall"], "downtimeTimezone": "Nowhere/Town",
+    })
+    assert isinstance(evaluation.error, SettingsError)
+    assert len(evaluation.error.problems) == 5
+    for fragment in ("'qa'", "'5'", "'ami-1'", "'oncall'", "'Nowhere/Town'"):
+        assert fragment in str(evaluation.error)
+    assert evaluation.resources == []
+
+
+def test_every_setting_is_declared_once_with_its_key_kind_default_and_meaning():
+    keys = [declared.full_key for section in SECTIONS for _, declared in declarations(section)]
+    assert len(keys) == len(set(keys)), "a key declared twice"
+    assert {"observability-lab:environment", "observability-lab:checkIntervalSeconds", "aws:region",
+            "datadog:apiKey", "observability-lab:bikeShareFeedUrl"} <= set(keys)
+    for section in SECTIONS:
+        for name, declared in declarations(section):
+            assert declared.meaning and declared.kind.describe(), (section.__name__, name)
+    # Every field of a section is a declared setting: nothing reaches a component undeclared.
+    for section in SECTIONS:
+        assert [f.name for f in dataclasses.fields(section)] == [name for name, _ in declarations(section)]
+
+
+def test_the_committed_stacks_set_only_declared_settings():
+    declared = {d.full_key for section in SECTIONS for _, d in declarations(section)}
+    for stack in ("dev", "prod"):
+        config, _ = stack_config(stack)
+        assert set(config) - declared - {"datadog:appKey"} == set(), stack  # appKey: the provider's own
+
+
+def test_settings_are_read_in_one_module_only():
+    program = [ROOT / "__main__.py", *(p for d in ("components", "rendering", "settings", "offline")
+                                       for p in (ROOT / d).glob("*.py"))]
+    readers = [p.relative_to(ROOT).as_posix() for p in program if "pulumi.Config" in p.read_text()]
+    assert readers == ["settings/stack.py"]
+
+
+def test_components_take_their_sections_never_the_whole_settings():
+    """A component receives the sections it uses (settings/stack.py), never `Settings` or its loader:
+    only __main__.py reads the settings and hands each component its own arguments."""
+    whole = {"Settings", "load_settings", "read_settings", "PulumiConfig"}
+    importers = []
+    for path in sorted([*(ROOT / "components").glob("*.py"), *(ROOT / "rendering").glob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "settings.stack":
+                if whole & {a.name for a in node.names}:
+                    importers.append(path.name)
+    assert importers == []

@@ -1,0 +1,348 @@
+"""Runs userdata/converge.sh for real, with bash, in a scratch root.
+
+Every host path of the script is under CONVERGE_ROOT. The commands that would change the
+machine or need a real host (apt-get, dpkg-query, apt-mark, systemctl, mysql,
+datadog-agent, dpkg, useradd, id, python3's venv, curl, growpart, resize2fs, findmnt,
+lsblk, sleep, date +%s) are small executables first on PATH that record each call in `calls` and
+act out the part of their behaviour the script depends on, from state files the tests
+can set: installed packages, active services, a failing Agent config check, the disk's
+size, the instance's tags in instance metadata. Everything else (gpg, sha256sum, install,
+chown, flock, tar, base64, openssl) is the real tool; curl's downloads of Datadog's apt
+keys get a real public key made for the tests. The host's users do not exist here:
+install and chown get the numbers HOST_USERS gives their names (spare ones of this
+machine), so owners on disk are real. Tests run as root (as CI does).
+"""
+
+from __future__ import annotations
+
+import functools
+import grp
+import pwd
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from rendering.bundle import Bundle
+from tests.support.dogstatsd_events import Event, Listener, parse_event
+
+# What the instance metadata of a test host says by default (Host.set() changes it).
+IMDS_TOKEN = "imds-session-token-for-tests"
+DEFAULT_DATADOG_HOSTNAME = "observability-lab-dev-1"
+
+# Each recorder first records its call. kill_run kills the whole converge run, as SSM's
+# timeout or a reboot would: its session (Host.run starts one), and this recorder's own
+# process group (`timeout` makes one of its own).
+# Every command line also goes to `argv`, with those of the real tools (see PASS_THROUGH).
+# A recorder's own tools are the machine's (PATH reset): they are not converge's commands.
+_ARGV = 'echo "${0##*/} $*" >>"$FAKE/argv"\n'
+_OWN_TOOLS = _ARGV + "PATH=/usr/bin:/bin\n"
+_RECORD = _OWN_TOOLS + '''echo "${0##*/} $*" >>"$FAKE/calls"
+kill_run() { kill -KILL -- "-$(ps -o sid= -p $$ | tr -d ' ')" 0; }
+'''
+
+# name -> body run after recording the call ($FAKE is the recorders' state directory).
+RECORDERS = {
+    "apt-get": r'''
+# dpkg-interrupted: a run killed while dpkg unpacked or configured, as apt sees it.
+if [[ " $* " == *" install "* ]] && [ -e "$FAKE/dpkg-interrupted" ]; then
+  echo "E: dpkg was interrupted, you must manually run 'dpkg --configure -a' to correct the problem."
+  exit 100
+fi
+# fail.apt-get-install: an install fails with the file's content as apt's output.
+if [[ " $* " == *" install "* ]] && [ -e "$FAKE/fail.apt-get-install" ]; then
+  cat "$FAKE/fail.apt-get-install"; exit 100
+fi
+installing=0
+for arg in "$@"; do
+  if [ "$arg" = install ]; then installing=1; continue; fi
+  [ "$installing" = 1 ] || continue
+  case "$arg" in
+    -*) ;;
+    *=*) sed -i "/^${arg%%=*} /d" "$FAKE/dpkg"; echo "${arg%%=*} ${arg#*=}" >>"$FAKE/dpkg" ;;
+    *) echo "$arg 1.0" >>"$FAKE/dpkg" ;;
+  esac
+done''',
+    "dpkg-query": r'''
+status=0
+for package in "$@"; do
+  case "$package" in -*) continue ;; esac
+  line=$(grep "^$package " "$FAKE/dpkg" | tail -n 1) || { status=1; continue; }
+  echo "$package installed ${line#* }"
+done
+exit "$status"''',
+    "apt-mark": "",
+    "dpkg": '[[ " $* " != *" --configure -a "* ]] || rm -f "$FAKE/dpkg-interrupted"',
+    "systemctl": r'''
+# A run killed mid-way (SSM timeout, reboot): the restart never happens, nor anything after.
+if [ "$1" = restart ] && [ -e "$FAKE/kill-at-restart.$2" ]; then kill_run; fi
+# term-at-restart.<unit>: converge is asked to stop (SIGTERM) while it restarts the unit.
+if [ "$1" = restart ] && [ -e "$FAKE/term-at-restart.$2" ]; then kill -TERM "$PPID"; fi
+case "$1" in
+  is-active) [ -e "$FAKE/active.${*: -1}" ] ;;
+  enable) [ "$2" != --now ] || touch "$FAKE/active.${*: -1}" ;;
+esac''',
+    "mysql": 'cat >>"$FAKE/mysql.sql"',
+    "datadog-agent": r'''
+# kill-at-<command>: the run is killed while the Agent runs it.
+[ ! -e "$FAKE/kill-at-$1" ] || kill_run
+case "$1" in
+  # The Agent does not come up on a datadog.yaml that says AGENT_WONT_START.
+  status) [ ! -e "$FAKE/fail.agent-status" ] && ! grep -qs AGENT_WONT_START "$CONVERGE_ROOT/etc/datadog-agent/datadog.yaml" ;;
+  # Running a check once fails when its code or configuration says so.
+  check) ! grep -rqs CHECK_FAILS "$CONVERGE_ROOT/etc/datadog-agent" ;;
+  configcheck)
+    # Like the real Agent: config errors are listed, and the exit status is still 0.
+    if grep -rqs BROKEN "$CONVERGE_ROOT/etc/datadog-agent"; then
+      printf '=== Configuration errors ===\n\ncustom_my_metric: Configuration error: BROKEN\n'
+    fi
+    echo "=== custom_my_metric check ===" ;;
+esac''',
+    "useradd": 'echo "${*: -1}" >>"$FAKE/users"',
+    "id": r'''
+if [ "$1" = -nG ]; then echo "$2 $(cat "$FAKE/groups.$2" 2>/dev/null)"; exit 0; fi
+grep -qx "${*: -1}" "$FAKE/users" 2>/dev/null''',
+    # usermod -aG <group> <user>; setfacl/getfacl keep a directory's ACL entries in $FAKE/acl.<name>.
+    "usermod": '[ "$1" != -aG ] || echo "$2" >>"$FAKE/groups.$3"',
+    "setfacl": r'''
+target=${*: -1}
+while [ $# -gt 1 ]; do [ "$1" != -m ] || echo "$2" >>"$FAKE/acl.${target##*/}"; shift; done''',
+    "getfacl": r'''
+target=${*: -1}
+sed -e 's/^d:u:\(.*\):r$/default:user:\1:r--/' -e 's/^u:\(.*\):rx$/user:\1:r-x/' "$FAKE/acl.${target##*/}" 2>/dev/null || true''',
+    # The real chown, on the test host's numbers for the owner's names.
+    "chown": r'''
+args=() spec=
+for arg in "$@"; do
+  if [ -z "$spec" ] && [[ $arg != -* ]]; then
+    spec=$arg arg=$(owner_id "${arg%%:*}")
+    [[ $spec != *:* ]] || arg="$arg:$(owner_id "${spec#*:}")"
+  fi
+  args+=("$arg")
+done
+exec -a chown /usr/bin/chown "${args[@]}"''',
+    "python3": r'''
+[ "$1 $2" = "-m venv" ] || exit 2
+mkdir -p "$3/bin"
+printf '#!/bin/sh\n' >"$3/bin/python"
+# kill-in-venv: the run is killed after python is in the venv and before pip is.
+if [ -e "$FAKE/kill-in-venv" ]; then chmod +x "$3/bin/python"; kill_run; fi
+printf '#!/bin/sh\necho "pip $*" >>"$FAKE/calls"\necho "pip $*" >>"$FAKE/argv"\n' >"$3/bin/pip"
+chmod +x "$3/bin/python" "$3/bin/pip"''',
+    "curl": r'''
+# Instance metadata (IMDSv2): a session token for a PUT, then the instance's
+# datadog-hostname tag (imds.datadog-hostname; a 404 without it) for that token only.
+case "$*" in
+  *"-X PUT"*"X-aws-ec2-metadata-token-ttl-seconds: "*" http://169.254.169.254/latest/api/token")
+    printf %s "$IMDS_TOKEN"; exit 0 ;;
+  *" http://169.254.169.254/latest/meta-data/tags/instance/datadog-hostname")
+    # The token in a header file (-H @file), as converge passes it.
+    header=$(while [ $# -gt 0 ]; do [ "$1" != -H ] || [[ $2 != @* ]] || cat "${2#@}"; shift; done)
+    [ "$header" = "X-aws-ec2-metadata-token: $IMDS_TOKEN" ] || exit 22  # 401
+    [ -e "$FAKE/imds.datadog-hostname" ] || exit 22  # 404
+    cat "$FAKE/imds.datadog-hostname"; exit 0 ;;
+  *169.254.169.254*) exit 22 ;;
+esac
+# fail.curl: no answer; with hang.curl, only after curl's own --max-time (on the clock).
+if [ -e "$FAKE/fail.curl" ]; then
+  if [ -e "$FAKE/hang.curl" ]; then
+    while [ $# -gt 0 ] && [ "$1" != --max-time ]; do shift; done
+    echo $(($(cat "$FAKE/clock") + ${2:-300})) >"$FAKE/clock"
+    exit 28
+  fi
+  exit 7
+fi
+while [ $# -gt 0 ]; do if [ "$1" = -o ] && [ "$2" != /dev/null ]; then cp "$FAKE/apt-key.asc" "$2"; fi; shift; done''',
+    # The root filesystem: its source, device number and type (root.mount; a partition by default).
+    "findmnt": 'cat "$FAKE/root.mount" 2>/dev/null || echo "/dev/nvme0n1p1 259:1 ext4"',
+    # The disk's size: the first line of disk.gib, dropped once read while more lines follow.
+    "lsblk": r'''
+case "$*" in
+  *SIZE*)
+    gib=$(head -n 1 "$FAKE/disk.gib" 2>/dev/null || echo 1024)
+    if [ "$(wc -l <"$FAKE/disk.gib" 2>/dev/null || echo 0)" -gt 1 ]; then sed -i 1d "$FAKE/disk.gib"; fi
+    echo $((gib * 1024 * 1024 * 1024)) ;;
+  *) echo nvme0n1 ;;
+esac''',
+    "growpart": 'exit "$(cat "$FAKE/growpart.status" 2>/dev/null || echo 1)"',
+    "resize2fs": "",
+    "sleep": 'echo $(($(cat "$FAKE/clock") + $1)) >"$FAKE/clock"',
+}
+
+# A user or group name -> the test host's number for it (`passwd`: "name number" lines):
+# the host's users (dd-agent, the app's) do not exist on the test machine.
+_OWNER_ID = r'''owner_id() {
+  local name number
+  while read -r name number; do [ "$name" != "$1" ] || { echo "$number"; return; }; done <"$FAKE/passwd"
+  echo "$1"
+}
+'''
+
+# Real tools in a wrapper, not recorded (they are not what changes the host's services).
+WRAPPERS = {
+    # The clock (`date +%s`): seconds in the file `clock`, advanced by sleep and by a curl
+    # that hangs, so a wait's bound shows without waiting. Any other date is the real one.
+    "date": 'if [ "$*" = +%s ]; then cat "$FAKE/clock"; else exec /usr/bin/date "$@"; fi',
+    # The real install, on the test host's numbers for -o and -g.
+    "install": r'''
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -o | -g) args+=("$1" "$(owner_id "$2")") && shift 2 ;;
+    *) args+=("$1") && shift ;;
+  esac
+done
+exec -a install /usr/bin/install "${args[@]}"''',
+}
+
+
+POSIX_SH = {"date", "sleep"}
+
+# The real tools that converge.sh and the document's script run, each in a wrapper that
+# records its command line in `argv`. With Host.run(strict=True) PATH holds only these and
+# the recorders: a command converge runs that is in neither fails the run.
+PASS_THROUGH = ("awk base64 bash cat chmod cmp cp cut dirname find flock gpg grep gzip head kill mkdir "
+                "mktemp mv openssl paste ps readlink rm sed sh sha256sum sort stat tail tar timeout touch "
+                "tr xargs").split()
+
+
+def spare_ids(count: int, start: int = 61000) -> list[int]:
+    """Numbers no user or group of the test machine has, for the host's own users."""
+    taken = {entry.pw_uid for entry in pwd.getpwall()} | {entry.gr_gid for entry in grp.getgrall()}
+    return [number for number in range(start, start + 1000) if number not in taken][:count]
+
+
+HOST_USERS = dict(zip(("dd-agent", "flaskapp"), spare_ids(2)), root=0)
+
+
+def _install_recorders(bin_dir: Path) -> None:
+    bin_dir.mkdir(parents=True)
+    scripts = {name: _RECORD + _OWNER_ID + body.lstrip("\n") for name, body in RECORDERS.items()}
+    scripts.update({name: _OWN_TOOLS + _OWNER_ID + body.lstrip("\n") for name, body in WRAPPERS.items()})
+    for name, body in scripts.items():
+        # The ones called once a second in a wait are plain sh (dash starts faster).
+        _write_script(bin_dir / name, ("#!/bin/sh\n" if name in POSIX_SH else "#!/bin/bash\n") + body + "\n")
+
+
+def _install_pass_through(bin_dir: Path) -> None:
+    bin_dir.mkdir(parents=True)
+    for name in PASS_THROUGH:
+        real = shutil.which(name, path="/usr/bin:/bin")
+        assert real, f"{name} is not on this machine"
+        _write_script(bin_dir / name, f'#!/bin/sh\n{_ARGV}exec {real} "$@"\n')
+
+
+def _write_script(path: Path, text: str) -> None:
+    path.write_text(text)
+    path.chmod(0o755)
+
+
+@functools.cache
+def apt_signing_key() -> str:
+    """An armored OpenPGP public key, made once per test session with the real gpg."""
+    with tempfile.TemporaryDirectory() as home:
+        gpg = ["gpg", "--batch", "--homedir", home]
+        subprocess.run([*gpg, "--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key",
+                        "observability-lab tests <tests@example.invalid>", "ed25519", "sign", "never"],
+                       check=True, capture_output=True)
+        key = subprocess.run([*gpg, "--armor", "--export"], check=True, capture_output=True, text=True).stdout
+        subprocess.run(["gpgconf", "--homedir", home, "--kill", "gpg-agent"], capture_output=True)
+    return key
+
+
+def write_bundle(files: dict[str, str], bundles: Path) -> Path:
+    """The bundle's files in bundles/<digest>/, as the SSM document unpacks them."""
+    directory = bundles / Bundle(files).digest
+    for path, content in files.items():
+        (directory / path).parent.mkdir(parents=True, exist_ok=True)
+        (directory / path).write_text(content)
+    return directory
+
+
+@dataclass
+class ConvergeRun:
+    returncode: int
+    stdout: str
+    stderr: str
+    calls: list[str]
+
+    def report(self, prefix: str) -> dict[str, str]:
+        """`file /etc/x: updated` -> {"/etc/x": "updated"} for lines starting with prefix."""
+        return dict(line[len(prefix) + 1:].rsplit(": ", 1) for line in self.stdout.splitlines()
+                    if line.startswith(prefix + " "))
+
+    def called(self, command: str) -> list[str]:
+        return [call for call in self.calls if call.split(" ", 1)[0] == command]
+
+
+class Host:
+    """A scratch root that keeps its state across converge runs, like a host."""
+
+    def __init__(self, base: Path):
+        self.base = base
+        self.root = base / "root"
+        self.fake = base / "fake"
+        self.bundles = base / "bundles"
+        self.bin = base / "bin"
+        for directory in (self.root, self.fake, self.bundles):
+            directory.mkdir(parents=True)
+        _install_recorders(self.bin)
+        _install_pass_through(self.base / "pass-through")
+        (self.fake / "dpkg").write_text("")
+        (self.fake / "passwd").write_text("".join(f"{name} {number}\n" for name, number in HOST_USERS.items()))
+        (self.fake / "clock").write_text("1700000000\n")
+        (self.fake / "imds.datadog-hostname").write_text(DEFAULT_DATADOG_HOSTNAME)
+        (self.fake / "apt-key.asc").write_text(apt_signing_key())
+        # The local Agent's DogStatsD, where converge sends its Datadog events.
+        self.dogstatsd = Listener()
+        # sysfs as the kernel shows a partition: /sys/dev/block/<major:minor> -> .../<disk>/<partition>.
+        partition = self.root / "sys/devices/pci0000:00/nvme/nvme0n1/nvme0n1p1"
+        partition.mkdir(parents=True)
+        (partition / "partition").write_text("1\n")
+        (self.root / "sys/dev/block").mkdir(parents=True)
+        (self.root / "sys/dev/block/259:1").symlink_to("../../devices/pci0000:00/nvme/nvme0n1/nvme0n1p1")
+
+    def copy(self, base: Path) -> "Host":
+        """Another host in the same state (paths reach the script through its environment)."""
+        shutil.copytree(self.base, base, symlinks=True, dirs_exist_ok=True)
+        clone = object.__new__(Host)
+        clone.__dict__.update(self.__dict__, base=base, root=base / "root", fake=base / "fake",
+                              bundles=base / "bundles", bin=base / "bin", dogstatsd=Listener())
+        return clone
+
+    def env(self, strict: bool = False, **extra: str) -> dict[str, str]:
+        path = f"{self.bin}:{self.base / 'pass-through'}" if strict else f"{self.bin}:/usr/bin:/bin"
+        return {"PATH": path, "FAKE": str(self.fake), "HOME": str(self.base),
+                "IMDS_TOKEN": IMDS_TOKEN,
+                "CONVERGE_ROOT": str(self.root), "OBSERVABILITY_LAB_BUNDLES": str(self.bundles),
+                "CONVERGE_DOGSTATSD": self.dogstatsd.address,
+                "TMPDIR": str(self.base), **extra}
+
+    def path(self, host_path: str) -> Path:
+        return self.root / host_path.lstrip("/")
+
+    def run(self, command: list[str], strict: bool = False, **extra_env: str) -> ConvergeRun:
+        """strict: PATH has only the recorders and the real tools' wrappers (see PASS_THROUGH)."""
+        calls = self.fake / "calls"
+        calls.unlink(missing_ok=True)
+        # A session of its own: what a recorder's kill_run kills.
+        result = subprocess.run(command, env=self.env(strict, **extra_env), capture_output=True, text=True,
+                                timeout=60, start_new_session=True)
+        return ConvergeRun(result.returncode, result.stdout, result.stderr,
+                           calls.read_text().splitlines() if calls.exists() else [])
+
+    def converge(self, files: dict[str, str], strict: bool = False, **extra_env: str) -> ConvergeRun:
+        directory = write_bundle(files, self.bundles)
+        return self.run(["/bin/bash", str(directory / "converge.sh")], strict, **extra_env)
+
+    def events(self) -> list[Event]:
+        """The Datadog events received since the last call, each parsed strictly."""
+        return [parse_event(datagram) for datagram in self.dogstatsd.received(wait=0.2)]
+
+    def set(self, name: str, content: str = "") -> None:
+        """Create a recorder state file (e.g. `fail.agent-status`, `growpart.status`)."""
+        (self.fake / name).write_text(content)
+
+    def clear(self, name: str) -> None:
+        (self.fake / name).unlink(missing_ok=True)
