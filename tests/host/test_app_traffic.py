@@ -12,13 +12,13 @@ import sys
 import threading
 import time
 import urllib.parse
-from pathlib import Path
 
 import pytest
 
+from tests.support import USERDATA
 from tests.support.local_processes import wait_until
 
-SCRIPT = Path(__file__).resolve().parent.parent / "userdata" / "traffic" / "app_traffic.py"
+SCRIPT = USERDATA / "traffic" / "app_traffic.py"
 RATE = 25.0
 MIX = {"TRAFFIC_URL_LOOKUP_PERCENT": "20", "TRAFFIC_FAIL_PERCENT": "10"}
 ALLOWLIST = ("example.com", "docs.datadoghq.com")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 from datadog.dogstatsd.base import DogStatsd
 
+from tests.support import USERDATA
 from tests.support.dogstatsd_events import Listener, parse_event
 
-CONVERGE = Path(__file__).resolve().parent.parent / "userdata" / "converge.sh"
+CONVERGE = USERDATA / "converge.sh"
 HOST = "observability-lab-dev-1"
 
 

@@ -3,6 +3,12 @@
 tests/data/<stack>-plan-before-issue-22.json keeps, from `python -m offline.plan <stack> --json`
 at that commit, every resource with its inputs and the digest of every file of the bundle: what
 an existing stack's state holds. Compared resource by resource as `make plan COMPARE=` does.
+
+Since then, issue 20 changed on purpose (and nothing else may differ): the SLOs and their
+burn-rate alerts created, the raw p95 and error-rate monitors they replace deleted, a log
+monitor created, both dashboards' widgets updated (change-event overlays; SLO and log-stream
+widgets), and the bundle's files of the logs, change events and (dev) traffic generator: a new
+document, run once on the hosts in place. No host, image or user-data changes.
 """
 
 from __future__ import annotations
@@ -14,11 +20,36 @@ import pytest
 from offline import changes
 from tests.support import DATA
 from tests.support.evaluations import plan_of
-from tests.support.resource_types import (ACCESS, ACCESS_BEFORE, ASSOCIATION, COMPONENTS_RETYPED, DOCUMENT, HOST,
-                                          MONITOR, PARAMETER)
+from tests.support.resource_types import (ACCESS, ACCESS_BEFORE, ASSOCIATION, COMPONENTS_RETYPED, DASHBOARD, DOCUMENT,
+                                          HOST, MONITOR, PARAMETER, SLO, SLOS)
 
 BOOTSTRAP = ("observability-lab:host:AgentBootstrap", "bootstrap")  # had no child: gone, nothing in the cloud
 BIKE_SHARE_CONF = "agent/conf.d/bike_share.yaml"
+# Issue 20: the raw APM monitors retired for the SLOs' burn-rate alerts, and what it adds.
+RETIRED = [(MONITOR, "datadog-monitors-apm-errors"), (MONITOR, "datadog-monitors-apm-latency")]
+CREATED = sorted([(MONITOR, "datadog-monitors-app-error-logs"), (SLOS, "datadog-slos"),
+                  (SLO, "datadog-slos-availability"), (SLO, "datadog-slos-latency"),
+                  *[(MONITOR, f"datadog-slos-{slo}-burn-{alert}") for slo in ("availability", "latency")
+                    for alert in ("pagefast", "pageslow", "ticket")]])
+DASHBOARDS_UPDATED = {(DASHBOARD, "datadog-dashboards-apm"): ("updated", ["widgets"]),
+                      (DASHBOARD, "datadog-dashboards-timeboard"): ("updated", ["widgets"])}
+# A new bundle: a new document and association, run once on the hosts (in place).
+NEW_DOCUMENT = {(DOCUMENT, "host-config-document"): ("replaced", ["name"]),
+                (ASSOCIATION, "host-config-run-association"): ("replaced", ["associationName", "name"]),
+                (PARAMETER, "host-config-current-document"): ("updated", ["insecureValue"])}
+# The bundle's files issue 20 adds or changes: logs (Agent, app, MySQL), change events (converge).
+LOG_AND_EVENT_FILES = {"agent/conf.d/flask_app.d/conf.yaml", "agent/conf.d/mysql.d/conf.yaml", "agent/datadog.yaml",
+                       "app/app.env", "app/app.py", "app/gunicorn.conf.py", "app/log_format.py", "converge.env",
+                       "converge.sh", "manifest"}
+TRAFFIC_FILES = {"traffic/app_traffic.py", "traffic/app-traffic.env", "traffic/app-traffic.service"}  # dev only
+
+
+def changed_files(base: dict, now: dict) -> set[str]:
+    """Bundle files added or changed since the kept plan (none may have gone)."""
+    (config,) = now["hostConfiguration"].values()
+    files = {f["path"]: f["sha256"] for f in config["files"]}
+    assert set(base["bundleFiles"]) <= set(files)
+    return {path for path in files if files[path] != base["bundleFiles"].get(path)}
 
 
 def before(stack: str) -> dict:
@@ -39,19 +70,21 @@ def test_every_component_keeps_its_state_through_an_alias(stack_eval):
         expected = {new: old for new, old in expected.items() if new[1] not in ("bike-share", "datadog-downtimes")}
     assert changes.moves(base, now) == expected
     assert all(result[key] == ("unchanged", []) for key in expected)
-    assert [key for key, (what, _) in result.items() if what == "deleted"] == [BOOTSTRAP]
-    assert [key for key, (what, _) in result.items() if what == "created"] == []
+    assert sorted(key for key, (what, _) in result.items() if what == "deleted") == sorted([BOOTSTRAP, *RETIRED])
+    assert sorted(key for key, (what, _) in result.items() if what == "created") == CREATED
 
 
-def test_prod_renders_every_aws_and_datadog_resource_as_before(prod):
-    _, now, result = compared(prod)
-    assert {what for key, (what, _) in result.items() if key != BOOTSTRAP} == {"unchanged"}
-    assert len(result) == len(now["resources"]) + 1  # and the deleted bootstrap
+def test_prod_changes_only_what_issue_20_changes(prod):
+    base, now, result = compared(prod)
+    changed = {key: found for key, found in result.items() if found[0] not in ("unchanged", "created", "deleted")}
+    assert changed == {**DASHBOARDS_UPDATED, **NEW_DOCUMENT}
+    assert changed_files(base, now) == LOG_AND_EVENT_FILES
+    assert len(result) == len(now["resources"]) + 1 + len(RETIRED)  # and the deleted bootstrap and monitors
 
 
-def test_dev_changes_only_what_the_bike_share_fixes_change(dev):
+def test_dev_changes_only_what_the_bike_share_fixes_and_issue_20_change(dev):
     base, now, result = compared(dev)
-    changed = {key: found for key, found in result.items() if found[0] != "unchanged" and key != BOOTSTRAP}
+    changed = {key: found for key, found in result.items() if found[0] not in ("unchanged", "created", "deleted")}
     monitors = {key for key in changed if key[0] == MONITOR}
     assert {name for _, name in monitors} == {"bike-share-empty", "bike-share-full", "bike-share-feed-unreachable",
                                               "bike-share-feed-stale", "bike-share-trend"}
@@ -59,14 +92,9 @@ def test_dev_changes_only_what_the_bike_share_fixes_change(dev):
     by_key = {(r["type"], r["name"]): r for r in now["resources"]}
     assert all("service:bike-share" in by_key[key]["inputs"]["tags"] for key in monitors)
     # The check's conf is a file of the bundle: a new document and association, run once on the hosts.
-    assert {key: changed[key] for key in changed if key not in monitors} == {
-        (DOCUMENT, "host-config-document"): ("replaced", ["name"]),
-        (ASSOCIATION, "host-config-run-association"): ("replaced", ["associationName", "name"]),
-        (PARAMETER, "host-config-current-document"): ("updated", ["insecureValue"])}
+    assert {key: changed[key] for key in changed if key not in monitors} == {**DASHBOARDS_UPDATED, **NEW_DOCUMENT}
+    assert changed_files(base, now) == {BIKE_SHARE_CONF} | LOG_AND_EVENT_FILES | TRAFFIC_FILES
     (config,) = now["hostConfiguration"].values()
-    files = {f["path"]: f["sha256"] for f in config["files"]}
-    assert set(files) == set(base["bundleFiles"])
-    assert [path for path in files if files[path] != base["bundleFiles"][path]] == [BIKE_SHARE_CONF]
     assert "    service: \"bike-share\"\n" in config["contents"][BIKE_SHARE_CONF]
 
 
