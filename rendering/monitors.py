@@ -204,6 +204,7 @@ def app_error_logs_monitor(to: Audience, args: MonitorsArgs) -> datadog.MonitorA
         thresholds=datadog.MonitorMonitorThresholdsArgs(critical=limit),
         # No error line is the good case: a count of nothing is 0, not missing data.
         notify_no_data=False,
+        new_group_delay=HOST_GROUP_DELAY_SECONDS,
         summary=f"Error logs of {args.service} on {{{{host.name}}}}",
         sections={
             "is_alert": (f"{{{{value}}}} error log lines of {args.service} on {{{{host.name}}}} in the last "

@@ -388,6 +388,22 @@ def naming_for(stack: StackSettings, host: HostSettings) -> Naming:
     return Naming(project=PROJECT, env=stack.env, service=stack.service, hosts=host.count)
 
 
+# Settings of before that no longer exist: a stack still setting one is told what replaced it.
+RETIRED_SETTINGS = {
+    f"{PROJECT}:apmLatencySeconds": "retired with the p95 latency monitor (issue 20): the latency SLO replaces it; "
+                                    "set sloLatencySeconds (and sloLatencyTarget) instead",
+    f"{PROJECT}:apmErrorRatePercent": "retired with the error-rate monitor (issue 20): the availability SLO and its "
+                                      "burn-rate alerts replace it; set sloAvailabilityTarget instead",
+}
+
+
+def _check_retired(report: Report) -> None:
+    for key, replaced in RETIRED_SETTINGS.items():
+        raw = report.source.get(key)
+        if raw is not None:
+            report.problems.append(f"{key} = {raw!r}: {replaced}")
+
+
 def _check_across(app: AppSettings, slos: SloSettings, report: Report) -> None:
     """Rules between sections: the deliberate failures alone must not spend the availability SLO's budget."""
     budget = 100 - slos.availability_target
@@ -402,6 +418,7 @@ def read_settings(stack: str, source: Source) -> Settings:
     report = Report(stack, source)
     sections: list[Any] = [read_section(section, report) for section in SECTIONS]
     _check_across(sections[SECTIONS.index(AppSettings)], sections[SECTIONS.index(SloSettings)], report)
+    _check_retired(report)
     if report.problems:
         raise SettingsError(stack, report.problems)
     return Settings(stack, *sections, naming=naming_for(sections[0], sections[1]))
