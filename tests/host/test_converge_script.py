@@ -274,6 +274,10 @@ def test_mysql_password_is_made_on_the_host_once_and_never_printed(converged, de
     assert (converged.fake / "mysql.sql").read_text().count(f"IDENTIFIED BY '{password}'") == 8
     log = converged.path("/var/log/observability-lab-converge.log").read_text()
     assert password not in again.stdout + again.stderr + log
+    # Nor in the Datadog event of the run that re-granted it (events leave the host).
+    events = converged.events()
+    assert any("mysql-grants" in e.title for e in events)
+    assert not [e for e in events if password in e.title + e.text]
 
 
 def test_no_secret_is_on_the_command_line_of_anything_converge_runs(host, dev_files):

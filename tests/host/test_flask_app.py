@@ -549,3 +549,22 @@ def test_the_traffic_generators_mix_is_what_the_app_serves(server):
     statuses = {path: traffic.send(base + path) for path in paths}
     assert {p for p, status in statuses.items() if status != 200} == {traffic.FAIL_ROUTE}
     assert statuses[traffic.FAIL_ROUTE] == 500
+
+
+def test_no_secret_a_request_carries_reaches_the_log(server):
+    """The request line logs the method, the path, the status and the user agent only: a
+    credential in the query string, an Authorization header or a cookie is never written."""
+    base, _, log, _ = server
+    marker = f"secrets-{time.monotonic_ns()}"
+    secrets = ("s3cret-in-the-url", "bearer-token-9f8e7d", "session-cookie-1a2b3c")
+    url = base + f"/url_lookup?url-name=https://user:{secrets[0]}@example.com/&token={secrets[0]}"
+    request = urllib.request.Request(url, headers={"User-Agent": marker, "Authorization": f"Bearer {secrets[1]}",
+                                                   "Cookie": f"session={secrets[2]}"})
+    try:
+        LOCAL.open(request, timeout=5).close()
+    except urllib.error.HTTPError as refused:
+        assert refused.code == 400  # credentials in the URL are refused
+    (line,) = wait_until(lambda: request_lines(log, marker), 5, "the request's log line")
+    assert line["http"]["url_details"] == {"path": "/url_lookup"}
+    written = log.read_text()
+    assert not [secret for secret in secrets if secret in written]
