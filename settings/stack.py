@@ -60,6 +60,7 @@ _NAME = r"[a-z0-9][a-z0-9_.\-]{0,62}"
 _NAME_ALLOWED = "must be a non-empty lowercase name (a-z, 0-9, _ . -), at most 63 characters"
 _REGION = r"[a-z]{2}(-gov)?-[a-z]+-\d"
 _HANDLES = "list of `@handle`"
+_HANDLE_ALLOWED = "must be a Datadog notification handle starting with @"
 
 
 def _is_api_url(url: str) -> bool:
@@ -301,7 +302,7 @@ class BikeShareSettings:
     check_interval_seconds: int = setting("bikeShareCheckIntervalSeconds", Integer(15, 3600), 60,
                                           "`min_collection_interval` of the `bike_share` check")
     notification_handles: tuple[str, ...] = setting(
-        "bikeShareNotificationHandles", Names(_HANDLES, is_handle, "must be a Datadog notification handle starting with @"),
+        "bikeShareNotificationHandles", Names(_HANDLES, is_handle, _HANDLE_ALLOWED),
         ("@bike-relocation@example.com",), "the relocation team, notified by the bike-share monitors")
 
     def check(self, report: Report) -> None:
@@ -333,10 +334,10 @@ class SloSettings:
                                      "latency SLO: the p95 of `trace.flask.request` a good slice stays within "
                                      "(seconds); replaces the retired p95 monitor's `apmLatencySeconds`")
     page_handles: tuple[str, ...] = setting(
-        "sloPageHandles", Names(_HANDLES, is_handle, "must be a Datadog notification handle starting with @"),
+        "sloPageHandles", Names(_HANDLES, is_handle, _HANDLE_ALLOWED),
         ("@sre-oncall@example.com",), "who the fast burns (both page pairs) page")
     ticket_handles: tuple[str, ...] = setting(
-        "sloTicketHandles", Names(_HANDLES, is_handle, "must be a Datadog notification handle starting with @"),
+        "sloTicketHandles", Names(_HANDLES, is_handle, _HANDLE_ALLOWED),
         ("@sre-team@example.com",), "who the slow burn files a ticket with")
     page_fast: BurnRate = setting("sloPageFastBurn", BurnRateKind(), BurnRate(14.4, 60, 5),
                                   "page when the budget burns this fast over both windows (2% of 30 days in 1 h)")
@@ -356,13 +357,16 @@ class SloSettings:
         for field in ("page_handles", "ticket_handles"):
             if not getattr(self, field):
                 report.fail(self, field, [], "must name at least one handle")
-        lowest = min(self.availability_target, self.latency_target)
+        # Each alert watches both SLOs: the lower target bounds its rate.
+        lowest = min(("availability_target", "latency_target"), key=lambda target: getattr(self, target))
+        target = getattr(self, lowest)
         for field in ("page_fast", "page_slow", "ticket"):
             alert: BurnRate = getattr(self, field)
-            if alert.rate > max_burn_rate(lowest):
+            if alert.rate > max_burn_rate(target):
                 report.fail(self, field, str(alert),
-                            f"its rate is above {max_burn_rate(lowest):.4g}, the most an SLO of target {lowest:g}% "
-                            "can burn (every request bad): the alert could never fire, and Datadog refuses it")
+                            f"its rate is above {max_burn_rate(target):.4g}, the most an SLO of target {target:g}% "
+                            f"({report.key(self, lowest)}) can burn (every request bad): the alert could never fire, "
+                            "and Datadog refuses it")
 
 
 SECTIONS = (StackSettings, HostSettings, AgentSettings, AppSettings, MonitorSettings, DowntimeSettings,

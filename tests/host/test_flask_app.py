@@ -495,6 +495,15 @@ def get_as(url, useragent):
         return e.code
 
 
+def traced_request(server, agent, path: str, status: int, label: str):
+    """One request with a user agent of its own: (that marker, its trace, the trace's flask.request span)."""
+    marker = f"{label}-{time.monotonic_ns()}"
+    assert get_as(server[0] + path, marker) == status
+    trace = find_trace(agent, lambda t: any(s["meta"].get("http.useragent") == marker for s in t))
+    (root,) = by_name(trace, "flask.request")
+    return marker, trace, root
+
+
 def test_every_line_is_json(server):
     *_, log, _ = server
     assert app_log(log), "gunicorn wrote nothing"  # its startup lines at least, as JSON too
@@ -502,11 +511,8 @@ def test_every_line_is_json(server):
 
 
 def test_request_log_carries_the_trace_the_agent_received(server, agent):
-    base, _, log, _ = server
-    marker = f"log-correlation-{time.monotonic_ns()}"
-    assert get_as(base + "/api/apm", marker) == 200
-    trace = find_trace(agent, lambda t: any(s["meta"].get("http.useragent") == marker for s in t))
-    (root,) = by_name(trace, "flask.request")
+    log = server[2]
+    marker, trace, root = traced_request(server, agent, "/api/apm", 200, "log-correlation")
     (line,) = wait_until(lambda: request_lines(log, marker), 5, "the request's log line")
     spans = {str(s["span_id"]): s for s in trace}
     assert line["dd"] == {"trace_id": logged_trace_id(root), "span_id": line["dd"]["span_id"],
@@ -520,11 +526,8 @@ def test_request_log_carries_the_trace_the_agent_received(server, agent):
 
 
 def test_a_deliberate_failure_is_an_error_trace_and_an_error_line(server, agent):
-    base, _, log, _ = server
-    marker = f"deliberate-failure-{time.monotonic_ns()}"
-    assert get_as(base + "/api/fail", marker) == 500
-    trace = find_trace(agent, lambda t: any(s["meta"].get("http.useragent") == marker for s in t))
-    (root,) = by_name(trace, "flask.request")
+    log = server[2]
+    _, _, root = traced_request(server, agent, "/api/fail", 500, "deliberate-failure")
     assert root["error"] == 1, root  # counted in trace.flask.request.errors
     assert root["meta"]["http.status_code"] == "500"
     lines = wait_until(lambda: [(p, e) for p, e in app_log(log) if e.get("dd", {}).get("trace_id")
