@@ -813,3 +813,23 @@ def test_a_logs_only_agent_config_is_not_run_as_a_check(converged, dev_files):
     assert run.returncode == 0, run.stdout + run.stderr
     assert restarts(run) == ["datadog-agent"]
     assert not [c for c in run.called("datadog-agent") if c.startswith("datadog-agent check")]
+
+
+# --------------------------------------------------------------------------- the traffic generator
+def test_switching_the_traffic_off_stops_and_disables_it_and_removes_its_files(converged, rendered_bundle):
+    unit = converged.path("/etc/systemd/system/app-traffic.service")
+    assert unit.exists()  # dev runs it (appTrafficEnabled)
+    converged.events()
+    run = converged.converge(rendered_bundle("dev", {"appTrafficEnabled": False}))
+    assert run.returncode == 0, run.stderr
+    assert "systemctl stop app-traffic.service" in run.calls
+    assert not [c for c in run.calls if c.startswith(("systemctl restart app-traffic", "systemctl enable app-traffic"))]
+    assert not unit.exists()
+    assert not converged.path("/etc/systemd/system/multi-user.target.wants/app-traffic.service").exists()
+    assert not converged.path("/usr/local/lib/observability-lab/app_traffic.py").exists()
+    (event,) = converged.events()  # a change like any other: on the graphs
+    assert "app-traffic" in event.title + event.text
+    # Off stays off: the next run neither starts it nor reports a change.
+    again = converged.converge(rendered_bundle("dev", {"appTrafficEnabled": False}))
+    assert again.returncode == 0 and converged.events() == []
+    assert not [c for c in again.calls if "app-traffic" in c and not c.startswith("systemctl stop")]
