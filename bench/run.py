@@ -1,12 +1,13 @@
 """Benchmark: program evaluation against its import floor, at 1, 10 and 50 hosts; suite time;
 user-data and document sizes per host count.
 
-    python -m bench.run [--runs 5] [--no-suite]
+    python -m bench.run [--runs 5] [--no-suite] [--no-booted]
 
 Each figure is the median over fresh interpreters, measured alternately (floor, dev,
 prod, the host counts, floor, ...) so machine noise hits all of them alike. Peak memory
 is each child's own maximum resident set (os.wait4). The host counts are the dev stack
 with `hostCount` set, read from a copy of Pulumi.dev.yaml (the plan's --stack-file).
+The converge figures on the booted host come from bench/booted.py (root only).
 This script reports; nothing asserts timings.
 """
 
@@ -32,7 +33,8 @@ HOST_COUNTS = (1, 10, 50)
 # The target of issue 13: 50 hosts evaluate in at most 1.3 x the one-host time.
 FLEET_TARGET = 1.3
 STACK_FILES = Path(tempfile.mkdtemp(prefix="observability-lab-bench-"))
-# What `make test` passes to pytest: the Makefile's PYTEST_ARGS.
+# What `make test` passes to pytest for the fast layer: the Makefile's FAST_LAYER and PYTEST_ARGS.
+FAST_LAYER = ("-m", "not booted")
 SUITE_ARGS = tuple(re.search(r"^PYTEST_ARGS \?= (.+)$", (ROOT / "Makefile").read_text(), re.M).group(1).split())
 
 
@@ -121,6 +123,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-suite", action="store_true", help="skip timing the test suite")
+    parser.add_argument("--no-booted", action="store_true", help="skip the converge figures on the booted host")
     args = parser.parse_args()
     try:
         return report(args)
@@ -168,11 +171,14 @@ def report(args: argparse.Namespace) -> int:
 
     if not args.no_suite:
         start = time.perf_counter()
-        result = subprocess.run([sys.executable, "-m", "pytest", "-q", *SUITE_ARGS], cwd=ROOT,
+        result = subprocess.run([sys.executable, "-m", "pytest", "-q", *FAST_LAYER, *SUITE_ARGS], cwd=ROOT,
                                 capture_output=True, text=True)
         elapsed = time.perf_counter() - start
         summary = (result.stdout.strip().splitlines() or ["(no output)"])[-1]
-        print(f"Test suite (pytest {' '.join(SUITE_ARGS)}, as `make test`): {elapsed:.1f} s wall; {summary}")
+        print(f"Test suite, fast layer (pytest {' '.join(SUITE_ARGS)}, as `make test`): {elapsed:.1f} s wall; {summary}")
+    if not args.no_booted:
+        from bench import booted
+        print("\n".join(booted.figures(args.runs)))
     return 0
 
 

@@ -51,6 +51,8 @@ DATADOG_SITES = (
 )
 _API_URL = r"https://api\.([a-z0-9.\-]+?)/?"
 DEFAULT_AGENT_VERSION = "7.77.2"
+# Ubuntu's MySQL 8 server; an image of another distribution (amiId) may name it otherwise.
+DEFAULT_MYSQL_SERVER_PACKAGE = "mysql-server-8.0"
 # Citi Bike NYC's GBFS 2.3 auto-discovery file (MobilityData's systems.csv).
 BIKE_SHARE_DEFAULT_FEED = "https://gbfs.citibikenyc.com/gbfs/2.3/gbfs.json"
 # Every watched station is 9 custom metrics per host; the check refuses more than this.
@@ -128,6 +130,12 @@ class HostSettings:
         "appAllowedCidrs", Names("list of CIDR", is_cidr, "must be a CIDR block such as 203.0.113.0/24 (host bits zero)"),
         (), "who may reach the app port; the whole internet is refused on SSH/RDP/database ports",
         default_text="`[]` (closed)")
+    mysql_server_package: str = setting(
+        "mysqlServerPackage", Text("Debian package name", "must be a Debian package name such as "
+                                   + DEFAULT_MYSQL_SERVER_PACKAGE, r"[a-z0-9][a-z0-9+.\-]+"),
+        DEFAULT_MYSQL_SERVER_PACKAGE,
+        "the MySQL server package apt installs: the image's (Ubuntu's MySQL 8; an image of another distribution, "
+        "through `amiId`, may name it otherwise; the booted-host tests use Debian's `mariadb-server`)")
     # Who runs `pulumi up`/`refresh` on the stack: the only principals besides its hosts that
     # may use the API key's KMS key (through SSM). Empty: whoever runs the program.
     deployer_arns: tuple[str, ...] = setting(

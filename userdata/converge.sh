@@ -24,7 +24,7 @@ LOCK=$ROOT/run/observability-lab-converge.lock
 # Below the association's 30-minute wait: a run stuck behind another fails clearly first.
 LOCK_WAIT_SECONDS=${CONVERGE_LOCK_WAIT_SECONDS:-1500}
 KEYRING=/usr/share/keyrings/datadog-archive-keyring.gpg
-BASE_PACKAGES=(ca-certificates curl gnupg python3-venv mysql-server-8.0 acl) # acl: setfacl, for MySQL's log
+BASE_PACKAGES=(ca-certificates curl gnupg python3-venv acl) # and MYSQL_SERVER_PACKAGE (converge.env); acl: setfacl, for MySQL's log
 # In this order: the Agent's MySQL check needs the grants, its process check the app.
 UNITS=(mysql-grants flask-app app-traffic datadog-agent)
 TRAFFIC_UNIT=app-traffic.service # the bounded load on the app (appTrafficEnabled)
@@ -277,7 +277,7 @@ remember_previous() {
   local record=$STATE/rollback.$1 target=$2 listed
   if [ -z "${REMEMBERED[$1]:-}" ]; then # the record as an earlier run left it, read once
     REMEMBERED[$1]=$'\n'
-    while read -r listed; do REMEMBERED[$1]+=$listed$'\n'; done <"$record/changed" 2>/dev/null || true
+    while read -r listed; do REMEMBERED[$1]+=$listed$'\n'; done 2>/dev/null <"$record/changed" || true
   fi
   [[ ${REMEMBERED[$1]} != *$'\n'$target$'\n'* ]] || return 0
   [ -d "$record/backup${target%/*}" ] || mkdir -p "$record/backup${target%/*}" || return 1
@@ -468,11 +468,13 @@ apply_app_traffic() {
 }
 
 # The checks whose code or configuration changed since the Agent last ran on its files
-# (checks.d/<name>.py, conf.d/<name>.yaml, conf.d/<name>.d/conf.yaml).
+# (checks.d/<name>.py, conf.d/<name>.yaml, conf.d/<name>.d/conf.yaml). A removed one (a feature
+# switched off) has nothing left to run: `datadog-agent check` would fail, "no valid check found".
 changed_checks() {
   local target name
   [ -f "$STATE/rollback.datadog-agent/changed" ] || return 0
   while read -r target; do
+    [ -e "$ROOT$target" ] || continue
     case "$target" in
       */checks.d/*.py) name=${target##*/} && echo "${name%.py}" ;;
       */conf.d/*.d/conf.yaml)
@@ -654,7 +656,8 @@ superseded_at_first_boot() {
 
 load_settings() {
   # shellcheck source=/dev/null
-  . "$BUNDLE/converge.env" # DD_AGENT_VERSION, APP_USER, APP_DIR, APP_UNIT, APP_PORT, DD_ENV, DD_SERVICE, ROOT_VOLUME_GIB
+  . "$BUNDLE/converge.env" # DD_AGENT_VERSION, APP_USER, APP_DIR, APP_UNIT, APP_PORT, MYSQL_SERVER_PACKAGE, DD_ENV, DD_SERVICE, ROOT_VOLUME_GIB
+  BASE_PACKAGES+=("$MYSQL_SERVER_PACKAGE")
 }
 
 # This run's scratch space: the files as they must be (the password filled in), and the

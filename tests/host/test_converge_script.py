@@ -87,7 +87,7 @@ def test_first_run_installs_everything(host, dev_files):
         '"@@DATADOG_HOSTNAME@@"', f'"{DEFAULT_DATADOG_HOSTNAME}"')
     assert f"datadog hostname: {DEFAULT_DATADOG_HOSTNAME} (instance tag datadog-hostname)" in run.stdout
     # Packages from apt, the Agent at its pinned version and held.
-    assert any("install --no-install-recommends ca-certificates curl gnupg python3-venv mysql-server-8.0 acl" in c
+    assert any("install --no-install-recommends ca-certificates curl gnupg python3-venv acl mysql-server-8.0" in c
                for c in run.called("apt-get"))
     assert any(c.endswith("install --allow-downgrades --allow-change-held-packages datadog-agent=1:7.77.2-1")
                for c in run.called("apt-get"))
@@ -711,10 +711,10 @@ def test_a_package_apt_cannot_find_fails_at_once_with_apts_message(host, dev_fil
     assert run.returncode != 0
     assert run.called("apt-get")[1:] == [
         "apt-get -o DPkg::Lock::Timeout=60 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "
-        "-q -y install --no-install-recommends ca-certificates curl gnupg python3-venv mysql-server-8.0 acl"]
+        "-q -y install --no-install-recommends ca-certificates curl gnupg python3-venv acl mysql-server-8.0"]
     assert run.called("sleep") == []
-    assert run.stdout.splitlines()[-1] == ("FAILED: installing ca-certificates curl gnupg python3-venv "
-                                           "mysql-server-8.0 acl: E: Unable to locate package mysql-server-8.0")
+    assert run.stdout.splitlines()[-1] == ("FAILED: installing ca-certificates curl gnupg python3-venv acl "
+                                           "mysql-server-8.0: E: Unable to locate package mysql-server-8.0")
 
 
 def test_sourcing_the_script_runs_nothing(host):

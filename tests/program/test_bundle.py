@@ -205,3 +205,9 @@ def test_agent_version_and_volume_size_reach_converge(rendered_bundle):
     env_file = rendered_bundle("dev", {"agentVersion": "7.71.0", "rootVolumeGiB": 40})["converge.env"]
     assert "DD_AGENT_VERSION=7.71.0" in env_file.splitlines()
     assert "ROOT_VOLUME_GIB=40" in env_file.splitlines()
+
+
+def test_the_mysql_server_package_is_the_images_ubuntus_by_default(rendered_bundle):
+    assert "MYSQL_SERVER_PACKAGE=mysql-server-8.0" in rendered_bundle("dev")["converge.env"].splitlines()
+    chosen = rendered_bundle("dev", {"mysqlServerPackage": "mariadb-server"})["converge.env"]
+    assert "MYSQL_SERVER_PACKAGE=mariadb-server" in chosen.splitlines()

@@ -4,7 +4,7 @@ tests/data/<stack>-plan-before-issue-22.json keeps, from `python -m offline.plan
 at that commit, every resource with its inputs and the digest of every file of the bundle: what
 an existing stack's state holds. Compared resource by resource as `make plan COMPARE=` does.
 
-Since then, issue 20 changed on purpose (and nothing else may differ): the SLOs and their
+Since then, issue 17's host fixes and issue 20 changed on purpose (nothing else may differ): the SLOs and their
 burn-rate alerts created, the raw p95 and error-rate monitors they replace deleted, a log
 monitor created, both dashboards' widgets updated (change-event overlays; SLO and log-stream
 widgets), and the bundle's files of the logs, change events and (dev) traffic generator: a new
@@ -25,6 +25,16 @@ from tests.support.resource_types import (ACCESS, ACCESS_BEFORE, ASSOCIATION, CO
 
 BOOTSTRAP = ("observability-lab:host:AgentBootstrap", "bootstrap")  # had no child: gone, nothing in the cloud
 BIKE_SHARE_CONF = "agent/conf.d/bike_share.yaml"
+# Host files changed since by issue 17's fixes (found on the booted host): converge.sh, the MySQL
+# package in converge.env, the app's unit and gunicorn config, hence the app's version in app.env.
+# They change the bundle only: a new document and association, run once on the hosts.
+HOST_FIXES = {"converge.sh", "converge.env", "app/flask-app.service", "app/gunicorn.conf.py", "app/app.env"}
+# What a change of the bundle changes in the cloud: the document (content-addressed name), its
+# association, the parameter naming the current document.
+BUNDLE_CHANGED = {
+    (DOCUMENT, "host-config-document"): ("replaced", ["name"]),
+    (ASSOCIATION, "host-config-run-association"): ("replaced", ["associationName", "name"]),
+    (PARAMETER, "host-config-current-document"): ("updated", ["insecureValue"])}
 # Issue 20: the raw APM monitors retired for the SLOs' burn-rate alerts, and what it adds.
 RETIRED = [(MONITOR, "datadog-monitors-apm-errors"), (MONITOR, "datadog-monitors-apm-latency")]
 CREATED = sorted([(MONITOR, "datadog-monitors-app-error-logs"), (SLOS, "datadog-slos"),
@@ -33,10 +43,6 @@ CREATED = sorted([(MONITOR, "datadog-monitors-app-error-logs"), (SLOS, "datadog-
                     for alert in ("pagefast", "pageslow", "ticket")]])
 DASHBOARDS_UPDATED = {(DASHBOARD, "datadog-dashboards-apm"): ("updated", ["widgets"]),
                       (DASHBOARD, "datadog-dashboards-timeboard"): ("updated", ["widgets"])}
-# A new bundle: a new document and association, run once on the hosts (in place).
-NEW_DOCUMENT = {(DOCUMENT, "host-config-document"): ("replaced", ["name"]),
-                (ASSOCIATION, "host-config-run-association"): ("replaced", ["associationName", "name"]),
-                (PARAMETER, "host-config-current-document"): ("updated", ["insecureValue"])}
 # The bundle's files issue 20 adds or changes: logs (Agent, app, MySQL), change events (converge).
 LOG_AND_EVENT_FILES = {"agent/conf.d/flask_app.d/conf.yaml", "agent/conf.d/mysql.d/conf.yaml", "agent/datadog.yaml",
                        "app/app.env", "app/app.py", "app/gunicorn.conf.py", "app/log_format.py", "converge.env",
@@ -74,11 +80,11 @@ def test_every_component_keeps_its_state_through_an_alias(stack_eval):
     assert sorted(key for key, (what, _) in result.items() if what == "created") == CREATED
 
 
-def test_prod_changes_only_what_issue_20_changes(prod):
+def test_prod_changes_only_what_issue_17s_fixes_and_issue_20_change(prod):
     base, now, result = compared(prod)
     changed = {key: found for key, found in result.items() if found[0] not in ("unchanged", "created", "deleted")}
-    assert changed == {**DASHBOARDS_UPDATED, **NEW_DOCUMENT}
-    assert changed_files(base, now) == LOG_AND_EVENT_FILES
+    assert changed == {**DASHBOARDS_UPDATED, **BUNDLE_CHANGED}
+    assert changed_files(base, now) == HOST_FIXES | LOG_AND_EVENT_FILES
     assert len(result) == len(now["resources"]) + 1 + len(RETIRED)  # and the deleted bootstrap and monitors
 
 
@@ -92,8 +98,8 @@ def test_dev_changes_only_what_the_bike_share_fixes_and_issue_20_change(dev):
     by_key = {(r["type"], r["name"]): r for r in now["resources"]}
     assert all("service:bike-share" in by_key[key]["inputs"]["tags"] for key in monitors)
     # The check's conf is a file of the bundle: a new document and association, run once on the hosts.
-    assert {key: changed[key] for key in changed if key not in monitors} == {**DASHBOARDS_UPDATED, **NEW_DOCUMENT}
-    assert changed_files(base, now) == {BIKE_SHARE_CONF} | LOG_AND_EVENT_FILES | TRAFFIC_FILES
+    assert {key: changed[key] for key in changed if key not in monitors} == {**DASHBOARDS_UPDATED, **BUNDLE_CHANGED}
+    assert changed_files(base, now) == {BIKE_SHARE_CONF} | HOST_FIXES | LOG_AND_EVENT_FILES | TRAFFIC_FILES
     (config,) = now["hostConfiguration"].values()
     assert "    service: \"bike-share\"\n" in config["contents"][BIKE_SHARE_CONF]
 

@@ -118,6 +118,7 @@ BAD_SETTINGS = {
     "handle with a trailing newline": ({"notificationHandles": ["@ops\n"]}, "starting with @"),
     "no watched process": ({"watchedProcesses": []}, "at least one process"),
     "no gunicorn worker": ({"appWorkers": 0}, "from 1 to 32"),
+    "MySQL package not a package name": ({"mysqlServerPackage": "mysql server; rm -rf /"}, "Debian package name"),
     "deployer as an assumed-role session": (
         {"deployerArns": ["arn:aws:sts::123456789012:assumed-role/deploy/ci"]}, "not an assumed-role session"),
     # Issue 20: the traffic generator, the log monitor, the SLOs and their burn-rate alerts.

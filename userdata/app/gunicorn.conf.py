@@ -1,7 +1,7 @@
 """Gunicorn settings for the sample Flask app.
 
 Started by systemd as:
-  ddtrace-run gunicorn --config /opt/sample-flask-app/gunicorn.conf.py app:app
+  ddtrace-run gunicorn --config=/opt/sample-flask-app/gunicorn.conf.py app:app
 ddtrace-run must wrap gunicorn (not the other way round) so every forked worker is traced.
 """
 import os
