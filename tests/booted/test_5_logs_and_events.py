@@ -70,8 +70,18 @@ def test_the_apps_json_lines_are_in_the_journal_under_the_unit_the_agent_reads(h
         raise AssertionError(f"no trace {line['dd']['trace_id']} at the intake")
 
 
-def test_dd_agent_reads_mysqls_log_directory_and_the_file_a_rotation_makes(host):
+def test_dd_agent_reads_mysqls_log_directory_and_the_file_a_rotation_makes(host, dev_document):
     booted = host()
+    # The booted host's MariaDB logs to the journal and leaves no /var/log/mysql: make it as Ubuntu's
+    # mysql-server-8.0 does (mysql:adm 2750, error.log mysql:adm 0640), then converge as on EC2.
+    made = booted.sh(f"""set -e
+install -d -o mysql -g adm -m 2750 {MYSQL_LOG_DIR}
+install -o mysql -g adm -m 0640 /dev/null {MYSQL_LOG_DIR}/error.log
+""")
+    assert made.returncode == 0, made.stderr
+    run = booted.converge(dev_document)
+    assert run.returncode == 0, run.stdout
+    assert f"directory {MYSQL_LOG_DIR}: readable by dd-agent" in run.stdout.splitlines()
     result = booted.sh(f"""set -e
 getfacl -p {MYSQL_LOG_DIR}
 # What logrotate's `create 640 mysql adm` leaves: a new file, not world-readable.
