@@ -264,22 +264,23 @@ host_secret() {
 # every host): the Agent's hostname and the data volume's id. Read before anything
 # changes, so a host without them is left as it is.
 read_instance_tags() {
-  local token
+  local token no_tag_hint="in instance metadata (is instance_metadata_tags enabled, the tag set?)"
   token=$(curl -fsS --max-time 5 --retry 5 --retry-connrefused -X PUT \
     -H "X-aws-ec2-metadata-token-ttl-seconds: 300" "$IMDS/latest/api/token" 2>>"$LOG") ||
     fail "no IMDSv2 token from $IMDS (instance metadata unreachable)"
-  instance_tag "$token" "$HOSTNAME_TAG" DATADOG_HOSTNAME
+  instance_tag "$token" "$HOSTNAME_TAG" DATADOG_HOSTNAME || fail "no instance tag $HOSTNAME_TAG $no_tag_hint"
   [[ $DATADOG_HOSTNAME =~ ^[a-z0-9]([a-z0-9.-]{0,253}[a-z0-9])?$ ]] ||
     fail "instance tag $HOSTNAME_TAG is not a hostname (lowercase letters, digits, . and -): '$DATADOG_HOSTNAME'"
   say "datadog hostname: $DATADOG_HOSTNAME (instance tag $HOSTNAME_TAG)"
-  instance_tag "$token" "$DATA_VOLUME_TAG" DATA_VOLUME_ID
+  instance_tag "$token" "$DATA_VOLUME_TAG" DATA_VOLUME_ID || fail "no instance tag $DATA_VOLUME_TAG $no_tag_hint"
   [[ $DATA_VOLUME_ID =~ ^vol-([0-9a-f]{8}|[0-9a-f]{17})$ ]] ||
     fail "instance tag $DATA_VOLUME_TAG is not an EBS volume id (vol- and 8 or 17 hex digits): '$DATA_VOLUME_ID'"
   say "data volume: $DATA_VOLUME_ID (instance tag $DATA_VOLUME_TAG)"
 }
 
 # One tag's value into the variable $3. A tag added by the same `pulumi up` can take a
-# moment to show in metadata: a missing tag is retried for 2 minutes.
+# moment to show in metadata: a missing tag is retried for 2 minutes, then returns 1 (the
+# caller fails, so a failed run's event names its step, read_instance_tags).
 instance_tag() {
   local token=$1 tag=$2 try value=
   for try in {1..30}; do
@@ -289,7 +290,7 @@ instance_tag() {
     value=
     [ "$try" = 30 ] || sleep 4
   done
-  [ -n "$value" ] || fail "no instance tag $tag in instance metadata (is instance_metadata_tags enabled, the tag set?)"
+  [ -n "$value" ] || return 1
   printf -v "$3" '%s' "$value"
 }
 

@@ -841,8 +841,10 @@ def test_a_failed_converge_sends_one_error_event_naming_the_unit(converged, dev_
     (event,) = converged.events()
     assert (event.alert_type, event.title) == ("error", "Converge FAILED on observability-lab-dev-1: datadog-agent")
     assert set(event.tags) == STACK_TAGS
-    assert event.text.splitlines()[0].startswith(
-        "FAILED: datadog-agent rejected its new files; the previous ones are back and it runs on them (see ")
+    # What failed, then where the log is (issue 19's rollback names the failed check).
+    assert re.fullmatch(r"FAILED: datadog-agent rejected its new files; the previous ones are back and it runs on "
+                        r"them \(datadog-agent configcheck [^;]+; see \S+/observability-lab-converge\.log\)",
+                        event.text.splitlines()[0])
     assert f"file {AGENT_CHECK_CONF}: restored" in event.text.splitlines()
 
 
@@ -851,7 +853,7 @@ def test_a_step_that_fails_before_any_unit_is_named(host, dev_files):
     run = host.converge(dev_files)
     assert run.returncode != 0
     (event,) = host.events()
-    assert event.alert_type == "error" and event.title == "Converge FAILED on this host: read_datadog_hostname"
+    assert event.alert_type == "error" and event.title == "Converge FAILED on this host: read_instance_tags"
     assert event.hostname == ""  # not known yet: the Agent names the event's host itself
 
 
