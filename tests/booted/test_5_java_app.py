@@ -39,8 +39,9 @@ def converge_env(rendered) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def java_host(lab, converged_layer):
-    """One host booted from the first boot's disk for the read-mostly checks of this module."""
-    booted = lab.boot([converged_layer])
+    """One host booted from the first boot's disk and a copy of its data volume (MySQL's data,
+    the cars database among it), for the read-mostly checks of this module."""
+    booted = lab.boot([converged_layer], volume=lab.converged_volume())
     wait_for_cars(booted)
     yield booted
     lab.shut(booted)
