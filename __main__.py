@@ -10,12 +10,14 @@ from components.host import HostAccess, HostAccessArgs, MonitoredHost, Monitored
 from components.java_app import JavaAppMonitoring
 from components.monitors import Monitors
 from components.snapshots import DataSnapshots, DataSnapshotsArgs
+from components.slos import ServiceLevelObjectives
 from rendering.bike_share import BikeShareArgs
 from rendering.bundle import bundle_args
 from rendering.dashboards import DashboardsArgs
 from rendering.first_boot import user_data
 from rendering.java_app import JavaAppArgs
 from rendering.monitors import MonitorsArgs
+from rendering.slos import SlosArgs
 from settings.stack import load_settings
 
 settings = load_settings()
@@ -41,12 +43,14 @@ converge = ConvergeAssociation("host-config-run", configuration, instance_ids=[h
 
 # Every host of the stack, and nothing else, carries the stack's host tags: the Datadog
 # objects watch them, one object per concern whatever the number of hosts.
-dashboards = Dashboards("datadog-dashboards", DashboardsArgs(naming, settings.stack_name, stack.datadog_site))
+slos = ServiceLevelObjectives("datadog-slos", SlosArgs(naming, settings.slos, settings.monitors))
+dashboards = Dashboards("datadog-dashboards", DashboardsArgs(naming, settings.stack_name, stack.datadog_site,
+                                                             slo_ids=slos.ids, slo_timeframe=settings.slos.timeframe))
 monitors = Monitors("datadog-monitors", MonitorsArgs(naming, settings.monitors, settings.agent, settings.app))
 if settings.downtimes.enabled:  # e.g. dev mutes nights and weekends; prod never does
     Downtimes("datadog-downtimes", DowntimesArgs(naming, settings.downtimes, settings.monitors),
               monitor=monitors.my_metric)
-monitor_ids, dashboard_urls = dict(monitors.ids), dict(dashboards.urls)
+monitor_ids, dashboard_urls = {**monitors.ids, **slos.alert_ids}, dict(dashboards.urls)
 if settings.bike_share.enabled:  # the seed's closing use case; dev on, prod off by default
     bike_share = BikeShareMonitoring("bike-share", BikeShareArgs(
         naming, settings.bike_share, settings.monitors, stack.datadog_site))
@@ -78,3 +82,4 @@ pulumi.export("configDocument", configuration.document.name)
 pulumi.export("convergeAssociationId", converge.association_id)
 pulumi.export("dashboardUrls", dashboard_urls)
 pulumi.export("monitorIds", monitor_ids)
+pulumi.export("sloIds", slos.ids)

@@ -8,8 +8,8 @@ import pulumi
 import pulumi_datadog as datadog
 
 from components.base import Component
-from rendering.monitors import (Audience, MonitorsArgs, apm_error_rate_monitor, apm_latency_monitor,
-                                app_processes_monitor, my_metric_monitor, mysql_monitor, process_monitor)
+from rendering.monitors import (Audience, MonitorsArgs, app_error_logs_monitor, app_processes_monitor,
+                                my_metric_monitor, mysql_monitor, process_monitor)
 
 
 class Monitors(Component):
@@ -25,15 +25,14 @@ class Monitors(Component):
         self.app_processes = datadog.Monitor(f"{name}-app-processes", app_processes_monitor(to, args),
                                              opts=child)
         self.mysql = datadog.Monitor(f"{name}-mysql", mysql_monitor(to, args), opts=child)
-        self.apm_latency = datadog.Monitor(f"{name}-apm-latency", apm_latency_monitor(to, args), opts=child)
-        self.apm_errors = datadog.Monitor(f"{name}-apm-errors", apm_error_rate_monitor(to, args), opts=child)
+        self.app_error_logs = datadog.Monitor(f"{name}-app-error-logs", app_error_logs_monitor(to, args),
+                                              opts=child)
 
         self.ids: dict[str, pulumi.Output[str]] = {
             "myMetric": self.my_metric.id,
             "processes": self.processes.id,
             "appProcesses": self.app_processes.id,
             "mysql": self.mysql.id,
-            "apmLatency": self.apm_latency.id,
-            "apmErrors": self.apm_errors.id,
+            "appErrorLogs": self.app_error_logs.id,
         }
         self.register_outputs({"ids": self.ids})

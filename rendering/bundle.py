@@ -66,6 +66,7 @@ FEATURE_FILES = {
     "javaApp": ("tomcat/cars/index.jsp", "tomcat/cars.xml.tmpl", "tomcat/observability-lab.conf.tmpl",
                 "tomcat/jmxremote.password", "tomcat/jmxremote.access", "agent/conf.d/tomcat.d/conf.yaml.tmpl",
                 "mysql/cars_user.sql.tmpl"),
+    "appTraffic": ("traffic/app_traffic.py", "traffic/app-traffic.env.tmpl", "traffic/app-traffic.service.tmpl"),
 }
 
 
@@ -192,7 +193,8 @@ def _station_selection(check: BikeShareSettings) -> str:
 
 
 def enabled_features(args: BundleArgs) -> set[str]:
-    return {feature for feature, on in (("bikeShare", args.bike_share.enabled), ("javaApp", args.java_app.enabled))
+    return {feature for feature, on in (("bikeShare", args.bike_share.enabled), ("javaApp", args.java_app.enabled),
+                                        ("appTraffic", args.app.traffic_enabled))
             if on}
 
 

@@ -1,5 +1,6 @@
 """The stack's monitors: my_metric (seed section 3), watched processes, the app's
-processes, APM, MySQL.
+processes, its error logs, MySQL. (The app's latency and errors: its SLOs' burn-rate
+alerts, rendering/slos.py.)
 
 Every monitor: `[<env>]` in its name, the standard tags, the stack's notification
 handles (and optional footer) in its message, thresholds from the stack settings.
@@ -41,7 +42,7 @@ setting from app.env, so the expected count follows the app's configuration.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import pulumi_datadog as datadog
 
@@ -50,7 +51,7 @@ from rendering.queries import (APP_PROCESS_SEARCH, APP_PROCESS_WINDOW, HostScope
 from settings.naming import Naming
 from settings.stack import AgentSettings, AppSettings, MonitorSettings
 
-APM_WINDOW = "last_5m"
+LOG_WINDOW = "5m"
 # Service checks: alert after 1 failed check, resolve after 1 OK (Datadog's defaults);
 # `.last(N)` looks at one more check than the largest of these counts.
 SERVICE_CHECK_THRESHOLDS = datadog.MonitorMonitorThresholdsArgs(critical="1", warning="1", ok="1")
@@ -192,55 +193,35 @@ def service_check_monitor(to: Audience, check: str, hosts: HostScope, *, by: tup
     )
 
 
-def apm_latency_monitor(to: Audience, args: MonitorsArgs) -> datadog.MonitorArgs:
-    limit = number(args.monitors.apm_latency_seconds)
-    return _apm_monitor(
-        to, limit,
-        name=f"{args.service} p95 latency above {limit}s",
-        query=f"percentile({APM_WINDOW}):p95:trace.flask.request{{{to.naming.trace_scope}}} > {limit}",
-        summary=f"p95 latency of {args.service} ({to.env})",
-        alert=f"p95 latency of trace.flask.request is {{{{value}}}}s, above {limit}s.",
-        recovery=f"p95 latency of {args.service} is back to {{{{value}}}}s.",
-    )
-
-
-def apm_error_rate_monitor(to: Audience, args: MonitorsArgs) -> datadog.MonitorArgs:
-    limit = number(args.monitors.apm_error_rate_percent)
-    scope = to.naming.trace_scope
-    errors = f"sum:trace.flask.request.errors{{{scope}}}.as_count()"
-    hits = f"sum:trace.flask.request.hits{{{scope}}}.as_count()"
-    return _apm_monitor(
-        to, limit,
-        name=f"{args.service} error rate above {limit}%",
-        query=f"sum({APM_WINDOW}):( {errors} / {hits} ) * 100 > {limit}",
-        summary=f"Error rate of {args.service} ({to.env})",
-        alert=(f"{{{{value}}}}% of requests to {args.service} failed over the "
-               f"last 5 minutes (limit {limit}%)."),
-        recovery=f"Error rate of {args.service} is back to {{{{value}}}}%.",
-    )
-
-
-def _apm_monitor(to: Audience, limit: str, *, name: str, query: str, summary: str,
-                 alert: str, recovery: str) -> datadog.MonitorArgs:
+def app_error_logs_monitor(to: Audience, args: MonitorsArgs) -> datadog.MonitorArgs:
+    """The app's error log lines per host (its JSON lines with status error, from the journal)."""
+    limit = number(args.monitors.app_error_logs_per_host)
+    search = f"service:{args.service} env:{to.env} status:error"
     return monitor(
-        to, "metric alert", name=name, query=query,
+        to, "log alert",
+        name=f"{args.service}: more than {limit} error log lines in {LOG_WINDOW} on {{{{host.name}}}}",
+        query=f'logs("{search}").index("*").rollup("count").by("host").last("{LOG_WINDOW}") > {limit}',
         thresholds=datadog.MonitorMonitorThresholdsArgs(critical=limit),
-        # No traffic is normal (dev at night): no data is not an incident here,
-        # and without hits there is no error ratio to evaluate.
+        # No error line is the good case: a count of nothing is 0, not missing data.
         notify_no_data=False,
-        require_full_window=False,
-        summary=summary,
-        sections={"is_alert": alert, "is_recovery": recovery},
+        new_group_delay=HOST_GROUP_DELAY_SECONDS,
+        summary=f"Error logs of {args.service} on {{{{host.name}}}}",
+        sections={
+            "is_alert": (f"{{{{value}}}} error log lines of {args.service} on {{{{host.name}}}} in the last "
+                         f"{LOG_WINDOW} (limit {limit}). Each links to its trace: open one from the Logs explorer."),
+            "is_recovery": f"Error log lines of {args.service} on {{{{host.name}}}} are back under {limit}.",
+        },
     )
 
 
-def monitor(to: Audience, type_: str, *, name: str, query: str,
+def monitor(to: Audience, type_: str, *, name: str, query: Any,
             thresholds: datadog.MonitorMonitorThresholdsArgs, notify_no_data: bool,
             summary: str, sections: dict[str, str], require_full_window: Optional[bool] = None,
             new_group_delay: Optional[int] = None,
             threshold_windows: Optional[datadog.MonitorMonitorThresholdWindowsArgs] = None) -> datadog.MonitorArgs:
     """What every monitor shares: `[<env>]` name, standard tags, handles and footer,
-    and the no-data timeframe wherever no data alerts."""
+    and the no-data timeframe wherever no data alerts. `query`: a string, or the engine's
+    output of one (a burn-rate query names its SLO's id, known once Datadog creates it)."""
     return datadog.MonitorArgs(
         name=to.naming.title(name),
         type=type_,

@@ -3,9 +3,11 @@ in the provider), shared by every dashboard of the program."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Optional, Sequence
 
 import pulumi_datadog as datadog
+
+from settings.slo import SLO_TIMEFRAMES
 
 
 def host_variable(hostnames: Sequence[str]) -> datadog.DashboardTemplateVariableArgs:
@@ -19,14 +21,16 @@ def host_variable(hostnames: Sequence[str]) -> datadog.DashboardTemplateVariable
 
 
 def timeseries(title: str, queries: str | Sequence[str], formulas: str | Sequence[str] = "q1",
-               display_type: str = "line") -> datadog.DashboardWidgetArgs:
-    """A timeseries of metric queries `q1`, `q2`... (in that order), drawn through `formulas`."""
+               display_type: str = "line", events: Optional[str] = None) -> datadog.DashboardWidgetArgs:
+    """A timeseries of metric queries `q1`, `q2`... (in that order), drawn through `formulas`,
+    with the events `events` finds overlaid (the hosts' changes, so a spike lines up with its cause)."""
     queries = [queries] if isinstance(queries, str) else list(queries)
     formulas = [formulas] if isinstance(formulas, str) else list(formulas)
     return datadog.DashboardWidgetArgs(
         timeseries_definition=datadog.DashboardWidgetTimeseriesDefinitionArgs(
             title=title,
             show_legend=True,
+            events=[datadog.DashboardWidgetTimeseriesDefinitionEventArgs(q=events)] if events else None,
             requests=[datadog.DashboardWidgetTimeseriesDefinitionRequestArgs(
                 display_type=display_type,
                 queries=[datadog.DashboardWidgetTimeseriesDefinitionRequestQueryArgs(
@@ -69,3 +73,22 @@ def toplist(title: str, query: str, order: str, count: int = 10) -> datadog.Dash
                     limit=datadog.DashboardWidgetToplistDefinitionRequestFormulaLimitArgs(count=count, order=order))],
             )],
         ))
+
+
+def slo(title: str, slo_id: Any, timeframe: str) -> datadog.DashboardWidgetArgs:
+    """An SLO's status and remaining error budget over its own timeframe and the shorter ones
+    (`slo_id`: the id, or the engine's output of it)."""
+    windows = list(SLO_TIMEFRAMES[: SLO_TIMEFRAMES.index(timeframe) + 1])
+    return datadog.DashboardWidgetArgs(
+        service_level_objective_definition=datadog.DashboardWidgetServiceLevelObjectiveDefinitionArgs(
+            title=title, slo_id=slo_id, view_type="detail", view_mode="overall",
+            time_windows=windows, show_error_budget=True))
+
+
+def log_stream(title: str, query: str) -> datadog.DashboardWidgetArgs:
+    """The newest log lines `query` finds, with their host and service."""
+    return datadog.DashboardWidgetArgs(
+        log_stream_definition=datadog.DashboardWidgetLogStreamDefinitionArgs(
+            title=title, query=query, indexes=[], columns=["host", "service"], show_date_column=True,
+            show_message_column=True, message_display="expanded-md",
+            sort=datadog.DashboardWidgetLogStreamDefinitionSortArgs(column="time", order="desc")))

@@ -47,6 +47,12 @@ class Naming:
         """The tag filter of this stack's traces of the app: APM tags them with its service and env."""
         return f"service:{self.service},env:{self.env}"
 
+    @property
+    def change_events(self) -> str:
+        """The event search finding the change events converge.sh sends from this stack's hosts
+        (tagged `source:observability-lab` and the stack's env), overlaid on the dashboards."""
+        return f"source:{self.project} env:{self.env}"
+
     def title(self, text: str) -> str:
         """A Datadog object's name or title: the environment first."""
         return f"[{self.env}] {text}"

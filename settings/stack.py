@@ -16,6 +16,7 @@ from typing import Any, Optional
 from settings.declare import (PROJECT, Choice, Flag, Integer, Names, Number, OptionalText, Report, Secret,
                               Source, Text, Timezone, read_section, setting)
 from settings.naming import Naming
+from settings.slo import SLO_TIMEFRAMES, BurnRate, BurnRateKind, max_burn_rate
 from settings.validation import (SettingsError, is_cidr, is_datadog_tag, is_handle, is_hostname,
                                  is_iam_principal_arn, is_whole_internet, non_public_address)
 
@@ -61,6 +62,7 @@ _NAME = r"[a-z0-9][a-z0-9_.\-]{0,62}"
 _NAME_ALLOWED = "must be a non-empty lowercase name (a-z, 0-9, _ . -), at most 63 characters"
 _REGION = r"[a-z]{2}(-gov)?-[a-z]+-\d"
 _HANDLES = "list of `@handle`"
+_HANDLE_ALLOWED = "must be a Datadog notification handle starting with @"
 
 
 def _is_api_url(url: str) -> bool:
@@ -230,6 +232,18 @@ class AppSettings:
     workers: int = setting("appWorkers", Integer(1, 32), 2,
                            "gunicorn workers of the app (`APP_WORKERS` in `app.env`); the app's process monitor "
                            "expects them plus the master")
+    # The bounded load on the app from the host itself (userdata/traffic/, app-traffic.service).
+    traffic_enabled: bool = setting("appTrafficEnabled", Flag(), False,
+                                    "run `app-traffic.service` on every host: a bounded load on the app from the host "
+                                    "itself, so its SLOs and graphs have requests to measure; off stops it")
+    traffic_requests_per_second: float = setting("appTrafficRequestsPerSecond", Number(0.1, 50), 2.0,
+                                                 "the generator's request rate, per host (never exceeded)")
+    traffic_url_lookup_percent: float = setting("appTrafficUrlLookupPercent", Number(0, 100), 5.0,
+                                                "percent of its requests that call `/url_lookup` on an allowlisted "
+                                                "host (the rest hit `/`, `/api/apm` and `/api/trace`)")
+    traffic_fail_percent: float = setting("appTrafficFailPercent", Number(0, 100), 0.25,
+                                          "percent of its requests to `/api/fail` (a deliberate 500), so the "
+                                          "availability SLO has errors to count; below that SLO's error budget")
 
     def check(self, report: Report) -> None:
         if self.setup_overhead_min_ms > self.setup_overhead_max_ms:
@@ -238,6 +252,10 @@ class AppSettings:
         if not self.url_lookup_allowlist:
             report.fail(self, "url_lookup_allowlist", [],
                         "must name at least one host (the app refuses to start without)")
+        if self.traffic_url_lookup_percent + self.traffic_fail_percent > 100:
+            report.fail(self, "traffic_url_lookup_percent", self.traffic_url_lookup_percent,
+                        f"with {report.key(self, 'traffic_fail_percent')} ({self.traffic_fail_percent:g}) it must be "
+                        "at most 100 (percent of requests)")
 
 
 @dataclass(frozen=True)
@@ -255,16 +273,13 @@ class MonitorSettings:
     no_data_minutes: int = setting("noDataMinutes", Integer(2, 1440), 10,
                                    "the my_metric monitor's no-data alert, per host, after this many minutes (the other "
                                    "host monitors do not alert on missing data: docs/datadog.md, Monitors)")
-    apm_latency_seconds: float = setting("apmLatencySeconds", Number(0.001, 600), 1.0,
-                                         "APM monitor: alert when p95 latency of `trace.flask.request` is above this "
-                                         "(seconds)")
-    apm_error_rate_percent: float = setting("apmErrorRatePercent", Number(0.01, 100), 5.0,
-                                            "APM monitor: alert when errors / hits over 5 minutes is above this "
-                                            "percentage")
     message_footer: str = setting("monitorMessageFooter", Text("string, ≤ 1000 chars", "must be at most 1000 characters",
                                                                r"(?s).{0,1000}"),
                                   "", "extra text (runbook link, ...) appended to every monitor message",
                                   default_text="empty")
+    app_error_logs_per_host: int = setting("appErrorLogsPerHost", Integer(1, 100_000), 10,
+                                           "log monitor: alert when a host logs more than this many error lines of "
+                                           "the app in 5 minutes")
 
     def check(self, report: Report) -> None:
         if self.my_metric_warning >= self.my_metric_critical:
@@ -314,7 +329,7 @@ class BikeShareSettings:
     check_interval_seconds: int = setting("bikeShareCheckIntervalSeconds", Integer(15, 3600), 60,
                                           "`min_collection_interval` of the `bike_share` check")
     notification_handles: tuple[str, ...] = setting(
-        "bikeShareNotificationHandles", Names(_HANDLES, is_handle, "must be a Datadog notification handle starting with @"),
+        "bikeShareNotificationHandles", Names(_HANDLES, is_handle, _HANDLE_ALLOWED),
         ("@bike-relocation@example.com",), "the relocation team, notified by the bike-share monitors")
 
     def check(self, report: Report) -> None:
@@ -385,8 +400,56 @@ class JavaAppSettings:
                             "the monitor warns, then alerts, above them")
 
 
+@dataclass(frozen=True)
+class SloSettings:
+    """The app's two SLOs and their multi-window burn-rate alerts (rendering/slos.py; limits: settings/slo.py)."""
+    timeframe: str = setting("sloTimeframe", Choice(SLO_TIMEFRAMES), "30d",
+                             "the SLOs' rolling timeframe (the burn-rate alerts' `over`)")
+    availability_target: float = setting("sloAvailabilityTarget", Number(90, 99.99), 99.5,
+                                         "availability SLO: percent of requests that do not fail with a 5xx")
+    latency_target: float = setting("sloLatencyTarget", Number(90, 99.99), 99.0,
+                                    "latency SLO: percent of 5-minute slices whose p95 is within `sloLatencySeconds`")
+    latency_seconds: float = setting("sloLatencySeconds", Number(0.001, 600), 1.0,
+                                     "latency SLO: the p95 of `trace.flask.request` a good slice stays within "
+                                     "(seconds); replaces the retired p95 monitor's `apmLatencySeconds`")
+    page_handles: tuple[str, ...] = setting(
+        "sloPageHandles", Names(_HANDLES, is_handle, _HANDLE_ALLOWED),
+        ("@sre-oncall@example.com",), "who the fast burns (both page pairs) page")
+    ticket_handles: tuple[str, ...] = setting(
+        "sloTicketHandles", Names(_HANDLES, is_handle, _HANDLE_ALLOWED),
+        ("@sre-team@example.com",), "who the slow burn files a ticket with")
+    page_fast: BurnRate = setting("sloPageFastBurn", BurnRateKind(), BurnRate(14.4, 60, 5),
+                                  "page when the budget burns this fast over both windows (2% of 30 days in 1 h)")
+    page_slow: BurnRate = setting("sloPageSlowBurn", BurnRateKind(), BurnRate(6, 360, 30),
+                                  "page when the budget burns this fast over both windows (5% of 30 days in 6 h)")
+    ticket: BurnRate = setting("sloTicketBurn", BurnRateKind(), BurnRate(1.5, 2880, 240),
+                               "file a ticket on this slow burn; 48 h is the longest window Datadog accepts "
+                               "(10% of 30 days in 48 h)")
+
+    @property
+    def alerts(self) -> dict[str, tuple[BurnRate, str]]:
+        """key -> (burn rate, severity)."""
+        return {"pageFast": (self.page_fast, "page"), "pageSlow": (self.page_slow, "page"),
+                "ticket": (self.ticket, "ticket")}
+
+    def check(self, report: Report) -> None:
+        for field in ("page_handles", "ticket_handles"):
+            if not getattr(self, field):
+                report.fail(self, field, [], "must name at least one handle")
+        # Each alert watches both SLOs: the lower target bounds its rate.
+        lowest = min(("availability_target", "latency_target"), key=lambda target: getattr(self, target))
+        target = getattr(self, lowest)
+        for field in ("page_fast", "page_slow", "ticket"):
+            alert: BurnRate = getattr(self, field)
+            if alert.rate > max_burn_rate(target):
+                report.fail(self, field, str(alert),
+                            f"its rate is above {max_burn_rate(target):.4g}, the most an SLO of target {target:g}% "
+                            f"({report.key(self, lowest)}) can burn (every request bad): the alert could never fire, "
+                            "and Datadog refuses it")
+
+
 SECTIONS = (StackSettings, HostSettings, DataSettings, AgentSettings, AppSettings, MonitorSettings,
-            DowntimeSettings, BikeShareSettings, JavaAppSettings)
+            DowntimeSettings, BikeShareSettings, JavaAppSettings, SloSettings)
 
 
 @dataclass(frozen=True)
@@ -402,6 +465,7 @@ class Settings:
     downtimes: DowntimeSettings
     bike_share: BikeShareSettings
     java_app: JavaAppSettings
+    slos: SloSettings
     naming: Naming
 
 
@@ -409,12 +473,36 @@ def naming_for(stack: StackSettings, host: HostSettings) -> Naming:
     return Naming(project=PROJECT, env=stack.env, service=stack.service, hosts=host.count)
 
 
+# Settings of before that no longer exist: a stack still setting one is told what replaced it.
+RETIRED_SETTINGS = {
+    f"{PROJECT}:apmLatencySeconds": "retired with the p95 latency monitor (issue 20): the latency SLO replaces it; "
+                                    "set sloLatencySeconds (and sloLatencyTarget) instead",
+    f"{PROJECT}:apmErrorRatePercent": "retired with the error-rate monitor (issue 20): the availability SLO and its "
+                                      "burn-rate alerts replace it; set sloAvailabilityTarget instead",
+}
+
+
+def _check_retired(report: Report) -> None:
+    for key, replaced in RETIRED_SETTINGS.items():
+        raw = report.source.get(key)
+        if raw is not None:
+            report.problems.append(f"{key} = {raw!r}: {replaced}")
+
+
 def _check_across(sections: list[Any], report: Report) -> None:
-    """Rules between sections."""
+    """Rules between sections: JMX off the app's port; the deliberate failures alone must not spend the
+    availability SLO's budget."""
     host = next(section for section in sections if isinstance(section, HostSettings))
     java = next(section for section in sections if isinstance(section, JavaAppSettings))
     if java.jmx_port == host.app_port:
         report.fail(java, "jmx_port", java.jmx_port, f"is {report.key(host, 'app_port')}; choose another port")
+    app = next(section for section in sections if isinstance(section, AppSettings))
+    slos = next(section for section in sections if isinstance(section, SloSettings))
+    budget = 100 - slos.availability_target
+    if app.traffic_enabled and app.traffic_fail_percent >= budget:
+        report.fail(app, "traffic_fail_percent", app.traffic_fail_percent,
+                    f"must be below {budget:g} (the error budget of {report.key(slos, 'availability_target')} "
+                    f"{slos.availability_target:g}): the deliberate failures alone would spend it and page")
 
 
 def read_settings(stack: str, source: Source) -> Settings:
@@ -422,6 +510,7 @@ def read_settings(stack: str, source: Source) -> Settings:
     report = Report(stack, source)
     sections: list[Any] = [read_section(section, report) for section in SECTIONS]
     _check_across(sections, report)
+    _check_retired(report)
     if report.problems:
         raise SettingsError(stack, report.problems)
     return Settings(stack, *sections, naming=naming_for(sections[0], sections[1]))

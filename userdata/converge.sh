@@ -27,14 +27,15 @@ LOCK=$ROOT/run/observability-lab-converge.lock
 # Below the association's 30-minute wait: a run stuck behind another fails clearly first.
 LOCK_WAIT_SECONDS=${CONVERGE_LOCK_WAIT_SECONDS:-1500}
 KEYRING=/usr/share/keyrings/datadog-archive-keyring.gpg
-BASE_PACKAGES=(ca-certificates curl gnupg python3-venv) # and MYSQL_SERVER_PACKAGE (converge.env)
+BASE_PACKAGES=(ca-certificates curl gnupg python3-venv acl) # and MYSQL_SERVER_PACKAGE (converge.env); acl: setfacl, for MySQL's log
 # The Java workload (JAVA_APP=on): Ubuntu's Tomcat on its default headless JRE, and the
 # distribution's JDBC driver for MySQL.
 JAVA_PACKAGES=(tomcat10 default-jre-headless libmariadb-java)
 # In this order: the apps' pools and the Agent's MySQL check need the grants, the Agent's
 # process and JMX checks the apps.
-UNITS=(mysql-grants flask-app tomcat datadog-agent)
+UNITS=(mysql-grants flask-app app-traffic tomcat datadog-agent)
 TOMCAT_UNIT=tomcat10.service
+TRAFFIC_UNIT=app-traffic.service # the bounded load on the app (appTrafficEnabled)
 # The cars app behind the package's own HTTP connector (its server.xml: 8080).
 CARS_URL=http://127.0.0.1:8080/cars/
 # Passwords made on the host (read_host_secrets); empty while their feature is off.
@@ -56,9 +57,10 @@ declare -A REMEMBERED=() # unit -> the files its rollback record lists (remember
 say() {
   printf '%s\n' "$*"
   printf '%s\n' "$*" >>"$LOG" 2>/dev/null || true
+  REPORT+=("$*")
 }
 fail() {
-  FAILED_SAID=1
+  FAILED_SAID=1 FAILED_IN=${FAILED_IN:-${CURRENT_UNIT:-${FUNCNAME[1]:-converge}}}
   say "FAILED: $*"
   exit 1
 }
@@ -66,7 +68,8 @@ fail() {
 # Every failure ends the report with a FAILED line naming what failed: fail() says it;
 # any other command that stops the run (set -e) is named from the ERR trap.
 report_failures() {
-  FAILED_SAID='' FAILED_AT=''
+  FAILED_SAID='' FAILED_AT='' FAILED_IN='' CURRENT_UNIT=''
+  REPORT=() APPLIED=()
   set -o errtrace
   trap 'FAILED_AT="${FUNCNAME[0]:-main}: $BASH_COMMAND"' ERR
   trap 'FAILED_AT="stopped by a signal"; exit 143' TERM INT HUP
@@ -75,8 +78,10 @@ report_failures() {
 on_exit() {
   local status=$?
   if [ "$status" -ne 0 ] && [ -z "$FAILED_SAID" ]; then
+    FAILED_IN=${CURRENT_UNIT:-${FAILED_AT%%:*}}
     say "FAILED: ${FAILED_AT:-converge} (exit $status)"
   fi
+  report_to_datadog "$status"
   [ -z "${WORK:-}" ] || rm -rf "$WORK"
 }
 
@@ -259,22 +264,23 @@ host_secret() {
 # every host): the Agent's hostname and the data volume's id. Read before anything
 # changes, so a host without them is left as it is.
 read_instance_tags() {
-  local token
+  local token no_tag_hint="in instance metadata (is instance_metadata_tags enabled, the tag set?)"
   token=$(curl -fsS --max-time 5 --retry 5 --retry-connrefused -X PUT \
     -H "X-aws-ec2-metadata-token-ttl-seconds: 300" "$IMDS/latest/api/token" 2>>"$LOG") ||
     fail "no IMDSv2 token from $IMDS (instance metadata unreachable)"
-  instance_tag "$token" "$HOSTNAME_TAG" DATADOG_HOSTNAME
+  instance_tag "$token" "$HOSTNAME_TAG" DATADOG_HOSTNAME || fail "no instance tag $HOSTNAME_TAG $no_tag_hint"
   [[ $DATADOG_HOSTNAME =~ ^[a-z0-9]([a-z0-9.-]{0,253}[a-z0-9])?$ ]] ||
     fail "instance tag $HOSTNAME_TAG is not a hostname (lowercase letters, digits, . and -): '$DATADOG_HOSTNAME'"
   say "datadog hostname: $DATADOG_HOSTNAME (instance tag $HOSTNAME_TAG)"
-  instance_tag "$token" "$DATA_VOLUME_TAG" DATA_VOLUME_ID
+  instance_tag "$token" "$DATA_VOLUME_TAG" DATA_VOLUME_ID || fail "no instance tag $DATA_VOLUME_TAG $no_tag_hint"
   [[ $DATA_VOLUME_ID =~ ^vol-([0-9a-f]{8}|[0-9a-f]{17})$ ]] ||
     fail "instance tag $DATA_VOLUME_TAG is not an EBS volume id (vol- and 8 or 17 hex digits): '$DATA_VOLUME_ID'"
   say "data volume: $DATA_VOLUME_ID (instance tag $DATA_VOLUME_TAG)"
 }
 
 # One tag's value into the variable $3. A tag added by the same `pulumi up` can take a
-# moment to show in metadata: a missing tag is retried for 2 minutes.
+# moment to show in metadata: a missing tag is retried for 2 minutes, then returns 1 (the
+# caller fails, so a failed run's event names its step, read_instance_tags).
 instance_tag() {
   local token=$1 tag=$2 try value=
   for try in {1..30}; do
@@ -284,7 +290,7 @@ instance_tag() {
     value=
     [ "$try" = 30 ] || sleep 4
   done
-  [ -n "$value" ] || fail "no instance tag $tag in instance metadata (is instance_metadata_tags enabled, the tag set?)"
+  [ -n "$value" ] || return 1
   printf -v "$3" '%s' "$value"
 }
 
@@ -532,6 +538,19 @@ apply_flask_app() {
   }
 }
 
+# The traffic generator runs while its unit file is installed; switched off, its files are
+# gone (the manifest's rule for a feature's files) and it is stopped and disabled for good.
+apply_app_traffic() {
+  if [ -f "$ROOT/etc/systemd/system/$TRAFFIC_UNIT" ]; then
+    quietly systemctl daemon-reload && quietly systemctl enable "$TRAFFIC_UNIT" &&
+      quietly systemctl restart "$TRAFFIC_UNIT"
+  else
+    quietly systemctl stop "$TRAFFIC_UNIT" || true # not running (or never installed) is fine
+    rm -f "$ROOT/etc/systemd/system/multi-user.target.wants/$TRAFFIC_UNIT"
+    quietly systemctl daemon-reload
+  fi
+}
+
 cars_answers() { curl -fsS -o /dev/null --max-time $((LEFT < 5 ? LEFT : 5)) "$CARS_URL"; }
 
 # Remote JMX listens on the loopback only: every socket listening on its port is
@@ -601,7 +620,11 @@ check_names() {
     [ -e "$ROOT$target" ] || continue
     case "$target" in
       */checks.d/*.py) name=${target##*/} && echo "${name%.py}" ;;
-      */conf.d/*.d/conf.yaml) name=${target%/conf.yaml} && name=${name##*/} && echo "${name%.d}" ;;
+      */conf.d/*.d/conf.yaml)
+        # A configuration with logs only (no check instances) is no check to run.
+        grep -q '^instances:' "$ROOT$target" 2>/dev/null || continue
+        name=${target%/conf.yaml} && name=${name##*/} && echo "${name%.d}"
+        ;;
       */conf.d/*.yaml) name=${target##*/} && echo "${name%.yaml}" ;;
     esac
   done
@@ -652,6 +675,7 @@ converge_unit() {
   case "$unit" in
     mysql-grants) label="grants for datadog@mysql" done=applied ;;
     flask-app) label="service $APP_UNIT" ;;
+    app-traffic) label="service $TRAFFIC_UNIT" ;;
     tomcat)
       label="service $TOMCAT_UNIT"
       if [ "$JAVA_APP" != on ]; then done=stopped; fi
@@ -662,6 +686,7 @@ converge_unit() {
   if grep -qv '^unchanged ' "$WORK/plan.$unit" 2>/dev/null; then : >"$STATE/pending.$unit"; fi
   # A record left without its marker belongs to changes already applied.
   [ -e "$STATE/pending.$unit" ] || forget_record "$unit"
+  CURRENT_UNIT=$unit # a failure from here on is this unit's
   write_files "$unit"
   if [ ! -e "$STATE/pending.$unit" ]; then
     say "$label: kept"
@@ -941,6 +966,30 @@ stop_mysql() {
   fi
 }
 
+# The Agent collects two logs it does not own (conf.d/flask_app.d, conf.d/mysql.d). The
+# journal: as a member of systemd-journal, as Datadog's journald integration says. MySQL's
+# error log (mysql:adm 0640 on Ubuntu): a POSIX ACL on its directory only, the default ACL
+# too, so the file logrotate makes next inherits it; not the adm group, which reads all of
+# /var/log. A new group takes effect when the Agent restarts: this run restarts it.
+MYSQL_LOG_DIR=/var/log/mysql
+grant_log_access() {
+  local dir=$ROOT$MYSQL_LOG_DIR file
+  if ! id -nG dd-agent | tr ' ' '\n' | grep -qx systemd-journal; then
+    quietly usermod -aG systemd-journal dd-agent || fail "adding dd-agent to the systemd-journal group"
+    : >"$STATE/pending.datadog-agent"
+    say "user dd-agent: added to systemd-journal"
+  fi
+  if [ ! -d "$dir" ]; then
+    say "directory $MYSQL_LOG_DIR: not found (MySQL's error log is not collected)"
+  elif ! getfacl -p "$dir" 2>/dev/null | grep -qx 'default:user:dd-agent:r--'; then
+    quietly setfacl -m u:dd-agent:rx -m d:u:dd-agent:r "$dir" || fail "giving dd-agent read access to $MYSQL_LOG_DIR"
+    for file in "$dir"/*.log; do
+      [ ! -f "$file" ] || quietly setfacl -m u:dd-agent:r "$file" || fail "giving dd-agent read access to $file"
+    done
+    say "directory $MYSQL_LOG_DIR: readable by dd-agent"
+  fi
+}
+
 ensure_mysql_running() {
   if systemctl is-active --quiet mysql; then say "service mysql: kept"; else
     quietly systemctl enable --now mysql || fail "starting mysql"
@@ -956,6 +1005,7 @@ converge_units() {
     [ -e "$WORK/plan.$unit" ] || [ -e "$STATE/pending.$unit" ] || continue
     converge_unit "$unit"
   done
+  CURRENT_UNIT=''
 }
 
 # Where converge keeps its state, and its log: root's only (the state holds backups of
@@ -996,7 +1046,7 @@ superseded_at_first_boot() {
 
 load_settings() {
   # DD_AGENT_VERSION, APP_USER, APP_DIR, APP_UNIT, APP_PORT, MYSQL_SERVER_PACKAGE, ROOT_VOLUME_GIB, DATA_VOLUME_GIB,
-  # JAVA_APP, JAVA_JMX_PORT, JMX_COLLECTED
+  # JAVA_APP, JAVA_JMX_PORT, JMX_COLLECTED, DD_ENV, DD_SERVICE
   # shellcheck source=/dev/null
   . "$BUNDLE/converge.env"
   BASE_PACKAGES+=("$MYSQL_SERVER_PACKAGE")
@@ -1042,6 +1092,7 @@ main() {
   ensure_packages
   ensure_app_user
   ensure_mysql_running
+  grant_log_access
   read_host_secrets
   plan_files
   secure_directories
@@ -1050,6 +1101,70 @@ main() {
   record_applied
   prune_bundles
   say "== converged on ${DIGEST:0:12}; restarted or applied: ${APPLIED[*]:-nothing}"
+}
+
+# Datadog events through the local Agent's DogStatsD: one UDP datagram to loopback, so the
+# host needs no API or application key for them. The datagram is DogStatsD's event format
+# as Datadog's own clients write it (the datadog package's DogStatsd.event):
+#   _e{<title length>,<text length>}:<title>|<text>|h:<hostname>|t:<alert type>|#<tag>,<tag>
+# lengths in bytes, newlines written as \n, tag characters outside [A-Za-z0-9_:/.-] as _
+# (the tags converge sends are ASCII: non-ASCII letters, which the client keeps, become _), and
+# the datagram ends in a newline as the client ends it.
+# UDP is fire and forget: an Agent that is down loses the event, and the converge's outcome
+# never depends on it.
+DOGSTATSD=${CONVERGE_DOGSTATSD:-127.0.0.1:8125}
+EVENT_TEXT_MAX=4000 # Datadog keeps at most 4000 characters of an event's text
+
+dogstatsd_event() {
+  local alert_type=$1 title=$2 text=$3 tag tags=() datagram LC_ALL=C
+  shift 3
+  for tag in "$@"; do tags+=("${tag//[^[:alnum:]_:\/.-]/_}"); done
+  title=${title//$'\n'/\\n}
+  text=${text//$'\n'/\\n}
+  if [ ${#text} -gt $EVENT_TEXT_MAX ]; then text="${text:0:EVENT_TEXT_MAX-15}\\n(truncated)"; fi
+  datagram="_e{${#title},${#text}}:$title|$text${DATADOG_HOSTNAME:+|h:$DATADOG_HOSTNAME}|t:$alert_type"
+  if [ ${#tags[@]} -gt 0 ]; then datagram+="|#$(IFS=,; echo "${tags[*]}")"; fi
+  { printf '%s\n' "$datagram" >"/dev/udp/${DOGSTATSD%:*}/${DOGSTATSD##*:}"; } 2>/dev/null || true
+}
+
+# What this run changed: every report line but those saying something was left as it was.
+changes() {
+  local line
+  for line in "${REPORT[@]}"; do
+    case "$line" in
+      "== "* | *": kept" | *": unchanged" | *": not grown ("* | *": not found ("*) ;;
+      "FAILED: "* | "already converged on "* | "datadog hostname: "* | "data volume: "*) ;;
+      *) printf '%s\n' "$line" ;;
+    esac
+  done
+}
+
+# One Datadog event per run that changed something (titled with what it changed, its text
+# the change report) or failed (an error naming the unit, or the step, that failed); none for
+# a run that changed nothing. Tagged so that the stack's dashboards overlay them.
+report_to_datadog() {
+  local status=$1 changed title files packages units host=${DATADOG_HOSTNAME:-this host} tags=()
+  changed=$(changes)
+  [ "$status" -ne 0 ] || [ -n "$changed" ] || return 0
+  [ -z "${DD_ENV:-}" ] || tags+=("env:$DD_ENV")
+  [ -z "${DD_SERVICE:-}" ] || tags+=("service:$DD_SERVICE")
+  [ -z "${DATADOG_HOSTNAME:-}" ] || tags+=("host:$DATADOG_HOSTNAME")
+  tags+=(source:observability-lab)
+  local text="${changed:+$changed$'\n'}bundle ${DIGEST:-unknown} (${CONVERGE_TRIGGER:-association})"
+  if [ "$status" -ne 0 ]; then
+    dogstatsd_event error "Converge FAILED on $host: ${FAILED_IN:-converge}" \
+      "$(printf '%s\n' "${REPORT[@]}" | grep '^FAILED: ' | tail -n 1)"$'\n'"$text" "${tags[@]}"
+    return 0
+  fi
+  files=$(grep -c '^file ' <<<"$changed" || true)
+  packages=$(grep -c '^package ' <<<"$changed" || true)
+  title="Converge on $host:"
+  units=$(printf '%s, ' "${APPLIED[@]}")
+  [ ${#APPLIED[@]} -eq 0 ] || title+=" ${units%, } restarted or applied;"
+  [ "$files" -eq 0 ] || title+=" $files file$([ "$files" -eq 1 ] || echo s) changed;"
+  [ "$packages" -eq 0 ] || title+=" $packages package$([ "$packages" -eq 1 ] || echo s) changed;"
+  [ "$title" != "Converge on $host:" ] || title+=" $(head -n 1 <<<"$changed");"
+  dogstatsd_event info "${title%;}" "$text" "${tags[@]}"
 }
 
 # Run when executed; only define the steps when sourced (tests).

@@ -35,7 +35,16 @@ REQUIRED_TAG_PREFIXES = ("env:", "service:")
 # "@sre@example.com", "@pagerduty-team", "@slack-ops": an @ that does not continue a word
 # (so a plain e-mail address in the text is not a notification).
 HANDLE = re.compile(r"(?<![\w.@])@[\w.+-]+")
-METRIC_TYPES = {"metric alert", "query alert"}  # "query alert" is how the API reports metric monitors
+# Monitors whose query ends in the comparison with their critical threshold: metric ("query
+# alert" is how the API reports them), SLO burn-rate and log monitors.
+THRESHOLD_TYPES = {"metric alert", "query alert", "slo alert", "log alert"}
+SLO_ALERT = "slo alert"
+# An SLO burn-rate query and the windows Datadog accepts (docs: Burn Rate Alerts): over the
+# SLO's 7d/30d/90d timeframe, 1 h <= long window <= 48 h, short window < long window.
+BURN_RATE = re.compile(r'burn_rate\("[^"]+"\)\.over\("(7d|30d|90d)"\)\.long_window\("(\d+)([mhd])"\)'
+                       r'\.short_window\("(\d+)([mhd])"\)\s*(?:>=|>)')
+MINUTES = {"m": 1, "h": 60, "d": 1440}
+LONG_WINDOW_MINUTES = (60, 48 * 60)
 # The comparison that ends a metric monitor's query: "... > 800".
 QUERY_THRESHOLD = re.compile(r"(?:>=|<=|>|<)\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$")
 EVERYTHING = {"", "*"}
@@ -63,13 +72,13 @@ def _monitor_notifies(args: ResourceValidationArgs, report: ReportViolation) -> 
 
 
 def _metric_threshold_matches(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type != MONITOR or get(args.props, TYPE) not in METRIC_TYPES:
+    if args.resource_type != MONITOR or get(args.props, TYPE) not in THRESHOLD_TYPES:
         return
     query = str(get(args.props, QUERY) or "")
     critical = number(get(args.props, CRITICAL))
     match = QUERY_THRESHOLD.search(query)
     if critical is None:
-        report(f"{label(args)}: a metric alert without {CRITICAL}; set "
+        report(f"{label(args)}: a {get(args.props, TYPE)} without {CRITICAL}; set "
                "monitor_thresholds=datadog.MonitorMonitorThresholdsArgs(critical=...) to the query's threshold.", None)
     elif match is None:
         report(f"{label(args)}: its query '{query}' ends in no comparison with a threshold; "
@@ -77,6 +86,27 @@ def _metric_threshold_matches(args: ResourceValidationArgs, report: ReportViolat
     elif float(match.group(1)) != critical:
         report(f"{label(args)}: its query alerts at {match.group(1)} but {CRITICAL} is "
                f"{get(args.props, CRITICAL)}; Datadog requires them to match: build both from one value.", None)
+
+
+def _burn_rate_windows(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != MONITOR or get(args.props, TYPE) != SLO_ALERT:
+        return
+    query = str(get(args.props, QUERY) or "")
+    if not query.startswith("burn_rate("):
+        return  # an error-budget alert: no windows
+    match = BURN_RATE.match(query)
+    if match is None:
+        report(f"{label(args)}: '{query}' is not burn_rate(\"<slo id>\").over(\"7d|30d|90d\")"
+               ".long_window(\"<n>h\").short_window(\"<n>m\") > <rate>, the only burn-rate query Datadog takes.", None)
+        return
+    long_window = int(match.group(2)) * MINUTES[match.group(3)]
+    short_window = int(match.group(4)) * MINUTES[match.group(5)]
+    if not LONG_WINDOW_MINUTES[0] <= long_window <= LONG_WINDOW_MINUTES[1]:
+        report(f"{label(args)}: its long window is {match.group(2)}{match.group(3)}; Datadog accepts "
+               "1 hour to 48 hours.", None)
+    if not 0 < short_window < long_window:
+        report(f"{label(args)}: its short window ({match.group(4)}{match.group(5)}) must be shorter than "
+               f"its long window ({match.group(2)}{match.group(3)}).", None)
 
 
 def _is_set(mapping: Any, key: str) -> bool:
@@ -141,8 +171,14 @@ POLICIES = [
     ),
     ResourceValidationPolicy(
         name="datadog-metric-monitor-threshold-matches-query",
-        description="Metric monitors alert at their critical threshold: the query's threshold equals monitorThresholds.critical.",
+        description="Metric, SLO and log monitors alert at their critical threshold: the query's threshold equals monitorThresholds.critical.",
         validate=_metric_threshold_matches,
+        enforcement_level=EnforcementLevel.MANDATORY,
+    ),
+    ResourceValidationPolicy(
+        name="datadog-burn-rate-windows-datadog-accepts",
+        description="SLO burn-rate monitors use windows Datadog accepts: a 1 to 48 hour long window, a shorter short one.",
+        validate=_burn_rate_windows,
         enforcement_level=EnforcementLevel.MANDATORY,
     ),
     ResourceValidationPolicy(
@@ -163,6 +199,7 @@ READS = {
     "datadog-monitor-env-service-tags": {MONITOR: [TAGS]},
     "datadog-monitor-notifies-a-handle": {MONITOR: [MESSAGE]},
     "datadog-metric-monitor-threshold-matches-query": {MONITOR: [TYPE, QUERY, CRITICAL]},
+    "datadog-burn-rate-windows-datadog-accepts": {MONITOR: [TYPE, QUERY]},
     "datadog-downtime-targets-monitor-or-scope": {
         DOWNTIME_SCHEDULE: [f"{MONITOR_IDENTIFIER}.{MONITOR_ID}", f"{MONITOR_IDENTIFIER}.{MONITOR_TAGS}", SCOPE],
         DOWNTIME: [MONITOR_ID, MONITOR_TAGS, SCOPES]},

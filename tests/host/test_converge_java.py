@@ -61,7 +61,8 @@ def test_the_first_run_installs_the_packages_and_starts_tomcat_after_the_grants(
     host, run = first_java_converge
     (install,) = [c for c in run.called("apt-get") if "--no-install-recommends" in c]
     assert install.endswith("tomcat10 default-jre-headless libmariadb-java")
-    assert restarts(run) == ["flask-app.service", "tomcat10.service", "datadog-agent"]
+    # dev also runs issue 20's traffic generator, after the app it calls (and before Tomcat).
+    assert restarts(run) == ["flask-app.service", "app-traffic.service", "tomcat10.service", "datadog-agent"]
     assert "systemctl enable tomcat10.service" in run.calls
     assert run.report("service")["tomcat10.service"] == "restarted"
     # Checked as the unit restarted: the app through the pool, JMX on loopback only, and

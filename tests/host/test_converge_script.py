@@ -58,7 +58,8 @@ def restarts(run) -> list[str]:
 def test_first_run_installs_everything(host, dev_files):
     run = host.converge(dev_files)
     assert run.returncode == 0, run.stdout + run.stderr
-    entries = manifest_entries(dev_files["manifest"])
+    # Every file of the bundle (a switched-off feature's files are not in it).
+    entries = [entry for entry in manifest_entries(dev_files["manifest"]) if entry[0] in dev_files]
     assert run.report("file") == {target: "created" for _, target, *_ in entries}
     for file, target, owner, mode, _ in entries:
         installed = host.path(target)
@@ -78,7 +79,7 @@ def test_first_run_installs_everything(host, dev_files):
         '"@@DATADOG_HOSTNAME@@"', f'"{DEFAULT_DATADOG_HOSTNAME}"')
     assert f"datadog hostname: {DEFAULT_DATADOG_HOSTNAME} (instance tag datadog-hostname)" in run.stdout
     # Packages from apt, the Agent at its pinned version and held.
-    assert any("install --no-install-recommends ca-certificates curl gnupg python3-venv mysql-server-8.0" in c
+    assert any("install --no-install-recommends ca-certificates curl gnupg python3-venv acl mysql-server-8.0" in c
                for c in run.called("apt-get"))
     assert any(c.endswith("install --allow-downgrades --allow-change-held-packages datadog-agent=1:7.77.2-1")
                for c in run.called("apt-get"))
@@ -92,12 +93,13 @@ def test_first_run_installs_everything(host, dev_files):
     assert "useradd --system --home-dir /opt/sample-flask-app --shell /usr/sbin/nologin flaskapp" in run.calls
     assert "systemctl enable --now mysql" in run.calls
     # Grants applied, app installed and started, the Agent restarted and checked, in that order.
-    assert restarts(run) == ["flask-app.service", "tomcat10.service", "datadog-agent"]
+    assert restarts(run) == ["flask-app.service", "app-traffic.service", "tomcat10.service", "datadog-agent"]
     assert "pip install --quiet --disable-pip-version-check -r " \
            f"{host.path('/opt/sample-flask-app/requirements.txt')}" in run.calls
     assert run.calls.index("datadog-agent configcheck") > run.calls.index("systemctl restart datadog-agent")
     assert run.report("service") == {"mysql": "started", "flask-app.service": "restarted",
-                                      "tomcat10.service": "restarted", "datadog-agent": "restarted"}
+                                      "app-traffic.service": "restarted", "tomcat10.service": "restarted",
+                                      "datadog-agent": "restarted"}
     assert run.report("grants for") == {"datadog@mysql": "applied"}
     assert "filesystem /: kept" in run.stdout
 
@@ -260,6 +262,10 @@ def test_mysql_password_is_made_on_the_host_once_and_never_printed(converged, de
     assert (converged.fake / "mysql.sql").read_text().count(f"IDENTIFIED BY '{password}'") == 8
     log = converged.path("/var/log/observability-lab-converge.log").read_text()
     assert password not in again.stdout + again.stderr + log
+    # Nor in the Datadog event of the run that re-granted it (events leave the host).
+    events = converged.events()
+    assert any("mysql-grants" in e.title for e in events)
+    assert not [e for e in events if password in e.title + e.text]
 
 
 def test_no_secret_is_on_the_command_line_of_anything_converge_runs(host, dev_files):
@@ -457,7 +463,8 @@ def test_second_run_with_the_same_files_changes_and_restarts_nothing(converged, 
     run = converged.converge(dev_files)
     assert run.returncode == 0, run.stderr
     assert set(run.report("file").values()) == {"unchanged"}
-    assert run.report("service") == {"mysql": "kept", "flask-app.service": "kept", "tomcat10.service": "kept",
+    assert run.report("service") == {"mysql": "kept", "flask-app.service": "kept", "app-traffic.service": "kept",
+                                      "tomcat10.service": "kept",
                                       "datadog-agent": "kept"}
     assert run.report("grants for") == {"datadog@mysql": "kept"}
     assert run.called("apt-get") == [] and run.called("mysql") == [] and run.called("pip") == []
@@ -619,8 +626,7 @@ def test_a_full_disk_fails_the_write_with_a_failed_line_and_leaves_nothing_half_
         assert run.stdout.splitlines()[-1].endswith(
             "No space left on device; datadog-agent's files are as they were before this run")
         assert f"file {AGENT_CHECK_CONF}: re" not in run.stdout  # no restore claimed: none was needed
-        assert [p for p in left if p != "custom_my_metric.yaml"] == ["bike_share.yaml", "conf.yaml", "conf.yaml",
-                                                                     "conf.yaml", "filler"]
+        assert [p for p in left if p != "custom_my_metric.yaml"] == ["bike_share.yaml", *["conf.yaml"] * 4, "filler"]
         if action == "updated":
             assert (conf_d / "custom_my_metric.yaml").read_text() == before
         else:
@@ -769,10 +775,10 @@ def test_a_package_apt_cannot_find_fails_at_once_with_apts_message(host, dev_fil
     assert run.returncode != 0
     assert run.called("apt-get")[1:] == [
         "apt-get -o DPkg::Lock::Timeout=60 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "
-        "-q -y install --no-install-recommends ca-certificates curl gnupg python3-venv mysql-server-8.0 "
+        "-q -y install --no-install-recommends ca-certificates curl gnupg python3-venv acl mysql-server-8.0 "
         "tomcat10 default-jre-headless libmariadb-java"]
     assert run.called("sleep") == []
-    assert run.stdout.splitlines()[-1] == ("FAILED: installing ca-certificates curl gnupg python3-venv "
+    assert run.stdout.splitlines()[-1] == ("FAILED: installing ca-certificates curl gnupg python3-venv acl "
                                            "mysql-server-8.0 tomcat10 default-jre-headless libmariadb-java: "
                                            "E: Unable to locate package mysql-server-8.0")
 
@@ -790,3 +796,108 @@ def test_main_is_the_list_of_steps_each_a_function_of_its_own():
     steps = [re.sub(r"^if (\w+);.*", r"\1", line.strip()) for line in body.splitlines()]
     assert [step for step in steps if step.split()[0] not in defined] == []
     assert len(steps) >= 15  # starting MySQL, pruning old bundles, ... are steps, not inline code
+
+
+# --------------------------------------------------------------------------- Datadog change events
+STACK_TAGS = {"env:dev", "service:sample-flask-app", "host:observability-lab-dev-1", "source:observability-lab"}
+
+
+def test_a_changing_converge_sends_one_event_with_its_change_report(converged, dev_files):
+    converged.events()  # what the fixture's runs sent
+    files = dict(dev_files, **{"app/app.py": dev_files["app/app.py"] + "\n# a comment\n"})
+    run = converged.converge(files)
+    assert run.returncode == 0, run.stderr
+    (event,) = converged.events()
+    assert event.alert_type == "info" and event.hostname == "observability-lab-dev-1"
+    assert set(event.tags) == STACK_TAGS
+    assert event.title == "Converge on observability-lab-dev-1: flask-app restarted or applied; 1 file changed"
+    digest = write_bundle(files, converged.bundles).name
+    assert event.text.splitlines() == [
+        "file /opt/sample-flask-app/app.py: updated", "service flask-app.service: restarted",
+        f"bundle {digest} (association)"]
+
+
+def test_the_first_converge_event_lists_everything_it_installed(host, dev_files):
+    run = host.converge(dev_files)
+    assert run.returncode == 0, run.stderr
+    (event,) = host.events()
+    assert "mysql-grants, flask-app, app-traffic, tomcat, datadog-agent restarted or applied;" in event.title
+    assert "package datadog-agent: none -> 1:7.77.2-1" in event.text.splitlines()
+    assert all(line in run.stdout.splitlines() for line in event.text.splitlines()[:-1])
+
+
+def test_a_converge_that_changes_nothing_sends_no_event(converged, dev_files):
+    converged.events()
+    run = converged.converge(dev_files)
+    assert run.returncode == 0, run.stderr
+    assert converged.events() == []
+
+
+def test_a_failed_converge_sends_one_error_event_naming_the_unit(converged, dev_files):
+    converged.events()
+    before = converged.path(AGENT_CHECK_CONF).read_text()
+    run = converged.converge(dict(dev_files, **{"agent/conf.d/custom_my_metric.yaml": before + "# BROKEN\n"}))
+    assert run.returncode != 0
+    (event,) = converged.events()
+    assert (event.alert_type, event.title) == ("error", "Converge FAILED on observability-lab-dev-1: datadog-agent")
+    assert set(event.tags) == STACK_TAGS
+    # What failed, then where the log is (issue 19's rollback names the failed check).
+    assert re.fullmatch(r"FAILED: datadog-agent rejected its new files; the previous ones are back and it runs on "
+                        r"them \(datadog-agent configcheck [^;]+; see \S+/observability-lab-converge\.log\)",
+                        event.text.splitlines()[0])
+    assert f"file {AGENT_CHECK_CONF}: restored" in event.text.splitlines()
+
+
+def test_a_step_that_fails_before_any_unit_is_named(host, dev_files):
+    host.set("imds.datadog-hostname", "")  # no hostname tag: the run stops before changing anything
+    run = host.converge(dev_files)
+    assert run.returncode != 0
+    (event,) = host.events()
+    assert event.alert_type == "error" and event.title == "Converge FAILED on this host: read_instance_tags"
+    assert event.hostname == ""  # not known yet: the Agent names the event's host itself
+
+
+# --------------------------------------------------------------------------- the logs the Agent reads
+def test_the_agent_may_read_the_journal_and_only_mysqls_log_directory(host, dev_files):
+    host.path("/var/log/mysql").mkdir(parents=True)  # what Ubuntu's mysql-server leaves (mysql:adm)
+    (host.path("/var/log/mysql") / "error.log").write_text("")
+    run = host.converge(dev_files)
+    assert run.returncode == 0, run.stderr
+    assert "usermod -aG systemd-journal dd-agent" in run.calls
+    log_dir = host.path("/var/log/mysql")
+    assert f"setfacl -m u:dd-agent:rx -m d:u:dd-agent:r {log_dir}" in run.calls
+    assert f"setfacl -m u:dd-agent:r {log_dir}/error.log" in run.calls
+    assert not [c for c in run.calls if c.startswith("usermod") and " adm " in c]  # never all of /var/log
+    assert {"user dd-agent: added to systemd-journal", "directory /var/log/mysql: readable by dd-agent"} <= set(
+        run.stdout.splitlines())
+    again = host.converge(dev_files)
+    assert again.called("usermod") == [] and again.called("setfacl") == []
+    assert "readable by dd-agent" not in again.stdout
+
+
+def test_a_logs_only_agent_config_is_not_run_as_a_check(converged, dev_files):
+    conf = "agent/conf.d/flask_app.d/conf.yaml"
+    run = converged.converge(dict(dev_files, **{conf: dev_files[conf] + "# changed\n"}))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert restarts(run) == ["datadog-agent"]
+    assert not [c for c in run.called("datadog-agent") if c.startswith("datadog-agent check")]
+
+
+# --------------------------------------------------------------------------- the traffic generator
+def test_switching_the_traffic_off_stops_and_disables_it_and_removes_its_files(converged, rendered_bundle):
+    unit = converged.path("/etc/systemd/system/app-traffic.service")
+    assert unit.exists()  # dev runs it (appTrafficEnabled)
+    converged.events()
+    run = converged.converge(rendered_bundle("dev", {"appTrafficEnabled": False}))
+    assert run.returncode == 0, run.stderr
+    assert "systemctl stop app-traffic.service" in run.calls
+    assert not [c for c in run.calls if c.startswith(("systemctl restart app-traffic", "systemctl enable app-traffic"))]
+    assert not unit.exists()
+    assert not converged.path("/etc/systemd/system/multi-user.target.wants/app-traffic.service").exists()
+    assert not converged.path("/usr/local/lib/observability-lab/app_traffic.py").exists()
+    (event,) = converged.events()  # a change like any other: on the graphs
+    assert "app-traffic" in event.title + event.text
+    # Off stays off: the next run neither starts it nor reports a change.
+    again = converged.converge(rendered_bundle("dev", {"appTrafficEnabled": False}))
+    assert again.returncode == 0 and converged.events() == []
+    assert not [c for c in again.calls if "app-traffic" in c and not c.startswith("systemctl stop")]

@@ -9,7 +9,9 @@ Two layers, both offline (only 127.0.0.1 is ever contacted):
 import dataclasses
 import http.server
 import importlib.util
+import itertools
 import json
+import re
 import os
 import signal
 import socket
@@ -316,7 +318,7 @@ def server(agent, tmp_path_factory):
     try:
         # A bound on start-up only (ddtrace's import): 15 s was exceeded at load 18 on 2 cores.
         wait_until(up, 60, "gunicorn")
-        yield base, netlog, proc.pid
+        yield base, netlog, tmp / "gunicorn.log", proc.pid
     finally:
         stop(proc, signal.SIGQUIT)  # gunicorn's quick shutdown; TERM waits for workers
         log.close()
@@ -385,7 +387,7 @@ def test_static_routes(server):
 
 
 def test_url_lookup_trace(server, agent):
-    base, netlog, _ = server
+    base, netlog, *_ = server
     assert lookup(base, "example.com") == (200, b"<html>fake</html>")
     calls = net_calls(netlog)
     assert {"fn": "fetch", "args": [PUBLIC_IP, "example.com", 80, "http", "/"]} in calls
@@ -437,7 +439,7 @@ def test_static_route_trace_has_unified_tags(server, agent):
     ("mixed.example.com", True),      # one public + one link-local answer
 ])
 def test_url_lookup_ssrf_refused(server, raw, resolves):
-    base, netlog, _ = server
+    base, netlog, *_ = server
     before = len(net_calls(netlog))
     status, body = lookup(base, raw)
     assert status == 400, body
@@ -448,7 +450,7 @@ def test_url_lookup_ssrf_refused(server, raw, resolves):
 
 
 def test_url_lookup_missing_param(server):
-    base, netlog, _ = server
+    base, netlog, *_ = server
     before = len(net_calls(netlog))
     assert http_get(base + "/url_lookup")[0] == 400
     assert lookup(base, "")[0] == 400
@@ -456,7 +458,117 @@ def test_url_lookup_missing_param(server):
 
 
 def test_unresolvable_allowlisted_name_is_502(server):
-    base, netlog, _ = server
+    base, netlog, *_ = server
     status, body = lookup(base, "www.datadoghq.com")  # fake DNS has no answer for it
     assert status == 502 and b"cannot resolve" in body
     assert not [c for c in net_calls(netlog) if c["fn"] == "fetch" and c["args"][1] == "www.datadoghq.com"]
+
+
+# --------------------------------------------------------------------------- logs joined to traces
+def app_log(path):
+    """(syslog priority, JSON object) of every line the app wrote (log_format.py)."""
+    lines = []
+    for raw in path.read_text().splitlines():
+        match = re.fullmatch(r"<([0-7])>(\{.*\})", raw)
+        assert match, f"not a prioritised JSON line: {raw!r}"
+        lines.append((int(match[1]), json.loads(match[2])))
+    return lines
+
+
+def logged_trace_id(span):
+    """The trace id as ddtrace writes it in logs (format_trace_id), from the two halves the
+    trace intake received: the low 64 bits as `trace_id`, the high ones in `_dd.p.tid`."""
+    high = span["meta"].get("_dd.p.tid")
+    full = int(high, 16) << 64 | span["trace_id"] if high else span["trace_id"]
+    return f"{full:032x}" if full >= 1 << 64 else str(full)
+
+
+def request_lines(log, agent_marker):
+    return [entry for _, entry in app_log(log) if entry.get("http", {}).get("useragent") == agent_marker]
+
+
+def get_as(url, useragent):
+    request = urllib.request.Request(url, headers={"User-Agent": useragent})
+    try:
+        with LOCAL.open(request, timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def traced_request(server, agent, path: str, status: int, label: str):
+    """One request with a user agent of its own: (that marker, its trace, the trace's flask.request span)."""
+    marker = f"{label}-{time.monotonic_ns()}"
+    assert get_as(server[0] + path, marker) == status
+    trace = find_trace(agent, lambda t: any(s["meta"].get("http.useragent") == marker for s in t))
+    (root,) = by_name(trace, "flask.request")
+    return marker, trace, root
+
+
+def test_every_line_is_json(server):
+    *_, log, _ = server
+    assert app_log(log), "gunicorn wrote nothing"  # its startup lines at least, as JSON too
+    assert any(entry["logger"]["name"] == "gunicorn.error" for _, entry in app_log(log))
+
+
+def test_request_log_carries_the_trace_the_agent_received(server, agent):
+    log = server[2]
+    marker, trace, root = traced_request(server, agent, "/api/apm", 200, "log-correlation")
+    (line,) = wait_until(lambda: request_lines(log, marker), 5, "the request's log line")
+    spans = {str(s["span_id"]): s for s in trace}
+    assert line["dd"] == {"trace_id": logged_trace_id(root), "span_id": line["dd"]["span_id"],
+                          "service": "sample-flask-app", "env": "test", "version": "1.2.3"}
+    # The span active when the line was written: ddtrace's span of the after_request hook, in
+    # the request's trace (Datadog links a log line by its trace id, and shows it on that span).
+    assert spans[line["dd"]["span_id"]]["name"] == "app.log_request"
+    assert len(line["dd"]["trace_id"]) == 32  # 128-bit ids, as the Agent's trace intake receives them
+    assert (line["status"], line["http"]["status_code"], line["http"]["url_details"]["path"]) == ("info", 200, "/api/apm")
+    assert line["duration"] > 0
+
+
+def test_a_deliberate_failure_is_an_error_trace_and_an_error_line(server, agent):
+    log = server[2]
+    _, _, root = traced_request(server, agent, "/api/fail", 500, "deliberate-failure")
+    assert root["error"] == 1, root  # counted in trace.flask.request.errors
+    assert root["meta"]["http.status_code"] == "500"
+    lines = wait_until(lambda: [(p, e) for p, e in app_log(log) if e.get("dd", {}).get("trace_id")
+                                == logged_trace_id(root)], 5, "the failure's log lines")
+    # Flask's traceback line and the request line, both errors to journald (<3>) and in the JSON.
+    assert {(p, e["status"]) for p, e in lines} == {(3, "error")}
+    (traceback,) = [e for _, e in lines if "error" in e]
+    assert traceback["error"]["kind"] == "DeliberateFailure" and "raise DeliberateFailure" in traceback["error"]["stack"]
+
+
+def test_the_traffic_generators_mix_is_what_the_app_serves(server):
+    """Every path the generator sends (userdata/traffic/app_traffic.py) exists on the real app:
+    the lookups succeed against the allowlist, and only the deliberate failures fail."""
+    spec = importlib.util.spec_from_file_location("app_traffic", ROOT / "userdata" / "traffic" / "app_traffic.py")
+    traffic = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(traffic)
+    base, *_ = server
+    config = traffic.Config({"TRAFFIC_TARGET": base, "TRAFFIC_REQUESTS_PER_SECOND": "1",
+                             "TRAFFIC_URL_LOOKUP_PERCENT": "20", "TRAFFIC_FAIL_PERCENT": "20",
+                             "TRAFFIC_URL_LOOKUP_HOSTS": "example.com"})
+    paths = list(itertools.islice(traffic.endpoints(config), 10))
+    statuses = {path: traffic.send(base + path) for path in paths}
+    assert {p for p, status in statuses.items() if status != 200} == {traffic.FAIL_ROUTE}
+    assert statuses[traffic.FAIL_ROUTE] == 500
+
+
+def test_no_secret_a_request_carries_reaches_the_log(server):
+    """The request line logs the method, the path, the status and the user agent only: a
+    credential in the query string, an Authorization header or a cookie is never written."""
+    base, _, log, _ = server
+    marker = f"secrets-{time.monotonic_ns()}"
+    secrets = ("s3cret-in-the-url", "bearer-token-9f8e7d", "session-cookie-1a2b3c")
+    url = base + f"/url_lookup?url-name=https://user:{secrets[0]}@example.com/&token={secrets[0]}"
+    request = urllib.request.Request(url, headers={"User-Agent": marker, "Authorization": f"Bearer {secrets[1]}",
+                                                   "Cookie": f"session={secrets[2]}"})
+    try:
+        LOCAL.open(request, timeout=5).close()
+    except urllib.error.HTTPError as refused:
+        assert refused.code == 400  # credentials in the URL are refused
+    (line,) = wait_until(lambda: request_lines(log, marker), 5, "the request's log line")
+    assert line["http"]["url_details"] == {"path": "/url_lookup"}
+    written = log.read_text()
+    assert not [secret for secret in secrets if secret in written]

@@ -139,6 +139,10 @@ def _parameter(evaluation: Evaluation, name: str) -> Resource:
     return next(r for r in evaluation.of_type(ssm_rules.PARAMETER) if r.name == name)
 
 
+def _burn_rate_alert(evaluation: Evaluation, suffix: str) -> Resource:
+    return next(r for r in evaluation.of_type(dd_rules.MONITOR) if r.name == f"datadog-slos-{suffix}")
+
+
 def _replace_in(key: str, old: str, new: str) -> Callable[[dict[str, Any]], None]:
     def change(props: dict[str, Any]) -> None:
         assert old in props[key], (key, old)
@@ -279,8 +283,32 @@ VARIANTS: list[tuple[str, str, Callable[[Evaluation], Resource], list[str]]] = [
          p.update(type="query alert"), p["monitorThresholds"].update(critical="900"))),
      ["alerts at 800 but monitorThresholds.critical is 900"]),
     ("datadog-metric-monitor-threshold-matches-query", "no-comparison",
-     lambda e: with_inputs(_monitor(e, "apm-latency"), _replace_in("query", " > 1", "")),
-     ["ends in no comparison", "'> 1'"]),
+     lambda e: with_inputs(_monitor(e, "app-error-logs"), _replace_in("query", " > 10", "")),
+     ["ends in no comparison", "'> 10'"]),
+    # The SRE workbook's ticket pair (3 days / 6 hours) is beyond what Datadog accepts.
+    ("datadog-burn-rate-windows-datadog-accepts", "long-window-72h",
+     lambda e: with_inputs(_monitor(e, "my-metric"), lambda p: (
+         p.update(type="slo alert", query='burn_rate("abc123").over("30d").long_window("72h").short_window("6h") > 1'),
+         p["monitorThresholds"].update(critical="1"))),
+     ["its long window is 72h", "1 hour to 48 hours"]),
+    ("datadog-burn-rate-windows-datadog-accepts", "short-window-not-shorter",
+     lambda e: with_inputs(_monitor(e, "my-metric"), lambda p: (
+         p.update(type="slo alert", query='burn_rate("abc123").over("7d").long_window("1h").short_window("60m") > 2'),
+         p["monitorThresholds"].update(critical="2"))),
+     ["short window (60m) must be shorter than its long window (1h)"]),
+    # The program's own burn-rate alerts (rendering/slos.py), each made to break one rule.
+    ("datadog-monitor-notifies-a-handle", "burn-rate-alert-without-its-handles",
+     lambda e: with_inputs(_burn_rate_alert(e, "availability-burn-pagefast"),
+                           lambda p: p.update(message=p["message"].rsplit("\n", 1)[0])),
+     ["notifies no one"]),
+    ("datadog-metric-monitor-threshold-matches-query", "burn-rate-14.4-critical-6",
+     lambda e: with_inputs(_burn_rate_alert(e, "latency-burn-pagefast"),
+                           lambda p: p["monitorThresholds"].update(critical="6")),
+     ["alerts at 14.4 but monitorThresholds.critical is 6"]),
+    ("datadog-burn-rate-windows-datadog-accepts", "ticket-at-the-workbooks-3-days",
+     lambda e: with_inputs(_burn_rate_alert(e, "availability-burn-ticket"),
+                           _replace_in("query", 'long_window("48h")', 'long_window("3d")')),
+     ["its long window is 3d", "1 hour to 48 hours"]),
     ("datadog-downtime-targets-monitor-or-scope", "no-monitor-everywhere",
      lambda e: with_inputs(e.of_type(dd_rules.DOWNTIME_SCHEDULE)[0], _drop("monitorIdentifier")),
      ["targets no monitor and no scope", "monitor_identifier"]),

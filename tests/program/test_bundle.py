@@ -17,8 +17,8 @@ from tests.support.resource_types import DOCUMENT, PARAMETER
 
 
 def switched_off(evaluation) -> set[str]:
-    """Files of features the stack does not enable (prod: no bike-share, no Java workload)."""
-    features = {"dev": set(), "prod": {"bikeShare", "javaApp"}}[evaluation.stack]
+    """Files of features the stack does not enable (prod: no bike-share, no Java workload, no traffic)."""
+    features = {"dev": set(), "prod": {"bikeShare", "javaApp", "appTraffic"}}[evaluation.stack]
     return {path.removesuffix(".tmpl") for feature in features for path in bundle.FEATURE_FILES[feature]}
 
 
@@ -43,7 +43,7 @@ def test_every_bundle_file_is_installed_by_the_manifest_or_read_by_converge(stac
     assert {entry[0] for entry in entries} - switched_off(stack_eval) | BUNDLE_ONLY == set(files)
     targets = [entry[1] for entry in entries]
     assert len(set(targets)) == len(targets) and all(t.startswith("/") for t in targets)
-    assert {entry[4] for entry in entries} == {"datadog-agent", "flask-app", "mysql-grants", "tomcat"}
+    assert {entry[4] for entry in entries} == {"datadog-agent", "flask-app", "app-traffic", "mysql-grants", "tomcat"}
     for _, target, owner, mode, _ in entries:
         assert owner.count(":") == 1 and mode in ("0400", "0600", "0640", "0644"), target
         if target.startswith("/etc/datadog-agent/"):
@@ -171,6 +171,32 @@ def test_app_environment_sets_unified_service_tags(rendered_bundle):
     assert (values["SETUP_OVERHEAD_MIN_MS"], values["SETUP_OVERHEAD_MAX_MS"]) == ("250", "500")
     assert values["APP_PORT"] == "5050"
     assert values["APP_WORKERS"] == "2"  # gunicorn.conf.py has no default of its own
+
+
+def env_values(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+
+
+def test_app_logs_carry_the_trace_ids_and_the_agent_reads_them_from_the_units_journal(rendered_bundle):
+    files = rendered_bundle("prod")
+    assert env_values(files["app/app.env"])["DD_LOGS_INJECTION"] == "true"
+    assert yaml.safe_load(files["agent/datadog.yaml"])["logs_enabled"] is True
+    assert yaml.safe_load(files["agent/conf.d/flask_app.d/conf.yaml"]) == {"logs": [{
+        "type": "journald", "include_units": ["flask-app.service"], "source": "python",
+        "service": "sample-flask-app"}]}
+    unit = files["app/flask-app.service"]
+    assert "ExecStart=" in unit and "StandardOutput=file" not in unit  # stdout is the journal's
+    mysql_logs = yaml.safe_load(files["agent/conf.d/mysql.d/conf.yaml"])["logs"]
+    assert mysql_logs == [{"type": "file", "path": "/var/log/mysql/error.log", "source": "mysql", "service": "mysql"}]
+
+
+def test_the_traffic_generators_settings_reach_its_environment(rendered_bundle):
+    files = rendered_bundle("dev", {"appTrafficRequestsPerSecond": 4.5, "appTrafficUrlLookupPercent": 10,
+                                    "appTrafficFailPercent": 0.1, "urlLookupAllowlist": ["example.com"]})
+    assert env_values(files["traffic/app-traffic.env"]) == {
+        "TRAFFIC_TARGET": "http://127.0.0.1:5050", "TRAFFIC_REQUESTS_PER_SECOND": "4.5",
+        "TRAFFIC_URL_LOOKUP_PERCENT": "10.0", "TRAFFIC_FAIL_PERCENT": "0.1", "TRAFFIC_URL_LOOKUP_HOSTS": "example.com"}
+    assert not [path for path in rendered_bundle("prod") if path.startswith("traffic/")]  # prod: off
 
 
 def test_gunicorn_workers_follow_the_stack_setting(rendered_bundle):

@@ -4,7 +4,10 @@ tests/data/<stack>-plan-before-issue-22.json keeps, from `python -m offline.plan
 at that commit, every resource with its inputs and the digest of every file of the bundle: what
 an existing stack's state holds. Compared resource by resource as `make plan COMPARE=` does.
 What changed since on purpose is named here, change by change (issue 17: HOST_FIXES; issue 21:
-`data_volume_changes`; issue 19: the Java workload's files and resources).
+`data_volume_changes`; issue 19: the Java workload's files and resources; issue 20: the SLOs and
+their burn-rate alerts created, the raw p95 and error-rate monitors they replace deleted, a log
+monitor created, both dashboards' widgets updated (change-event overlays; SLO and log-stream
+widgets), and the bundle's files of the logs, change events and (dev) traffic generator).
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from offline import changes
 from tests.support import DATA
 from tests.support.evaluations import plan_of
 from tests.support.resource_types import (ACCESS, ACCESS_BEFORE, ASSOCIATION, ATTACHMENT, COMPONENTS_RETYPED,
-                                          DOCUMENT, HOST, INSTANCE, LIFECYCLE_POLICY, MONITOR, PARAMETER, ROLE,
-                                          ROLE_POLICY, SNAPSHOTS, VOLUME)
+                                          DASHBOARD, DOCUMENT, HOST, INSTANCE, LIFECYCLE_POLICY, MONITOR, PARAMETER,
+                                          ROLE, ROLE_POLICY, SLO, SLOS, SNAPSHOTS, VOLUME)
 
 BOOTSTRAP = ("observability-lab:host:AgentBootstrap", "bootstrap")  # had no child: gone, nothing in the cloud
 BIKE_SHARE_CONF = "agent/conf.d/bike_share.yaml"
@@ -40,6 +43,26 @@ BUNDLE_CHANGED = {
     (DOCUMENT, "host-config-document"): ("replaced", ["name"]),
     (ASSOCIATION, "host-config-run-association"): ("replaced", ["associationName", "name"]),
     (PARAMETER, "host-config-current-document"): ("updated", ["insecureValue"])}
+# Issue 20: the raw APM monitors retired for the SLOs' burn-rate alerts, and what it adds.
+RETIRED = [(MONITOR, "datadog-monitors-apm-errors"), (MONITOR, "datadog-monitors-apm-latency")]
+CREATED = sorted([(MONITOR, "datadog-monitors-app-error-logs"), (SLOS, "datadog-slos"),
+                  (SLO, "datadog-slos-availability"), (SLO, "datadog-slos-latency"),
+                  *[(MONITOR, f"datadog-slos-{slo}-burn-{alert}") for slo in ("availability", "latency")
+                    for alert in ("pagefast", "pageslow", "ticket")]])
+DASHBOARDS_UPDATED = {(DASHBOARD, "datadog-dashboards-apm"): ("updated", ["widgets"]),
+                      (DASHBOARD, "datadog-dashboards-timeboard"): ("updated", ["widgets"])}
+# The bundle's files issue 20 adds or changes: logs (Agent, app, MySQL), change events (converge).
+LOG_AND_EVENT_FILES = {"agent/conf.d/flask_app.d/conf.yaml", "agent/conf.d/mysql.d/conf.yaml", "agent/datadog.yaml",
+                       "app/app.env", "app/app.py", "app/gunicorn.conf.py", "app/log_format.py", "converge.env",
+                       "converge.sh", "manifest"}
+TRAFFIC_FILES = {"traffic/app_traffic.py", "traffic/app-traffic.env", "traffic/app-traffic.service"}  # dev only
+NEW_LOG_FILES = {"agent/conf.d/flask_app.d/conf.yaml", "app/log_format.py"}  # the rest of LOG_AND_EVENT_FILES changed
+
+
+def issue_20_changes() -> dict:
+    """What issue 20 changes in the cloud on every stack, on purpose (its bundle files aside)."""
+    return {**{key: ("deleted", []) for key in RETIRED}, **{key: ("created", []) for key in CREATED},
+            **DASHBOARDS_UPDATED}
 
 
 def java_app_resources(now: dict) -> list[tuple[str, str]]:
@@ -74,9 +97,9 @@ def data_volume_changes(hosts: int) -> dict:
 def unintended(evaluation, result: dict, now: dict) -> dict:
     """The changes of `result` that no issue since the kept plans made on purpose."""
     intended = {**data_volume_changes(len(evaluation.of_type(HOST))),
-                **{key: ("created", []) for key in java_app_resources(now)}}
-    return {key: found for key, found in result.items()
-            if found[0] != "unchanged" and key != BOOTSTRAP and intended.get(key) != found}
+                **{key: ("created", []) for key in java_app_resources(now)}, **issue_20_changes(),
+                BOOTSTRAP: ("deleted", [])}
+    return {key: found for key, found in result.items() if found[0] != "unchanged" and intended.get(key) != found}
 
 
 def test_every_component_keeps_its_state_through_an_alias(stack_eval):
@@ -88,32 +111,36 @@ def test_every_component_keeps_its_state_through_an_alias(stack_eval):
         expected = {new: old for new, old in expected.items() if new[1] not in ("bike-share", "datadog-downtimes")}
     assert changes.moves(base, now) == expected
     assert all(result[key] == ("unchanged", []) for key in expected)
-    assert [key for key, (what, _) in result.items() if what == "deleted"] == [BOOTSTRAP]
+    assert sorted(key for key, (what, _) in result.items() if what == "deleted") == sorted([BOOTSTRAP, *RETIRED])
     created = {key for key, (what, _) in result.items() if what == "created"}
     volumes = {key for key, (what, _) in data_volume_changes(len(hosts)).items() if what == "created"}
-    assert created == volumes | set(java_app_resources(now))
+    assert created == volumes | set(java_app_resources(now)) | set(CREATED)
     assert bool(java_app_resources(now)) == (stack_eval.stack == "dev")
 
 
 def changed_bundle_files(base: dict, now: dict) -> set[str]:
-    """The bundle's files that are new or differ from before."""
+    """The bundle's files that are new or differ from before (none may have gone)."""
     (config,) = now["hostConfiguration"].values()
-    return {f["path"] for f in config["files"] if base["bundleFiles"].get(f["path"]) != f["sha256"]}
+    files = {f["path"]: f["sha256"] for f in config["files"]}
+    assert set(base["bundleFiles"]) <= set(files)
+    return {path for path in files if files[path] != base["bundleFiles"].get(path)}
 
 
-def test_prod_renders_every_aws_and_datadog_resource_as_before_but_the_data_volumes(prod):
+def test_prod_changes_only_the_data_volumes_and_issue_17s_19s_and_20s_changes(prod):
     base, now, result = compared(prod)
     assert unintended(prod, result, now) == {}
     # Each intended change is there, and replaces no instance, volume or attachment.
     assert {key: result[key] for key in data_volume_changes(2)} == data_volume_changes(2)
+    assert {key: result[key] for key in issue_20_changes()} == issue_20_changes()
     assert not java_app_resources(now)  # nothing of the Java workload's own in prod
-    assert changed_bundle_files(base, now) == HOST_FIXES | CONVERGE_FILES
-    assert len(result) == len(now["resources"]) + 1  # and the deleted bootstrap
+    assert changed_bundle_files(base, now) == HOST_FIXES | CONVERGE_FILES | LOG_AND_EVENT_FILES
+    assert len(result) == len(now["resources"]) + 1 + len(RETIRED)  # and the deleted bootstrap and monitors
 
 
-def test_dev_changes_only_what_the_bike_share_fixes_and_the_data_volumes_change(dev):
+def test_dev_changes_only_what_the_bike_share_fixes_the_data_volumes_and_issues_19_and_20_change(dev):
     base, now, result = compared(dev)
     assert {key: result[key] for key in data_volume_changes(1)} == data_volume_changes(1)
+    assert {key: result[key] for key in issue_20_changes()} == issue_20_changes()
     assert all(result[key] == ("created", []) for key in java_app_resources(now))
     changed = unintended(dev, result, now)
     monitors = {key for key in changed if key[0] == MONITOR}
@@ -125,8 +152,9 @@ def test_dev_changes_only_what_the_bike_share_fixes_and_the_data_volumes_change(
     # The check's conf is a file of the bundle: the new bundle's document and association (BUNDLE_CHANGED).
     assert {key: changed[key] for key in changed if key not in monitors} == {}
     (config,) = now["hostConfiguration"].values()
-    assert {f["path"] for f in config["files"]} == set(base["bundleFiles"]) | JAVA_FILES
-    assert changed_bundle_files(base, now) == HOST_FIXES | CONVERGE_FILES | JAVA_FILES | {BIKE_SHARE_CONF}
+    assert {f["path"] for f in config["files"]} == set(base["bundleFiles"]) | JAVA_FILES | NEW_LOG_FILES | TRAFFIC_FILES
+    assert changed_bundle_files(base, now) == (HOST_FIXES | CONVERGE_FILES | JAVA_FILES | {BIKE_SHARE_CONF}
+                                               | LOG_AND_EVENT_FILES | TRAFFIC_FILES)
     assert "    service: \"bike-share\"\n" in config["contents"][BIKE_SHARE_CONF]
 
 

@@ -25,10 +25,17 @@ def dashboards(evaluation) -> dict[str, dict]:
 
 
 def widgets(dashboard: dict) -> list[tuple[str, str, str]]:
-    """(widget type, the query as one classic expression, display type or aggregator) per widget."""
+    """(widget type, the query as one classic expression, display type or aggregator) per widget;
+    an SLO widget's query is its SLO's id and its view type, a log stream's its log search."""
     found = []
     for widget in dashboard["widgets"]:
         (kind, definition), = widget.items()
+        if kind == "serviceLevelObjectiveDefinition":
+            found.append(("serviceLevelObjective", definition["sloId"], definition["viewType"]))
+            continue
+        if kind == "logStreamDefinition":
+            found.append(("logStream", definition["query"], definition["messageDisplay"]))
+            continue
         (request,) = definition["requests"]
         queries = {q["metricQuery"]["name"]: q["metricQuery"] for q in request["queries"]}
         (formula,) = request["formulas"]
@@ -71,7 +78,29 @@ def test_apm_dashboard_widgets_scoped_by_service_env_and_host(stack_eval):
         ("timeseries", f"avg:system.cpu.user{{{scope(stack_eval)}}} by {{host}}", "line"),
         ("timeseries", f"avg:system.load.1{{{scope(stack_eval)}}} by {{host}}", "line"),
         ("timeseries", f"avg:system.processes.cpu.pct{{{scope(stack_eval)}}} by {{process_name}}", "line"),
+        # Issue 20: the app's SLOs (their ids as created) and its error and warning log lines.
+        ("serviceLevelObjective", stack_eval.outputs["sloIds"]["availability"], "detail"),
+        ("serviceLevelObjective", stack_eval.outputs["sloIds"]["latency"], "detail"),
+        ("logStream", f"service:{SERVICE} env:{env} status:(error OR warn) $host", "expanded-md"),
     ]
+    slos = [w["serviceLevelObjectiveDefinition"] for w in board["widgets"] if "serviceLevelObjectiveDefinition" in w]
+    # The SLOs' own timeframe (30d) and the shorter one, with the budget left.
+    assert [(w["timeWindows"], w["showErrorBudget"]) for w in slos] == [(["7d", "30d"], True)] * 2
+
+
+def test_every_timeseries_overlays_the_stacks_change_events(stack_eval):
+    # converge.sh tags its events source:observability-lab and env (tests/host/test_converge_script.py).
+    for key, board in dashboards(stack_eval).items():
+        series = [w["timeseriesDefinition"] for w in board["widgets"] if "timeseriesDefinition" in w]
+        assert series, key
+        assert all(w["events"] == [{"q": f"source:observability-lab env:{stack_eval.stack}"}] for w in series), key
+
+
+def test_slo_widgets_follow_the_slo_timeframe(run_stack):
+    board = dashboards(run_stack("dev", {"sloTimeframe": "90d"}))["apm"]
+    windows = [w["serviceLevelObjectiveDefinition"]["timeWindows"] for w in board["widgets"]
+               if "serviceLevelObjectiveDefinition" in w]
+    assert windows == [["7d", "30d", "90d"]] * 2
 
 
 def test_service_setting_rescopes_the_apm_queries(run_stack):
@@ -88,9 +117,13 @@ def test_host_template_variable_lists_the_stacks_hosts_and_shows_them_all(stack_
                                                "availableValues": hostnames(stack_eval)}], key
         # Every query is filtered by the variable, so the board follows it, and by the
         # stack's env (and, for host metrics, its project tag): `*` is this stack's hosts.
-        for _, query, _ in widgets(board):
+        # (An SLO widget has no query: its SLO covers the stack's service and env, on every host.)
+        for kind, query, _ in widgets(board):
+            if kind == "serviceLevelObjective":
+                continue
             assert "$host" in query and f"env:{env}" in query, (key, query)
-            assert "project:observability-lab" in query or f"service:{SERVICE},env:{env}" in query, (key, query)
+            assert ("project:observability-lab" in query or f"service:{SERVICE},env:{env}" in query
+                    or f"service:{SERVICE} env:{env}" in query), (key, query)
 
 
 def test_titles_and_descriptions_carry_env_hosts_and_service(stack_eval):

@@ -51,7 +51,9 @@ def test_resources_grow_by_exactly_one_host_per_host(fleets):
 
 def test_datadog_objects_do_not_grow_with_hosts(fleets):
     datadog = {n: keys(evaluation, "datadog:") for n, evaluation in fleets.items()}
-    assert len(datadog[1]) == 23 and datadog[1] == datadog[3] == datadog[50]  # dev: with bike share and Java
+    # dev: with bike-share and Java; and (issue 20) the 2 SLOs, their 6 burn-rate alerts and the log
+    # monitor in place of the 2 raw APM monitors.
+    assert len(datadog[1]) == 30 and datadog[1] == datadog[3] == datadog[50]
 
 
 def test_names_and_hostnames_are_unique(fleets):

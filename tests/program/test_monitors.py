@@ -11,7 +11,10 @@ from settings.validation import SettingsError
 from tests.support.resource_types import MONITOR, MONITORS
 
 PREFIX = "datadog-monitors-"
-KEYS = {"my-metric", "processes", "app-processes", "mysql", "apm-latency", "apm-errors"}
+# The raw p95 and error-rate monitors are retired (issue 20): the SLOs' burn-rate alerts
+# (tests/program/test_slos.py) replace them.
+KEYS = {"my-metric", "processes", "app-processes", "mysql", "app-error-logs"}
+SLO_ALERTS = {f"{slo}{alert}" for slo in ("availability", "latency") for alert in ("PageFast", "PageSlow", "Ticket")}
 SERVICE = "sample-flask-app"
 
 
@@ -58,7 +61,7 @@ def test_one_component_owns_every_monitor(stack_eval):
                 "bikeShareTrend", "javaHeap", "javaMajorGc", "javaPoolUsage", "javaPoolWaits", "javaJmx",
                 "javaProcesses"} if stack_eval.stack == "dev" else set()
     assert set(stack_eval.outputs["monitorIds"]) == {"myMetric", "processes", "appProcesses", "mysql",
-                                                     "apmLatency", "apmErrors"} | features
+                                                     "appErrorLogs"} | features | SLO_ALERTS
     assert all(v.isdigit() for v in stack_eval.outputs["monitorIds"].values())
 
 
@@ -72,7 +75,7 @@ def test_every_monitor_names_env_is_tagged_and_notifies_the_handles(stack_eval):
         assert m["tags"] == [f"env:{env}", f"service:{SERVICE}", "managed-by:pulumi"], key
         # Handles on the last line, outside every {{#...}} block: notified on every transition.
         assert m["message"].splitlines()[-1] == " ".join(handles_of(stack_eval)), key
-        assert m["type"] in ("metric alert", "service check", "process alert"), key
+        assert m["type"] in ("metric alert", "service check", "process alert", "log alert"), key
 
 
 def test_my_metric_monitor_matches_the_seed(stack_eval):
@@ -192,25 +195,20 @@ def test_app_process_count_follows_the_worker_setting(run_stack):
     assert "1 master + 5 workers" in m["message"]
 
 
-def test_apm_monitors_watch_the_service_in_this_env(stack_eval):
-    ms, env = monitors(stack_eval), stack_eval.stack
-    scope = f"service:{SERVICE},env:{env}"
-    assert ms["apm-latency"]["query"] == f"percentile(last_5m):p95:trace.flask.request{{{scope}}} > 1"
-    assert ms["apm-errors"]["query"] == (
-        f"sum(last_5m):( sum:trace.flask.request.errors{{{scope}}}.as_count() / "
-        f"sum:trace.flask.request.hits{{{scope}}}.as_count() ) * 100 > 5")
-    for key in ("apm-latency", "apm-errors"):
-        assert ms[key]["notifyNoData"] is False  # no traffic is not an incident
-        assert "{{value}}" in ms[key]["message"]
+def test_the_log_monitor_counts_the_apps_error_lines_per_host(stack_eval):
+    m, env = monitors(stack_eval)["app-error-logs"], stack_eval.stack
+    assert m["type"] == "log alert"
+    assert m["query"] == (f'logs("service:{SERVICE} env:{env} status:error").index("*").rollup("count")'
+                          '.by("host").last("5m") > 10')
+    assert m["monitorThresholds"] == {"critical": "10"}
+    assert m["notifyNoData"] is False  # no error line is the good case
+    assert "{{host.name}}" in m["name"] and "{{value}}" in m["message"]
 
 
-def test_apm_thresholds_follow_a_per_stack_override(run_stack):
-    ms = monitors(run_stack("prod", {"apmLatencySeconds": 0.25, "apmErrorRatePercent": 2.5}))
-    assert query_threshold(ms["apm-latency"]["query"]) == "0.25"
-    assert ms["apm-latency"]["monitorThresholds"] == {"critical": "0.25"}
-    assert query_threshold(ms["apm-errors"]["query"]) == "2.5"
-    assert ms["apm-errors"]["monitorThresholds"] == {"critical": "2.5"}
-    assert "above 0.25s" in ms["apm-latency"]["name"] and "above 2.5%" in ms["apm-errors"]["name"]
+def test_the_log_monitors_threshold_follows_its_setting(run_stack):
+    m = monitors(run_stack("prod", {"appErrorLogsPerHost": 250}))["app-error-logs"]
+    assert query_threshold(m["query"]) == "250" and m["monitorThresholds"] == {"critical": "250"}
+    assert "more than 250 error log lines" in m["name"]
 
 
 def test_message_footer_is_appended_to_every_message(run_stack):
@@ -234,9 +232,11 @@ def test_dev_and_prod_share_no_datadog_name(dev, prod):
 
 
 BAD = {
-    "latency not a number": ({"apmLatencySeconds": "fast"}, "must be a number"),
-    "latency zero": ({"apmLatencySeconds": 0}, "from 0.001 to 600"),
-    "error rate above 100": ({"apmErrorRatePercent": 150}, "from 0.01 to 100"),
+    "log threshold not a number": ({"appErrorLogsPerHost": "many"}, "must be an integer"),
+    "log threshold zero": ({"appErrorLogsPerHost": 0}, "from 1 to 100000"),
+    # A stack still setting a retired threshold is told what replaced it, not silently ignored.
+    "retired latency threshold": ({"apmLatencySeconds": 0.5}, "set sloLatencySeconds (and sloLatencyTarget) instead"),
+    "retired error rate": ({"apmErrorRatePercent": 2}, "set sloAvailabilityTarget instead"),
     "footer too long": ({"monitorMessageFooter": "x" * 1001}, "at most 1000 characters"),
 }
 
@@ -269,8 +269,9 @@ def test_of_the_host_grouped_monitors_only_my_metric_alerts_on_missing_data(dev)
     """A host leaving the stack leaves no alert behind; a host going silent is my_metric's no-data alert."""
     grouped = [r for r in dev.of_type(MONITOR)
                if "by {host" in r.inputs["query"] or re.search(r"\.by\([^)]*[\"']host[\"']", r.inputs["query"])]
-    assert {r.name for r in grouped} >= {PREFIX + k for k in ("my-metric", "processes", "app-processes", "mysql")}
-    assert len(grouped) == 13  # and the bike-share and Java monitors grouped by host (dev runs both)
+    assert {r.name for r in grouped} >= {PREFIX + k for k in ("my-metric", "processes", "app-processes", "mysql",
+                                                              "app-error-logs")}
+    assert len(grouped) == 14  # and the bike-share and Java monitors grouped by host (dev runs both)
     for r in grouped:
         assert r.inputs["newGroupDelay"] == 1800, r.name
         assert r.inputs["notifyNoData"] is (r.name == PREFIX + "my-metric"), r.name

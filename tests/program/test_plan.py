@@ -44,7 +44,9 @@ def test_text_plan_shows_first_what_a_person_scans(capsys, stack, stack_eval):
     assert code == 0
     assert out.startswith(f"Offline plan for stack '{stack}'")
     assert "nothing was sent to AWS" in out
-    assert len(out.splitlines()) <= 200  # a page or two, not the 2,000 lines of every input
+    # A page or two, not the 2,000 lines of every input (dev, with the Java workload and the
+    # SLOs of issues 19 and 20: 22 monitors and 4 dashboards, some 210 lines).
+    assert len(out.splitlines()) <= 250
     # The component tree, each resource on one line saying what it is.
     tree = out[out.index("\nComponents and resources\n"):out.index("\nCounts: ")]
     assert "\n  host  [HostAccess]\n" in tree
@@ -95,7 +97,7 @@ def test_json_plan_is_stable_and_byte_identical_across_runs(capsys, stack, stack
     assert len(document["userDataSizes"]) == {"dev": 1, "prod": 2}[stack]
     assert all(size <= 0.7 * 16_384 for size in document["userDataSizes"].values())
     (config,) = document["hostConfiguration"].values()
-    assert config["documentBytes"] <= 0.85 * 65_536  # rendering.document.DOCUMENT_BUDGET
+    assert config["documentBytes"] <= 0.9 * 65_536  # rendering/document.py's budget
     assert {f["path"] for f in config["files"]} == set(config["contents"])
 
 
@@ -160,8 +162,10 @@ def test_compare_follows_a_resource_through_its_alias(capsys, dev):
             "volumeTags) [was host-instance, kept through its alias]\n") in out
     # The deletions: the managed policy the host role no longer has (issue 18), and the first-boot
     # component, which had no child (its user-data is rendered by rendering/first_boot.py now): a
-    # component only, nothing in AWS.
+    # component only, nothing in AWS; and the raw APM monitors issue 20 retires for the SLOs.
     assert [line for line in out.splitlines() if "deleted" in line.split()[:1]] == [
         "  deleted   aws:iam/rolePolicyAttachment:RolePolicyAttachment host-ssm-core",
+        "  deleted   datadog:index/monitor:Monitor datadog-monitors-apm-errors",
+        "  deleted   datadog:index/monitor:Monitor datadog-monitors-apm-latency",
         "  deleted   observability-lab:host:AgentBootstrap bootstrap"]
     assert "aws:ec2/instance:Instance host-instance" not in out

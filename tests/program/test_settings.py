@@ -121,6 +121,28 @@ BAD_SETTINGS = {
     "MySQL package not a package name": ({"mysqlServerPackage": "mysql server; rm -rf /"}, "Debian package name"),
     "deployer as an assumed-role session": (
         {"deployerArns": ["arn:aws:sts::123456789012:assumed-role/deploy/ci"]}, "not an assumed-role session"),
+    # Issue 20: the traffic generator, the log monitor, the SLOs and their burn-rate alerts.
+    "traffic rate zero": ({"appTrafficRequestsPerSecond": 0}, "from 0.1 to 50"),
+    "traffic rate beyond its bound": ({"appTrafficRequestsPerSecond": 51}, "from 0.1 to 50"),
+    "traffic mix above 100 percent": ({"appTrafficUrlLookupPercent": 99.9, "appTrafficFailPercent": 0.2},
+                                      "at most 100 (percent of requests)"),
+    "deliberate failures spend the budget": ({"appTrafficFailPercent": 0.5}, "the error budget of"),
+    "traffic switch not a boolean": ({"appTrafficEnabled": "on"}, "true or false"),
+    "log threshold beyond its bound": ({"appErrorLogsPerHost": 100001}, "from 1 to 100000"),
+    "SLO timeframe Datadog alerts cannot use": ({"sloTimeframe": "custom"}, "allowed: 7d, 30d, 90d"),
+    "SLO target below 90": ({"sloAvailabilityTarget": 80}, "from 90 to 99.99"),
+    "burn rate long window above Datadog's 48 h": ({"sloTicketBurn": "1x 3d/4h"}, "1 hour to 48 hours"),
+    "burn rate above what the target allows": ({"sloPageSlowBurn": "101x 6h/30m"}, "can burn (every request bad)"),
+    "page handle without @": ({"sloPageHandles": ["pager"]}, "starting with @"),
+    "no ticket handle": ({"sloTicketHandles": []}, "at least one handle"),
+    "SLO target 100": ({"sloLatencyTarget": 100}, "from 90 to 99.99"),
+    "burn rate not in the form": ({"sloPageFastBurn": "fast"}, "`<rate>x <long window>/<short window>`"),
+    "burn rate long window below 1 h": ({"sloPageFastBurn": "14.4x 30m/5m"}, "1 hour to 48 hours"),
+    "burn rate short window not shorter": ({"sloPageSlowBurn": "6x 6h/6h"}, "shorter than its long window"),
+    "burn rate zero": ({"sloPageSlowBurn": "0x 6h/30m"}, "above 0"),
+    # Each alert watches both SLOs: the lower target bounds the rate (95 %: at most 20).
+    "burn rate beyond a lowered latency target": ({"sloLatencyTarget": 95, "sloPageFastBurn": "25x 1h/5m"},
+                                                  "the most an SLO of target 95%"),
     "missing region": ({"aws:region": None}, "AWS region"),
     "missing API key": ({"datadog:apiKey": None}, "--secret datadog:apiKey"),
     "unknown Datadog site": ({"datadog:apiUrl": "https://api.example.com/"}, "https://api.<site>/"),
@@ -159,6 +181,32 @@ def test_all_problems_are_reported_together(run_stack_allowing_errors):
     for fragment in ("'qa'", "'5'", "'ami-1'", "'oncall'", "'Nowhere/Town'"):
         assert fragment in str(evaluation.error)
     assert evaluation.resources == []
+
+
+def test_the_new_settings_problems_are_reported_together_with_the_others(run_stack_allowing_errors):
+    evaluation = run_stack_allowing_errors("dev", {
+        "checkIntervalSeconds": 5, "appTrafficRequestsPerSecond": 500, "sloTicketBurn": "1x 1w/1d",
+        "sloPageFastBurn": "500x 1h/5m", "sloTimeframe": "1y", "appErrorLogsPerHost": -1,
+        "apmLatencySeconds": 1,
+    })
+    assert isinstance(evaluation.error, SettingsError)
+    problems = evaluation.error.problems
+    assert [p.split(" = ")[0].removeprefix("observability-lab:") for p in problems] == [
+        "checkIntervalSeconds", "appTrafficRequestsPerSecond", "appErrorLogsPerHost", "sloTimeframe",
+        "sloTicketBurn", "sloPageFastBurn", "apmLatencySeconds"]  # values read, then each section's rules
+    assert evaluation.resources == []
+
+
+def test_slo_and_traffic_defaults(settings_of):
+    dev, prod = settings_of("dev"), settings_of("prod")
+    assert (prod.slos.timeframe, prod.slos.availability_target, prod.slos.latency_target) == ("30d", 99.5, 99.0)
+    assert [str(b) for b in (prod.slos.page_fast, prod.slos.page_slow, prod.slos.ticket)] == [
+        "14.4x 1h/5m", "6x 6h/30m", "1.5x 48h/4h"]
+    assert dev.app.traffic_enabled and not prod.app.traffic_enabled  # opt-in per stack: dev on
+    assert (dev.app.traffic_requests_per_second, dev.app.traffic_url_lookup_percent,
+            dev.app.traffic_fail_percent) == (2.0, 5.0, 0.25)
+    # The deliberate failures stay well inside the availability SLO's budget (0.5 %).
+    assert dev.app.traffic_fail_percent < 100 - dev.slos.availability_target
 
 
 def test_every_setting_is_declared_once_with_its_key_kind_default_and_meaning():

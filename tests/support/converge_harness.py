@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Optional
 
 from rendering.bundle import JMX_COLLECTED, Bundle
+from tests.support.dogstatsd_events import Event, Listener, parse_event
 
 # What the instance metadata of a test host says by default (Host.set() changes it).
 IMDS_TOKEN = "imds-session-token-for-tests"
@@ -138,8 +139,20 @@ case "$address" in 127.0.0.1) address="[::ffff:127.0.0.1]" ;; "" | 0.0.0.0) addr
 echo "LISTEN 0      50     $address:$port      *:*"''',
     "useradd": 'echo "${*: -1}" >>"$FAKE/users"',
     "groupadd": 'echo "${*: -1}" >>"$FAKE/groups"',
-    # id -u/-g NAME: the test host's number for a user converge created (useradd); else whether it exists.
-    "id": 'grep -qx "${*: -1}" "$FAKE/users" 2>/dev/null || exit 1\ncase "$1" in -u | -g) owner_id "${*: -1}" ;; esac',
+    # id -nG USER: its groups (usermod -aG); id -u/-g NAME: the test host's number for a user converge
+    # created (useradd); else whether it exists.
+    "id": r'''
+if [ "$1" = -nG ]; then echo "$2 $(cat "$FAKE/groups.$2" 2>/dev/null)"; exit 0; fi
+grep -qx "${*: -1}" "$FAKE/users" 2>/dev/null || exit 1
+case "$1" in -u | -g) owner_id "${*: -1}" ;; esac''',
+    # usermod -aG <group> <user>; setfacl/getfacl keep a directory's ACL entries in $FAKE/acl.<name>.
+    "usermod": '[ "$1" != -aG ] || echo "$2" >>"$FAKE/groups.$3"',
+    "setfacl": r'''
+target=${*: -1}
+while [ $# -gt 1 ]; do [ "$1" != -m ] || echo "$2" >>"$FAKE/acl.${target##*/}"; shift; done''',
+    "getfacl": r'''
+target=${*: -1}
+sed -e 's/^d:u:\(.*\):r$/default:user:\1:r--/' -e 's/^u:\(.*\):rx$/user:\1:r-x/' "$FAKE/acl.${target##*/}" 2>/dev/null || true''',
     # The real chown, on the test host's numbers for the owner's names.
     "chown": r'''
 args=() spec=
@@ -380,6 +393,8 @@ class Host:
         (self.fake / "imds.data-volume-id").write_text(DATA_VOLUME_ID)
         self.attach_data_volume()
         (self.fake / "apt-key.asc").write_text(apt_signing_key())
+        # The local Agent's DogStatsD, where converge sends its Datadog events.
+        self.dogstatsd = Listener()
         # sysfs as the kernel shows a partition: /sys/dev/block/<major:minor> -> .../<disk>/<partition>.
         partition = self.root / "sys/devices/pci0000:00/nvme/nvme0n1/nvme0n1p1"
         partition.mkdir(parents=True)
@@ -408,7 +423,7 @@ class Host:
             mounts.write_text(mounts.read_text().replace(str(self.base), str(base)))
         clone = object.__new__(Host)
         clone.__dict__.update(self.__dict__, base=base, root=base / "root", fake=base / "fake",
-                              bundles=base / "bundles", bin=base / "bin")
+                              bundles=base / "bundles", bin=base / "bin", dogstatsd=Listener())
         return clone
 
     def env(self, strict: bool = False, **extra: str) -> dict[str, str]:
@@ -416,6 +431,7 @@ class Host:
         return {"PATH": path, "FAKE": str(self.fake), "HOME": str(self.base),
                 "IMDS_TOKEN": IMDS_TOKEN,
                 "CONVERGE_ROOT": str(self.root), "OBSERVABILITY_LAB_BUNDLES": str(self.bundles),
+                "CONVERGE_DOGSTATSD": self.dogstatsd.address,
                 "TMPDIR": str(self.base), **extra}
 
     def path(self, host_path: str) -> Path:
@@ -434,6 +450,10 @@ class Host:
     def converge(self, files: dict[str, str], strict: bool = False, **extra_env: str) -> ConvergeRun:
         directory = write_bundle(files, self.bundles)
         return self.run(["/bin/bash", str(directory / "converge.sh")], strict, **extra_env)
+
+    def events(self) -> list[Event]:
+        """The Datadog events received since the last call, each parsed strictly."""
+        return [parse_event(datagram) for datagram in self.dogstatsd.received(wait=0.2)]
 
     def set(self, name: str, content: str = "") -> None:
         """Create a recorder state file (e.g. `fail.agent-status`, `growpart.status`)."""

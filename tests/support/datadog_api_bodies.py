@@ -26,6 +26,7 @@ from datadog_api_client.model_utils import (
 )
 from datadog_api_client.v1.model.dashboard import Dashboard
 from datadog_api_client.v1.model.monitor import Monitor
+from datadog_api_client.v1.model.service_level_objective_request import ServiceLevelObjectiveRequest
 from datadog_api_client.v2.model.downtime_create_request import DowntimeCreateRequest
 
 
@@ -82,6 +83,12 @@ def monitor_body(inputs: dict[str, Any]) -> dict[str, Any]:
     new_group_delay = _int(i.take("newGroupDelay", 0))
     if new_group_delay:
         options["new_group_delay"] = new_group_delay
+    # `if monitorType == MONITORTYPE_LOG_ALERT`: enable_logs_sample always (false unless set),
+    # groupby_simple_monitor only when set.
+    if i.values.get("type") == "log alert":
+        options["enable_logs_sample"] = i.take("enableLogsSample", False)
+        if i.take("groupbySimpleMonitor") is not None:
+            options["groupby_simple_monitor"] = i.values["groupbySimpleMonitor"]
     thresholds.done()
     # monitor_threshold_windows.0.{trigger,recovery}_window -> options.threshold_windows
     windows = i.nested("monitorThresholdWindows")
@@ -122,6 +129,10 @@ def _widget(i: Inputs) -> dict[str, Any]:
         definition = _query_value(i.nested("queryValueDefinition"))
     elif "toplistDefinition" in i.values:
         definition = _toplist(i.nested("toplistDefinition"))
+    elif "serviceLevelObjectiveDefinition" in i.values:
+        definition = _slo_widget(i.nested("serviceLevelObjectiveDefinition"))
+    elif "logStreamDefinition" in i.values:
+        definition = _log_stream(i.nested("logStreamDefinition"))
     else:
         definition = {}
     i.done()
@@ -133,6 +144,49 @@ def _timeseries(i: Inputs) -> dict[str, Any]:
     body = {"type": "timeseries", "title": i.take("title"), "show_legend": i.take("showLegend"),
             "requests": [_formula_request(r, "timeseries", display_type=r.take("displayType"))
                          for r in i.each("requests")]}
+    events = [_widget_event(e) for e in i.each("events")]
+    if events:  # buildDatadogWidgetEvents: q, and tags_execution when not empty
+        body["events"] = events
+    i.done()
+    return body
+
+
+def _widget_event(i: Inputs) -> dict[str, Any]:
+    body = {"q": i.take("q")}
+    if i.take("tagsExecution"):
+        body["tags_execution"] = i.values["tagsExecution"]
+    i.done()
+    return body
+
+
+def _slo_widget(i: Inputs) -> dict[str, Any]:
+    """buildDatadogServiceLevelObjectiveDefinition: the strings when not empty, show_error_budget as set."""
+    body: dict[str, Any] = {"type": "slo"}
+    for key in ("title", "viewType", "sloId", "viewMode", "globalTimeTarget"):
+        if i.take(key):
+            body[_snake(key)] = i.values[key]
+    if i.take("showErrorBudget") is not None:
+        body["show_error_budget"] = i.values["showErrorBudget"]
+    body["time_windows"] = i.take("timeWindows") or []
+    i.done()
+    return body
+
+
+def _log_stream(i: Inputs) -> dict[str, Any]:
+    """buildDatadogLogStreamDefinition: indexes and columns always; the rest when set."""
+    body: dict[str, Any] = {"type": "log_stream", "indexes": i.take("indexes") or [], "columns": i.take("columns") or []}
+    for key in ("query", "messageDisplay", "title"):
+        if i.take(key):
+            body[_snake(key)] = i.values[key]
+    for key in ("showDateColumn", "showMessageColumn"):
+        if i.take(key) is not None:
+            body[_snake(key)] = i.values[key]
+    sort = i.nested("sort")
+    if sort.values:  # buildDatadogWidgetFieldSort
+        body["sort"] = {"column": sort.take("column"), "order": sort.take("order")}
+    sort.done()
+    if i.take("liveSpan"):  # buildDatadogWidgetTime
+        body["time"] = {"live_span": i.values["liveSpan"]}
     i.done()
     return body
 
@@ -217,11 +271,60 @@ def downtime_schedule_body(inputs: dict[str, Any]) -> dict[str, Any]:
     return {"data": {"type": "downtime", "attributes": attributes}}
 
 
+def slo_body(inputs: dict[str, Any]) -> dict[str, Any]:
+    """datadog/resource_datadog_service_level_objective.go, buildServiceLevelObjectiveStructs
+    (the request half): a metric SLO's query, or a time-slice SLO's sli_specification."""
+    i = Inputs(inputs, "serviceLevelObjective")
+    body: dict[str, Any] = {"name": i.take("name"), "type": i.take("type")}
+    if i.take("description"):
+        body["description"] = i.values["description"]
+    query = i.nested("query")
+    if query.values:
+        body["query"] = {"numerator": query.take("numerator"), "denominator": query.take("denominator")}
+    query.done()
+    spec = i.nested("sliSpecification")
+    if spec.values:
+        body["sli_specification"] = {"time_slice": _time_slice(spec.nested("timeSlice"))}
+    spec.done()
+    if i.take("tags"):
+        body["tags"] = i.values["tags"]
+    thresholds = []
+    for t in i.each("thresholds"):  # target_display/warning_display are the API's, never sent
+        threshold = {"timeframe": t.take("timeframe"), "target": float(t.take("target"))}
+        if t.take("warning") is not None:
+            threshold["warning"] = float(t.values["warning"])
+        t.done()
+        thresholds.append(threshold)
+    body["thresholds"] = thresholds
+    for key in ("timeframe", "targetThreshold", "warningThreshold"):
+        if i.take(key) is not None:
+            body[_snake(key)] = i.values[key] if key == "timeframe" else float(i.values[key])
+    i.done()
+    return body
+
+
+def _time_slice(i: Inputs) -> dict[str, Any]:
+    """buildSLOTimeSliceQueryStruct and the time_slice block: query_interval_seconds only when set."""
+    query = i.nested("query")
+    formula = query.nested("formula")
+    body: dict[str, Any] = {
+        "comparator": i.take("comparator"), "threshold": float(i.take("threshold")),
+        "query": {"formulas": [{"formula": formula.take("formulaExpression")}],
+                  "queries": [_query(q) for q in query.each("queries")]}}
+    if i.take("queryIntervalSeconds"):
+        body["query_interval_seconds"] = _int(i.values["queryIntervalSeconds"])
+    formula.done()
+    query.done()
+    i.done()
+    return body
+
+
 # Resource type -> (body builder, the API model of the request body).
 REQUESTS = {
     "datadog:index/monitor:Monitor": (monitor_body, Monitor),
     "datadog:index/dashboard:Dashboard": (dashboard_body, Dashboard),
     "datadog:index/downtimeSchedule:DowntimeSchedule": (downtime_schedule_body, DowntimeCreateRequest),
+    "datadog:index/serviceLevelObjective:ServiceLevelObjective": (slo_body, ServiceLevelObjectiveRequest),
 }
 
 

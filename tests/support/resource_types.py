@@ -14,6 +14,7 @@ ASSOCIATION = "aws:ssm/association:Association"
 MONITOR = "datadog:index/monitor:Monitor"
 DASHBOARD = "datadog:index/dashboard:Dashboard"
 DOWNTIME = "datadog:index/downtimeSchedule:DowntimeSchedule"
+SLO = "datadog:index/serviceLevelObjective:ServiceLevelObjective"
 ANCHOR = "time:index/static:Static"
 
 # The program's components: observability-lab:<module>:<Class> (components/base.py).
@@ -26,6 +27,7 @@ MONITORS = "observability-lab:monitors:Monitors"
 DASHBOARDS = "observability-lab:dashboards:Dashboards"
 DOWNTIMES = "observability-lab:downtimes:Downtimes"
 BIKE_SHARE = "observability-lab:bikeShare:BikeShareMonitoring"
+SLOS = "observability-lab:slos:ServiceLevelObjectives"
 # Tokens of before (kept as aliases): the one-host component, then the "aws" module.
 SINGLE_HOST_BEFORE = "observability-lab:aws:MonitoredHost"
 ACCESS_BEFORE = "observability-lab:aws:HostAccess"

@@ -5,6 +5,7 @@ ddtrace-run instruments Flask and applies unified service tagging, so this modul
 not call patch_all(), import ddtrace.auto or name a service (plain import enables nothing).
 """
 import ipaddress
+import logging
 import os
 import random
 import re
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 
 import urllib3
 from ddtrace.trace import tracer  # ddtrace >= 3 home of the global tracer
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 
 
 class ConfigError(ValueError):
@@ -191,6 +192,32 @@ def fetch(ip, host, port, scheme, path):
 
 
 app = Flask(__name__)
+# One JSON line per request (gunicorn's access log is off: it is written after the request's
+# span has ended, so it could not carry the trace id). log_format.py formats it.
+REQUEST_LOG = logging.getLogger("sample_flask_app.request")
+
+
+class DeliberateFailure(RuntimeError):
+    """Raised by /api/fail: a server error on purpose, for the error SLO to count."""
+
+
+@app.before_request
+def start_clock():
+    g.started_ns = time.perf_counter_ns()
+
+
+@app.after_request
+def log_request(response):
+    # Still inside the request's span (after_request runs for a 500 too), so the
+    # line carries its trace and span ids.
+    duration = time.perf_counter_ns() - g.get("started_ns", time.perf_counter_ns())
+    level = logging.ERROR if response.status_code >= 500 else logging.INFO
+    REQUEST_LOG.log(level, "%s %s %s", request.method, request.path, response.status_code,
+                    extra={"duration": duration,
+                           "http": {"method": request.method, "status_code": response.status_code,
+                                    "url_details": {"path": request.path},
+                                    "useragent": request.headers.get("User-Agent", "")}})
+    return response
 
 
 @app.route("/")
@@ -206,6 +233,13 @@ def apm_endpoint():
 @app.route("/api/trace")
 def trace_endpoint():
     return "Posting Traces"
+
+
+@app.route("/api/fail")
+def fail_endpoint():
+    # The traffic generator's deliberate failures: a 500 that ddtrace marks as an error
+    # (trace.flask.request.errors), logged with its traceback by Flask.
+    raise DeliberateFailure("failed on purpose (the traffic generator's error share)")
 
 
 def _text(msg, status):

@@ -18,10 +18,23 @@ worker_class = "sync"
 timeout = 30
 graceful_timeout = 10
 keepalive = 5
-# Logs go to stdout/stderr -> journald.
-accesslog = "-"
+# Logs: JSON lines on stdout -> journald (log_format.py), gunicorn's own and the app's alike.
+# No access log: the app writes one line per request itself, inside the request's span, so
+# that the line carries the trace id (gunicorn's access line comes after the span ended).
+accesslog = None
 errorlog = "-"
 loglevel = "info"
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "log_format.JsonFormatter"}},
+    "handlers": {"journal": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}},
+    "root": {"level": "INFO", "handlers": ["journal"]},
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["journal"], "propagate": False, "qualname": "gunicorn.error"},
+        "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": False, "qualname": "gunicorn.access"},
+    },
+}
 # Gunicorn >= 25 opens a control socket under $HOME/.gunicorn by default; we do not use
 # gunicornc and the service user may have no writable home directory.
 control_socket_disable = True

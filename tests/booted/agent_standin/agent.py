@@ -18,7 +18,7 @@ It imitates what converge.sh and the booted-host tests rely on, and nothing more
   runs checks.d/NAME.py once per instance through datadog_checks.base, prints what it submitted,
   and exits non-zero when the configuration does not load or a run raises. A check that ships
   with the real Agent (mysql, process) has no code here: its configuration must parse and carry
-  instances.
+  instances (a file with only a `logs` section is the logs collector's, no check: as the Agent).
 * `agent version`.
 * `agent jmx list collected --checks NAME`: what JMXFetch would collect for a JMX check, read
   for real over remote JMX from the JVM its conf names (with the JRE of its java_bin_path):
@@ -103,6 +103,12 @@ def check_configs():
             errors[name] = f"{path}: {error}"
             continue
         instances = data.get("instances") if isinstance(data, dict) else None
+        # As the Agent's file provider (comp/core/autodiscovery/providers/config_reader.go): a file
+        # with a `logs` (or `jmx_metrics`) section and no instances is a valid configuration, of the
+        # logs collector only: no check to schedule.
+        if not instances and isinstance(data, dict) and (data.get("logs") is not None
+                                                          or data.get("jmx_metrics") is not None):
+            continue
         if not isinstance(instances, list) or not instances or not all(isinstance(i, dict) for i in instances):
             errors[name] = f"{path}: Configuration file contains no valid instances"
             continue
