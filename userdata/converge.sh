@@ -85,6 +85,14 @@ on_exit() {
   [ -z "${WORK:-}" ] || rm -rf "$WORK"
 }
 
+# A deliberate restart, even of a unit that crash-looped into its start limit (the Agent's
+# unit has Restart=on-failure with StartLimitBurst=5: on a datadog.yaml it cannot start on it
+# is refused every start for 10 s, the restore of its previous files included).
+restart_unit() {
+  systemctl reset-failed "$1" >>"$LOG" 2>&1 || true # a unit that is not failed, or not loaded yet
+  quietly systemctl restart "$1"
+}
+
 # Runs a command with its output in the log only; on failure the log's last lines go to stderr.
 quietly() {
   local status=0
@@ -531,7 +539,7 @@ apply_flask_app() {
   ensure_venv "$venv" || return 1
   quietly "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT$APP_DIR/requirements.txt" &&
     quietly systemctl daemon-reload && quietly systemctl enable "$APP_UNIT" &&
-    quietly systemctl restart "$APP_UNIT" || return 1
+    restart_unit "$APP_UNIT" || return 1
   retry_until 30 app_answers || {
     echo "$APP_UNIT does not answer on 127.0.0.1:$APP_PORT 30 s after its restart" >&2
     return 1
@@ -543,7 +551,7 @@ apply_flask_app() {
 apply_app_traffic() {
   if [ -f "$ROOT/etc/systemd/system/$TRAFFIC_UNIT" ]; then
     quietly systemctl daemon-reload && quietly systemctl enable "$TRAFFIC_UNIT" &&
-      quietly systemctl restart "$TRAFFIC_UNIT"
+      restart_unit "$TRAFFIC_UNIT"
   else
     quietly systemctl stop "$TRAFFIC_UNIT" || true # not running (or never installed) is fine
     rm -f "$ROOT/etc/systemd/system/multi-user.target.wants/$TRAFFIC_UNIT"
@@ -594,7 +602,7 @@ apply_tomcat() {
     quietly systemctl disable --now "$TOMCAT_UNIT"
     return
   fi
-  quietly systemctl enable "$TOMCAT_UNIT" && quietly systemctl restart "$TOMCAT_UNIT" || return 1
+  quietly systemctl enable "$TOMCAT_UNIT" && restart_unit "$TOMCAT_UNIT" || return 1
   retry_until 120 cars_answers || {
     echo "the cars app does not answer on $CARS_URL 120 s after $TOMCAT_UNIT restarted" >&2
     return 1
@@ -644,7 +652,7 @@ checks_to_run() {
 apply_datadog_agent() {
   local report check
   UNIT_FAILURE=
-  quietly systemctl restart datadog-agent || { UNIT_FAILURE="systemctl restart datadog-agent failed"; return 1; }
+  restart_unit datadog-agent || { UNIT_FAILURE="systemctl restart datadog-agent failed"; return 1; }
   retry_until 60 agent_answers || {
     UNIT_FAILURE="datadog-agent status still fails 60 s after the restart"
     echo "$UNIT_FAILURE" >&2

@@ -84,12 +84,23 @@ exit "$status"''',
 if [ "$1" = restart ] && [ -e "$FAKE/kill-at-restart.$2" ]; then kill_run; fi
 # term-at-restart.<unit>: converge is asked to stop (SIGTERM) while it restarts the unit.
 if [ "$1" = restart ] && [ -e "$FAKE/term-at-restart.$2" ]; then kill -TERM "$PPID"; fi
+# start-limit-hit.<unit>: the unit crash-looped past its StartLimitBurst; systemd refuses
+# every start until its interval ends or `reset-failed` clears the count.
+if [ "$1" = restart ] && [ -e "$FAKE/start-limit-hit.$2" ]; then
+  echo "Job for $2 failed because start of the service was attempted too often." >&2; exit 1
+fi
 case "$1" in
+  reset-failed) rm -f "$FAKE/start-limit-hit.$2" ;;
   is-active) [ -e "$FAKE/active.${*: -1}" ] ;;
   stop) rm -f "$FAKE/active.${*: -1}" ;;
   enable) [ "$2" != --now ] || touch "$FAKE/active.${*: -1}" ;;
   # A unit restarted is active, one stopped is not (dies-at-start.<unit>: it exits at once).
-  restart) if [ -e "$FAKE/dies-at-start.$2" ]; then rm -f "$FAKE/active.$2"; else touch "$FAKE/active.$2"; fi ;;
+  restart) if [ -e "$FAKE/dies-at-start.$2" ]; then rm -f "$FAKE/active.$2"; else touch "$FAKE/active.$2"; fi
+    # The Agent exits at once on a datadog.yaml it cannot start on, and Restart=on-failure
+    # loops it into its start limit (StartLimitBurst=5 in 10 s) well within converge's wait.
+    if [ "$2" = datadog-agent ] && grep -qs AGENT_WONT_START "$CONVERGE_ROOT/etc/datadog-agent/datadog.yaml"; then
+      touch "$FAKE/start-limit-hit.$2"
+    fi ;;
   disable) [ "$2" != --now ] || rm -f "$FAKE/active.${*: -1}" ;;
 esac''',
     "mysql": 'cat >>"$FAKE/mysql.sql"',
