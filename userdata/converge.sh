@@ -109,6 +109,8 @@ quietly() {
 # download that failed.
 APT_RETRYABLE='Could not get lock|Unable to acquire the dpkg frontend lock|Unable to lock|locked by another process|Failed to fetch|Unable to fetch|Temporary failure resolving|Could not resolve|Could not connect|Connection failed|Connection timed out|Some index files failed to download|Hash Sum mismatch'
 
+APT_UNVERIFIED="W: (GPG error|An error occurred during the signature verification)[^"$'\n'"]*"
+
 # Runs apt-get; retries what waiting can fix, with backoff (bounded: 6 tries, about 2
 # minutes in all, on top of apt's own lock wait). Anything else (a package apt cannot
 # find, a broken dependency, a failing maintainer script) fails at once, with apt's
@@ -122,6 +124,14 @@ apt_retry() {
     output=$(LC_ALL=C apt-get -o DPkg::Lock::Timeout=60 -o Dpkg::Options::=--force-confdef \
       -o Dpkg::Options::=--force-confold -q -y "$@" 2>&1) || status=$?
     printf '%s\n' "$output" >>"$LOG"
+    # An index that does not verify (Datadog's, signed by a key not in the keyring) is only a
+    # warning: apt keeps the previous index and exits 0, and the install then cannot find the
+    # version. It is an error here, with apt's own words.
+    if [ "$status" -eq 0 ] && [ "$1" = update ] && [[ $output =~ $APT_UNVERIFIED ]]; then
+      APT_ERROR=${BASH_REMATCH[0]}
+      echo "apt-get $* failed: $APT_ERROR" >&2
+      return 1
+    fi
     [ "$status" -ne 0 ] || return 0
     # A run killed while dpkg unpacked or configured a package: finish dpkg's work, then
     # try again at once (or wait, if dpkg itself finds the lock held).
@@ -310,7 +320,8 @@ slurp() { IFS= read -r -d '' "$1" <"$2" || true; }
 # and what to do with it. Whatever is not a regular file at a target (a link) is
 # replaced, never followed.
 plan_files() {
-  local file target owner mode unit desired action content installed
+  local file target owner mode unit desired action content installed i
+  local -a lines=() units=() kept=()
   while read -r file target owner mode unit; do
     case "$file" in '' | '#'*) continue ;; esac
     desired=$WORK/desired/${file//\//_}
@@ -329,13 +340,37 @@ plan_files() {
         action=created
       else
         slurp installed "$ROOT$target"
-        if [ "$content" = "$installed" ]; then action=unchanged; else action=updated; fi
+        if [ "$content" = "$installed" ]; then action=unchanged kept+=("${#lines[@]}"); else action=updated; fi
       fi
     elif [ -e "$ROOT$target" ] || [ -L "$ROOT$target" ]; then
       action=removed # a feature switched off
     else continue; fi
-    echo "$action $target $owner $mode $desired" >>"$WORK/plan.$unit"
+    lines+=("$action $target $owner $mode $desired") units+=("$unit")
   done <"$BUNDLE/manifest"
+  [ ${#kept[@]} -eq 0 ] || owners_and_modes_kept
+  for i in "${!lines[@]}"; do echo "${lines[$i]}" >>"$WORK/plan.${units[$i]}"; done
+}
+
+# A file whose content is right but whose owner or mode is not the manifest's (the manifest
+# changed, or someone changed the file on the host) is written again, as an update: one
+# stat for them all, one lookup of the owners' numbers. Reads and edits plan_files' lines.
+owners_and_modes_kept() {
+  local i name number rest target owner mode users=() groups=() paths=() found=()
+  local -A uid=() gid=()
+  for i in "${kept[@]}"; do
+    read -r _ target owner _ <<<"${lines[$i]}"
+    users+=("${owner%%:*}") groups+=("${owner#*:}") paths+=("$ROOT$target")
+  done
+  while IFS=: read -r name _ number rest; do uid[$name]=$number; done < <(getent passwd "${users[@]}" || true)
+  while IFS=: read -r name _ number rest; do gid[$name]=$number; done < <(getent group "${groups[@]}" || true)
+  mapfile -t found < <(stat -c '%u:%g %a' -- "${paths[@]}" || true)
+  for i in "${!kept[@]}"; do
+    read -r _ target owner mode rest <<<"${lines[${kept[$i]}]}"
+    printf -v mode '%o' "$((8#$mode))" # as stat prints it: 0640 -> 640
+    if [ "${found[$i]:-}" != "${uid[${owner%%:*}]:-?}:${gid[${owner#*:}]:-?} $mode" ]; then
+      lines[${kept[$i]}]="updated ${lines[${kept[$i]}]#unchanged }"
+    fi
+  done
 }
 
 # What undoing a unit's changes needs outlives the run, until the unit is applied: a run

@@ -472,6 +472,30 @@ def test_second_run_with_the_same_files_changes_and_restarts_nothing(converged, 
     assert "restarted or applied: nothing" in run.stdout
 
 
+def test_a_file_whose_mode_or_owner_drifted_on_the_host_is_written_again(converged, dev_files):
+    grants = converged.path("/var/lib/observability-lab/mysql/datadog_user.sql")
+    grants.chmod(0o644)  # world-readable: the issue's own example of a fault
+    os.chown(converged.path(AGENT_CHECK_CONF), 0, 0)  # root's: the Agent could not read it
+    run = converged.converge(dev_files)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert {f: s for f, s in run.report("file").items() if s != "unchanged"} == {
+        "/var/lib/observability-lab/mysql/datadog_user.sql": "updated", AGENT_CHECK_CONF: "updated"}
+    assert stat.S_IMODE(grants.stat().st_mode) == 0o600
+    assert (converged.path(AGENT_CHECK_CONF).stat().st_uid,) == owner_ids("dd-agent:dd-agent")[:1]
+    # Their units apply the files again, as after any other rewrite of them.
+    assert run.report("grants for") == {"datadog@mysql": "applied"} and restarts(run) == ["datadog-agent"]
+
+
+def test_a_mode_changed_only_in_the_manifest_reaches_the_host(converged, dev_files):
+    manifest = dev_files["manifest"].replace(f"{AGENT_CHECK_CONF}    dd-agent:dd-agent  0640",
+                                             f"{AGENT_CHECK_CONF}    dd-agent:dd-agent  0600")
+    assert manifest != dev_files["manifest"]
+    run = converged.converge(dict(dev_files, manifest=manifest))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert {f: s for f, s in run.report("file").items() if s != "unchanged"} == {AGENT_CHECK_CONF: "updated"}
+    assert stat.S_IMODE(converged.path(AGENT_CHECK_CONF).stat().st_mode) == 0o600
+
+
 def test_changing_only_the_check_interval_rewrites_one_file_and_restarts_only_the_agent(
         converged, rendered_bundle):
     run = converged.converge(rendered_bundle("dev", {"checkIntervalSeconds": 30}))
@@ -501,6 +525,19 @@ def test_agent_upgrade_or_downgrade_is_an_apt_install_in_place(converged, render
     assert "package datadog-agent: 1:7.77.2-1 -> 1:7.71.0-1" in run.stdout
     assert restarts(run) == ["datadog-agent"]
     assert set(run.report("file").values()) == {"unchanged"}
+
+
+def test_an_agent_index_that_does_not_verify_fails_the_update_with_apts_words(converged, rendered_bundle):
+    # What apt prints when Datadog's new InRelease is signed by a key the keyring lacks; exit 0.
+    warning = ("W: An error occurred during the signature verification. The repository is not updated and the "
+               "previous index files will be used. GPG error: https://apt.datadoghq.com stable InRelease: The "
+               "following signatures couldn't be verified because the public key is not available: NO_PUBKEY "
+               "E6266D4AC0962C7D")
+    converged.set("warn.apt-get-update", f"Hit:1 http://archive.ubuntu.com/ubuntu jammy InRelease\n{warning}\n")
+    run = converged.converge(rendered_bundle("dev", {"agentVersion": "7.71.0"}))
+    assert run.returncode != 0
+    assert run.stdout.splitlines()[-1] == f"FAILED: apt-get update: {warning}"
+    assert [c for c in run.called("apt-get") if " install " in c] == [] and restarts(run) == []
 
 
 def test_a_config_the_agent_rejects_is_rolled_back_and_fails_the_run(converged, dev_files):

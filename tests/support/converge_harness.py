@@ -59,6 +59,8 @@ fi
 if [[ " $* " == *" install "* ]] && [ -e "$FAKE/fail.apt-get-install" ]; then
   cat "$FAKE/fail.apt-get-install"; exit 100
 fi
+# warn.apt-get-update: an update that prints the file's content (apt's warnings) and exits 0.
+if [[ " $* " == *" update "* ]] && [ -e "$FAKE/warn.apt-get-update" ]; then cat "$FAKE/warn.apt-get-update"; exit 0; fi
 installing=0
 for arg in "$@"; do
   if [ "$arg" = install ]; then installing=1; continue; fi
@@ -148,6 +150,10 @@ opts=$(cat "$CONVERGE_ROOT"/etc/systemd/system/tomcat10.service.d/*.conf 2>/dev/
 address=$(sed -n 's/.*jmxremote\.host=\([^ "]*\).*/\1/p' <<<"$opts")
 case "$address" in 127.0.0.1) address="[::ffff:127.0.0.1]" ;; "" | 0.0.0.0) address="*" ;; esac
 echo "LISTEN 0      50     $address:$port      *:*"''',
+    # getent passwd|group NAME...: the test host's number for each name it has (`passwd`).
+    "getent": r'''
+shift
+for name in "$@"; do number=$(owner_id "$name"); [ "$number" = "$name" ] || echo "$name:x:$number:$number::/:/bin/sh"; done''',
     "useradd": 'echo "${*: -1}" >>"$FAKE/users"',
     "groupadd": 'echo "${*: -1}" >>"$FAKE/groups"',
     # id -nG USER: its groups (usermod -aG); id -u/-g NAME: the test host's number for a user converge
