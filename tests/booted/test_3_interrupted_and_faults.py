@@ -63,10 +63,11 @@ def test_a_run_killed_while_waiting_for_a_bad_agent_config_is_rolled_back_by_the
     killed = booted.converge(changed, kill=KillPoint("datadog-agent", "status"))
     assert killed.returncode != 0 and "service datadog-agent:" not in killed.stdout  # died waiting
     assert booted.machine.run(["datadog-agent", "status"]).returncode != 0  # no Agent on the bad file
-    # The unit's Restart=on-failure loops it into its start limit (5 starts in 10 s): systemd
-    # then refuses every start for 10 s, the restore's too, unless converge resets the count.
+    # The unit's Restart=on-failure loops it into its start limit (5 starts in 10 s, "Start
+    # request repeated too quickly"), and systemd gives up on it (failed, no restart pending):
+    # it then refuses every start for 10 s, the restore's too, unless converge resets the count.
     looped = booted.sh("""for _ in $(seq 50); do
-  [ "$(systemctl show -p Result --value datadog-agent)" = start-limit-hit ] && exit 0; sleep 0.2
+  [ "$(systemctl show -p ActiveState --value datadog-agent)" = failed ] && exit 0; sleep 0.2
 done; systemctl status datadog-agent; exit 1""")
     assert looped.returncode == 0, looped.stdout
     again = booted.converge(changed)
