@@ -158,14 +158,28 @@ now() { date +%s; }
 
 # Runs "$@" until it succeeds or $1 seconds have passed, a second apart. The bound is
 # for the whole wait: each try finds the seconds left in LEFT, to bound its own wait.
+# A try that finds waiting is pointless says why in GAVE_UP, which ends the wait.
 retry_until() {
   local deadline
   deadline=$(($(now) + $1))
   shift
+  GAVE_UP=
   while LEFT=$((deadline - $(now))) && [ "$LEFT" -gt 0 ]; do
     "$@" >>"$LOG" 2>&1 && return 0
+    [ -z "$GAVE_UP" ] || return 1
     sleep 1
   done
+  return 1
+}
+
+# For retry_until: the unit $1, just restarted, answers "${@:2}". One systemd gave up on
+# (failed: it exited, and Restart= no longer starts it, e.g. past its start limit) never
+# will, and the wait ends then; one that is still starting or restarting is waited for.
+unit_answers() {
+  local unit=$1
+  shift
+  "$@" && return 0
+  ! systemctl is-failed --quiet "$unit" || GAVE_UP="$unit failed and systemd stopped restarting it (journalctl -u $unit)"
   return 1
 }
 
@@ -575,8 +589,8 @@ apply_flask_app() {
   quietly "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT$APP_DIR/requirements.txt" &&
     quietly systemctl daemon-reload && quietly systemctl enable "$APP_UNIT" &&
     restart_unit "$APP_UNIT" || return 1
-  retry_until 30 app_answers || {
-    echo "$APP_UNIT does not answer on 127.0.0.1:$APP_PORT 30 s after its restart" >&2
+  retry_until 30 unit_answers "$APP_UNIT" app_answers || {
+    echo "${GAVE_UP:-$APP_UNIT does not answer on 127.0.0.1:$APP_PORT 30 s after its restart}" >&2
     return 1
   }
 }
@@ -638,8 +652,8 @@ apply_tomcat() {
     return
   fi
   quietly systemctl enable "$TOMCAT_UNIT" && restart_unit "$TOMCAT_UNIT" || return 1
-  retry_until 120 cars_answers || {
-    echo "the cars app does not answer on $CARS_URL 120 s after $TOMCAT_UNIT restarted" >&2
+  retry_until 120 unit_answers "$TOMCAT_UNIT" cars_answers || {
+    echo "${GAVE_UP:-the cars app does not answer on $CARS_URL 120 s after $TOMCAT_UNIT restarted}" >&2
     return 1
   }
   quietly systemctl is-active "$TOMCAT_UNIT" || { echo "$TOMCAT_UNIT is not active" >&2 && return 1; }
@@ -688,8 +702,8 @@ apply_datadog_agent() {
   local report check
   UNIT_FAILURE=
   restart_unit datadog-agent || { UNIT_FAILURE="systemctl restart datadog-agent failed"; return 1; }
-  retry_until 60 agent_answers || {
-    UNIT_FAILURE="datadog-agent status still fails 60 s after the restart"
+  retry_until 60 unit_answers datadog-agent agent_answers || {
+    UNIT_FAILURE=${GAVE_UP:-"datadog-agent status still fails 60 s after the restart"}
     echo "$UNIT_FAILURE" >&2
     return 1
   }

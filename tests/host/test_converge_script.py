@@ -382,6 +382,21 @@ def test_a_run_killed_while_the_agent_starts_on_a_new_config_is_rolled_back_by_t
     assert converged.path(AGENT_CONFIG).read_text() == before
 
 
+def test_the_wait_for_an_agent_systemd_stopped_restarting_ends_at_once(converged, dev_files):
+    files = dict(dev_files, **{"agent/datadog.yaml": dev_files["agent/datadog.yaml"] + "# AGENT_WONT_START\n"})
+    run = converged.converge(files)
+    assert run.returncode != 0
+    assert run.stdout.splitlines()[-1].startswith(
+        "FAILED: datadog-agent rejected its new files; the previous ones are back and it runs on them "
+        "(datadog-agent failed and systemd stopped restarting it (journalctl -u datadog-agent); see ")
+    assert run.called("sleep") == []  # not a minute of `status` against a unit that will not come back
+    # A unit still starting is waited for: an Agent slow to answer, not failed, gets its minute.
+    converged.set("fail.agent-status")
+    slow = converged.converge(dict(dev_files, **{"agent/datadog.yaml": dev_files["agent/datadog.yaml"] + "# new\n"}))
+    assert "datadog-agent status still fails 60 s after the restart" in slow.stdout
+    assert len(slow.called("sleep")) >= 60
+
+
 def test_a_failure_with_nothing_to_restore_says_so(converged, dev_files):
     # An earlier run was killed after marking the Agent for a restart, its files already applied.
     (converged.path("/var/lib/observability-lab") / "pending.datadog-agent").write_text("")

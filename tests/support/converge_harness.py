@@ -94,6 +94,8 @@ fi
 case "$1" in
   reset-failed) rm -f "$FAKE/start-limit-hit.$2" ;;
   is-active) [ -e "$FAKE/active.${*: -1}" ] ;;
+  # Failed for good: it died at its start (no Restart=), or looped into its start limit.
+  is-failed) [ -e "$FAKE/start-limit-hit.${*: -1}" ] || { [ -e "$FAKE/dies-at-start.${*: -1}" ] && [ ! -e "$FAKE/active.${*: -1}" ]; } ;;
   stop) rm -f "$FAKE/active.${*: -1}" ;;
   enable) [ "$2" != --now ] || touch "$FAKE/active.${*: -1}" ;;
   # A unit restarted is active, one stopped is not (dies-at-start.<unit>: it exits at once).
