@@ -250,8 +250,13 @@ class OfflineMocks(pulumi.runtime.Mocks):
                          hour=instant.hour, minute=instant.minute, second=instant.second)
         elif type_.startswith("datadog:"):
             # Datadog ids are numeric (monitor ids feed downtime schedules as ints).
-            resource_id = str(100000 + zlib.crc32(name.encode()) % 900000)
+            resource_id = datadog_id(name)
         return resource_id, state
+
+
+def datadog_id(name: str) -> str:
+    """The id the mocks give the Datadog object of this resource name (numeric, as Datadog's)."""
+    return str(100000 + zlib.crc32(name.encode()) % 900000)
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):

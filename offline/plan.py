@@ -23,7 +23,7 @@ from typing import Any
 
 from rendering.bundle import manifest_entries, sha256
 from offline import changes, plan_text
-from offline.engine import ROOT, Evaluation, Resource, close_event_loop, evaluate, is_secret
+from offline.engine import ROOT, Evaluation, Resource, close_event_loop, datadog_id, evaluate, is_secret
 from offline.host_config import decode_document
 
 SECRET = "[secret]"
@@ -84,7 +84,19 @@ def _request_queries(request: dict[str, Any]) -> list[str]:
             for formula in formulas]
 
 
-def _widgets(widgets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _definition_queries(definition: dict[str, Any], slo_names: dict[str, str]) -> list[str]:
+    """What a widget shows, as one-line queries: its requests', a log or event stream's search,
+    an SLO widget's objective by name (the id is the mocks')."""
+    queries = [q for request in definition.get("requests", []) for q in _request_queries(request)]
+    if isinstance(definition.get("query"), str):
+        queries.append(f'search("{definition["query"]}")')
+    if definition.get("sloId"):
+        name = slo_names.get(str(definition["sloId"]), f"id {definition['sloId']}")
+        queries.append(f"slo({name}) over {', '.join(definition.get('timeWindows', []))}")
+    return queries
+
+
+def _widgets(widgets: list[dict[str, Any]], slo_names: dict[str, str]) -> list[dict[str, Any]]:
     """Each widget as (type, title, queries), found in its `*Definition` block."""
     found = []
     for widget in widgets:
@@ -92,9 +104,9 @@ def _widgets(widgets: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if not key.endswith("Definition") or not isinstance(definition, dict):
                 continue
             if key == "groupDefinition":
-                found.extend(_widgets(definition.get("widgets", [])))
+                found.extend(_widgets(definition.get("widgets", []), slo_names))
                 continue
-            queries = [q for request in definition.get("requests", []) for q in _request_queries(request)]
+            queries = _definition_queries(definition, slo_names)
             found.append({"type": key.removesuffix("Definition"),
                           "title": definition.get("title", ""), "queries": queries})
     return found
@@ -125,6 +137,8 @@ def build_plan(evaluation: Evaluation) -> dict[str, Any]:
         "outputs": {k: SECRET if k in evaluation.secret_outputs else v
                     for k, v in sorted(evaluation.outputs.items())},
     }
+    slo_names = {datadog_id(r.name): r.inputs.get("name", r.name) for r in resources
+                 if r.type == "datadog:index/serviceLevelObjective:ServiceLevelObjective"}
     for r in resources:
         inputs = mask(r.inputs)
         if r.type == INSTANCE and r.inputs.get("userData"):
@@ -142,7 +156,7 @@ def build_plan(evaluation: Evaluation) -> dict[str, Any]:
         plan["resources"].append(entry)
         if r.type == "datadog:index/dashboard:Dashboard":
             plan["dashboards"].append({"title": r.inputs.get("title"),
-                                       "widgets": _widgets(r.inputs.get("widgets", []))})
+                                       "widgets": _widgets(r.inputs.get("widgets", []), slo_names)})
         elif r.type == "datadog:index/monitor:Monitor":
             plan["monitors"].append({key: r.inputs.get(key) for key in
                                      ("name", "type", "query", "monitorThresholds", "tags")})

@@ -65,6 +65,11 @@ def test_text_plan_shows_first_what_a_person_scans(capsys, stack, stack_eval):
     dashboards = out[out.index("\nDashboards ("):out.index("\nDowntime schedules (")]
     hosts = f"env:{stack},project:observability-lab,$host"
     assert f"anomalies(avg:mysql.performance.cpu_time{{{hosts}}} by {{host}}, 'basic', 2)" in dashboards
+    # Every widget says what it shows: a metric query, a log search, the SLO by its name.
+    assert not re.search(r": *\n", dashboards), dashboards
+    if stack == "dev":
+        assert "availability SLO: slo([dev] sample-flask-app availability) over 7d, 30d\n" in dashboards
+        assert 'logs: search("service:sample-flask-app env:dev status:(error OR warn) $host")\n' in dashboards
     assert "\nWhat the hosts get: SSM document " in out and "\nUser-data: " in out
     assert "converge.sh" in out and "secret_backend_type" not in out  # files listed, not shown
     assert "FULL=1" in out.splitlines()[-1]
