@@ -26,16 +26,17 @@ def mounted(booted, path: str) -> str:
     return booted.machine.run(["findmnt", "-n", "-o", "SOURCE", "--mountpoint", path]).stdout.strip()
 
 
-def test_mysqls_data_outlives_its_host_and_a_replacement_uses_it_as_it_is(lab, dev_document):
-    volume = DataVolume(lab.dir / "replaced-hosts-volume.img", DATA_VOLUME_ID, lab.data_volume_gib)
-    first = lab.boot(volume=volume)  # a new instance: the clean image, a blank volume
+def test_mysqls_data_outlives_its_host_and_a_replacement_uses_it_as_it_is(lab, first_boot, converged_layer,
+                                                                          dev_document):
+    # The first host is the run's first boot: a new instance whose first converge found its
+    # volume blank (its verdict was taken on the live host). Here it runs again on its disk and
+    # a copy of its volume (a snapshot restored), one more row is written, and it goes.
+    assert f"data volume {DATA_VOLUME_ID}: ext4 filesystem made (it was blank)" in first_boot.run.stdout
+    first = lab.boot([converged_layer], volume=lab.converged_volume())
+    volume = first.volume
     try:
-        run = first.converge(dev_document)
-        first.assert_converged(dev_document, run)
-        assert f"data volume {DATA_VOLUME_ID}: ext4 filesystem made (it was blank)" in run.stdout, run.stdout
         uuid = volume.uuid()
-        assert uuid and f"filesystem {DATA_MOUNT}: mounted (UUID={uuid}" in run.stdout
-        assert mounted(first, "/var/lib/mysql") == f"{volume.device}[/mysql]"
+        assert uuid and f"filesystem {DATA_MOUNT}: mounted (UUID={uuid}" in first_boot.run.stdout
         written = first.sh(WRITE_ROW)
         assert written.returncode == 0, written.stdout + written.stderr
         first_password = first.mysql_conf()["password"]
@@ -51,6 +52,7 @@ def test_mysqls_data_outlives_its_host_and_a_replacement_uses_it_as_it_is(lab, d
         second.assert_converged(dev_document, run)
         assert "filesystem made" not in run.stdout and volume.uuid() == uuid  # never formatted twice
         assert f"filesystem {DATA_MOUNT}: mounted (UUID={uuid}" in run.stdout
+        assert mounted(second, "/var/lib/mysql") == f"{volume.device}[/mysql]"
         assert second.mysql_conf()["password"] != first_password
         rows = second.sh(READ_ROWS)
         assert rows.stdout.strip() == ROW, rows.stdout + rows.stderr
