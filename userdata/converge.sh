@@ -354,8 +354,8 @@ remember_previous() {
   if [ -e "$ROOT$target" ] || [ -L "$ROOT$target" ]; then
     cp -a "$ROOT$target" "$record/backup$target.part" &&
       mv -fT "$record/backup$target.part" "$record/backup$target" || return 1
-  else
-    rm -f "$record/backup$target" || return 1
+  elif [ -e "$record/backup$target" ] || [ -L "$record/backup$target" ]; then
+    rm -f "$record/backup$target" || return 1 # left by a run killed before it listed the file
   fi
   echo "$target" >>"$record/changed" || return 1
   REMEMBERED[$1]+=$target$'\n'
