@@ -78,8 +78,10 @@ done''',
 status=0
 for package in "$@"; do
   case "$package" in -*) continue ;; esac
-  line=$(grep "^$package " "$FAKE/dpkg" | tail -n 1) || { status=1; continue; }
-  echo "$package installed ${line#* }"
+  found= version=  # the package's last line, as apt-get appends them
+  while read -r name line; do [ "$name" != "$package" ] || found=1 version=$line; done <"$FAKE/dpkg"
+  [ -n "$found" ] || { status=1; continue; }
+  echo "$package installed $version"
 done
 exit "$status"''',
     "apt-mark": "",
