@@ -582,7 +582,8 @@ tomcat_collected() {
   for expected in $JMX_COLLECTED; do
     domain=${expected%%:*} key=${expected#*:} key=${key%/*} attribute=${expected##*/}
     # Found on one line of the report, as grep would (no process per bean and try).
-    pattern="Matching: [0-9]+/[0-9]+\. Bean name: ${domain//./\\.}:($within_line,)?$key(,$within_line)? - Attribute name: $attribute "
+    pattern="Matching: [0-9]+/[0-9]+\. Bean name: ${domain//./\\.}:($within_line,)?$key(,$within_line)?"
+    pattern+=" - Attribute name: $attribute "
     [[ $report =~ $pattern ]] || JMX_MISSING+=("$expected")
   done
   [ ${#JMX_MISSING[@]} -eq 0 ]
