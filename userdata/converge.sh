@@ -403,8 +403,8 @@ remember_previous() {
   if [ -e "$ROOT$target" ] || [ -L "$ROOT$target" ]; then
     cp -a "$ROOT$target" "$record/backup$target.part" &&
       mv -fT "$record/backup$target.part" "$record/backup$target" || return 1
-  else
-    rm -f "$record/backup$target" || return 1
+  elif [ -e "$record/backup$target" ] || [ -L "$record/backup$target" ]; then
+    rm -f "$record/backup$target" || return 1 # left by a run killed before it listed the file
   fi
   echo "$target" >>"$record/changed" || return 1
   REMEMBERED[$1]+=$target$'\n'
@@ -624,14 +624,16 @@ jmx_on_loopback_only() {
 # attribute the monitors and the dashboard read (JMX_COLLECTED: domain:key=value/attribute
 # ...). JMX_MISSING: what it did not list.
 tomcat_collected() {
-  local report expected domain key attribute
+  local report expected domain key attribute pattern within_line="[^"$'\n'"]*"
   report=$(timeout 120 datadog-agent jmx list collected --checks tomcat 2>&1) || true
   printf '%s\n' "$report"
   JMX_MISSING=()
   for expected in $JMX_COLLECTED; do
     domain=${expected%%:*} key=${expected#*:} key=${key%/*} attribute=${expected##*/}
-    grep -qE "Matching: [0-9]+/[0-9]+\. Bean name: ${domain//./\\.}:(.*,)?$key(,.*)? - Attribute name: $attribute " \
-      <<<"$report" || JMX_MISSING+=("$expected")
+    # Found on one line of the report, as grep would (no process per bean and try).
+    pattern="Matching: [0-9]+/[0-9]+\. Bean name: ${domain//./\\.}:($within_line,)?$key(,$within_line)?"
+    pattern+=" - Attribute name: $attribute "
+    [[ $report =~ $pattern ]] || JMX_MISSING+=("$expected")
   done
   [ ${#JMX_MISSING[@]} -eq 0 ]
 }
@@ -825,20 +827,15 @@ grow_root_filesystem() {
 # disk whose kernel name (nvme1n1, ...) says nothing and can change between boots; udev
 # links it under /dev/disk/by-id/ by its serial, which is the volume id without its dash
 # (systemd's rule, with the namespace after _ since systemd 254; amazon-ec2-utils' with -ns-).
-data_volume_links() {
-  local serial=${DATA_VOLUME_ID/-/} by_id=$ROOT/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_
-  printf '%s\n' "$by_id$serial" "${by_id}${serial}_1" "${by_id}${serial}-ns-1"
-}
-
 # DATA_DEVICE: the disk one of those links points at, once one exists.
 data_volume_present() {
-  local link
-  while read -r link; do
+  local serial=${DATA_VOLUME_ID/-/} by_id=$ROOT/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_ link
+  for link in "$by_id$serial" "${by_id}${serial}_1" "${by_id}${serial}-ns-1"; do
     if [ -e "$link" ]; then
       DATA_DEVICE=$(readlink -f "$link")
       return 0
     fi
-  done < <(data_volume_links)
+  done
   echo "no $ROOT/dev/disk/by-id/ link for $DATA_VOLUME_ID yet"
   return 1
 }

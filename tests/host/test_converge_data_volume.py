@@ -83,8 +83,8 @@ def test_a_blank_volume_gets_a_filesystem_mounted_by_uuid_and_mysqls_data_before
     assert run.called("resize2fs") == []  # a new filesystem fills its volume
 
 
-def test_a_second_run_finds_everything_in_place_and_changes_nothing(host, dev_files):
-    assert host.converge(dev_files).returncode == 0
+def test_a_second_run_finds_everything_in_place_and_changes_nothing(converged, dev_files):
+    host = converged  # after its first converge (tests/host/conftest.py)
     fstab = host.path("/etc/fstab").read_text()
     run = host.converge(dev_files)
     assert run.returncode == 0, run.stdout
@@ -231,8 +231,8 @@ def test_something_else_mounted_where_the_volume_goes_is_refused(host, dev_files
     assert f"{DATA_MOUNT} has /dev/nvme2n1 mounted, not data volume {DATA_VOLUME_ID}" in run.stdout.splitlines()[-1]
 
 
-def test_a_larger_volume_is_waited_for_and_its_filesystem_grown_once(host, dev_files, rendered_bundle):
-    assert host.converge(dev_files).returncode == 0
+def test_a_larger_volume_is_waited_for_and_its_filesystem_grown_once(converged, rendered_bundle):
+    host = converged  # after its first converge on the dev bundle (tests/host/conftest.py)
     larger = rendered_bundle("dev", {"dataVolumeGiB": 50})
     host.set(f"fs.{DATA_DISK.rsplit('/', 1)[1]}", str(DATA_VOLUME_BYTES))  # the filesystem, still 20 GiB
     # EC2 shows the new size after a while: 20 GiB for the first 3 looks, then 50.
@@ -247,8 +247,8 @@ def test_a_larger_volume_is_waited_for_and_its_filesystem_grown_once(host, dev_f
     assert again.returncode == 0 and again.called("resize2fs") == []
 
 
-def test_systemd_makes_the_two_mounts_of_the_fstab_converge_writes_and_mysql_waits_for_them(host, dev_files, tmp_path):
-    assert host.converge(dev_files).returncode == 0
+def test_systemd_makes_the_two_mounts_of_the_fstab_converge_writes_and_mysql_waits_for_them(first_converge, tmp_path):
+    host = first_converge.host  # after its first converge on the dev bundle (tests/host/conftest.py)
     units = tmp_path / "units"
     for directory in ("normal", "early", "late"):
         (units / directory).mkdir(parents=True)

@@ -27,8 +27,9 @@ HEX48 = r"[0-9a-f]{48}"
 
 
 @pytest.fixture(scope="module")
-def java_dev_files(rendered_bundle) -> dict[str, str]:
-    return rendered_bundle("dev")
+def java_dev_files(dev_files) -> dict[str, str]:
+    """dev's bundle: dev runs the Java app."""
+    return dev_files
 
 
 @pytest.fixture(scope="module")
@@ -44,17 +45,15 @@ def changed(run) -> dict[str, str]:
     return {target: action for target, action in run.report("file").items() if action != "unchanged"}
 
 
-@pytest.fixture(scope="module")
-def first_java_converge(tmp_path_factory, java_dev_files):
-    host = Host(tmp_path_factory.mktemp("java"))
-    run = host.converge(java_dev_files)
-    assert run.returncode == 0, run.stdout + run.stderr
-    return host, run
+@pytest.fixture
+def first_java_converge(first_converge):
+    """The first converge of java_dev_files (tests/host/conftest.py), read only."""
+    return first_converge.host, first_converge.run
 
 
 @pytest.fixture
-def java_host(first_java_converge, tmp_path) -> Host:
-    return first_java_converge[0].copy(tmp_path / "host")
+def java_host(converged) -> Host:
+    return converged
 
 
 def test_the_first_run_installs_the_packages_and_starts_tomcat_after_the_grants(first_java_converge):

@@ -32,20 +32,6 @@ MYSQL_CONF = "/etc/datadog-agent/conf.d/mysql.d/conf.yaml"
 HOSTNAME_TAG_URL = "http://169.254.169.254/latest/meta-data/tags/instance/datadog-hostname"
 
 
-@pytest.fixture(scope="module")
-def first_converge(tmp_path_factory, dev_files) -> Host:
-    host = Host(tmp_path_factory.mktemp("converged"))
-    first = host.converge(dev_files)
-    assert first.returncode == 0, first.stdout + first.stderr
-    return host
-
-
-@pytest.fixture
-def converged(first_converge, tmp_path) -> Host:
-    """A host after its first converge on the dev bundle (a copy of one, run once)."""
-    return first_converge.copy(tmp_path / "host")
-
-
 def owner_ids(owner: str) -> tuple[int, int]:
     user, group = owner.split(":")
     return HOST_USERS[user], HOST_USERS[group]
@@ -55,9 +41,8 @@ def restarts(run) -> list[str]:
     return [c.split()[-1] for c in run.called("systemctl") if c.split()[1] == "restart"]
 
 
-def test_first_run_installs_everything(host, dev_files):
-    run = host.converge(dev_files)
-    assert run.returncode == 0, run.stdout + run.stderr
+def test_first_run_installs_everything(first_converge, dev_files):
+    host, run = first_converge.host, first_converge.run  # a scratch host's first run (tests/host/conftest.py)
     # Every file of the bundle (a switched-off feature's files are not in it).
     entries = [entry for entry in manifest_entries(dev_files["manifest"]) if entry[0] in dev_files]
     assert run.report("file") == {target: "created" for _, target, *_ in entries}
@@ -869,10 +854,9 @@ def test_a_changing_converge_sends_one_event_with_its_change_report(converged, d
         f"bundle {digest} (association)"]
 
 
-def test_the_first_converge_event_lists_everything_it_installed(host, dev_files):
-    run = host.converge(dev_files)
-    assert run.returncode == 0, run.stderr
-    (event,) = host.events()
+def test_the_first_converge_event_lists_everything_it_installed(first_converge):
+    run = first_converge.run
+    (event,) = first_converge.events
     assert "mysql-grants, flask-app, app-traffic, tomcat, datadog-agent restarted or applied;" in event.title
     assert "package datadog-agent: none -> 1:7.77.2-1" in event.text.splitlines()
     assert all(line in run.stdout.splitlines() for line in event.text.splitlines()[:-1])

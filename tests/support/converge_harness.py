@@ -38,29 +38,34 @@ DEFAULT_DATADOG_HOSTNAME = "observability-lab-dev-1"
 
 # Each recorder first records its call. kill_run kills the whole converge run, as SSM's
 # timeout or a reboot would: its session (Host.run starts one), and this recorder's own
-# process group (`timeout` makes one of its own).
+# process group (`timeout` makes one of its own; procps kill: dash's takes no `--`).
+# LAST is the last argument.
 # Every command line also goes to `argv`, with those of the real tools (see PASS_THROUGH).
 # A recorder's own tools are the machine's (PATH reset): they are not converge's commands.
-_ARGV = 'echo "${0##*/} $*" >>"$FAKE/argv"\n'
+# Recorders and wrappers are plain sh: dash starts in about half bash's time, and a converge
+# runs hundreds of them (a wait loop several a second). printf, not dash's echo, which would
+# expand a command line's backslashes (dpkg-query's -f format).
+_ARGV = 'printf "%s\\n" "${0##*/} $*" >>"$FAKE/argv"\n'
 _OWN_TOOLS = _ARGV + "PATH=/usr/bin:/bin\n"
-_RECORD = _OWN_TOOLS + '''echo "${0##*/} $*" >>"$FAKE/calls"
-kill_run() { kill -KILL -- "-$(ps -o sid= -p $$ | tr -d ' ')" 0; }
+_RECORD = _OWN_TOOLS + r'''printf "%s\n" "${0##*/} $*" >>"$FAKE/calls"
+kill_run() { /usr/bin/kill -KILL -- "-$(ps -o sid= -p $$ | tr -d ' ')" 0; }
+[ $# -eq 0 ] || eval "LAST=\${$#}"
 '''
 
 # name -> body run after recording the call ($FAKE is the recorders' state directory).
 RECORDERS = {
     "apt-get": r'''
-# dpkg-interrupted: a run killed while dpkg unpacked or configured, as apt sees it.
-if [[ " $* " == *" install "* ]] && [ -e "$FAKE/dpkg-interrupted" ]; then
-  echo "E: dpkg was interrupted, you must manually run 'dpkg --configure -a' to correct the problem."
-  exit 100
-fi
-# fail.apt-get-install: an install fails with the file's content as apt's output.
-if [[ " $* " == *" install "* ]] && [ -e "$FAKE/fail.apt-get-install" ]; then
-  cat "$FAKE/fail.apt-get-install"; exit 100
-fi
+case " $* " in *" install "*)
+  # dpkg-interrupted: a run killed while dpkg unpacked or configured, as apt sees it.
+  if [ -e "$FAKE/dpkg-interrupted" ]; then
+    echo "E: dpkg was interrupted, you must manually run 'dpkg --configure -a' to correct the problem."
+    exit 100
+  fi
+  # fail.apt-get-install: an install fails with the file's content as apt's output.
+  if [ -e "$FAKE/fail.apt-get-install" ]; then cat "$FAKE/fail.apt-get-install"; exit 100; fi ;;
 # warn.apt-get-update: an update that prints the file's content (apt's warnings) and exits 0.
-if [[ " $* " == *" update "* ]] && [ -e "$FAKE/warn.apt-get-update" ]; then cat "$FAKE/warn.apt-get-update"; exit 0; fi
+*" update "*) if [ -e "$FAKE/warn.apt-get-update" ]; then cat "$FAKE/warn.apt-get-update"; exit 0; fi ;;
+esac
 installing=0
 for arg in "$@"; do
   if [ "$arg" = install ]; then installing=1; continue; fi
@@ -75,12 +80,14 @@ done''',
 status=0
 for package in "$@"; do
   case "$package" in -*) continue ;; esac
-  line=$(grep "^$package " "$FAKE/dpkg" | tail -n 1) || { status=1; continue; }
-  echo "$package installed ${line#* }"
+  found= version=  # the package's last line, as apt-get appends them
+  while read -r name line; do [ "$name" != "$package" ] || found=1 version=$line; done <"$FAKE/dpkg"
+  [ -n "$found" ] || { status=1; continue; }
+  echo "$package installed $version"
 done
 exit "$status"''',
     "apt-mark": "",
-    "dpkg": '[[ " $* " != *" --configure -a "* ]] || rm -f "$FAKE/dpkg-interrupted"',
+    "dpkg": 'case " $* " in *" --configure -a "*) rm -f "$FAKE/dpkg-interrupted" ;; esac',
     "systemctl": r'''
 # A run killed mid-way (SSM timeout, reboot): the restart never happens, nor anything after.
 if [ "$1" = restart ] && [ -e "$FAKE/kill-at-restart.$2" ]; then kill_run; fi
@@ -93,11 +100,11 @@ if [ "$1" = restart ] && [ -e "$FAKE/start-limit-hit.$2" ]; then
 fi
 case "$1" in
   reset-failed) rm -f "$FAKE/start-limit-hit.$2" ;;
-  is-active) [ -e "$FAKE/active.${*: -1}" ] ;;
+  is-active) [ -e "$FAKE/active.$LAST" ] ;;
   # Failed for good: it died at its start (no Restart=), or looped into its start limit.
-  is-failed) [ -e "$FAKE/start-limit-hit.${*: -1}" ] || { [ -e "$FAKE/dies-at-start.${*: -1}" ] && [ ! -e "$FAKE/active.${*: -1}" ]; } ;;
-  stop) rm -f "$FAKE/active.${*: -1}" ;;
-  enable) [ "$2" != --now ] || touch "$FAKE/active.${*: -1}" ;;
+  is-failed) [ -e "$FAKE/start-limit-hit.$LAST" ] || { [ -e "$FAKE/dies-at-start.$LAST" ] && [ ! -e "$FAKE/active.$LAST" ]; } ;;
+  stop) rm -f "$FAKE/active.$LAST" ;;
+  enable) [ "$2" != --now ] || touch "$FAKE/active.$LAST" ;;
   # A unit restarted is active, one stopped is not (dies-at-start.<unit>: it exits at once).
   restart) if [ -e "$FAKE/dies-at-start.$2" ]; then rm -f "$FAKE/active.$2"; else touch "$FAKE/active.$2"; fi
     # The Agent exits at once on a datadog.yaml it cannot start on, and Restart=on-failure
@@ -105,7 +112,7 @@ case "$1" in
     if [ "$2" = datadog-agent ] && grep -qs AGENT_WONT_START "$CONVERGE_ROOT/etc/datadog-agent/datadog.yaml"; then
       touch "$FAKE/start-limit-hit.$2"
     fi ;;
-  disable) [ "$2" != --now ] || rm -f "$FAKE/active.${*: -1}" ;;
+  disable) [ "$2" != --now ] || rm -f "$FAKE/active.$LAST" ;;
 esac''',
     "mysql": 'cat >>"$FAKE/mysql.sql"',
     "datadog-agent": r'''
@@ -125,12 +132,11 @@ case "$1" in
   # drop-in's port, its password file's), jmx.report (every bean and attribute converge
   # expects, jmx_report()); else a connection it cannot make, as with fail.jmx.
   jmx)
+    if [ -e "$FAKE/jmx.collected" ]; then cat "$FAKE/jmx.collected"; exit 0; fi
     conf=$CONVERGE_ROOT/etc/datadog-agent/conf.d/tomcat.d/conf.yaml
     port=$(sed -n 's/^ *port: //p' "$conf" 2>/dev/null)
     password=$(sed -n 's/^ *password: "\(.*\)"$/\1/p' "$conf" 2>/dev/null)
-    if [ -e "$FAKE/jmx.collected" ]; then
-      cat "$FAKE/jmx.collected"
-    elif [ -e "$FAKE/fail.jmx" ] || ! grep -qs "jmxremote.port=$port " "$CONVERGE_ROOT"/etc/systemd/system/tomcat10.service.d/*.conf ||
+    if [ -e "$FAKE/fail.jmx" ] || ! grep -qs "jmxremote.port=$port " "$CONVERGE_ROOT"/etc/systemd/system/tomcat10.service.d/*.conf ||
       ! grep -qsx "monitorRole $password" "$CONVERGE_ROOT/etc/tomcat10/jmxremote.password"; then
       echo "Cannot connect to instance cars-tomcat (127.0.0.1:$port): java.lang.SecurityException: Authentication failed!"
     else
@@ -146,43 +152,48 @@ esac''',
     # Listening sockets on the port of `sport = :PORT`, as the JVM binds them: on the
     # drop-in's jmxremote.host (every address without one) when the drop-in names that port.
     "ss": r'''
-port=${*: -1} port=${port##*:}
+port=${LAST##*:}
 opts=$(cat "$CONVERGE_ROOT"/etc/systemd/system/tomcat10.service.d/*.conf 2>/dev/null)
-[[ $opts == *"jmxremote.port=$port "* ]] || exit 0
-address=$(sed -n 's/.*jmxremote\.host=\([^ "]*\).*/\1/p' <<<"$opts")
+case "$opts" in *"jmxremote.port=$port "*) ;; *) exit 0 ;; esac
+address=$(printf '%s\n' "$opts" | sed -n 's/.*jmxremote\.host=\([^ "]*\).*/\1/p')
 case "$address" in 127.0.0.1) address="[::ffff:127.0.0.1]" ;; "" | 0.0.0.0) address="*" ;; esac
 echo "LISTEN 0      50     $address:$port      *:*"''',
     # getent passwd|group NAME...: the test host's number for each name it has (`passwd`).
     "getent": r'''
 shift
-for name in "$@"; do number=$(owner_id "$name"); [ "$number" = "$name" ] || echo "$name:x:$number:$number::/:/bin/sh"; done''',
-    "useradd": 'echo "${*: -1}" >>"$FAKE/users"',
-    "groupadd": 'echo "${*: -1}" >>"$FAKE/groups"',
+for name in "$@"; do owner_id "$name"; [ "$OWNER_ID" = "$name" ] || echo "$name:x:$OWNER_ID:$OWNER_ID::/:/bin/sh"; done''',
+    "useradd": 'echo "$LAST" >>"$FAKE/users"',
+    "groupadd": 'echo "$LAST" >>"$FAKE/groups"',
     # id -nG USER: its groups (usermod -aG); id -u/-g NAME: the test host's number for a user converge
     # created (useradd); else whether it exists.
     "id": r'''
 if [ "$1" = -nG ]; then echo "$2 $(cat "$FAKE/groups.$2" 2>/dev/null)"; exit 0; fi
-grep -qx "${*: -1}" "$FAKE/users" 2>/dev/null || exit 1
-case "$1" in -u | -g) owner_id "${*: -1}" ;; esac''',
+grep -qx "$LAST" "$FAKE/users" 2>/dev/null || exit 1
+case "$1" in -u | -g) owner_id "$LAST" && echo "$OWNER_ID" ;; esac''',
     # usermod -aG <group> <user>; setfacl/getfacl keep a directory's ACL entries in $FAKE/acl.<name>.
     "usermod": '[ "$1" != -aG ] || echo "$2" >>"$FAKE/groups.$3"',
     "setfacl": r'''
-target=${*: -1}
+target=$LAST
 while [ $# -gt 1 ]; do [ "$1" != -m ] || echo "$2" >>"$FAKE/acl.${target##*/}"; shift; done''',
     "getfacl": r'''
-target=${*: -1}
+target=$LAST
 sed -e 's/^d:u:\(.*\):r$/default:user:\1:r--/' -e 's/^u:\(.*\):rx$/user:\1:r-x/' "$FAKE/acl.${target##*/}" 2>/dev/null || true''',
-    # The real chown, on the test host's numbers for the owner's names.
+    # The real chown, on the test host's numbers for the owner's names (the arguments
+    # rebuilt in place: each taken from the front, put back at the end).
     "chown": r'''
-args=() spec=
-for arg in "$@"; do
-  if [ -z "$spec" ] && [[ $arg != -* ]]; then
-    spec=$arg arg=$(owner_id "${arg%%:*}")
-    [[ $spec != *:* ]] || arg="$arg:$(owner_id "${spec#*:}")"
+spec= count=$#
+while [ "$count" -gt 0 ]; do
+  arg=$1 && shift && count=$((count - 1))
+  if [ -z "$spec" ]; then
+    case "$arg" in
+      -*) ;;
+      *) spec=$arg && owner_id "${arg%%:*}" && arg=$OWNER_ID
+        case "$spec" in *:*) owner_id "${spec#*:}" && arg="$arg:$OWNER_ID" ;; esac ;;
+    esac
   fi
-  args+=("$arg")
+  set -- "$@" "$arg"
 done
-exec -a chown /usr/bin/chown "${args[@]}"''',
+exec chown "$@"''',
     "python3": r'''
 [ "$1 $2" = "-m venv" ] || exit 2
 mkdir -p "$3/bin"
@@ -199,9 +210,11 @@ case "$*" in
     printf %s "$IMDS_TOKEN"; exit 0 ;;
   *" http://169.254.169.254/latest/meta-data/tags/instance/"*)
     # The token in a header file (-H @file), as converge passes it.
-    header=$(while [ $# -gt 0 ]; do [ "$1" != -H ] || [[ $2 != @* ]] || cat "${2#@}"; shift; done)
+    header=$(while [ $# -gt 0 ]; do
+      if [ "$1" = -H ]; then case "$2" in @*) cat "${2#@}" ;; esac; fi; shift
+    done)
     [ "$header" = "X-aws-ec2-metadata-token: $IMDS_TOKEN" ] || exit 22  # 401
-    tag=${*: -1} && tag=${tag##*/}
+    tag=${LAST##*/}
     [ -e "$FAKE/imds.$tag" ] || exit 22  # 404
     cat "$FAKE/imds.$tag"; exit 0 ;;
   *169.254.169.254*) exit 22 ;;
@@ -210,7 +223,7 @@ esac
 if [ -e "$FAKE/fail.curl" ]; then
   if [ -e "$FAKE/hang.curl" ]; then
     while [ $# -gt 0 ] && [ "$1" != --max-time ]; do shift; done
-    echo $(($(cat "$FAKE/clock") + ${2:-300})) >"$FAKE/clock"
+    read -r now <"$FAKE/clock" && echo $((now + ${2:-300})) >"$FAKE/clock"
     exit 28
   fi
   exit 7
@@ -219,25 +232,27 @@ while [ $# -gt 0 ]; do if [ "$1" = -o ] && [ "$2" != /dev/null ]; then cp "$FAKE
     # What is mounted at a directory (mounts: "source target" lines, as mount records them);
     # otherwise the root filesystem: its source, device number and type (root.mount; a partition).
     "findmnt": r'''
-if [ "${*: -2:1}" = --mountpoint ]; then
-  awk -v t="${*: -1}" '$2 == t {print $1; found=1} END {exit !found}' "$FAKE/mounts" 2>/dev/null; exit
+if [ $# -ge 2 ] && eval "[ \"\${$(($# - 1))}\" = --mountpoint ]"; then
+  awk -v t="$LAST" '$2 == t {print $1; found=1} END {exit !found}' "$FAKE/mounts" 2>/dev/null; exit
 fi
 cat "$FAKE/root.mount" 2>/dev/null || echo "/dev/nvme0n1p1 259:1 ext4"''',
     # A filesystem on a disk file: the TYPE=/UUID= header mkfs.ext4 writes (exit 2: none).
     "blkid": r'''
-header=$(head -c 512 "${*: -1}" | tr -d '\0' | grep -a -E '^(TYPE|UUID|PTTYPE)=') || exit 2
-echo "DEVNAME=${*: -1}"; echo "$header"''',
+header=$(head -c 512 "$LAST" | tr -d '\0' | grep -a -E '^(TYPE|UUID|PTTYPE)=') || exit 2
+echo "DEVNAME=$LAST"; echo "$header"''',
     "mkfs.ext4": r'''
 [ ! -e "$FAKE/fail.mkfs" ] || exit 1
 printf 'TYPE=ext4\nUUID=%s\n' "${FS_UUID_FOR_TESTS:-0f3c5e2a-6b1d-4c8e-9a7f-2d4b6c8e0a13}" |
-  dd of="${*: -1}" conv=notrunc status=none''',
+  dd of="$LAST" conv=notrunc status=none''',
     # mount -t ext4 -o OPTS UUID=u DIR: the disk file with that UUID; mount --bind DIR DIR2:
     # the disk and the path inside it, as findmnt shows a bind mount ("/dev/x[/path]").
     "mount": r'''
 [ ! -e "$FAKE/fail.mount" ] || exit 32
-target=${*: -1} source=${*: -2:1}
+target=$LAST && eval "source=\${$(($# - 1))}"
 if [ "$1" = --bind ]; then
-  read -r device mountpoint < <(awk -v s="$source" 'index(s, $2 "/") == 1 {print $1, $2}' "$FAKE/mounts")
+  # The first mount the source is under: its device, and where it is mounted.
+  bound=$(awk -v s="$source" 'index(s, $2 "/") == 1 {print $1, $2; exit}' "$FAKE/mounts")
+  device=${bound%% *} mountpoint=${bound#* }
   source="$device[${source#"$mountpoint"}]"
 else
   for disk in "$CONVERGE_ROOT"/dev/*; do
@@ -247,10 +262,10 @@ fi
 echo "$source $target" >>"$FAKE/mounts"''',
     "umount": r'''
 [ ! -e "$FAKE/fail.umount" ] || exit 32
-awk -v t="${*: -1}" '$2 != t' "$FAKE/mounts" >"$FAKE/mounts.new" && mv "$FAKE/mounts.new" "$FAKE/mounts"''',
+awk -v t="$LAST" '$2 != t' "$FAKE/mounts" >"$FAKE/mounts.new" && mv "$FAKE/mounts.new" "$FAKE/mounts"''',
     # The filesystem's size (fs.<disk>, bytes; the whole disk, size.<disk>, by default), in 4 KiB blocks.
     "dumpe2fs": r'''
-disk=${*: -1}
+disk=$LAST
 bytes=$(cat "$FAKE/fs.${disk##*/}" 2>/dev/null || cat "$FAKE/size.${disk##*/}")
 printf 'Block count:              %s\nBlock size:               4096\n' $((bytes / 4096))''',
     # The disk's size: the first line of disk.gib, dropped once read while more lines follow;
@@ -258,7 +273,7 @@ printf 'Block count:              %s\nBlock size:               4096\n' $((bytes
     "lsblk": r'''
 case "$*" in
   *TYPE*) echo disk ;;
-  *SIZE*" $CONVERGE_ROOT/dev/"*) disk=${*: -1} && cat "$FAKE/size.${disk##*/}" ;;
+  *SIZE*" $CONVERGE_ROOT/dev/"*) disk=$LAST && cat "$FAKE/size.${disk##*/}" ;;
   *SIZE*)
     gib=$(head -n 1 "$FAKE/disk.gib" 2>/dev/null || echo 1024)
     if [ "$(wc -l <"$FAKE/disk.gib" 2>/dev/null || echo 0)" -gt 1 ]; then sed -i 1d "$FAKE/disk.gib"; fi
@@ -268,16 +283,16 @@ esac''',
     "growpart": 'exit "$(cat "$FAKE/growpart.status" 2>/dev/null || echo 1)"',
     # resize2fs DISK of the root's /dev: its filesystem now fills it.
     "resize2fs": r'''
-[[ ${*: -1} != "$CONVERGE_ROOT"/dev/* ]] || rm -f "$FAKE/fs.${1##*/}"''',
-    "sleep": 'echo $(($(cat "$FAKE/clock") + $1)) >"$FAKE/clock"',
+case "$LAST" in "$CONVERGE_ROOT"/dev/*) rm -f "$FAKE/fs.${1##*/}" ;; esac''',
+    "sleep": 'read -r now <"$FAKE/clock" && echo $((now + $1)) >"$FAKE/clock"',
 }
 
-# A user or group name -> the test host's number for it (`passwd`: "name number" lines):
-# the host's users (dd-agent, the app's) do not exist on the test machine.
+# A user or group name -> the test host's number for it, in OWNER_ID (no subshell per call;
+# `passwd`: "name number" lines): the host's users (dd-agent, the app's) do not exist on the
+# test machine.
 _OWNER_ID = r'''owner_id() {
-  local name number
-  while read -r name number; do [ "$name" != "$1" ] || { echo "$number"; return; }; done <"$FAKE/passwd"
-  echo "$1"
+  OWNER_ID=$1
+  while read -r name number; do [ "$name" != "$1" ] || { OWNER_ID=$number; return; }; done <"$FAKE/passwd"
 }
 '''
 
@@ -285,21 +300,20 @@ _OWNER_ID = r'''owner_id() {
 WRAPPERS = {
     # The clock (`date +%s`): seconds in the file `clock`, advanced by sleep and by a curl
     # that hangs, so a wait's bound shows without waiting. Any other date is the real one.
-    "date": 'if [ "$*" = +%s ]; then cat "$FAKE/clock"; else exec /usr/bin/date "$@"; fi',
-    # The real install, on the test host's numbers for -o and -g.
+    "date": 'if [ "$*" = +%s ]; then read -r now <"$FAKE/clock" && echo "$now"; else exec date "$@"; fi',
+    # The real install, on the test host's numbers for -o and -g (the arguments rebuilt in
+    # place, as chown's).
     "install": r'''
-args=()
-while [ $# -gt 0 ]; do
+count=$#
+while [ "$count" -gt 0 ]; do
   case "$1" in
-    -o | -g) args+=("$1" "$(owner_id "$2")") && shift 2 ;;
-    *) args+=("$1") && shift ;;
+    -o | -g) owner_id "$2" && set -- "$@" "$1" "$OWNER_ID" && shift 2 && count=$((count - 2)) ;;
+    *) set -- "$@" "$1" && shift && count=$((count - 1)) ;;
   esac
 done
-exec -a install /usr/bin/install "${args[@]}"''',
+exec install "$@"''',
 }
 
-
-POSIX_SH = {"date", "sleep"}
 
 # The real tools that converge.sh and the document's script run, each in a wrapper that
 # records its command line in `argv`. With Host.run(strict=True) PATH holds only these and
@@ -336,8 +350,7 @@ def _install_recorders(bin_dir: Path) -> None:
     scripts = {name: _RECORD + _OWNER_ID + body.lstrip("\n") for name, body in RECORDERS.items()}
     scripts.update({name: _OWN_TOOLS + _OWNER_ID + body.lstrip("\n") for name, body in WRAPPERS.items()})
     for name, body in scripts.items():
-        # The ones called once a second in a wait are plain sh (dash starts faster).
-        _write_script(bin_dir / name, ("#!/bin/sh\n" if name in POSIX_SH else "#!/bin/bash\n") + body + "\n")
+        _write_script(bin_dir / name, "#!/bin/sh\n" + body + "\n")
 
 
 def _install_pass_through(bin_dir: Path) -> None:
