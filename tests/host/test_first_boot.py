@@ -96,7 +96,7 @@ class FakeImds(BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def imds():
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeImds)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()  # shutdown polls this
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
 
@@ -137,7 +137,8 @@ def publish(endpoint: str, document, parameter: str, *, content: str | None = No
     return name
 
 
-def run_fetcher(host: Host, imds: str, ssm: str, parameter: str, retry_seconds: str = "20"):
+# The fetcher's first retry waits a hundredth of this bound, then twice as long each time.
+def run_fetcher(host: Host, imds: str, ssm: str, parameter: str, retry_seconds: str = "5"):
     return host.run([sys.executable, str(FETCHER), parameter, DEV_PREFIX], IMDS_ENDPOINT=imds,
                     SSM_ENDPOINT=ssm, RETRY_SECONDS=retry_seconds)
 
@@ -159,7 +160,7 @@ def test_first_boot_fetches_the_current_document_and_converges_with_it(
 
 def test_first_boot_gives_up_with_a_clear_message(imds, ssm_endpoint, tmp_path):
     run = run_fetcher(Host(tmp_path), imds, ssm_endpoint, "/observability-lab/dev/no-such-parameter",
-                      retry_seconds="1")
+                      retry_seconds="0.3")
     assert run.returncode != 0
     assert "giving up on the configuration document" in run.stderr
     assert "GetParameter /observability-lab/dev/no-such-parameter: HTTP 400" in run.stderr
