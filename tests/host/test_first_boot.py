@@ -19,16 +19,14 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import boto3
-import botocore.auth
 import pytest
 import yaml
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
-from moto.server import ThreadedMotoServer
 
 from rendering.first_boot import FETCHER
 from tests.support.converge_harness import Host
+
+# boto3, botocore and moto are imported where they are used: every pytest process that
+# collects this file (both workers of `-n 2`) would otherwise pay their ~0.5 CPU-s import.
 REGION = "us-east-2"
 CREDENTIALS = {"AccessKeyId": "ASIAEXAMPLEEXAMPLE00", "SecretAccessKey": "example/secret/key/for/tests/only",
                "Token": "session-token-for-tests"}
@@ -47,6 +45,10 @@ def load_fetcher():
     ("AmazonSSM.GetDocument", {"Name": "observability-lab-dev-host-config-0123", "DocumentFormat": "JSON"}),
 ])
 def test_signature_matches_botocores_signer(monkeypatch, target, payload):
+    import botocore.auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
     now = datetime.datetime(2026, 11, 28, 14, 5, 9, tzinfo=datetime.timezone.utc)
     body = json.dumps(payload).encode()
     host = f"ssm.{REGION}.amazonaws.com"
@@ -103,6 +105,8 @@ def imds():
 
 @pytest.fixture(scope="module")
 def ssm_endpoint():
+    from moto.server import ThreadedMotoServer
+
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -128,6 +132,8 @@ def prod(rendered_document):
 def publish(endpoint: str, document, parameter: str, *, content: str | None = None,
             name: str | None = None) -> str:
     """What `pulumi up` creates: the document and the parameter naming it."""
+    import boto3
+
     name = name or document.name
     ssm = boto3.client("ssm", region_name=REGION, endpoint_url=endpoint, aws_access_key_id="testing",
                        aws_secret_access_key="testing")
