@@ -13,6 +13,10 @@ from tests.support.dogstatsd_events import Listener, parse_event
 
 CONVERGE = USERDATA / "converge.sh"
 HOST = "observability-lab-dev-1"
+# The sender has finished when we read: its datagram is queued (or on its way on
+# loopback, hence the long bound); a second one would have followed it within
+# microseconds, so a tenth of a second still catches it.
+ONE_DATAGRAM = {"first": 5.0, "wait": 0.1}
 
 
 @pytest.fixture
@@ -27,7 +31,7 @@ def shell_event(listener: Listener, alert_type: str, title: str, text: str, *tag
                     alert_type, title, text, *tags],
                    env={"PATH": os.environ["PATH"], "CONVERGE_DOGSTATSD": listener.address,
                         "DATADOG_HOSTNAME": HOST}, check=True)
-    (datagram,) = listener.received()
+    (datagram,) = listener.received(**ONE_DATAGRAM)
     return datagram
 
 
@@ -36,7 +40,7 @@ def reference_event(listener: Listener, alert_type: str, title: str, text: str, 
                        origin_detection_enabled=False, disable_buffering=True)
     client.event(title, text, alert_type=alert_type, tags=list(tags), hostname=HOST)
     client.close_socket()
-    (datagram,) = listener.received()
+    (datagram,) = listener.received(**ONE_DATAGRAM)
     return datagram
 
 

@@ -19,16 +19,14 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import boto3
-import botocore.auth
 import pytest
 import yaml
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
-from moto.server import ThreadedMotoServer
 
 from rendering.first_boot import FETCHER
 from tests.support.converge_harness import Host
+
+# boto3, botocore and moto are imported where they are used: every pytest process that
+# collects this file (both workers of `-n 2`) would otherwise pay their ~0.5 CPU-s import.
 REGION = "us-east-2"
 CREDENTIALS = {"AccessKeyId": "ASIAEXAMPLEEXAMPLE00", "SecretAccessKey": "example/secret/key/for/tests/only",
                "Token": "session-token-for-tests"}
@@ -47,6 +45,10 @@ def load_fetcher():
     ("AmazonSSM.GetDocument", {"Name": "observability-lab-dev-host-config-0123", "DocumentFormat": "JSON"}),
 ])
 def test_signature_matches_botocores_signer(monkeypatch, target, payload):
+    import botocore.auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
     now = datetime.datetime(2026, 11, 28, 14, 5, 9, tzinfo=datetime.timezone.utc)
     body = json.dumps(payload).encode()
     host = f"ssm.{REGION}.amazonaws.com"
@@ -96,13 +98,15 @@ class FakeImds(BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def imds():
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeImds)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()  # shutdown polls this
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
 
 
 @pytest.fixture(scope="module")
 def ssm_endpoint():
+    from moto.server import ThreadedMotoServer
+
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -128,6 +132,8 @@ def prod(rendered_document):
 def publish(endpoint: str, document, parameter: str, *, content: str | None = None,
             name: str | None = None) -> str:
     """What `pulumi up` creates: the document and the parameter naming it."""
+    import boto3
+
     name = name or document.name
     ssm = boto3.client("ssm", region_name=REGION, endpoint_url=endpoint, aws_access_key_id="testing",
                        aws_secret_access_key="testing")
@@ -137,7 +143,8 @@ def publish(endpoint: str, document, parameter: str, *, content: str | None = No
     return name
 
 
-def run_fetcher(host: Host, imds: str, ssm: str, parameter: str, retry_seconds: str = "20"):
+# The fetcher's first retry waits a hundredth of this bound, then twice as long each time.
+def run_fetcher(host: Host, imds: str, ssm: str, parameter: str, retry_seconds: str = "5"):
     return host.run([sys.executable, str(FETCHER), parameter, DEV_PREFIX], IMDS_ENDPOINT=imds,
                     SSM_ENDPOINT=ssm, RETRY_SECONDS=retry_seconds)
 
@@ -159,7 +166,7 @@ def test_first_boot_fetches_the_current_document_and_converges_with_it(
 
 def test_first_boot_gives_up_with_a_clear_message(imds, ssm_endpoint, tmp_path):
     run = run_fetcher(Host(tmp_path), imds, ssm_endpoint, "/observability-lab/dev/no-such-parameter",
-                      retry_seconds="1")
+                      retry_seconds="0.3")
     assert run.returncode != 0
     assert "giving up on the configuration document" in run.stderr
     assert "GetParameter /observability-lab/dev/no-such-parameter: HTTP 400" in run.stderr

@@ -67,13 +67,16 @@ class Listener:
         self.port = self.socket.getsockname()[1]
         self.address = f"127.0.0.1:{self.port}"
 
-    def received(self, wait: float = 0.5) -> list[bytes]:
-        """Every datagram that arrived, waiting `wait` s for stragglers after the last one."""
+    def received(self, wait: float = 0.5, first: float | None = None) -> list[bytes]:
+        """Every datagram that arrived, waiting `wait` s for stragglers after the last one
+        (and `first` s, `wait` by default, for the first one: a sender that has finished
+        sent it already, so a long bound there costs nothing when it has come)."""
         datagrams = []
-        self.socket.settimeout(wait)
+        self.socket.settimeout(wait if first is None else first)
         try:
             while True:
                 datagrams.append(self.socket.recv(65_535))
+                self.socket.settimeout(wait)
         except TimeoutError:
             return datagrams
 
