@@ -9,6 +9,7 @@ docs, and booted (a real booted host, tests/booted/).
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -35,6 +36,11 @@ ENGINE_LAYERS = ("program", "policy")
 TESTS = ROOT / "tests"
 # Set in the processes pytest-xdist starts (`make test` runs the suite over both cores).
 XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+
+# The session keeps every evaluation it makes (below): long-lived, never garbage. At the
+# collector's default pace a full collection rescans them 36 times in the program and policy
+# layers (4.7 s CPU); ten times rarer, 3 times (1.6 s). The young generations stay as they are.
+gc.set_threshold(*gc.get_threshold()[:2], 100)
 
 
 def pytest_collection_modifyitems(session, config, items):
