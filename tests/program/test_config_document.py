@@ -40,6 +40,13 @@ def test_document_is_a_yaml_command_document_with_one_shell_step(stack_eval):
     assert "{{" not in document["content"]
 
 
+def test_libyamls_emitter_writes_the_document_pyyamls_own_would(monkeypatch, stack, stack_eval, rendered_document):
+    # The program emits with libyaml (fast); PyYAML's pure-Python emitter is the reference.
+    assert converge.YAML_DUMPER is getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    monkeypatch.setattr(converge, "YAML_DUMPER", yaml.SafeDumper)
+    assert rendered_document(stack).content == stack_eval.one(DOCUMENT).inputs["content"]
+
+
 def test_document_keeps_10_percent_headroom_under_ssms_limit(stack_eval):
     size = len(stack_eval.one(DOCUMENT).inputs["content"].encode())
     assert size <= 0.90 * SSM_DOCUMENT_LIMIT

@@ -16,6 +16,16 @@ def test_user_data_is_what_first_boot_renders_for_the_stacks_parameter(stack_eva
     assert user_data(stack_eval) == rendered_user_data(naming.config_parameter, naming.config_documents)
 
 
+def test_libyamls_emitter_writes_the_user_data_pyyamls_own_would(monkeypatch, stack_eval, settings_of):
+    # The program emits with libyaml (fast); PyYAML's pure-Python emitter is the reference.
+    import rendering.first_boot as first_boot
+
+    assert first_boot.EMITTER is getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    monkeypatch.setattr(first_boot, "EMITTER", yaml.SafeDumper)
+    naming = settings_of(stack_eval.stack).naming
+    assert user_data(stack_eval) == rendered_user_data(naming.config_parameter, naming.config_documents)
+
+
 def test_user_data_writes_the_fetcher_and_runs_it_on_the_stacks_parameter(stack_eval):
     text = user_data(stack_eval)
     assert text.startswith("#cloud-config\n")
