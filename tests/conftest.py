@@ -43,6 +43,17 @@ XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 gc.set_threshold(*gc.get_threshold()[:2], 100)
 
 
+def pytest_ignore_collect(collection_path, config):
+    """`-m "not <layer>"` (make test's fast layer: `not booted`) deselects every test of that
+    layer's directory, as each one carries its directory's marker: such a directory is not
+    even imported (the booted layer's modules load moto's server and the SDK in every worker)."""
+    expression = (config.getoption("markexpr") or "").split()
+    if len(expression) == 2 and expression[0] == "not" and expression[1] in LAYERS:
+        if collection_path == TESTS / expression[1]:
+            return True
+    return None
+
+
 def pytest_collection_modifyitems(session, config, items):
     for item in items:
         layer = Path(str(item.fspath)).resolve().relative_to(TESTS).parts[0]
