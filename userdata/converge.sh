@@ -88,8 +88,10 @@ on_exit() {
 # A deliberate restart, even of a unit that crash-looped into its start limit (the Agent's
 # unit has Restart=on-failure with StartLimitBurst=5: on a datadog.yaml it cannot start on it
 # is refused every start for 10 s, the restore of its previous files included).
+# The pattern takes the units bound to it too (the real Agent's trace and process agents,
+# datadog-agent-*.service, loop with it and restart with it).
 restart_unit() {
-  systemctl reset-failed "$1" >>"$LOG" 2>&1 || true # a unit that is not failed, or not loaded yet
+  systemctl reset-failed "${1%.service}*" >>"$LOG" 2>&1 || true # none failed, or none loaded yet
   quietly systemctl restart "$1"
 }
 
@@ -109,7 +111,9 @@ quietly() {
 # download that failed.
 APT_RETRYABLE='Could not get lock|Unable to acquire the dpkg frontend lock|Unable to lock|locked by another process|Failed to fetch|Unable to fetch|Temporary failure resolving|Could not resolve|Could not connect|Connection failed|Connection timed out|Some index files failed to download|Hash Sum mismatch'
 
-APT_UNVERIFIED="W: (GPG error|An error occurred during the signature verification)[^"$'\n'"]*"
+# Datadog's index signed by a key its keyring lacks (apt's two warnings for it). Other sources'
+# warnings are apt's business: a mirror mid-sync must not stop the Agent's converge.
+APT_UNVERIFIED="W: (GPG error|An error occurred during the signature verification)[^"$'\n'"]*apt\.datadoghq\.com[^"$'\n'"]*"
 
 # Runs apt-get; retries what waiting can fix, with backoff (bounded: 6 tries, about 2
 # minutes in all, on top of apt's own lock wait). Anything else (a package apt cannot
@@ -200,6 +204,33 @@ verify_bundle() {
   [ "$digest" = "$DIGEST" ] || fail "bundle $BUNDLE: its files hash to $digest, not to its name"
 }
 
+# Datadog's apt keys, as its install script fetches them, into a binary OpenPGP keyring.
+fetch_datadog_keyring() {
+  local key tmp=$WORK/keyring
+  rm -rf "$tmp" && mkdir -m 0700 "$tmp"
+  # An existing (empty) file makes gpg write a plain OpenPGP keyring; a missing one would
+  # become a keybox, which apt ignores ("unsupported filetype") and then refuses the repo.
+  : >"$tmp/keyring.gpg"
+  for key in CURRENT C0962C7D F14F620E 382E94DE; do
+    if ! quietly curl -fsSL --retry 5 "https://keys.datadoghq.com/DATADOG_APT_KEY_${key}.public" -o "$tmp/$key" ||
+      ! quietly gpg --batch --no-autostart --no-default-keyring --keyring "$tmp/keyring.gpg" --import "$tmp/$key"; then
+      fail "fetching Datadog's apt key $key"
+    fi
+  done
+  mkdir -p "$ROOT${KEYRING%/*}"
+  put_file "$tmp/keyring.gpg" "$ROOT$KEYRING" root:root 0644 || fail "writing $KEYRING: $WRITE_ERROR"
+}
+
+# apt-get update. Datadog's index not verifying with the keyring this host has (its signing
+# key rotated since) gets the keys fetched again and one more update.
+apt_update() {
+  apt_retry update && return 0
+  [[ $APT_ERROR =~ $APT_UNVERIFIED ]] && [ -s "$ROOT$KEYRING" ] || return 1
+  say "keyring $KEYRING: Datadog's index does not verify with it; fetching Datadog's keys again"
+  fetch_datadog_keyring
+  apt_retry update
+}
+
 ensure_packages() {
   local missing=() package want="1:${DD_AGENT_VERSION}-1" have packages=("${BASE_PACKAGES[@]}")
   # Switched off, the Java packages stay installed; their unit is stopped (apply_tomcat).
@@ -210,7 +241,7 @@ ensure_packages() {
     if [ -n "${INSTALLED[$package]:-}" ]; then say "package $package: kept"; else missing+=("$package"); fi
   done
   if [ ${#missing[@]} -gt 0 ]; then
-    apt_retry update || fail "apt-get update: $APT_ERROR"
+    apt_update || fail "apt-get update: $APT_ERROR"
     apt_retry install --no-install-recommends "${missing[@]}" || fail "installing ${missing[*]}: $APT_ERROR"
     for package in "${missing[@]}"; do say "package $package: installed"; done
   fi
@@ -220,26 +251,12 @@ ensure_packages() {
     say "package datadog-agent $want: kept"
     return 0
   fi
-  if [ ! -s "$ROOT$KEYRING" ]; then
-    local key tmp=$WORK/keyring
-    mkdir -m 0700 "$tmp"
-    # An existing (empty) file makes gpg write a plain OpenPGP keyring; a missing one would
-    # become a keybox, which apt ignores ("unsupported filetype") and then refuses the repo.
-    : >"$tmp/keyring.gpg"
-    for key in CURRENT C0962C7D F14F620E 382E94DE; do
-      if ! quietly curl -fsSL --retry 5 "https://keys.datadoghq.com/DATADOG_APT_KEY_${key}.public" -o "$tmp/$key" ||
-        ! quietly gpg --batch --no-autostart --no-default-keyring --keyring "$tmp/keyring.gpg" --import "$tmp/$key"; then
-        fail "fetching Datadog's apt key $key"
-      fi
-    done
-    mkdir -p "$ROOT${KEYRING%/*}"
-    put_file "$tmp/keyring.gpg" "$ROOT$KEYRING" root:root 0644 || fail "writing $KEYRING: $WRITE_ERROR"
-  fi
+  [ -s "$ROOT$KEYRING" ] || fetch_datadog_keyring
   mkdir -p "$ROOT/etc/apt/sources.list.d"
   echo "deb [signed-by=$KEYRING] https://apt.datadoghq.com/ stable 7" >"$WORK/datadog.list"
   put_file "$WORK/datadog.list" "$ROOT/etc/apt/sources.list.d/datadog.list" root:root 0644 ||
     fail "writing /etc/apt/sources.list.d/datadog.list: $WRITE_ERROR"
-  apt_retry update || fail "apt-get update: $APT_ERROR"
+  apt_update || fail "apt-get update: $APT_ERROR"
   # The version to go back to if this one fails its checks, kept until the Agent passes
   # them (the first of several versions that never did, if so).
   if [ -n "$have" ] && [ ! -s "$STATE/rollback.datadog-agent/package" ]; then
@@ -377,7 +394,9 @@ owners_and_modes_kept() {
   done
   while IFS=: read -r name _ number rest; do uid[$name]=$number; done < <(getent passwd "${users[@]}" || true)
   while IFS=: read -r name _ number rest; do gid[$name]=$number; done < <(getent group "${groups[@]}" || true)
-  mapfile -t found < <(stat -c '%u:%g %a' -- "${paths[@]}" || true)
+  mapfile -t found < <(stat -c '%u:%g %a' -- "${paths[@]}" 2>>"$LOG" || true)
+  # A file gone since it was read leaves no line: every kept file is then written again.
+  [ ${#found[@]} -eq ${#kept[@]} ] || found=()
   for i in "${!kept[@]}"; do
     read -r _ target owner mode rest <<<"${lines[${kept[$i]}]}"
     printf -v mode '%o' "$((8#$mode))" # as stat prints it: 0640 -> 640

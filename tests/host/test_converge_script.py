@@ -527,17 +527,38 @@ def test_agent_upgrade_or_downgrade_is_an_apt_install_in_place(converged, render
     assert set(run.report("file").values()) == {"unchanged"}
 
 
+# What apt prints when Datadog's new InRelease is signed by a key the keyring lacks; exit 0.
+UNVERIFIED = ("W: An error occurred during the signature verification. The repository is not updated and the "
+              "previous index files will be used. GPG error: https://apt.datadoghq.com stable InRelease: The "
+              "following signatures couldn't be verified because the public key is not available: NO_PUBKEY "
+              "E6266D4AC0962C7D")
+KEY_DOWNLOADS = "keys.datadoghq.com/DATADOG_APT_KEY_"
+
+
 def test_an_agent_index_that_does_not_verify_fails_the_update_with_apts_words(converged, rendered_bundle):
-    # What apt prints when Datadog's new InRelease is signed by a key the keyring lacks; exit 0.
-    warning = ("W: An error occurred during the signature verification. The repository is not updated and the "
-               "previous index files will be used. GPG error: https://apt.datadoghq.com stable InRelease: The "
-               "following signatures couldn't be verified because the public key is not available: NO_PUBKEY "
-               "E6266D4AC0962C7D")
-    converged.set("warn.apt-get-update", f"Hit:1 http://archive.ubuntu.com/ubuntu jammy InRelease\n{warning}\n")
+    converged.set("warn.apt-get-update", f"Hit:1 http://archive.ubuntu.com/ubuntu jammy InRelease\n{UNVERIFIED}\n")
     run = converged.converge(rendered_bundle("dev", {"agentVersion": "7.71.0"}))
     assert run.returncode != 0
-    assert run.stdout.splitlines()[-1] == f"FAILED: apt-get update: {warning}"
+    assert run.stdout.splitlines()[-1] == f"FAILED: apt-get update: {UNVERIFIED}"
     assert [c for c in run.called("apt-get") if " install " in c] == [] and restarts(run) == []
+    # Datadog's keys were fetched again (a rotated signing key) before the update was tried again.
+    assert len(run.called("apt-get")) == 2 and sum(KEY_DOWNLOADS in c for c in run.called("curl")) == 4
+
+
+def test_an_index_that_verifies_once_the_keys_are_fetched_again_is_installed_from(converged, rendered_bundle):
+    converged.set("warn.apt-get-update.once", f"{UNVERIFIED}\n")
+    run = converged.converge(rendered_bundle("dev", {"agentVersion": "7.71.0"}))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "fetching Datadog's keys again" in run.stdout
+    assert "package datadog-agent: 1:7.77.2-1 -> 1:7.71.0-1" in run.stdout
+
+
+def test_another_sources_signature_warning_does_not_stop_the_agents_install(converged, rendered_bundle):
+    warning = UNVERIFIED.replace("https://apt.datadoghq.com stable", "http://ppa.launchpadcontent.net/x/y/ubuntu jammy")
+    converged.set("warn.apt-get-update", f"{warning}\n")
+    run = converged.converge(rendered_bundle("dev", {"agentVersion": "7.71.0"}))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert not any(KEY_DOWNLOADS in c for c in run.called("curl"))
 
 
 def test_a_config_the_agent_rejects_is_rolled_back_and_fails_the_run(converged, dev_files):

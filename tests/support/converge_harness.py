@@ -63,8 +63,11 @@ case " $* " in *" install "*)
   fi
   # fail.apt-get-install: an install fails with the file's content as apt's output.
   if [ -e "$FAKE/fail.apt-get-install" ]; then cat "$FAKE/fail.apt-get-install"; exit 100; fi ;;
-# warn.apt-get-update: an update that prints the file's content (apt's warnings) and exits 0.
-*" update "*) if [ -e "$FAKE/warn.apt-get-update" ]; then cat "$FAKE/warn.apt-get-update"; exit 0; fi ;;
+# warn.apt-get-update: an update that prints the file's content (apt's warnings) and exits 0;
+# warn.apt-get-update.once: the same, for the next update only.
+*" update "*)
+  if [ -e "$FAKE/warn.apt-get-update" ]; then cat "$FAKE/warn.apt-get-update"; exit 0; fi
+  if [ -e "$FAKE/warn.apt-get-update.once" ]; then cat "$FAKE/warn.apt-get-update.once"; rm "$FAKE/warn.apt-get-update.once"; exit 0; fi ;;
 esac
 installing=0
 for arg in "$@"; do
@@ -99,7 +102,8 @@ if [ "$1" = restart ] && [ -e "$FAKE/start-limit-hit.$2" ]; then
   echo "Job for $2 failed because start of the service was attempted too often." >&2; exit 1
 fi
 case "$1" in
-  reset-failed) rm -f "$FAKE/start-limit-hit.$2" ;;
+  # reset-failed PATTERN (converge passes `<unit>*`, for the units bound to it too).
+  reset-failed) rm -f "$FAKE"/start-limit-hit.$2 ;;
   is-active) [ -e "$FAKE/active.$LAST" ] ;;
   # Failed for good: it died at its start (no Restart=), or looped into its start limit.
   is-failed) [ -e "$FAKE/start-limit-hit.$LAST" ] || { [ -e "$FAKE/dies-at-start.$LAST" ] && [ ! -e "$FAKE/active.$LAST" ]; } ;;
