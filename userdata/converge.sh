@@ -683,10 +683,8 @@ apply_tomcat() {
     return 1
   }
   # The Agent's tomcat.d changing in this run is checked once the Agent runs on it.
-  if ! grep -qs '^[a-z]* [^ ]*/conf.d/tomcat.d/conf.yaml ' "$WORK/plan.datadog-agent" ||
-    grep -qs '^unchanged [^ ]*/conf.d/tomcat.d/conf.yaml ' "$WORK/plan.datadog-agent"; then
+  grep -qsE '^(created|updated|removed) [^ ]*/conf.d/tomcat.d/conf.yaml ' "$WORK/plan.datadog-agent" ||
     tomcat_checked_by_the_agent
-  fi
 }
 
 # Check names of Agent files (checks.d/<name>.py, conf.d/<name>.yaml, conf.d/<name>.d/conf.yaml), one
@@ -812,8 +810,9 @@ reinstall_agent() {
 # may run while EC2 still modifies the volume: wait (10 minutes at most) for the disk to
 # reach ROOT_VOLUME_GIB first. Only an ext4 partition is grown: a root on LVM, an overlay
 # (a container) or another filesystem is left to whoever made it, with one report line.
+# disk_has_grown DISK GIB: the disk's size (DISK_BYTES) is at least GIB GiB.
 disk_has_grown() {
-  [ "$(lsblk -b -d -n -o SIZE "$1")" -ge $((ROOT_VOLUME_GIB * 1024 * 1024 * 1024)) ]
+  DISK_BYTES=$(lsblk -b -d -n -o SIZE "$1") && [ "$DISK_BYTES" -ge $(($2 * 1024 * 1024 * 1024)) ]
 }
 
 grow_root_filesystem() {
@@ -829,7 +828,7 @@ grow_root_filesystem() {
   partition=$(cat "$device/partition")
   disk=${device%/*}
   disk=/dev/${disk##*/}
-  retry_until 600 disk_has_grown "$disk" || fail "$disk is still smaller than $ROOT_VOLUME_GIB GiB after 10 minutes"
+  retry_until 600 disk_has_grown "$disk" "$ROOT_VOLUME_GIB" || fail "$disk is still smaller than $ROOT_VOLUME_GIB GiB after 10 minutes"
   growpart "$disk" "$partition" >>"$LOG" 2>&1 || status=$?
   case "$status" in
     0)
@@ -880,6 +879,7 @@ probe_data_volume() {
 # DATA_MOUNT, in fstab with nofail (a reboot mounts it again; a host whose volume is gone
 # still boots, for SSM), and as large as the volume.
 ensure_data_volume() {
+  local formatted=
   retry_until "$DATA_VOLUME_WAIT_SECONDS" data_volume_present ||
     fail "data volume $DATA_VOLUME_ID (instance tag $DATA_VOLUME_TAG) did not appear under /dev/disk/by-id/ within $DATA_VOLUME_WAIT_SECONDS s: is it attached to this instance? (aws ec2 describe-volumes --volume-ids $DATA_VOLUME_ID)"
   probe_data_volume
@@ -891,14 +891,14 @@ ensure_data_volume() {
       quietly mkfs.ext4 -q -L obslab-data "$DATA_DEVICE" </dev/null || fail "mkfs.ext4 $DATA_DEVICE (data volume $DATA_VOLUME_ID)"
       probe_data_volume
       [ "$FS_TYPE" = ext4 ] || fail "mkfs.ext4 left no ext4 filesystem on $DATA_DEVICE"
-      : >"$STATE/data-volume.formatted" # it fills the volume: nothing to grow
+      formatted=1 # it fills the volume: nothing to grow
       say "data volume $DATA_VOLUME_ID: ext4 filesystem made (it was blank)"
       ;;
     *) fail "data volume $DATA_VOLUME_ID ($DATA_DEVICE) holds $FS_TYPE, not ext4: converge mounts only ext4 and formats only a blank volume; nothing was changed on it" ;;
   esac
   mount_data_volume
   ensure_fstab
-  grow_data_filesystem
+  [ -n "$formatted" ] || grow_data_filesystem
 }
 
 # What is mounted at a directory (findmnt's SOURCE: /dev/nvme1n1, or /dev/nvme1n1[/mysql]
@@ -943,25 +943,17 @@ ensure_system_file() {
   say "system file $target: written"
 }
 
-# A larger dataVolumeGiB is an in-place EBS modification: once the disk shows the new size
-# (10 minutes at most), the mounted filesystem grows into it (resize2fs, online).
-data_disk_has_grown() {
-  [ "$(lsblk -b -d -n -o SIZE "$DATA_DEVICE")" -ge $((DATA_VOLUME_GIB * 1024 * 1024 * 1024)) ]
-}
-
 filesystem_bytes() {
   dumpe2fs -h "$DATA_DEVICE" 2>>"$LOG" | awk -F: '/^Block count/ {n=$2} /^Block size/ {s=$2} END {print n * s}'
 }
 
+# A larger dataVolumeGiB is an in-place EBS modification: once the disk shows the new size
+# (10 minutes at most), the mounted filesystem grows into it (resize2fs, online).
 grow_data_filesystem() {
-  if [ -e "$STATE/data-volume.formatted" ]; then
-    rm -f "$STATE/data-volume.formatted"
-    return 0
-  fi
-  retry_until 600 data_disk_has_grown ||
+  retry_until 600 disk_has_grown "$DATA_DEVICE" "$DATA_VOLUME_GIB" ||
     fail "data volume $DATA_VOLUME_ID is still smaller than $DATA_VOLUME_GIB GiB after 10 minutes"
   # Within 4 MiB of the disk: full (ext4 ends on a whole block group).
-  if [ $(($(filesystem_bytes) + 4194304)) -ge "$(lsblk -b -d -n -o SIZE "$DATA_DEVICE")" ]; then return 0; fi
+  if [ $(($(filesystem_bytes) + 4194304)) -ge "$DISK_BYTES" ]; then return 0; fi
   quietly resize2fs "$DATA_DEVICE" || fail "resize2fs $DATA_DEVICE (data volume $DATA_VOLUME_ID)"
   say "filesystem $DATA_MOUNT: grown"
 }

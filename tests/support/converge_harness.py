@@ -273,10 +273,9 @@ disk=$LAST
 bytes=$(cat "$FAKE/fs.${disk##*/}" 2>/dev/null || cat "$FAKE/size.${disk##*/}")
 printf 'Block count:              %s\nBlock size:               4096\n' $((bytes / 4096))''',
     # The disk's size: the first line of disk.gib, dropped once read while more lines follow;
-    # for a disk file of the root's /dev, size.<disk> (the file is small). Its type: disk.
+    # for a disk file of the root's /dev, size.<disk> (the file is small).
     "lsblk": r'''
 case "$*" in
-  *TYPE*) echo disk ;;
   *SIZE*" $CONVERGE_ROOT/dev/"*) disk=$LAST && cat "$FAKE/size.${disk##*/}" ;;
   *SIZE*)
     gib=$(head -n 1 "$FAKE/disk.gib" 2>/dev/null || echo 1024)
