@@ -27,6 +27,7 @@ import pulumi_aws as aws
 
 from components.base import Component
 from rendering import iam_policies
+from settings.declare import PROJECT
 from settings.naming import Naming
 from settings.stack import DataSettings, HostSettings
 from settings.validation import SettingsError
@@ -283,7 +284,7 @@ def _same_zone(subnet_id: pulumi.Input[str], subnet_zone: pulumi.Output[str], vo
         subnet, zone, volume_zone, volume_id = values
         if zone != volume_zone:
             raise SettingsError(args.stack_name, [
-                f"observability-lab:subnetId = {subnet}: that subnet is in {zone}, but host "
+                f"{PROJECT}:subnetId = {subnet}: that subnet is in {zone}, but host "
                 f"{args.naming.datadog_hostname(args.index)}'s data volume {volume_id} is in {volume_zone}, "
                 "and an EBS volume cannot move between availability zones. Use a subnet in "
                 f"{volume_zone}; to move the host, restore its latest snapshot into a volume in the new "

@@ -66,6 +66,7 @@ class Resource:
     inputs: dict[str, Any]
     options: dict[str, Any]
     outputs: dict[str, Any]
+    id: str = ""  # the id the engine gave it (the mocks', for the offline engine)
     # URNs this resource waits for: its inputs' resources and its depends_on.
     dependencies: tuple[str, ...] = ()
     # Per input, the URNs of the resources whose outputs it holds (what a replacement reaches).
@@ -194,13 +195,8 @@ class OfflineMocks(pulumi.runtime.Mocks):
                          hour=instant.hour, minute=instant.minute, second=instant.second)
         elif type_.startswith("datadog:"):
             # Datadog ids are numeric (monitor ids feed downtime schedules as ints).
-            resource_id = datadog_id(name)
+            resource_id = str(100000 + zlib.crc32(name.encode()) % 900000)
         return resource_id, state
-
-
-def datadog_id(name: str) -> str:
-    """The id the mocks give the Datadog object of this resource name (numeric, as Datadog's)."""
-    return str(100000 + zlib.crc32(name.encode()) % 900000)
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -369,7 +365,7 @@ def _collect(evaluation: Evaluation, monitor: RecordingMonitor) -> None:
                 "retainOnDelete": request.retainOnDelete,
                 "aliases": _alias_urns(monitor, request),
             },
-            outputs=dict(registration.state),
+            outputs=dict(registration.state), id=str(registration.id or ""),
             dependencies=tuple(sorted(request.dependencies)),
             input_dependencies={key: tuple(sorted(deps.urns))
                                 for key, deps in sorted(request.propertyDependencies.items()) if deps.urns},

@@ -23,7 +23,7 @@ from typing import Any
 
 from rendering.bundle import manifest_entries, sha256
 from offline import changes, plan_text
-from offline.engine import ROOT, Evaluation, Resource, close_event_loop, datadog_id, evaluate, is_secret
+from offline.engine import ROOT, Evaluation, Resource, close_event_loop, evaluate, is_secret
 from offline.host_config import decode_document
 
 SECRET = "[secret]"
@@ -137,7 +137,7 @@ def build_plan(evaluation: Evaluation) -> dict[str, Any]:
         "outputs": {k: SECRET if k in evaluation.secret_outputs else v
                     for k, v in sorted(evaluation.outputs.items())},
     }
-    slo_names = {datadog_id(r.name): r.inputs.get("name", r.name) for r in resources
+    slo_names = {r.id: r.inputs.get("name", r.name) for r in resources
                  if r.type == "datadog:index/serviceLevelObjective:ServiceLevelObjective"}
     for r in resources:
         inputs = mask(r.inputs)
