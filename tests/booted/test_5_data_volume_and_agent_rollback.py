@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from tests.booted.documents import render
 from tests.booted.host import assert_succeeded
-from tests.booted.lab import BROKEN_AGENT_VERSION, DATA_VOLUME_ID
+from tests.booted.lab import BROKEN_AGENT_VERSION, DATA_MOUNT, DATA_VOLUME_ID
 from tests.booted.volume import DataVolume
 
-DATA_MOUNT = "/var/lib/observability-lab-data"
 ROW = "order 1: placed before the host was replaced"
 # Root over MariaDB's socket, as the apps using MySQL would write (the datadog user may not).
 WRITE_ROW = ("mysql -e \"CREATE DATABASE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY, note TEXT); "

@@ -13,17 +13,11 @@ import yaml
 
 from tests.booted.documents import render
 from tests.support.dogstatsd_events import parse_event
+from tests.support.traces import logged_trace_id
 
 APP_PORT = 5050
 LOGS_CONF = "/etc/datadog-agent/conf.d/flask_app.d/conf.yaml"
 MYSQL_LOG_DIR = "/var/log/mysql"
-
-
-def logged_trace_id(span: dict) -> str:
-    """The trace id as ddtrace writes it in logs: 128 bits (the intake sends the high half in _dd.p.tid)."""
-    high = span["meta"].get("_dd.p.tid")
-    full = int(high, 16) << 64 | span["trace_id"] if high else span["trace_id"]
-    return f"{full:032x}" if full >= 1 << 64 else str(full)
 
 
 def journal_as_dd_agent(booted, unit: str) -> list[dict]:

@@ -1,12 +1,12 @@
 """converge.sh's `tomcat` unit (the Java workload), on the dev bundle, in a scratch root.
 
-The same recorders as tests/test_converge_script.py stand in for apt, systemd, MySQL, ss
+The same recorders as tests/host/test_converge_script.py stand in for apt, systemd, MySQL, ss
 and the Agent (`datadog-agent jmx list collected` answers in JMXFetch's report format, or
 as one that cannot connect). What is tested is converge's own logic for the unit: the
 packages, the passwords made on the host, which unit restarts for which change, the
 checks after a JVM restart (the app answering, JMX on loopback only, the Agent collecting
 every bean the monitors read; the report read, not the exit status), the rollback, and
-the feature switched off. The JVM itself runs in tests/test_java_app.py.
+the feature switched off. The JVM itself runs in tests/host/test_java_app.py.
 """
 from __future__ import annotations
 
@@ -136,11 +136,16 @@ def test_new_jvm_flags_that_break_jmx_are_rolled_back(java_host, java_dev_files,
 
 
 def test_a_tomcat_that_does_not_stay_up_is_rolled_back(java_host, java_dev_files):
+    before = java_host.path(DROP_IN).read_text()
     java_host.set("dies-at-start.tomcat10.service")
     files = dict(java_dev_files)
     files["tomcat/observability-lab.conf"] = files["tomcat/observability-lab.conf"].replace("-Xmx", "-Xss1m -Xmx")
     run = java_host.converge(files)
     assert run.returncode != 0 and "tomcat10.service is not active" in run.stderr
+    # Its previous drop-in is back (the stand-in's Tomcat dies on that one too, which the run says).
+    assert java_host.path(DROP_IN).read_text() == before
+    assert "FAILED: tomcat fails with its new files, and with the previous ones restored too" in run.stdout, run.stdout
+    assert restarts(run) == ["tomcat10.service", "tomcat10.service"]
 
 
 def test_only_the_report_tells_whether_the_agent_collects_the_beans(java_host, java_dev_files):

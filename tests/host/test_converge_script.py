@@ -861,7 +861,6 @@ STACK_TAGS = {"env:dev", "service:sample-flask-app", "host:observability-lab-dev
 
 
 def test_a_changing_converge_sends_one_event_with_its_change_report(converged, dev_files):
-    converged.events()  # what the fixture's runs sent
     files = dict(dev_files, **{"app/app.py": dev_files["app/app.py"] + "\n# a comment\n"})
     run = converged.converge(files)
     assert run.returncode == 0, run.stderr
@@ -884,14 +883,12 @@ def test_the_first_converge_event_lists_everything_it_installed(first_converge):
 
 
 def test_a_converge_that_changes_nothing_sends_no_event(converged, dev_files):
-    converged.events()
     run = converged.converge(dev_files)
     assert run.returncode == 0, run.stderr
     assert converged.events() == []
 
 
 def test_a_failed_converge_sends_one_error_event_naming_the_unit(converged, dev_files):
-    converged.events()
     before = converged.path(AGENT_CHECK_CONF).read_text()
     run = converged.converge(dict(dev_files, **{"agent/conf.d/custom_my_metric.yaml": before + "# BROKEN\n"}))
     assert run.returncode != 0
@@ -944,7 +941,6 @@ def test_a_logs_only_agent_config_is_not_run_as_a_check(converged, dev_files):
 def test_switching_the_traffic_off_stops_and_disables_it_and_removes_its_files(converged, rendered_bundle):
     unit = converged.path("/etc/systemd/system/app-traffic.service")
     assert unit.exists()  # dev runs it (appTrafficEnabled)
-    converged.events()
     run = converged.converge(rendered_bundle("dev", {"appTrafficEnabled": False}))
     assert run.returncode == 0, run.stderr
     assert "systemctl stop app-traffic.service" in run.calls

@@ -29,6 +29,7 @@ import pytest
 
 from tests.support import ROOT
 from tests.support.local_processes import free_port, stop, wait_until
+from tests.support.traces import logged_trace_id
 
 APP_DIR = ROOT / "userdata" / "app"
 BIN = Path(sys.executable).parent  # console scripts of the venv running the tests
@@ -473,14 +474,6 @@ def app_log(path):
         assert match, f"not a prioritised JSON line: {raw!r}"
         lines.append((int(match[1]), json.loads(match[2])))
     return lines
-
-
-def logged_trace_id(span):
-    """The trace id as ddtrace writes it in logs (format_trace_id), from the two halves the
-    trace intake received: the low 64 bits as `trace_id`, the high ones in `_dd.p.tid`."""
-    high = span["meta"].get("_dd.p.tid")
-    full = int(high, 16) << 64 | span["trace_id"] if high else span["trace_id"]
-    return f"{full:032x}" if full >= 1 << 64 else str(full)
 
 
 def request_lines(log, agent_marker):

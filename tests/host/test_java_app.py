@@ -2,7 +2,7 @@
 
 The dev stack's bundle is rendered by the program; its `tomcat` unit's files are installed
 in a scratch root with their manifest owners and modes, and the package's own catalina.sh
-runs as `tomcat` with the drop-in's CATALINA_OPTS (tests/tomcat_server.py). The cars
+runs as `tomcat` with the drop-in's CATALINA_OPTS (tests/support/tomcat_server.py). The cars
 app's pool connects to the test's MariaDB with the rendered grants (mysql/cars_user.sql,
 applied as converge.sh applies it). A JMX client that is not ours (PyPI jmxquery: its own
 jar on the JRE, connecting over remote JMX like the Agent's JMXFetch) then reads every
