@@ -31,6 +31,7 @@ from tests.booted.machine import Machine
 from tests.booted.netns import NetworkNamespace
 from tests.booted.standins import World
 from tests.booted.volume import DataVolume
+from tests.support.local_processes import wait_until
 
 UNITS = ("mariadb.service", "flask-app.service", "tomcat10.service", "datadog-agent.service")
 JAVA_UNIT = "tomcat10.service"  # active only where the document has the Java workload (javaAppEnabled)
@@ -280,16 +281,15 @@ exec {real} "$@"
         urllib.request.urlopen(urllib.request.Request(f"{self.trace_intake}/test/session/clear"), timeout=10)
         status, _ = self.http_get(int(env["APP_PORT"]))
         assert status == 200, f"the app answered {status}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+
+        def traced() -> bool:
             with urllib.request.urlopen(f"{self.trace_intake}/test/traces", timeout=10) as response:
                 spans = [span for trace in json.loads(response.read()) for span in trace]
-            if any(span.get("service") == env["DD_SERVICE"] and span.get("meta", {}).get("env") == env["DD_ENV"]
-                   and span.get("meta", {}).get("version") == env["DD_VERSION"] for span in spans):
-                return
-            time.sleep(0.5)
-        raise AssertionError(f"no trace of {env['DD_SERVICE']} (env {env['DD_ENV']}, version "
-                             f"{env['DD_VERSION']}) reached the trace intake in 30 s")
+            return any(span.get("service") == env["DD_SERVICE"] and span.get("meta", {}).get("env") == env["DD_ENV"]
+                       and span.get("meta", {}).get("version") == env["DD_VERSION"] for span in spans)
+
+        wait_until(traced, 30, f"a trace of {env['DD_SERVICE']} (env {env['DD_ENV']}, version "
+                   f"{env['DD_VERSION']}) at the trace intake", interval=0.5)
 
     def assert_agent_running(self, rendered: Rendered) -> None:
         env = dict(line.split("=", 1) for line in rendered.files["converge.env"].splitlines()

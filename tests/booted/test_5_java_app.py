@@ -17,7 +17,6 @@ import re
 import secrets
 import stat
 import subprocess
-import time
 import urllib.parse
 
 import pytest
@@ -26,6 +25,7 @@ from jmxquery import JMXConnection, JMXQuery
 from rendering.bundle import JMX_COLLECTED, TOMCAT_MAIN_CLASS
 from tests.booted.documents import render
 from tests.booted.host import JAVA_UNIT, assert_succeeded
+from tests.support.local_processes import wait_until
 
 PASSWORD_FILE = "/etc/tomcat10/jmxremote.password"
 CARS_PORT = 8080  # the package's own HTTP connector
@@ -48,16 +48,8 @@ def java_host(lab, converged_layer):
 
 
 def wait_for_cars(booted, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            if request(booted, "GET")[0] == 200:
-                return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the cars app did not answer on :{CARS_PORT} within {seconds} s of the boot")
-        time.sleep(1)
+    wait_until(lambda: request(booted, "GET")[0] == 200, seconds,
+               f"the cars app to answer on :{CARS_PORT} after the boot", interval=1)
 
 
 def request(booted, method: str, form: dict | None = None) -> tuple[int, str]:

@@ -13,6 +13,7 @@ import yaml
 
 from tests.booted.documents import render
 from tests.support.dogstatsd_events import parse_event
+from tests.support.local_processes import wait_until
 from tests.support.traces import logged_trace_id
 
 APP_PORT = 5050
@@ -42,26 +43,19 @@ def test_the_apps_json_lines_are_in_the_journal_under_the_unit_the_agent_reads(h
                 if isinstance(entry.get("MESSAGE"), str) and entry["MESSAGE"].startswith("{")
                 and json.loads(entry["MESSAGE"]).get("http", {}).get("url_details", {}).get("path") == "/api/fail"]
 
-    deadline = time.monotonic() + 30
-    while not (found := failure_lines()) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert found, f"no /api/fail line of {unit} in the journal"
-    entry, line = found[-1]
+    entry, line = wait_until(failure_lines, 30, f"a /api/fail line of {unit} in the journal", interval=0.5)[-1]
     # journald took the line's <3> prefix as its priority: the Agent's status for the entry.
     assert entry["PRIORITY"] == "3" and entry["_SYSTEMD_UNIT"] == unit
     assert line["status"] == "error"
     assert {key: line["dd"][key] for key in ("service", "env")} == {"service": "sample-flask-app", "env": "dev"}
     # The trace the intake received for that request carries the same id: Datadog joins them.
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    def the_logged_trace_arrived() -> bool:
         with urllib.request.urlopen(f"{booted.trace_intake}/test/traces", timeout=10) as response:
             roots = [span for trace in json.loads(response.read()) for span in trace
                      if span.get("name") == "flask.request" and span.get("meta", {}).get("http.status_code") == "500"]
-        if any(logged_trace_id(root) == line["dd"]["trace_id"] for root in roots):
-            break
-        time.sleep(0.5)
-    else:
-        raise AssertionError(f"no trace {line['dd']['trace_id']} at the intake")
+        return any(logged_trace_id(root) == line["dd"]["trace_id"] for root in roots)
+
+    wait_until(the_logged_trace_arrived, 30, f"trace {line['dd']['trace_id']} at the intake", interval=0.5)
 
 
 def test_dd_agent_reads_mysqls_log_directory_and_the_file_a_rotation_makes(host, dev_document):

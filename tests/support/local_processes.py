@@ -13,7 +13,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(fn, timeout, what):
+def wait_until(fn, timeout, what, interval=0.1):
+    """fn()'s first truthy result within `timeout` seconds (an OSError counts as not yet),
+    tried every `interval` seconds; else an AssertionError naming `what`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -22,7 +24,7 @@ def wait_until(fn, timeout, what):
                 return result
         except OSError:
             pass
-        time.sleep(0.1)
+        time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
