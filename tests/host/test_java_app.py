@@ -21,9 +21,11 @@ import re
 import secrets
 import socket
 import subprocess
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -45,7 +47,7 @@ DEFAULT_TARGETS = tomcat_server.JMXFETCH_TOMCAT_DEFAULTS
 
 def jmx_read(tomcat: tomcat_server.ScratchTomcat, queries: list[str], user, password) -> list:
     connection = JMXConnection(f"service:jmx:rmi:///jndi/rmi://127.0.0.1:{tomcat.jmx_port}/jmxrmi",
-                               user, password, java_path=str(tomcat_server.JAVA))
+                               user, password, java_path=str(tomcat.client_java()))
     return connection.query([JMXQuery(query) for query in queries], timeout=60)
 
 
@@ -163,22 +165,51 @@ def test_the_cars_user_may_only_list_and_add_cars(cars_database, host_secrets):
     db.close()
 
 
-def test_jmx_serves_every_bean_and_attribute_the_tomcat_conf_collects(tomcat, java_bundle, host_secrets):
+def collected_targets(files) -> dict[str, tuple[str, ...]]:
+    """Every bean pattern -> attributes the Agent reads with the rendered tomcat.d conf."""
+    return {**DEFAULT_TARGETS, **conf_targets(yaml.safe_load(files[TOMCAT_CONF]))}
+
+
+@dataclass(frozen=True)
+class Collection:
+    """One JMX login of the Agent's: what it read, and the password file around it."""
+    results: list
+    password_file_before: tuple
+    password_file_after: tuple
+
+
+def _password_file(tomcat) -> tuple:
+    path = tomcat.host_path(PASSWORD_FILE)
+    return path.read_bytes(), path.stat().st_mode, path.stat().st_mtime_ns, path.stat().st_uid
+
+
+@pytest.fixture(scope="module")
+def collection(tomcat, java_bundle, host_secrets) -> Collection:
+    """Every bean and attribute the conf collects, read in one login (a JMX client JVM each
+    costs ~0.5 CPU-s) once the app has served a page: the servlet and JSP beans exist then."""
+    files, _ = java_bundle
+    request(tomcat.url)
+    before = _password_file(tomcat)
+    queries = [f"{bean}/{attribute}" for bean, attributes in collected_targets(files).items()
+               for attribute in attributes]
+    results = jmx_read(tomcat, queries, "monitorRole", jmx_password(files, host_secrets))
+    return Collection(results, before, _password_file(tomcat))
+
+
+def test_jmx_serves_every_bean_and_attribute_the_tomcat_conf_collects(collection, java_bundle):
     files, _ = java_bundle
     conf = yaml.safe_load(files[TOMCAT_CONF])
     init = conf["init_config"]
     assert init["is_jmx"] is True and init["collect_default_metrics"] is True and init["new_gc_metrics"] is True
     assert Path(init["java_bin_path"]) == tomcat_server.JAVA
-    request(tomcat.url)  # the servlet and JSP beans exist once the page has been served
-    targets = {**DEFAULT_TARGETS, **conf_targets(conf)}
+    targets = collected_targets(files)
     assert "tomcat.jdbc:type=ConnectionPool,*" in targets
     # What converge.sh requires the Agent to collect is among what is read here.
     for expected in JMX_COLLECTED:
         bean, attribute = expected.rsplit("/", 1)
         assert any(pattern.startswith(bean) and attribute in attributes for pattern, attributes in targets.items()), \
             expected
-    queries = [f"{bean}/{attribute}" for bean, attributes in targets.items() for attribute in attributes]
-    results = jmx_read(tomcat, queries, "monitorRole", jmx_password(files, host_secrets))
+    results = collection.results
     found = {(result.attribute, _bean_matches(result.mBeanName, targets)) for result in results
              if isinstance(result.value, (int, float))}
     missing = [query for bean, attributes in targets.items() for attribute in attributes
@@ -204,12 +235,9 @@ def test_jmx_refuses_a_wrong_and_a_missing_password(tomcat):
     assert "Credentials required" in jmx_refusal(tomcat, None, None)
 
 
-def test_a_login_leaves_the_password_file_as_installed(tomcat, java_bundle, host_secrets):
-    files, _ = java_bundle
-    path = tomcat.host_path(PASSWORD_FILE)
-    before = (path.read_bytes(), path.stat().st_mode, path.stat().st_mtime_ns, path.stat().st_uid)
-    assert jmx_read(tomcat, ["java.lang:type=Runtime/Uptime"], "monitorRole", jmx_password(files, host_secrets))
-    after = (path.read_bytes(), path.stat().st_mode, path.stat().st_mtime_ns, path.stat().st_uid)
+def test_a_login_leaves_the_password_file_as_installed(collection, host_secrets):
+    before, after = collection.password_file_before, collection.password_file_after
+    assert collection.results  # the login succeeded
     assert after == before
     # Still the cleartext line converge.sh wrote (JDK 17+ would have replaced it by a hash).
     assert before[0].decode().splitlines()[-1] == f"monitorRole {host_secrets['@@JMX_PASSWORD@@']}"
@@ -295,7 +323,8 @@ def namespaces():
 def _connects(netns: str, address: str, port: int) -> bool:
     probe = ("import socket,sys\ntry:\n socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3).close()\n"
              "except OSError:\n sys.exit(1)\n")
-    return subprocess.run(["ip", "netns", "exec", netns, "python3", "-c", probe, address, str(port)]).returncode == 0
+    # This interpreter, not `python3` from PATH: that may be a version manager's shim (0.2 CPU-s a call).
+    return subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", probe, address, str(port)]).returncode == 0
 
 
 def test_the_jmx_port_is_unreachable_from_another_network_namespace(scratch, java_bundle, host_secrets,
