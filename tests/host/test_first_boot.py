@@ -118,25 +118,29 @@ DEV_PARAMETER = "/observability-lab/dev/host-config/document"
 DEV_PREFIX = "observability-lab-dev-host-config"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def dev(rendered_document):
     """dev's configuration document, rendered from its settings as the program registers it."""
     return rendered_document("dev")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def prod(rendered_document):
     return rendered_document("prod")
 
 
-def publish(endpoint: str, document, parameter: str, *, content: str | None = None,
-            name: str | None = None) -> str:
-    """What `pulumi up` creates: the document and the parameter naming it."""
+@pytest.fixture(scope="module")
+def ssm(ssm_endpoint):
+    """A boto3 SSM client of the test's moto server, as `pulumi up` would call SSM."""
     import boto3
 
+    return boto3.client("ssm", region_name=REGION, endpoint_url=ssm_endpoint, aws_access_key_id="testing",
+                        aws_secret_access_key="testing")
+
+
+def publish(ssm, document, parameter: str, *, content: str | None = None, name: str | None = None) -> str:
+    """What `pulumi up` creates: the document and the parameter naming it."""
     name = name or document.name
-    ssm = boto3.client("ssm", region_name=REGION, endpoint_url=endpoint, aws_access_key_id="testing",
-                       aws_secret_access_key="testing")
     ssm.create_document(Content=content or document.content, Name=name, DocumentType="Command",
                         DocumentFormat="YAML", TargetType="/AWS::EC2::Instance")
     ssm.put_parameter(Name=parameter, Value=name, Type="String", Overwrite=True)
@@ -150,10 +154,10 @@ def run_fetcher(host: Host, imds: str, ssm: str, parameter: str, retry_seconds: 
 
 
 def test_first_boot_fetches_the_current_document_and_converges_with_it(
-        dev, imds, ssm_endpoint, tmp_path):
+        dev, imds, ssm_endpoint, ssm, tmp_path):
     parameter = DEV_PARAMETER
     assert (dev.parameter, dev.name.rsplit("-", 1)[0]) == (DEV_PARAMETER, DEV_PREFIX)
-    name = publish(ssm_endpoint, dev, parameter)
+    name = publish(ssm, dev, parameter)
     FakeImds.missing_credentials = 2  # the instance profile shows up late at boot
     host = Host(tmp_path)
     run = run_fetcher(host, imds, ssm_endpoint, parameter)
@@ -173,32 +177,38 @@ def test_first_boot_gives_up_with_a_clear_message(imds, ssm_endpoint, tmp_path):
     assert "ParameterNotFound" in run.stderr
 
 
+# libyaml's safe loader and emitter when PyYAML has them (as rendering/document.py): the
+# document carries the whole bundle, ~60 KB that the pure-Python ones take ~0.1 CPU-s over.
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def _two_steps(content: str) -> str:
-    document = yaml.safe_load(content)
+    document = yaml.load(content, Loader=LOADER)
     document["mainSteps"].append({**document["mainSteps"][0], "name": "second"})
-    return yaml.safe_dump(document, sort_keys=False)
+    return yaml.dump(document, Dumper=DUMPER, sort_keys=False)
 
 
 def _power_shell(content: str) -> str:
-    document = yaml.safe_load(content)
+    document = yaml.load(content, Loader=LOADER)
     document["mainSteps"][0]["action"] = "aws:runPowerShellScript"
-    return yaml.safe_dump(document, sort_keys=False)
+    return yaml.dump(document, Dumper=DUMPER, sort_keys=False)
 
 
 @pytest.mark.parametrize("case", ["another-stacks-document", "an-aws-document", "two-steps", "not-a-shell-step"])
-def test_first_boot_refuses_a_document_that_is_not_this_stacks(dev, prod, imds, ssm_endpoint, tmp_path, case):
+def test_first_boot_refuses_a_document_that_is_not_this_stacks(dev, prod, imds, ssm_endpoint, ssm, tmp_path, case):
     """Whoever can rewrite the parameter must not get dev's hosts to run, as root, prod's
     document, another one, or a document of another shape: refused at once, nothing run."""
     parameter = f"/observability-lab/dev/host-config/{case}"
     if case == "another-stacks-document":
-        name = publish(ssm_endpoint, prod, parameter)
+        name = publish(ssm, prod, parameter)
         why = "which is not this stack's"
     elif case == "an-aws-document":
-        name = publish(ssm_endpoint, dev, parameter, name="AWS-RunShellScript-lookalike")
+        name = publish(ssm, dev, parameter, name="AWS-RunShellScript-lookalike")
         why = "which is not this stack's"
     else:
         change = _two_steps if case == "two-steps" else _power_shell
-        name = publish(ssm_endpoint, dev, parameter, content=change(dev.content),
+        name = publish(ssm, dev, parameter, content=change(dev.content),
                        name=f"{DEV_PREFIX}-{case}")
         why = "exactly one aws:runShellScript step"
     host = Host(tmp_path)

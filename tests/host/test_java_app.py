@@ -8,6 +8,11 @@ applied as converge.sh applies it). A JMX client that is not ours (PyPI jmxquery
 jar on the JRE, connecting over remote JMX like the Agent's JMXFetch) then reads every
 MBean attribute the rendered tomcat.d conf makes the Agent collect.
 
+One JVM serves every test but the refusal's: it runs in a network namespace of its own
+(tests/support/netns.py), where another namespace, joined by a veth pair, plays another
+host; the tests' clients run inside the JVM's namespace, and its pool reaches the test's
+MariaDB through a relay of 127.0.0.1 at MariaDB's port (MariaDB sees a client on 127.0.0.1).
+
 Debian 12 ships Tomcat 10.1 and OpenJDK 17; Ubuntu 24.04 ships Tomcat 10.1 and OpenJDK 21
 (22.04: Tomcat 10.0, OpenJDK 11), so nothing here depends on a JDK-17-only behaviour: the
 flags are the JDK's documented com.sun.management.jmxremote.* properties. MariaDB is not
@@ -24,6 +29,7 @@ import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -31,7 +37,7 @@ import yaml
 from jmxquery import JMXConnection, JMXQuery
 
 from rendering.bundle import JMX_COLLECTED, TOMCAT_MAIN_CLASS, TOMCAT_USER, manifest_entries
-from tests.support import tomcat_server
+from tests.support import netns, tomcat_server
 from tests.support.local_processes import free_port, wait_until
 
 PASSWORD_FILE = "/etc/tomcat10/jmxremote.password"
@@ -45,7 +51,7 @@ DEFAULT_TARGETS = tomcat_server.JMXFETCH_TOMCAT_DEFAULTS
 
 def jmx_read(tomcat: tomcat_server.ScratchTomcat, queries: list[str], user, password) -> list:
     connection = JMXConnection(f"service:jmx:rmi:///jndi/rmi://127.0.0.1:{tomcat.jmx_port}/jmxrmi",
-                               user, password, java_path=str(tomcat_server.JAVA))
+                               user, password, java_path=str(tomcat.client_java()))
     return connection.query([JMXQuery(query) for query in queries], timeout=60)
 
 
@@ -93,15 +99,37 @@ def cars_database(mariadb, java_bundle, host_secrets):
 
 
 @pytest.fixture(scope="module")
-def tomcat(java_bundle, host_secrets, cars_database):
+def namespaces():
+    """The server's and a client's network namespace (tests/support/netns.py); None without
+    root: the JVM then runs in this process's namespace, and the isolation test fails."""
+    if os.geteuid() != 0:
+        yield None
+        return
+    with netns.pair("ol-jmx") as pair:
+        yield pair
+
+
+@pytest.fixture(scope="module")
+def tomcat(java_bundle, host_secrets, cars_database, namespaces):
+    """The JVM, in a network namespace of its own where root can make one (one JVM serves the
+    app's, JMX's and the isolation tests: a Tomcat start is ~2-4 CPU-s). There the package's
+    HTTP connector listens on every address, as on the host, and 127.0.0.1 at MariaDB's port is
+    relayed to the test's MariaDB; the tests' clients run inside that namespace."""
     files, manifest = java_bundle
     jmx_port = int(yaml.safe_load(files[TOMCAT_CONF])["instances"][0]["port"])
-    with tomcat_server.scratch_directory() as work:
-        server = tomcat_server.prepare(work, files, manifest, host_secrets,
-                                       mysql_port=cars_database.port, jmx_port=jmx_port)
-        server.start()
-        yield server
-        server.stop()
+    server_ns = namespaces.server if namespaces else None
+    relay = netns.LoopbackRelay(server_ns, cars_database.port, cars_database.port) if server_ns else None
+    try:
+        with tomcat_server.scratch_directory() as work:
+            server = tomcat_server.prepare(work, files, manifest, host_secrets, mysql_port=cars_database.port,
+                                           jmx_port=jmx_port, netns=server_ns,
+                                           http_address="0.0.0.0" if server_ns else "127.0.0.1")
+            server.start()
+            yield server
+            server.stop()
+    finally:
+        if relay is not None:
+            relay.close()
 
 
 @pytest.fixture
@@ -115,7 +143,8 @@ def jmx_password(files, host_secrets) -> str:
     return conf["instances"][0]["password"]
 
 
-def request(url: str, form: dict | None = None) -> tuple[int, str]:
+def request(tomcat: tomcat_server.ScratchTomcat, form: dict | None = None) -> tuple[int, str]:
+    """GET (or POST `form` to) the app's page, from inside the JVM's network namespace."""
     data = urllib.parse.urlencode(form).encode() if form is not None else None
 
     class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -123,7 +152,8 @@ def request(url: str, form: dict | None = None) -> tuple[int, str]:
             return None
 
     try:
-        with urllib.request.build_opener(NoRedirect).open(url, data=data, timeout=10) as response:
+        with netns.entered(tomcat.netns), \
+                urllib.request.build_opener(NoRedirect).open(tomcat.url, data=data, timeout=10) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode(errors="replace")
@@ -138,14 +168,14 @@ def test_the_app_reads_and_writes_mysql_through_the_tomcat_jdbc_pool(tomcat, jav
     files, _ = java_bundle
     password = jmx_password(files, host_secrets)
     before = pool_borrows(tomcat, password)
-    status, page = request(tomcat.url)
+    status, page = request(tomcat)
     assert status == 200 and "Model T" in page and "Beetle" in page
     make = f"Saab-{secrets.token_hex(3)}"
-    status, _ = request(tomcat.url, {"make": make, "model": "<9-3>", "year": "2003"})
+    status, _ = request(tomcat, {"make": make, "model": "<9-3>", "year": "2003"})
     assert status == 303
-    status, page = request(tomcat.url)
+    status, page = request(tomcat)
     assert status == 200 and make in page and "&lt;9-3&gt;" in page and "<9-3>" not in page
-    assert request(tomcat.url, {"make": make, "model": "x", "year": "203"})[0] == 400
+    assert request(tomcat, {"make": make, "model": "x", "year": "203"})[0] == 400
     # Each request that reached the database borrowed a connection: the pool's metric moves.
     assert pool_borrows(tomcat, password) >= before + 3
 
@@ -163,22 +193,51 @@ def test_the_cars_user_may_only_list_and_add_cars(cars_database, host_secrets):
     db.close()
 
 
-def test_jmx_serves_every_bean_and_attribute_the_tomcat_conf_collects(tomcat, java_bundle, host_secrets):
+def collected_targets(files) -> dict[str, tuple[str, ...]]:
+    """Every bean pattern -> attributes the Agent reads with the rendered tomcat.d conf."""
+    return {**DEFAULT_TARGETS, **conf_targets(yaml.safe_load(files[TOMCAT_CONF]))}
+
+
+@dataclass(frozen=True)
+class Collection:
+    """One JMX login of the Agent's: what it read, and the password file around it."""
+    results: list
+    password_file_before: tuple
+    password_file_after: tuple
+
+
+def _password_file(tomcat) -> tuple:
+    path = tomcat.host_path(PASSWORD_FILE)
+    return path.read_bytes(), path.stat().st_mode, path.stat().st_mtime_ns, path.stat().st_uid
+
+
+@pytest.fixture(scope="module")
+def collection(tomcat, java_bundle, host_secrets) -> Collection:
+    """Every bean and attribute the conf collects, read in one login (a JMX client JVM each
+    costs ~0.5 CPU-s) once the app has served a page: the servlet and JSP beans exist then."""
+    files, _ = java_bundle
+    request(tomcat)
+    before = _password_file(tomcat)
+    queries = [f"{bean}/{attribute}" for bean, attributes in collected_targets(files).items()
+               for attribute in attributes]
+    results = jmx_read(tomcat, queries, "monitorRole", jmx_password(files, host_secrets))
+    return Collection(results, before, _password_file(tomcat))
+
+
+def test_jmx_serves_every_bean_and_attribute_the_tomcat_conf_collects(collection, java_bundle):
     files, _ = java_bundle
     conf = yaml.safe_load(files[TOMCAT_CONF])
     init = conf["init_config"]
     assert init["is_jmx"] is True and init["collect_default_metrics"] is True and init["new_gc_metrics"] is True
     assert Path(init["java_bin_path"]) == tomcat_server.JAVA
-    request(tomcat.url)  # the servlet and JSP beans exist once the page has been served
-    targets = {**DEFAULT_TARGETS, **conf_targets(conf)}
+    targets = collected_targets(files)
     assert "tomcat.jdbc:type=ConnectionPool,*" in targets
     # What converge.sh requires the Agent to collect is among what is read here.
     for expected in JMX_COLLECTED:
         bean, attribute = expected.rsplit("/", 1)
         assert any(pattern.startswith(bean) and attribute in attributes for pattern, attributes in targets.items()), \
             expected
-    queries = [f"{bean}/{attribute}" for bean, attributes in targets.items() for attribute in attributes]
-    results = jmx_read(tomcat, queries, "monitorRole", jmx_password(files, host_secrets))
+    results = collection.results
     found = {(result.attribute, _bean_matches(result.mBeanName, targets)) for result in results
              if isinstance(result.value, (int, float))}
     missing = [query for bean, attributes in targets.items() for attribute in attributes
@@ -204,19 +263,17 @@ def test_jmx_refuses_a_wrong_and_a_missing_password(tomcat):
     assert "Credentials required" in jmx_refusal(tomcat, None, None)
 
 
-def test_a_login_leaves_the_password_file_as_installed(tomcat, java_bundle, host_secrets):
-    files, _ = java_bundle
-    path = tomcat.host_path(PASSWORD_FILE)
-    before = (path.read_bytes(), path.stat().st_mode, path.stat().st_mtime_ns, path.stat().st_uid)
-    assert jmx_read(tomcat, ["java.lang:type=Runtime/Uptime"], "monitorRole", jmx_password(files, host_secrets))
-    after = (path.read_bytes(), path.stat().st_mode, path.stat().st_mtime_ns, path.stat().st_uid)
+def test_a_login_leaves_the_password_file_as_installed(collection, host_secrets):
+    before, after = collection.password_file_before, collection.password_file_after
+    assert collection.results  # the login succeeded
     assert after == before
     # Still the cleartext line converge.sh wrote (JDK 17+ would have replaced it by a hash).
     assert before[0].decode().splitlines()[-1] == f"monitorRole {host_secrets['@@JMX_PASSWORD@@']}"
 
 
 def test_jmx_listens_on_the_loopback_port_only(tomcat):
-    listeners = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True, check=True).stdout
+    listeners = subprocess.run([*netns.exec_in(tomcat.netns), "ss", "-Hltnp"], capture_output=True, text=True,
+                               check=True).stdout
     mine = [line.split()[3] for line in listeners.splitlines() if f"pid={tomcat.process.pid}," in line]
     on_jmx_port = [address for address in mine if address.rsplit(":", 1)[1] == str(tomcat.jmx_port)]
     assert on_jmx_port and all(re.fullmatch(r"(\[::ffff:)?127\.0\.0\.1\]?", a.rsplit(":", 1)[0])
@@ -250,7 +307,28 @@ def _child_java(pid: int) -> int:
     return pid
 
 
-# --- Refusals and isolation: separate JVMs on the same rendered files -----------------
+def _connects(namespace: str, address: str, port: int) -> bool:
+    """A TCP connection to address:port, made from inside `namespace`."""
+    with netns.entered(namespace):
+        try:
+            socket.create_connection((address, port), timeout=3).close()
+            return True
+        except OSError:
+            return False
+
+
+def test_the_jmx_port_is_unreachable_from_another_network_namespace(tomcat, namespaces):
+    if namespaces is None:
+        pytest.fail("network namespaces need root (CI and `make test` run as root)")
+    # The package's HTTP connector listens on every address: the control that the client
+    # does reach the server's namespace.
+    wait_until(lambda: _connects(namespaces.server, "127.0.0.1", tomcat.jmx_port), 30,
+               "JMX inside the server's namespace")
+    assert _connects(namespaces.client, netns.Pair.SERVER_ADDRESS, tomcat.http_port)
+    assert not _connects(namespaces.client, netns.Pair.SERVER_ADDRESS, tomcat.jmx_port)
+
+
+# --- A refusal: a JVM of its own on the same rendered files -----------------------------
 
 def test_a_password_file_others_can_read_stops_the_jvm(scratch, java_bundle, host_secrets, cars_database):
     files, manifest = java_bundle
@@ -264,54 +342,3 @@ def test_a_password_file_others_can_read_stops_the_jvm(scratch, java_bundle, hos
         server.stop()
     assert process.returncode != 0
     assert "Password file read access must be restricted" in server.log_text()
-
-
-@pytest.fixture
-def namespaces():
-    """Two network namespaces joined by a veth pair: the server's 192.0.2.1, the client's
-    192.0.2.2 (TEST-NET-1, documentation addresses: nothing outside these namespaces)."""
-    if os.geteuid() != 0:
-        pytest.fail("network namespaces need root (CI and `make test` run as root)")
-    tag = secrets.token_hex(3)
-    server, client = f"ol-jmx-s-{tag}", f"ol-jmx-c-{tag}"
-    commands = [
-        ["ip", "netns", "add", server], ["ip", "netns", "add", client],
-        ["ip", "link", "add", f"vs{tag}", "netns", server, "type", "veth", "peer", "name", f"vc{tag}",
-         "netns", client],
-        ["ip", "-n", server, "addr", "add", "192.0.2.1/30", "dev", f"vs{tag}"],
-        ["ip", "-n", client, "addr", "add", "192.0.2.2/30", "dev", f"vc{tag}"],
-        *[["ip", "-n", ns, "link", "set", dev, "up"] for ns, dev in
-          ((server, "lo"), (server, f"vs{tag}"), (client, "lo"), (client, f"vc{tag}"))],
-    ]
-    try:
-        for command in commands:
-            subprocess.run(command, check=True, capture_output=True)
-        yield server, client
-    finally:
-        for ns in (server, client):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-
-
-def _connects(netns: str, address: str, port: int) -> bool:
-    probe = ("import socket,sys\ntry:\n socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3).close()\n"
-             "except OSError:\n sys.exit(1)\n")
-    return subprocess.run(["ip", "netns", "exec", netns, "python3", "-c", probe, address, str(port)]).returncode == 0
-
-
-def test_the_jmx_port_is_unreachable_from_another_network_namespace(scratch, java_bundle, host_secrets,
-                                                                     namespaces):
-    files, manifest = java_bundle
-    server_ns, client_ns = namespaces
-    jmx_port = int(yaml.safe_load(files[TOMCAT_CONF])["instances"][0]["port"])
-    # The package's HTTP connector listens on every address: the control that the client
-    # does reach the server's namespace. MySQL is not in that namespace: the app's page
-    # fails, which this test does not need.
-    server = tomcat_server.prepare(scratch, files, manifest, host_secrets, mysql_port=free_port(),
-                                   jmx_port=jmx_port, netns=server_ns, http_address="0.0.0.0")
-    server.start(ready_path="/")
-    try:
-        wait_until(lambda: _connects(server_ns, "127.0.0.1", jmx_port), 30, "JMX inside the server's namespace")
-        assert _connects(client_ns, "192.0.2.1", server.http_port)
-        assert not _connects(client_ns, "192.0.2.1", jmx_port)
-    finally:
-        server.stop()

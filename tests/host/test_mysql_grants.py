@@ -80,7 +80,8 @@ COLLECTOR_STATEMENTS = {
 
 
 def mysql_instance() -> dict:
-    (instance,) = yaml.safe_load(CONF_FILE.read_text())["instances"]
+    """The conf's one instance, parsed anew for each caller (the check may change its copy)."""
+    (instance,) = yaml.load(CONF_FILE.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))["instances"]
     return instance
 
 

@@ -1,6 +1,7 @@
 """Helpers for the real servers the tests start on loopback (gunicorn, test agent, MariaDB)."""
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -36,3 +37,14 @@ def stop(proc: subprocess.Popen, sig=signal.SIGTERM) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL a server started with start_new_session=True and every process it forked
+    (gunicorn's workers): for a test double no test reads the shutdown of."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:  # exited meanwhile
+            pass
+        proc.wait()
