@@ -7,16 +7,17 @@ import gzip
 import hashlib
 import re
 import subprocess
+from dataclasses import dataclass
 
 import pytest
 import yaml
 
 import rendering.document as converge
 from offline.engine import fake_id
-from offline.host_config import decode_document
+from offline.host_config import ConfigDocument
 from rendering.bundle import Bundle
 from rendering.document import SSM_DOCUMENT_LIMIT, WAIT_FOR_SUCCESS_SECONDS
-from tests.support.converge_harness import Host
+from tests.support.converge_harness import ConvergeRun, Host
 from tests.support.evaluations import bundle_files, document as decoded_document
 from tests.support.resource_types import ASSOCIATION, DOCUMENT, INSTANCE
 
@@ -108,16 +109,31 @@ def run_document(host: Host, script: str):
     return host.run(["sh", str(path)])
 
 
-def test_document_script_unpacks_the_bundle_and_converges_on_it(dev, tmp_path):
-    document = decoded_document(dev)
-    host = Host(tmp_path)
-    first = run_document(host, document.script)
+@dataclass(frozen=True)
+class Delivery:
+    document: ConfigDocument
+    host: Host  # after the document's first run: copy it (Host.copy) to run it again
+    first: ConvergeRun
+
+
+@pytest.fixture(scope="module")
+def delivered(run_stack, tmp_path_factory) -> Delivery:
+    """dev's document run once by `sh` on a fresh host: the tests below read that run, and each runs
+    the document again on its own copy of the host (a first converge is most of their CPU)."""
+    document = decoded_document(run_stack("dev"))
+    host = Host(tmp_path_factory.mktemp("delivered"))
+    return Delivery(document, host, run_document(host, document.script))
+
+
+def test_document_script_unpacks_the_bundle_and_converges_on_it(delivered, tmp_path):
+    document, first = delivered.document, delivered.first
     assert first.returncode == 0, first.stdout + first.stderr
-    unpacked = host.bundles / document.digest
+    unpacked = delivered.host.bundles / document.digest
     assert {p.relative_to(unpacked).as_posix() for p in unpacked.rglob("*") if p.is_file()} == set(document.files)
     assert f"== converge {document.digest[:12]} (association)" in first.stdout
     assert "service datadog-agent: restarted" in first.stdout
     # Run again (SSM may): the bundle is there already, nothing changes.
+    host = delivered.host.copy(tmp_path / "host")
     again = run_document(host, document.script)
     assert again.returncode == 0, again.stderr
     assert "restarted or applied: nothing" in again.stdout
@@ -125,10 +141,10 @@ def test_document_script_unpacks_the_bundle_and_converges_on_it(dev, tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["edited", "cut short"])
-def test_a_damaged_bundle_directory_is_unpacked_again(dev, tmp_path, damage):
-    document = decode_document(dev.one(DOCUMENT).inputs["content"])
-    host = Host(tmp_path)
-    assert run_document(host, document.script).returncode == 0
+def test_a_damaged_bundle_directory_is_unpacked_again(delivered, tmp_path, damage):
+    document = delivered.document
+    assert delivered.first.returncode == 0
+    host = delivered.host.copy(tmp_path / "host")
     unpacked = host.bundles / document.digest
     if damage == "edited":
         (unpacked / "agent" / "datadog.yaml").write_text("api_key: tampered\n")
