@@ -7,17 +7,15 @@ import gzip
 import hashlib
 import re
 import subprocess
-from dataclasses import dataclass
 
 import pytest
 import yaml
 
 import rendering.document as converge
 from offline.engine import fake_id
-from offline.host_config import ConfigDocument
 from rendering.bundle import Bundle
 from rendering.document import SSM_DOCUMENT_LIMIT, WAIT_FOR_SUCCESS_SECONDS
-from tests.support.converge_harness import ConvergeRun, Host
+from tests.support.document_delivery import run_document
 from tests.support.evaluations import bundle_files, document as decoded_document
 from tests.support.resource_types import ASSOCIATION, DOCUMENT, INSTANCE
 
@@ -101,28 +99,6 @@ def test_the_host_boots_after_the_parameter_naming_the_document(stack_eval):
                     if r.inputs["name"].endswith("/host-config/document")]
     assert parameter.inputs["insecureValue"] == stack_eval.one(DOCUMENT).inputs["name"]
     assert all(parameter.urn in instance.dependencies for instance in stack_eval.of_type(INSTANCE))
-
-
-def run_document(host: Host, script: str):
-    path = host.base / "_script.sh"
-    path.write_text(script)
-    return host.run(["sh", str(path)])
-
-
-@dataclass(frozen=True)
-class Delivery:
-    document: ConfigDocument
-    host: Host  # after the document's first run: copy it (Host.copy) to run it again
-    first: ConvergeRun
-
-
-@pytest.fixture(scope="module")
-def delivered(run_stack, tmp_path_factory) -> Delivery:
-    """dev's document run once by `sh` on a fresh host: the tests below read that run, and each runs
-    the document again on its own copy of the host (a first converge is most of their CPU)."""
-    document = decoded_document(run_stack("dev"))
-    host = Host(tmp_path_factory.mktemp("delivered"))
-    return Delivery(document, host, run_document(host, document.script))
 
 
 def test_document_script_unpacks_the_bundle_and_converges_on_it(delivered, tmp_path):
