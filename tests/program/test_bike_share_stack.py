@@ -15,6 +15,7 @@ from offline.engine import stack_settings
 from settings.validation import SettingsError, non_public_address
 from tests.support.evaluations import bundle_files
 from tests.support.resource_types import BIKE_SHARE, DASHBOARD, MONITOR
+from tests.support.shared_settings import DEV_DATADOG
 
 CHECK, CONF = "agent/checks.d/bike_share.py", "agent/conf.d/bike_share.yaml"
 HOSTS = "env:dev,project:observability-lab"  # the stack's host tags
@@ -125,13 +126,8 @@ def test_the_station_selection_is_bounded_and_single(run_stack_allowing_errors, 
     assert isinstance(error, SettingsError) and allowed in str(error)
 
 
-# The station monitors' settings and the feed's: one evaluation, each test reading its own.
-MONITOR_SETTINGS = {"bikeShareEmptyBelowBikes": 3, "bikeShareFullBelowDocks": 4, "bikeShareWindowMinutes": 20,
-                    "bikeShareStaleAfterMinutes": 30}
-
-
 def test_station_monitors_alert_per_station_on_sustained_thresholds(run_stack):
-    found = monitors(run_stack("dev", MONITOR_SETTINGS))
+    found = monitors(run_stack("dev", DEV_DATADOG))  # BIKE_SHARE_MONITORS among them
     for key, metric, below in (("empty", "bikes_available", "3"), ("full", "docks_available", "4")):
         m = found[key]
         assert m["type"] == "metric alert"
@@ -145,7 +141,7 @@ def test_station_monitors_alert_per_station_on_sustained_thresholds(run_stack):
 
 
 def test_feed_monitors_watch_the_service_check_and_the_feed_age(run_stack):
-    found = monitors(run_stack("dev", MONITOR_SETTINGS))
+    found = monitors(run_stack("dev", DEV_DATADOG))  # BIKE_SHARE_MONITORS among them
     assert found["feed-unreachable"]["query"] == (
         '"bikeshare.can_fetch".over("env:dev","project:observability-lab").by("host").last(2).count_by_status()')
     # A removed host's group goes quiet; a silent host is the my_metric monitor's no-data alert.
