@@ -16,6 +16,12 @@ BIKE_SHARE_MONITORS = {"bikeShareEmptyBelowBikes": 3, "bikeShareFullBelowDocks":
                        "bikeShareStaleAfterMinutes": 30}
 DEV_DATADOG = {**MY_METRIC, **FOOTER, **SLO_WIDGETS, **DOWNTIME_TIMEZONE, **BIKE_SHARE_MONITORS}
 
+# dev: who reaches the host (the security group's app rule) and who may decrypt its key (the KMS key policy).
+APP_CIDRS = {"appAllowedCidrs": ["203.0.113.0/24", "2001:db8::/32"]}
+DEPLOYERS = {"deployerArns": ["arn:aws:iam::123456789012:role/ci/observability-lab-delivery",
+                              "arn:aws:iam::123456789012:user/alice"]}
+DEV_ACCESS = {**APP_CIDRS, **DEPLOYERS}
+
 # prod: switched-on workloads and the monitors' settings.
 JAVA_APP = {"javaAppEnabled": True, "hostCount": 3, "javaWindowMinutes": 30, "javaHeapWarningPercent": 70,
             "javaHeapCriticalPercent": 85, "javaMajorGcWarningMsPerMinute": 500,
