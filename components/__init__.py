@@ -16,8 +16,10 @@ try:
     import pulumi_datadog  # noqa: F401  (loads every Datadog resource module)
     import pulumiverse_time  # noqa: F401  (the downtime schedules' anchors)
 
-    # pulumi_aws loads a service module on first attribute access; these are ours.
-    _loaded = (pulumi_aws.ec2.Instance, pulumi_aws.iam.Role, pulumi_aws.ssm.Parameter)
+    # pulumi_aws loads a service module on first attribute access; these are ours (all of them:
+    # one left out loads during the first evaluation, with collection on).
+    _loaded = (pulumi_aws.ec2.Instance, pulumi_aws.iam.Role, pulumi_aws.ssm.Parameter, pulumi_aws.kms.Key,
+               pulumi_aws.ebs.Volume, pulumi_aws.dlm.LifecyclePolicy)
     del _loaded
 finally:
     gc.freeze()

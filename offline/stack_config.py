@@ -5,6 +5,7 @@ from settings alone (the bundle, the document) is read without loading the engin
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -32,7 +33,15 @@ def config_key(key: str) -> str:
 def load_stack_config(stack: str, stack_file: Optional[Path] = None) -> tuple[dict[str, str], list[str]]:
     """Pulumi.<stack>.yaml as the engine hands it to the program: every value a string."""
     path = stack_file or ROOT / f"Pulumi.{stack}.yaml"
-    document = yaml.safe_load(path.read_text()) or {}
+    config, secret_keys = _stack_file_config(path.read_text())
+    return dict(config), list(secret_keys)
+
+
+# A function of the file's text alone, parsed once per distinct text: the tests evaluate a stack
+# file a few hundred times, and PyYAML reads one in ~5 ms. The caller gets its own copies.
+@lru_cache(maxsize=16)
+def _stack_file_config(text: str) -> tuple[dict[str, str], tuple[str, ...]]:
+    document = yaml.safe_load(text) or {}
     config: dict[str, str] = {}
     secret_keys: list[str] = []
     for key, value in (document.get("config") or {}).items():
@@ -46,7 +55,7 @@ def load_stack_config(stack: str, stack_file: Optional[Path] = None) -> tuple[di
         if key not in config:
             config[key] = placeholder
             secret_keys.append(key)
-    return config, secret_keys
+    return config, tuple(secret_keys)
 
 
 def stack_config(stack: str, overrides: Optional[Mapping[str, Any]] = None,

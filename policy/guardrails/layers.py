@@ -16,6 +16,7 @@ import binascii
 import re
 import zlib
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any, Iterator, NamedTuple
 
 import yaml
@@ -68,13 +69,22 @@ def ssm_document(props: Any) -> list[Layer]:
     content = get(props, DOCUMENT_CONTENT)
     if not isinstance(content, str) or not content:
         return []
+    return list(_document_layers(content))
+
+
+# The layers are a function of the content alone. Parsing a document (~60 KB of YAML, most of it a
+# base64 payload) is the slow part of a policy run (~0.05 s with PyYAML's pure-Python reader), and
+# one document can be validated several times in a process (a pack serving several previews, a
+# test suite): it is parsed once per distinct content.
+@lru_cache(maxsize=32)
+def _document_layers(content: str) -> tuple[Layer, ...]:
     found: list[Layer] = []
     _unwrap(content.encode(), DOCUMENT_CONTENT, 0, found)
     for where, script in _scripts(content):
         layers: list[Layer] = []
         _unwrap(script.encode(), where, 0, layers)
         found += layers[1:]  # the script's own text is in the content, already scanned
-    return found
+    return tuple(found)
 
 
 def _scripts(content: str) -> list[tuple[str, str]]:

@@ -27,6 +27,7 @@ from offline.host_config import decode_document
 from tests.support.policy_harness import (
     ADVISORY, MANDATORY, POLICIES, cloud_config, probes, resolve, violations, with_cloud_config, with_inputs,
 )
+from tests.support.iam_simulator import aws_managed_policies
 
 # The app port opened to the whole internet: allowed (it is not a remote-access or database
 # port), and it gives the security group a real ingress rule to start variants from.
@@ -400,9 +401,7 @@ def test_a_deny_of_the_role_closes_an_attached_wildcard_only_when_it_covers_it(d
 
 
 def test_the_packs_managed_policies_are_awss_as_moto_copies_them():
-    from moto.iam.aws_managed_policies import aws_managed_policies_data
-
-    published = json.loads(aws_managed_policies_data)
+    published = aws_managed_policies()
     assert "AmazonSSMManagedInstanceCore" in iam_rules.AWS_MANAGED
     for name, (version, statements) in iam_rules.AWS_MANAGED.items():
         assert published[name]["DefaultVersionId"] == version, name

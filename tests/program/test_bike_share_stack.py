@@ -13,9 +13,9 @@ import yaml
 
 from offline.engine import stack_settings
 from settings.validation import SettingsError, non_public_address
-from tests.support.converge_harness import Host
 from tests.support.evaluations import bundle_files
 from tests.support.resource_types import BIKE_SHARE, DASHBOARD, MONITOR
+from tests.support.shared_settings import DEV_DATADOG
 
 CHECK, CONF = "agent/checks.d/bike_share.py", "agent/conf.d/bike_share.yaml"
 HOSTS = "env:dev,project:observability-lab"  # the stack's host tags
@@ -38,11 +38,12 @@ def test_dev_watches_citi_bike_and_prod_does_not(dev, prod):
     assert "bikeShare" not in prod.outputs["dashboardUrls"]
 
 
-def test_settings_reach_the_checks_conf(run_stack):
-    evaluation = run_stack("prod", {"bikeShareEnabled": True, "bikeShareStationIds": ["72", "66db237e-0aca"],
-                                    "bikeShareFeedUrl": "https://gbfs.example.org/gbfs.json",
-                                    "bikeShareCheckIntervalSeconds": 120})
-    (instance,) = yaml.safe_load(bundle_files(evaluation)[CONF])["instances"]
+def test_settings_reach_the_checks_conf(rendered_bundle):
+    # The bundle its settings render, which the document carries (tests/program/test_bundle.py).
+    files = rendered_bundle("prod", {"bikeShareEnabled": True, "bikeShareStationIds": ["72", "66db237e-0aca"],
+                                     "bikeShareFeedUrl": "https://gbfs.example.org/gbfs.json",
+                                     "bikeShareCheckIntervalSeconds": 120})
+    (instance,) = yaml.safe_load(files[CONF])["instances"]
     assert instance["station_ids"] == ["72", "66db237e-0aca"] and "largest_stations" not in instance
     assert instance["gbfs_url"] == "https://gbfs.example.org/gbfs.json"
     assert instance["min_collection_interval"] == 120
@@ -126,8 +127,7 @@ def test_the_station_selection_is_bounded_and_single(run_stack_allowing_errors, 
 
 
 def test_station_monitors_alert_per_station_on_sustained_thresholds(run_stack):
-    found = monitors(run_stack("dev", {"bikeShareEmptyBelowBikes": 3, "bikeShareFullBelowDocks": 4,
-                                       "bikeShareWindowMinutes": 20}))
+    found = monitors(run_stack("dev", DEV_DATADOG))  # BIKE_SHARE_MONITORS among them
     for key, metric, below in (("empty", "bikes_available", "3"), ("full", "docks_available", "4")):
         m = found[key]
         assert m["type"] == "metric alert"
@@ -141,7 +141,7 @@ def test_station_monitors_alert_per_station_on_sustained_thresholds(run_stack):
 
 
 def test_feed_monitors_watch_the_service_check_and_the_feed_age(run_stack):
-    found = monitors(run_stack("dev", {"bikeShareStaleAfterMinutes": 30}))
+    found = monitors(run_stack("dev", DEV_DATADOG))  # BIKE_SHARE_MONITORS among them
     assert found["feed-unreachable"]["query"] == (
         '"bikeshare.can_fetch".over("env:dev","project:observability-lab").by("host").last(2).count_by_status()')
     # A removed host's group goes quiet; a silent host is the my_metric monitor's no-data alert.
@@ -183,11 +183,11 @@ def test_the_rebalancing_dashboard(dev):
         "bikeShareEmpty", "bikeShareFull", "bikeShareFeedUnreachable", "bikeShareFeedStale", "bikeShareTrend"}
 
 
-def test_switching_it_off_removes_the_check_from_the_host(dev, run_stack, tmp_path):
-    host = Host(tmp_path)
-    assert host.converge(bundle_files(dev)).returncode == 0
+def test_switching_it_off_removes_the_check_from_the_host(delivered, rendered_bundle, tmp_path):
+    host = delivered.host.copy(tmp_path / "host")  # dev's bundle converged, from its document
+    assert delivered.first.returncode == 0
     assert host.path("/etc/datadog-agent/checks.d/bike_share.py").exists()
-    run = host.converge(bundle_files(run_stack("dev", {"bikeShareEnabled": False})))
+    run = host.converge(rendered_bundle("dev", {"bikeShareEnabled": False}))
     assert run.returncode == 0, run.stderr
     assert run.report("file")["/etc/datadog-agent/checks.d/bike_share.py"] == "removed"
     assert run.report("file")["/etc/datadog-agent/conf.d/bike_share.yaml"] == "removed"

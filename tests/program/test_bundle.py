@@ -14,6 +14,7 @@ from offline.engine import PLACEHOLDER_SECRETS, evaluate
 from rendering.bundle import BUNDLE_ONLY, USERDATA_DIR, manifest_entries
 from tests.support.evaluations import bundle_files, document
 from tests.support.resource_types import DOCUMENT, PARAMETER
+from tests.support.shared_settings import DEV_DATADOG, PROD_DATADOG
 
 
 def switched_off(evaluation) -> set[str]:
@@ -75,7 +76,7 @@ def test_bundle_digest_is_what_sha256sum_says_on_the_host(dev, tmp_path):
 
 
 @pytest.mark.parametrize("stack,overrides", [("dev", None), ("prod", None), ("dev", {"checkIntervalSeconds": 30}),
-                                             ("prod", {"appWorkers": 5})])
+                                             ("dev", DEV_DATADOG), ("prod", PROD_DATADOG)])
 def test_the_document_carries_the_bundle_its_settings_render(run_stack, rendered_bundle, rendered_document, stack, overrides):
     # The bundle tests (and the host's and the checks') render the bundle and the document from the
     # settings alone (`rendered_bundle`, `rendered_document`): the very files and document the program registers.

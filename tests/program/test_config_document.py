@@ -13,10 +13,9 @@ import yaml
 
 import rendering.document as converge
 from offline.engine import fake_id
-from offline.host_config import decode_document
 from rendering.bundle import Bundle
 from rendering.document import SSM_DOCUMENT_LIMIT, WAIT_FOR_SUCCESS_SECONDS
-from tests.support.converge_harness import Host
+from tests.support.document_delivery import run_document
 from tests.support.evaluations import bundle_files, document as decoded_document
 from tests.support.resource_types import ASSOCIATION, DOCUMENT, INSTANCE
 
@@ -102,22 +101,15 @@ def test_the_host_boots_after_the_parameter_naming_the_document(stack_eval):
     assert all(parameter.urn in instance.dependencies for instance in stack_eval.of_type(INSTANCE))
 
 
-def run_document(host: Host, script: str):
-    path = host.base / "_script.sh"
-    path.write_text(script)
-    return host.run(["sh", str(path)])
-
-
-def test_document_script_unpacks_the_bundle_and_converges_on_it(dev, tmp_path):
-    document = decoded_document(dev)
-    host = Host(tmp_path)
-    first = run_document(host, document.script)
+def test_document_script_unpacks_the_bundle_and_converges_on_it(delivered, tmp_path):
+    document, first = delivered.document, delivered.first
     assert first.returncode == 0, first.stdout + first.stderr
-    unpacked = host.bundles / document.digest
+    unpacked = delivered.host.bundles / document.digest
     assert {p.relative_to(unpacked).as_posix() for p in unpacked.rglob("*") if p.is_file()} == set(document.files)
     assert f"== converge {document.digest[:12]} (association)" in first.stdout
     assert "service datadog-agent: restarted" in first.stdout
     # Run again (SSM may): the bundle is there already, nothing changes.
+    host = delivered.host.copy(tmp_path / "host")
     again = run_document(host, document.script)
     assert again.returncode == 0, again.stderr
     assert "restarted or applied: nothing" in again.stdout
@@ -125,10 +117,10 @@ def test_document_script_unpacks_the_bundle_and_converges_on_it(dev, tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["edited", "cut short"])
-def test_a_damaged_bundle_directory_is_unpacked_again(dev, tmp_path, damage):
-    document = decode_document(dev.one(DOCUMENT).inputs["content"])
-    host = Host(tmp_path)
-    assert run_document(host, document.script).returncode == 0
+def test_a_damaged_bundle_directory_is_unpacked_again(delivered, tmp_path, damage):
+    document = delivered.document
+    assert delivered.first.returncode == 0
+    host = delivered.host.copy(tmp_path / "host")
     unpacked = host.bundles / document.digest
     if damage == "edited":
         (unpacked / "agent" / "datadog.yaml").write_text("api_key: tampered\n")

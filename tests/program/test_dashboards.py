@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from tests.support.resource_types import DASHBOARD, DASHBOARDS
+from tests.support.shared_settings import DEV_DATADOG
 
 SERVICE = "sample-flask-app"
 HOSTS = {"dev": 1, "prod": 2}  # hostCount of the committed stacks
@@ -97,7 +98,7 @@ def test_every_timeseries_overlays_the_stacks_change_events(stack_eval):
 
 
 def test_slo_widgets_follow_the_slo_timeframe(run_stack):
-    board = dashboards(run_stack("dev", {"sloTimeframe": "90d"}))["apm"]
+    board = dashboards(run_stack("dev", DEV_DATADOG))["apm"]  # SLO_WIDGETS: sloTimeframe 90d
     windows = [w["serviceLevelObjectiveDefinition"]["timeWindows"] for w in board["widgets"]
                if "serviceLevelObjectiveDefinition" in w]
     assert windows == [["7d", "30d", "90d"]] * 2

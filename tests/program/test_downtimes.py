@@ -26,6 +26,7 @@ from dateutil.rrule import rruleset, rrulestr
 from offline.engine import FAKE_NOW
 from rendering.recurrence import NIGHTS, START_LEAD, WEEKEND, WeeklyRecurrence, api_start, parse_instant
 from tests.support.resource_types import ANCHOR, DOWNTIME, DOWNTIMES
+from tests.support.shared_settings import DEV_DATADOG, PROD_DATADOG
 
 UTC = timezone.utc
 
@@ -48,7 +49,7 @@ def test_no_deprecated_downtime_resource_anywhere(stack_eval):
 
 
 def test_enabling_follows_the_setting_not_the_stack_name(run_stack):
-    assert len(run_stack("prod", {"downtimesEnabled": True}).of_type(DOWNTIME)) == 2
+    assert len(run_stack("prod", PROD_DATADOG).of_type(DOWNTIME)) == 2  # DOWNTIMES_ON
     assert run_stack("dev", {"downtimesEnabled": False}).of_type(DOWNTIME) == []
 
 
@@ -119,11 +120,11 @@ def test_messages_name_the_env_and_notify_the_handles(dev):
 
 
 def test_timezone_setting_moves_both_schedules(run_stack):
-    for key, s in schedules(run_stack("dev", {"downtimeTimezone": "Europe/Paris"})).items():
+    moved = schedules(run_stack("dev", DEV_DATADOG))  # DOWNTIME_TIMEZONE: Europe/Paris
+    for key, s in moved.items():
         assert s["recurringSchedule"]["timezone"] == s["displayTimezone"] == "Europe/Paris", key
     # FAKE_NOW is 16:37 in Paris: still before that evening's 19:00.
-    assert recurrence_of(schedules(run_stack("dev", {"downtimeTimezone": "Europe/Paris"}))["nights"])[
-        "start"] == "2030-01-02T19:00:00"
+    assert recurrence_of(moved["nights"])["start"] == "2030-01-02T19:00:00"
 
 
 def test_recurrence_refuses_nonsense():

@@ -6,6 +6,7 @@ import json
 
 from offline.engine import PLACEHOLDER_SECRETS, fake_id, is_secret, reveal
 from tests.support.resource_types import ACCESS, HOST, INSTANCE, KMS_KEY, PARAMETER, SECURITY_GROUP
+from tests.support.shared_settings import DEPLOYERS, DEV_ACCESS
 
 HOSTS = {"dev": 1, "prod": 2}  # hostCount of the committed stacks
 
@@ -69,7 +70,7 @@ def test_security_group_is_closed_by_default_and_never_opens_ssh(stack_eval):
 
 
 def test_security_group_opens_only_the_app_port_to_the_allowed_cidrs(run_stack):
-    evaluation = run_stack("dev", {"appAllowedCidrs": ["203.0.113.0/24", "2001:db8::/32"]})
+    evaluation = run_stack("dev", DEV_ACCESS)  # APP_CIDRS: 203.0.113.0/24 and 2001:db8::/32
     (rule,) = evaluation.one(SECURITY_GROUP).inputs["ingress"]
     assert (rule["protocol"], rule["fromPort"], rule["toPort"]) == ("tcp", 5050, 5050)
     assert rule["cidrBlocks"] == ["203.0.113.0/24"]
@@ -150,9 +151,8 @@ def test_the_api_key_is_encrypted_with_the_stacks_own_key(stack_eval):
 
 
 def test_deployers_can_be_named(run_stack):
-    deployers = ["arn:aws:iam::123456789012:role/ci/observability-lab-delivery",
-                 "arn:aws:iam::123456789012:user/alice"]
-    evaluation = run_stack("dev", {"deployerArns": deployers})
+    deployers = DEPLOYERS["deployerArns"]
+    evaluation = run_stack("dev", DEV_ACCESS)
     statement = json.loads(evaluation.one(KMS_KEY).inputs["policy"])["Statement"][2]
     assert statement["Condition"]["ArnEquals"] == {"aws:PrincipalArn": sorted(deployers)}
     assert not [token for token, _ in evaluation.invokes if "getSessionContext" in token]

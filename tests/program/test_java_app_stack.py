@@ -11,6 +11,7 @@ import pytest
 from settings.validation import SettingsError
 from tests.support.evaluations import bundle_files
 from tests.support.resource_types import DASHBOARD, MONITOR
+from tests.support.shared_settings import PROD_DATADOG
 
 PREFIX = "java-app-"
 SCOPE = "env:{env},project:observability-lab,service:cars-app"  # the stack's hosts and the JVM's service tag
@@ -51,10 +52,7 @@ def test_the_metric_monitors_by_host_with_their_default_thresholds(dev):
 
 def test_thresholds_are_the_stacks_own(run_stack):
     # prod switched on with its own thresholds: every one reaches its monitor, dev's stay.
-    ms = monitors(run_stack("prod", {
-        "javaAppEnabled": True, "javaWindowMinutes": 30, "javaHeapWarningPercent": 70, "javaHeapCriticalPercent": 85,
-        "javaMajorGcWarningMsPerMinute": 500, "javaMajorGcCriticalMsPerMinute": 1500.5,
-        "javaPoolWarningPercent": 60, "javaPoolCriticalPercent": 80, "javaService": "fleet"}))
+    ms = monitors(run_stack("prod", PROD_DATADOG))  # JAVA_APP: these thresholds, service fleet
     scope = "env:prod,project:observability-lab,service:fleet"
     assert ms["heap"]["query"].startswith(f"avg(last_30m):avg:jvm.heap_memory{{{scope}}} by {{host}}")
     assert ms["heap"]["query"].endswith(" > 85") and ms["heap"]["monitorThresholds"] == {"warning": "70",
@@ -74,7 +72,7 @@ def test_the_live_process_monitor_counts_tomcat_jvms_not_every_java(dev, run_sta
                           "project:observability-lab').rollup('count').last('5m') < 1")
     assert m["monitorThresholds"] == {"critical": "1"}
     # One JVM per host: the count follows hostCount.
-    three = monitors(run_stack("prod", {"javaAppEnabled": True, "hostCount": 3}))["processes"]
+    three = monitors(run_stack("prod", PROD_DATADOG))["processes"]  # JAVA_APP: on, 3 hosts
     assert three["query"].endswith("< 3") and three["monitorThresholds"] == {"critical": "3"}
 
 

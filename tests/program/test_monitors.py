@@ -9,6 +9,7 @@ import pytest
 from rendering.queries import MESSAGE_SECTIONS, app_base_url, monitor_message, number
 from settings.validation import SettingsError
 from tests.support.resource_types import MONITOR, MONITORS
+from tests.support.shared_settings import DEV_DATADOG, FOOTER, PROD_DATADOG
 
 PREFIX = "datadog-monitors-"
 # The raw p95 and error-rate monitors are retired (issue 20): the SLOs' burn-rate alerts
@@ -119,11 +120,13 @@ def test_my_metric_message_has_one_block_per_state(stack_eval):
         assert handle in message
 
 
-@pytest.mark.parametrize("warning,critical,shown", [(600, 900, ("600", "900")),
-                                                    (450.5, 750.25, ("450.5", "750.25"))])
-def test_thresholds_follow_a_per_stack_override(run_stack, warning, critical, shown):
-    evaluation = run_stack("dev", {"myMetricCritical": critical, "myMetricWarning": warning,
-                                   "myMetricWindowMinutes": 15, "noDataMinutes": 30})
+@pytest.mark.parametrize("overrides,shown", [
+    (DEV_DATADOG, ("600", "900")),  # MY_METRIC: 600, 900, 15 minutes, no data for 30
+    ({"myMetricCritical": 750.25, "myMetricWarning": 450.5, "myMetricWindowMinutes": 15, "noDataMinutes": 30},
+     ("450.5", "750.25")),
+], ids=("shared", "fractions"))
+def test_thresholds_follow_a_per_stack_override(run_stack, overrides, shown):
+    evaluation = run_stack("dev", overrides)
     m = monitors(evaluation)["my-metric"]
     assert m["query"] == f"avg(last_15m):avg:my_metric{{{named_hosts(evaluation)}}} by {{host}} > {shown[1]}"
     assert m["monitorThresholds"] == {"warning": shown[0], "critical": shown[1]}
@@ -190,7 +193,7 @@ def test_app_processes_monitor_counts_each_hosts_gunicorn_master_and_workers(sta
 def test_app_process_count_follows_the_worker_setting(run_stack):
     # gunicorn reads the same setting from app.env (tests/program/test_bundle.py), and runs
     # workers + 1 processes (tests/host/test_flask_app.py counts them).
-    m = monitors(run_stack("prod", {"appWorkers": 5}))["app-processes"]
+    m = monitors(run_stack("prod", PROD_DATADOG))["app-processes"]  # APP_MONITORS: 5 workers
     assert m["query"].endswith("< 6") and m["monitorThresholds"] == {"critical": "6"}
     assert "1 master + 5 workers" in m["message"]
 
@@ -206,14 +209,14 @@ def test_the_log_monitor_counts_the_apps_error_lines_per_host(stack_eval):
 
 
 def test_the_log_monitors_threshold_follows_its_setting(run_stack):
-    m = monitors(run_stack("prod", {"appErrorLogsPerHost": 250}))["app-error-logs"]
+    m = monitors(run_stack("prod", PROD_DATADOG))["app-error-logs"]  # APP_MONITORS: 250 lines
     assert query_threshold(m["query"]) == "250" and m["monitorThresholds"] == {"critical": "250"}
     assert "more than 250 error log lines" in m["name"]
 
 
 def test_message_footer_is_appended_to_every_message(run_stack):
-    footer = "Runbook: https://wiki.example.com/observability-lab"
-    for m in monitors(run_stack("dev", {"monitorMessageFooter": footer})).values():
+    footer = FOOTER["monitorMessageFooter"]
+    for m in monitors(run_stack("dev", DEV_DATADOG)).values():
         assert m["message"].splitlines()[-2] == footer
     for m in monitors(run_stack("dev")).values():
         assert footer not in m["message"]

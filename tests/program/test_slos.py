@@ -8,6 +8,7 @@ import pytest
 
 from settings.slo import BurnRate, max_burn_rate, parse_burn_rate
 from tests.support.resource_types import MONITOR, SLO, SLOS
+from tests.support.shared_settings import PROD_DATADOG
 
 SERVICE = "sample-flask-app"
 PAGE = {"dev": ["@sre-dev@example.com"], "prod": ["@pagerduty-observability-lab", "@sre-oncall@example.com"]}
@@ -87,10 +88,7 @@ def test_the_alert_messages_say_how_much_budget_the_burn_spends(prod):
 
 
 def test_targets_timeframe_windows_and_handles_follow_the_settings(run_stack):
-    evaluation = run_stack("prod", {"sloTimeframe": "7d", "sloAvailabilityTarget": 99.9, "sloLatencyTarget": 95,
-                                    "sloLatencySeconds": 0.3, "sloPageFastBurn": "10x 2h/10m",
-                                    "sloTicketBurn": "2x 1d/2h", "sloPageHandles": ["@pager"],
-                                    "sloTicketHandles": ["@jira-sre"]})
+    evaluation = run_stack("prod", PROD_DATADOG)  # SLOS: 7d, 99.9 and 95 (0.3 s), these burn rates and handles
     found = slos(evaluation)
     assert found["availability"]["thresholds"] == [{"timeframe": "7d", "target": 99.9}]
     assert found["latency"]["thresholds"] == [{"timeframe": "7d", "target": 95.0}]

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import collections
 import collections.abc
+import copy
+import functools
 import json
 import zlib
 from dataclasses import dataclass, field
@@ -30,11 +32,17 @@ from principalmapper.common import Node, Policy  # noqa: E402
 from principalmapper.querying.query_interface import local_check_authorization_full  # noqa: E402
 
 
-def managed_policy(name: str) -> dict[str, Any]:
-    """An AWS-managed policy's document, from moto's copy of AWS's managed policies."""
+@functools.cache
+def aws_managed_policies() -> dict[str, Any]:
+    """moto's copy of AWS's managed policies (name -> version, document), parsed once: read, never change it."""
     from moto.iam.aws_managed_policies import aws_managed_policies_data
 
-    return json.loads(aws_managed_policies_data)[name]["Document"]
+    return json.loads(aws_managed_policies_data)
+
+
+def managed_policy(name: str) -> dict[str, Any]:
+    """An AWS-managed policy's document (the caller's own copy)."""
+    return copy.deepcopy(aws_managed_policies()[name]["Document"])
 
 
 @dataclass

@@ -1,0 +1,14 @@
+"""What several of the program layer's modules share."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.document_delivery import Delivery, deliver
+
+
+@pytest.fixture(scope="session")
+def delivered(run_stack, tmp_path_factory) -> Delivery:
+    """dev's document run once on a fresh host: the tests read that first run, and each goes on
+    from its own copy of the host (a first converge is most of such a test's CPU)."""
+    return deliver(run_stack("dev"), tmp_path_factory.mktemp("delivered"))
