@@ -18,7 +18,9 @@
 # previous one again, with its previous files.
 set -euo pipefail
 
-BUNDLE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+BUNDLE=${BASH_SOURCE[0]%/*} # its directory, as dirname says it (a process fewer)
+if [ "$BUNDLE" = "${BASH_SOURCE[0]}" ]; then BUNDLE=.; fi
+BUNDLE=$(cd "${BUNDLE:-/}" && pwd)
 DIGEST=${BUNDLE##*/}
 ROOT=${CONVERGE_ROOT:-} # every host path is under ROOT: a scratch directory in tests
 STATE=$ROOT/var/lib/observability-lab
@@ -51,6 +53,7 @@ DATA_MOUNT_OPTIONS=nodev,nosuid,noexec
 DATA_VOLUME_WAIT_SECONDS=${CONVERGE_DATA_VOLUME_WAIT_SECONDS:-600}
 export DEBIAN_FRONTEND=noninteractive
 declare -A REMEMBERED=() # unit -> the files its rollback record lists (remember_previous)
+declare -A PLANNED_CHANGES=() # unit -> 1 when plan_files plans a change to one of its files
 
 # The report on stdout, and in the log (a log it cannot write, e.g. on a full disk, does
 # not stop the report).
@@ -158,17 +161,17 @@ apt_retry() {
   return 1
 }
 
-now() { date +%s; }
-
 # Runs "$@" until it succeeds or $1 seconds have passed, a second apart. The bound is
 # for the whole wait: each try finds the seconds left in LEFT, to bound its own wait.
 # A try that finds waiting is pointless says why in GAVE_UP, which ends the wait.
+# (`date +%s` itself in $(...), not a function around it: bash then runs it without a
+# subshell of its own.)
 retry_until() {
   local deadline
-  deadline=$(($(now) + $1))
+  deadline=$(($(date +%s) + $1))
   shift
   GAVE_UP=
-  while LEFT=$((deadline - $(now))) && [ "$LEFT" -gt 0 ]; do
+  while LEFT=$((deadline - $(date +%s))) && [ "$LEFT" -gt 0 ]; do
     "$@" >>"$LOG" 2>&1 && return 0
     [ -z "$GAVE_UP" ] || return 1
     sleep 1
@@ -190,17 +193,20 @@ unit_answers() {
 # INSTALLED[package]=version for those of the named packages that are installed.
 read_installed() {
   local package status version
-  while read -r package status version; do
-    if [ "$status" = installed ]; then INSTALLED[$package]=$version; fi
-  done < <(dpkg-query -W -f='${Package} ${db:Status-Status} ${Version}\n' "$@" 2>/dev/null || true)
+  # (A redirection inside <(...) or $(...), or a list, costs bash a subshell more: outside.)
+  {
+    while read -r package status version; do
+      if [ "$status" = installed ]; then INSTALLED[$package]=$version; fi
+    done < <(dpkg-query -W -f='${Package} ${db:Status-Status} ${Version}\n' "$@")
+  } 2>/dev/null
 }
 
 # The directory's name is the sha256 of the `sha256sum` listing of its files: a bundle
 # cut short or edited on the host is refused before anything changes.
 verify_bundle() {
   local digest
-  digest=$(cd "$BUNDLE" && find . -type f -printf '%P\n' | LC_ALL=C sort | xargs -d '\n' sha256sum |
-    sha256sum | cut -d' ' -f1)
+  digest=$(cd "$BUNDLE" && find . -type f -printf '%P\n' | LC_ALL=C sort | xargs -d '\n' sha256sum | sha256sum)
+  digest=${digest%% *}
   [ "$digest" = "$DIGEST" ] || fail "bundle $BUNDLE: its files hash to $digest, not to its name"
 }
 
@@ -297,8 +303,10 @@ host_secret() {
   local name=$1 file value=
   shift
   for file in "$@"; do
-    value=$(sed -n -e 's/.*password[:=] *"\([0-9a-f]\{16,\}\)".*/\1/p' \
-      -e 's/^monitorRole \([0-9a-f]\{16,\}\)$/\1/p' "$ROOT$file" 2>/dev/null | head -n 1) || value=
+    [ -e "$ROOT$file" ] || continue
+    { value=$(sed -n -e 's/.*password[:=] *"\([0-9a-f]\{16,\}\)".*/\1/p' \
+      -e 's/^monitorRole \([0-9a-f]\{16,\}\)$/\1/p' "$ROOT$file"); } 2>/dev/null || value=
+    value=${value%%$'\n'*} # the first
     [ -z "$value" ] || break
   done
   if [ -n "$value" ]; then
@@ -379,7 +387,10 @@ plan_files() {
     lines+=("$action $target $owner $mode $desired") units+=("$unit")
   done <"$BUNDLE/manifest"
   [ ${#kept[@]} -eq 0 ] || owners_and_modes_kept
-  for i in "${!lines[@]}"; do echo "${lines[$i]}" >>"$WORK/plan.${units[$i]}"; done
+  for i in "${!lines[@]}"; do
+    echo "${lines[$i]}" >>"$WORK/plan.${units[$i]}"
+    [[ ${lines[$i]} == "unchanged "* ]] || PLANNED_CHANGES[${units[$i]}]=1
+  done
 }
 
 # A file whose content is right but whose owner or mode is not the manifest's (the manifest
@@ -392,9 +403,9 @@ owners_and_modes_kept() {
     read -r _ target owner _ <<<"${lines[$i]}"
     users+=("${owner%%:*}") groups+=("${owner#*:}") paths+=("$ROOT$target")
   done
-  while IFS=: read -r name _ number rest; do uid[$name]=$number; done < <(getent passwd "${users[@]}" || true)
-  while IFS=: read -r name _ number rest; do gid[$name]=$number; done < <(getent group "${groups[@]}" || true)
-  mapfile -t found < <(stat -c '%u:%g %a' -- "${paths[@]}" 2>>"$LOG" || true)
+  while IFS=: read -r name _ number rest; do uid[$name]=$number; done < <(getent passwd "${users[@]}")
+  while IFS=: read -r name _ number rest; do gid[$name]=$number; done < <(getent group "${groups[@]}")
+  { mapfile -t found < <(stat -c '%u:%g %a' -- "${paths[@]}"); } 2>>"$LOG" || true
   # A file gone since it was read leaves no line: every kept file is then written again.
   [ ${#found[@]} -eq ${#kept[@]} ] || found=()
   for i in "${!kept[@]}"; do
@@ -418,12 +429,15 @@ remember_previous() {
     while read -r listed; do REMEMBERED[$1]+=$listed$'\n'; done 2>/dev/null <"$record/changed" || true
   fi
   [[ ${REMEMBERED[$1]} != *$'\n'$target$'\n'* ]] || return 0
-  [ -d "$record/backup${target%/*}" ] || mkdir -p "$record/backup${target%/*}" || return 1
   if [ -e "$ROOT$target" ] || [ -L "$ROOT$target" ]; then
+    [ -d "$record/backup${target%/*}" ] || mkdir -p "$record/backup${target%/*}" || return 1
     cp -a "$ROOT$target" "$record/backup$target.part" &&
       mv -fT "$record/backup$target.part" "$record/backup$target" || return 1
-  elif [ -e "$record/backup$target" ] || [ -L "$record/backup$target" ]; then
-    rm -f "$record/backup$target" || return 1 # left by a run killed before it listed the file
+  else # a new file: only listed (a backup directory for it would stay empty)
+    [ -d "$record" ] || mkdir -p "$record" || return 1
+    if [ -e "$record/backup$target" ] || [ -L "$record/backup$target" ]; then
+      rm -f "$record/backup$target" || return 1 # left by a run killed before it listed the file
+    fi
   fi
   echo "$target" >>"$record/changed" || return 1
   REMEMBERED[$1]+=$target$'\n'
@@ -436,21 +450,28 @@ remember_previous() {
 # directory's parent is already safe when it is looked at; a link on the way is refused.
 # A missing directory is made root's, readable by the group of the file it is for.
 secure_directories() {
-  local action target owner rest path paths=() groups=() depths=() i
+  local action target owner rest path paths=() groups=() depths=() i plan found=() safe=0
   local -A seen=()
-  while read -r action target owner rest; do
-    rest=${target%/*} path=
-    while [ -n "$rest" ]; do
-      rest=${rest#/}
-      path=$path/${rest%%/*}
-      if [[ $rest == */* ]]; then rest=${rest#*/}; else rest=; fi
-      [ -z "${seen[$path]:-}" ] || continue
-      seen[$path]=1 paths+=("$path") groups+=("${owner#*:}") depths+=("${rest:-parent}")
-    done
-  done < <(cat "$WORK"/plan.* 2>/dev/null || true)
+  for plan in "$WORK"/plan.*; do
+    [ -f "$plan" ] || continue
+    while read -r action target owner rest; do
+      rest=${target%/*} path=
+      while [ -n "$rest" ]; do
+        rest=${rest#/}
+        path=$path/${rest%%/*}
+        if [[ $rest == */* ]]; then rest=${rest#*/}; else rest=; fi
+        [ -z "${seen[$path]:-}" ] || continue
+        seen[$path]=1 paths+=("$path") groups+=("${owner#*:}") depths+=("${rest:-parent}")
+      done
+    done <"$plan"
+  done
   # Usually all there and root's already: one stat says so. A directory found root's and
   # writable by root only, below others found so, cannot have changed since.
-  if [ "$(stat -c '%u %A' -- "${paths[@]/#/$ROOT}" 2>/dev/null | grep -c '^0 d....-..-.')" = "${#paths[@]}" ]; then
+  { mapfile -t found < <(stat -c '%u %A' -- "${paths[@]/#/$ROOT}"); } 2>/dev/null
+  for i in "${!found[@]}"; do
+    if [[ ${found[$i]} == "0 d"????-??-?* ]]; then safe=$((safe + 1)); fi
+  done
+  if [ "$safe" = "${#paths[@]}" ]; then
     return 0
   fi
   for i in "${!paths[@]}"; do secure_directory "${paths[$i]}" "${groups[$i]}" "${depths[$i]}"; done
@@ -496,6 +517,7 @@ put_file() {
 # each once it is done.
 write_files() {
   local unit=$1 action target owner mode desired
+  [ -f "$WORK/plan.$unit" ] || return 0
   while read -r action target owner mode desired; do
     if [ "$action" != unchanged ]; then
       remember_previous "$unit" "$target" || fail "keeping the previous $target for a rollback"
@@ -506,7 +528,7 @@ write_files() {
       fi
     fi
     say "file $target: $action"
-  done < <(cat "$WORK/plan.$unit" 2>/dev/null || true)
+  done <"$WORK/plan.$unit"
 }
 
 # A file of the unit could not be written: the unit's files go back to what they were
@@ -553,7 +575,7 @@ forget_pending() {
   rm -f "$STATE/pending.$1"
 }
 forget_record() {
-  rm -rf "$STATE/rollback.$1"
+  if [ -e "$STATE/rollback.$1" ] || [ -L "$STATE/rollback.$1" ]; then rm -rf "$STATE/rollback.$1"; fi
   unset 'REMEMBERED[$1]'
 }
 
@@ -687,34 +709,41 @@ apply_tomcat() {
     tomcat_checked_by_the_agent
 }
 
-# Check names of Agent files (checks.d/<name>.py, conf.d/<name>.yaml, conf.d/<name>.d/conf.yaml), one
-# path a line. A removed one (a feature switched off) has nothing left to run: `datadog-agent check`
+# The check name of an Agent file (checks.d/<name>.py, conf.d/<name>.yaml, conf.d/<name>.d/conf.yaml),
+# printed. A removed one (a feature switched off) has nothing left to run: `datadog-agent check`
 # would fail, "no valid check found".
-check_names() {
-  local target name
-  while read -r target; do
-    [ -e "$ROOT$target" ] || continue
-    case "$target" in
-      */checks.d/*.py) name=${target##*/} && echo "${name%.py}" ;;
-      */conf.d/*.d/conf.yaml)
-        # A configuration with logs only (no check instances) is no check to run.
-        grep -q '^instances:' "$ROOT$target" 2>/dev/null || continue
-        name=${target%/conf.yaml} && name=${name##*/} && echo "${name%.d}"
-        ;;
-      */conf.d/*.yaml) name=${target##*/} && echo "${name%.yaml}" ;;
-    esac
-  done
+check_name() {
+  local target=$1 name content=
+  [ -e "$ROOT$target" ] || return 0
+  case "$target" in
+    */checks.d/*.py) name=${target##*/} && echo "${name%.py}" ;;
+    */conf.d/*.d/conf.yaml)
+      # A configuration with logs only (no check instances: no line starting `instances:`) is
+      # no check to run.
+      slurp content "$ROOT$target" 2>/dev/null
+      [[ $'\n'$content == *$'\n'instances:* ]] || return 0
+      name=${target%/conf.yaml} && name=${name##*/} && echo "${name%.d}"
+      ;;
+    */conf.d/*.yaml) name=${target##*/} && echo "${name%.yaml}" ;;
+  esac
 }
 
 # The checks to run once: after a new Agent version, every check of the bundle; otherwise
 # those whose code or configuration changed since the Agent last ran on its files.
 checks_to_run() {
+  local action target rest
   if [ -n "${AGENT_PACKAGE_CHANGED:-}" ] || [ -s "$STATE/rollback.datadog-agent/package" ]; then
-    awk '$1 != "removed" {print $2}' "$WORK/plan.datadog-agent" 2>/dev/null | check_names
+    [ -f "$WORK/plan.datadog-agent" ] || return 0
+    while read -r action target rest; do
+      [ "$action" = removed ] || check_name "$target"
+    done <"$WORK/plan.datadog-agent"
   elif [ -f "$STATE/rollback.datadog-agent/changed" ]; then
-    check_names <"$STATE/rollback.datadog-agent/changed"
+    while read -r target; do check_name "$target"; done <"$STATE/rollback.datadog-agent/changed"
   fi
 }
+
+# configcheck's heading for the errors it lists (on one line of its report, as grep finds it).
+CONFIGCHECK_ERRORS="=== Configuration [^"$'\n'"]*errors"
 
 # UNIT_FAILURE says what failed, for the run's last line.
 apply_datadog_agent() {
@@ -729,7 +758,7 @@ apply_datadog_agent() {
   # configcheck exits 0 even when it lists check configurations the Agent could not load.
   report=$(datadog-agent configcheck 2>&1) || { UNIT_FAILURE="datadog-agent configcheck failed"; return 1; }
   echo "$report" >>"$LOG"
-  if grep -q "=== Configuration .*errors" <<<"$report"; then
+  if [[ $report =~ $CONFIGCHECK_ERRORS ]]; then
     grep -A 20 "=== Configuration .*errors" <<<"$report" >&2
     UNIT_FAILURE="datadog-agent configcheck lists configuration errors"
     return 1
@@ -759,7 +788,7 @@ converge_unit() {
   esac
   # A marker in $STATE outlives a run killed between writing files and applying them:
   # the next run applies the unit even though its files then look unchanged.
-  if grep -qv '^unchanged ' "$WORK/plan.$unit" 2>/dev/null; then : >"$STATE/pending.$unit"; fi
+  if [ -n "${PLANNED_CHANGES[$unit]:-}" ]; then : >"$STATE/pending.$unit"; fi
   # A record left without its marker belongs to changes already applied.
   [ -e "$STATE/pending.$unit" ] || forget_record "$unit"
   CURRENT_UNIT=$unit # a failure from here on is this unit's
@@ -819,13 +848,14 @@ grow_root_filesystem() {
   local source number type device disk partition status=0
   read -r source number type < <(findmnt -n -o SOURCE,MAJ:MIN,FSTYPE /) || true
   # sysfs names a partition's disk by its parent directory: .../nvme0n1/nvme0n1p1.
-  device=$(readlink -f "$ROOT/sys/dev/block/${number:-none}" || true)
+  device=$(readlink -f "$ROOT/sys/dev/block/${number:-none}") || true
   if [ ! -f "$device/partition" ] || [ "$type" != ext4 ]; then
     [ ! -f "$device/partition" ] || source="$type on $source"
     say "filesystem /: not grown (${source:-its source} is not a growable ext4 partition)"
     return 0
   fi
-  partition=$(cat "$device/partition")
+  slurp partition "$device/partition"
+  partition=${partition%%$'\n'*} # its one line
   disk=${device%/*}
   disk=/dev/${disk##*/}
   retry_until 600 disk_has_grown "$disk" "$ROOT_VOLUME_GIB" || fail "$disk is still smaller than $ROOT_VOLUME_GIB GiB after 10 minutes"
@@ -903,11 +933,13 @@ ensure_data_volume() {
 
 # What is mounted at a directory (findmnt's SOURCE: /dev/nvme1n1, or /dev/nvme1n1[/mysql]
 # for a bind mount of its mysql/), empty for nothing.
-mounted_at() { findmnt -n -o SOURCE --mountpoint "$ROOT$1" 2>/dev/null || true; }
+# (In MOUNTED, not printed: a function in $(...) costs a process more.)
+mounted_at() { { MOUNTED=$(findmnt -n -o SOURCE --mountpoint "$ROOT$1"); } 2>/dev/null || true; }
 
 mount_data_volume() {
   local source
-  source=$(mounted_at "$DATA_MOUNT")
+  mounted_at "$DATA_MOUNT"
+  source=$MOUNTED
   if [ -z "$source" ]; then
     mkdir -p "$ROOT$DATA_MOUNT"
     quietly mount -t ext4 -o "$DATA_MOUNT_OPTIONS" "UUID=$FS_UUID" "$ROOT$DATA_MOUNT" ||
@@ -980,7 +1012,8 @@ ensure_mysql_user() {
 ensure_mysql_datadir() {
   local data=$ROOT$DATA_MOUNT/mysql source uid gid changed
   ensure_mysql_user
-  source=$(mounted_at "$MYSQL_DATADIR")
+  mounted_at "$MYSQL_DATADIR"
+  source=$MOUNTED
   if [ -n "$source" ] && [[ $source != *"[/mysql]" ]]; then
     # fstab's bind at a boot without the volume's mount unit (its line removed; a container,
     # whose fstab generator skips devices): systemd made the empty source on the root disk. Unbound while MySQL is down (the drop-in kept it down); never
@@ -1038,8 +1071,9 @@ stop_mysql() {
 # /var/log. A new group takes effect when the Agent restarts: this run restarts it.
 MYSQL_LOG_DIR=/var/log/mysql
 grant_log_access() {
-  local dir=$ROOT$MYSQL_LOG_DIR file
-  if ! id -nG dd-agent | tr ' ' '\n' | grep -qx systemd-journal; then
+  local dir=$ROOT$MYSQL_LOG_DIR file groups
+  groups=$(id -nG dd-agent) || groups= # its name and its groups, a space between each
+  if [[ " $groups " != *" systemd-journal "* ]]; then
     quietly usermod -aG systemd-journal dd-agent || fail "adding dd-agent to the systemd-journal group"
     : >"$STATE/pending.datadog-agent"
     say "user dd-agent: added to systemd-journal"
@@ -1076,8 +1110,8 @@ converge_units() {
 # Where converge keeps its state, and its log: root's only (the state holds backups of
 # the MySQL check's conf, with its password; the log, what every command printed).
 open_state_and_log() {
-  mkdir -p "${STATE%/*}" "${LOG%/*}"
-  (umask 077 && mkdir -p "$STATE" && : >>"$LOG")
+  [ -d "${STATE%/*}" ] && [ -d "${LOG%/*}" ] || mkdir -p "${STATE%/*}" "${LOG%/*}"
+  (umask 077 && { [ -d "$STATE" ] || mkdir -p "$STATE"; } && : >>"$LOG")
   chmod 0700 "$STATE"
   chmod 0600 "$LOG"
 }
@@ -1089,7 +1123,7 @@ open_state_and_log() {
 take_lock() {
   local mask
   mask=$(umask)
-  mkdir -p "${LOCK%/*}"
+  [ -d "${LOCK%/*}" ] || mkdir -p "${LOCK%/*}"
   umask 077
   exec 9>>"$LOCK"
   umask "$mask"
@@ -1100,7 +1134,9 @@ take_lock() {
 
 announce() {
   touch "$BUNDLE" # the newest bundles are the ones in use (prune_bundles goes by age)
-  say "== converge ${DIGEST:0:12} (${CONVERGE_TRIGGER:-association}) $(date -u +%FT%TZ)"
+  local started
+  TZ=UTC0 printf -v started '%(%FT%TZ)T' -1 # date -u +%FT%TZ, in bash
+  say "== converge ${DIGEST:0:12} (${CONVERGE_TRIGGER:-association}) $started"
 }
 
 # The association may have run a newer bundle before the first boot got here: never go back.
@@ -1122,7 +1158,7 @@ load_settings() {
 # and goes at the next run (which holds the lock: no other run is using it).
 make_workspace() {
   WORK=$STATE/work # removed by on_exit
-  rm -rf "$WORK"
+  if [ -e "$WORK" ] || [ -L "$WORK" ]; then rm -rf "$WORK"; fi
   mkdir -p "$WORK/desired"
 }
 
@@ -1132,13 +1168,22 @@ record_applied() {
 
 # Keep this bundle and the two before it, newest first, for comparing after a change.
 prune_bundles() {
-  local old
-  find "${BUNDLE%/*}" -mindepth 1 -maxdepth 1 -type d -regextype egrep -regex '.*/[0-9a-f]{64}' \
-    -printf '%T@ %p\n' | sort -rn | tail -n +4 | cut -d' ' -f2- | while read -r old; do
-    if [ "$old" != "$BUNDLE" ]; then rm -rf "$old"; fi
+  local old bundles=0 incoming=
+  # Usually three bundles at most and none half unpacked: nothing to look at closer then.
+  for old in "${BUNDLE%/*}"/*; do
+    if [[ ${old##*/} =~ ^[0-9a-f]{64}$ ]] && [ -d "$old" ] && [ ! -L "$old" ]; then bundles=$((bundles + 1)); fi
   done
+  if [ "$bundles" -gt 3 ]; then
+    find "${BUNDLE%/*}" -mindepth 1 -maxdepth 1 -type d -regextype egrep -regex '.*/[0-9a-f]{64}' \
+      -printf '%T@ %p\n' | sort -rn | tail -n +4 | cut -d' ' -f2- | while read -r old; do
+      if [ "$old" != "$BUNDLE" ]; then rm -rf "$old"; fi
+    done
+  fi
   # Left by a delivery killed while it unpacked.
-  find "${BUNDLE%/*}" -mindepth 1 -maxdepth 1 -name '.incoming.*' -mmin +60 -exec rm -rf {} +
+  for old in "${BUNDLE%/*}"/.incoming.*; do
+    if [ -e "$old" ] || [ -L "$old" ]; then incoming=1; fi
+  done
+  [ -z "$incoming" ] || find "${BUNDLE%/*}" -mindepth 1 -maxdepth 1 -name '.incoming.*' -mmin +60 -exec rm -rf {} +
 }
 
 # The steps, in order. Each is a function above; a failing step ends the run with FAILED.
@@ -1181,35 +1226,39 @@ DOGSTATSD=${CONVERGE_DOGSTATSD:-127.0.0.1:8125}
 EVENT_TEXT_MAX=4000 # Datadog keeps at most 4000 characters of an event's text
 
 dogstatsd_event() {
-  local alert_type=$1 title=$2 text=$3 tag tags=() datagram LC_ALL=C
+  local alert_type=$1 title=$2 text=$3 tag tags=() datagram joined LC_ALL=C
   shift 3
   for tag in "$@"; do tags+=("${tag//[^[:alnum:]_:\/.-]/_}"); done
   title=${title//$'\n'/\\n}
   text=${text//$'\n'/\\n}
   if [ ${#text} -gt $EVENT_TEXT_MAX ]; then text="${text:0:EVENT_TEXT_MAX-15}\\n(truncated)"; fi
   datagram="_e{${#title},${#text}}:$title|$text${DATADOG_HOSTNAME:+|h:$DATADOG_HOSTNAME}|t:$alert_type"
-  if [ ${#tags[@]} -gt 0 ]; then datagram+="|#$(IFS=,; echo "${tags[*]}")"; fi
+  if [ ${#tags[@]} -gt 0 ]; then printf -v joined '%s,' "${tags[@]}" && datagram+="|#${joined%,}"; fi
   { printf '%s\n' "$datagram" >"/dev/udp/${DOGSTATSD%:*}/${DOGSTATSD##*:}"; } 2>/dev/null || true
 }
 
-# What this run changed: every report line but those saying something was left as it was.
+# What this run changed, in CHANGED (a line each): every report line but those saying
+# something was left as it was. (In a variable, not printed: $(...) costs a process.)
 changes() {
   local line
+  CHANGED=
   for line in "${REPORT[@]}"; do
     case "$line" in
       "== "* | *": kept" | *": unchanged" | *": not grown ("* | *": not found ("*) ;;
       "FAILED: "* | "already converged on "* | "datadog hostname: "* | "data volume: "*) ;;
-      *) printf '%s\n' "$line" ;;
+      *) CHANGED+=$line$'\n' ;;
     esac
   done
+  while [[ $CHANGED == *$'\n' ]]; do CHANGED=${CHANGED%$'\n'}; done # as $(...) would leave it
 }
 
 # One Datadog event per run that changed something (titled with what it changed, its text
 # the change report) or failed (an error naming the unit, or the step, that failed); none for
 # a run that changed nothing. Tagged so that the stack's dashboards overlay them.
 report_to_datadog() {
-  local status=$1 changed title files packages units host=${DATADOG_HOSTNAME:-this host} tags=()
-  changed=$(changes)
+  local status=$1 changed title files=0 package_lines=0 units host=${DATADOG_HOSTNAME:-this host} tags=() line all last=
+  changes
+  changed=$CHANGED
   [ "$status" -ne 0 ] || [ -n "$changed" ] || return 0
   [ -z "${DD_ENV:-}" ] || tags+=("env:$DD_ENV")
   [ -z "${DD_SERVICE:-}" ] || tags+=("service:$DD_SERVICE")
@@ -1217,18 +1266,26 @@ report_to_datadog() {
   tags+=(source:observability-lab)
   local text="${changed:+$changed$'\n'}bundle ${DIGEST:-unknown} (${CONVERGE_TRIGGER:-association})"
   if [ "$status" -ne 0 ]; then
-    dogstatsd_event error "Converge FAILED on $host: ${FAILED_IN:-converge}" \
-      "$(printf '%s\n' "${REPORT[@]}" | grep '^FAILED: ' | tail -n 1)"$'\n'"$text" "${tags[@]}"
+    # The report's last FAILED line.
+    printf -v all '%s\n' "${REPORT[@]}"
+    while IFS= read -r line; do [[ $line != "FAILED: "* ]] || last=$line; done <<<"$all"
+    dogstatsd_event error "Converge FAILED on $host: ${FAILED_IN:-converge}" "$last"$'\n'"$text" "${tags[@]}"
     return 0
   fi
-  files=$(grep -c '^file ' <<<"$changed" || true)
-  packages=$(grep -c '^package ' <<<"$changed" || true)
+  while IFS= read -r line; do
+    case "$line" in
+      "file "*) files=$((files + 1)) ;;
+      "package "*) package_lines=$((package_lines + 1)) ;;
+    esac
+  done <<<"$changed"
   title="Converge on $host:"
-  units=$(printf '%s, ' "${APPLIED[@]}")
+  printf -v units '%s, ' "${APPLIED[@]}"
   [ ${#APPLIED[@]} -eq 0 ] || title+=" ${units%, } restarted or applied;"
-  [ "$files" -eq 0 ] || title+=" $files file$([ "$files" -eq 1 ] || echo s) changed;"
-  [ "$packages" -eq 0 ] || title+=" $packages package$([ "$packages" -eq 1 ] || echo s) changed;"
-  [ "$title" != "Converge on $host:" ] || title+=" $(head -n 1 <<<"$changed");"
+  if [ "$files" -eq 1 ]; then title+=" 1 file changed;"; elif [ "$files" -gt 1 ]; then title+=" $files files changed;"; fi
+  if [ "$package_lines" -eq 1 ]; then title+=" 1 package changed;"; elif [ "$package_lines" -gt 1 ]; then
+    title+=" $package_lines packages changed;"
+  fi
+  [ "$title" != "Converge on $host:" ] || title+=" ${changed%%$'\n'*};"
   dogstatsd_event info "${title%;}" "$text" "${tags[@]}"
 }
 
