@@ -52,6 +52,9 @@ DATA_MOUNT_OPTIONS=nodev,nosuid,noexec
 # How long a first boot waits for its volume: EC2 attaches it once the instance runs.
 DATA_VOLUME_WAIT_SECONDS=${CONVERGE_DATA_VOLUME_WAIT_SECONDS:-600}
 export DEBIAN_FRONTEND=noninteractive
+# `$(exec tool ...)` and `<(exec tool ...)`: with the ERR trap inherited (errtrace, report_failures)
+# bash runs every $(...) and <(...) in a subshell of its own, which then forks the tool; exec
+# makes that subshell the tool, a process fewer (the subshell's copy of the trap has nothing to say).
 declare -A REMEMBERED=() # unit -> the files its rollback record lists (remember_previous)
 declare -A PLANNED_CHANGES=() # unit -> 1 when plan_files plans a change to one of its files
 
@@ -127,7 +130,8 @@ apt_retry() {
   APT_ERROR=
   for try in 1 2 3 4 5 6; do
     status=0
-    # A package's changed conffile keeps the local one instead of stopping at a prompt.
+    # A package's changed conffile keeps the local one instead of stopping at a prompt. (No
+    # exec here: the step's tests stand a shell function in for apt-get.)
     output=$(LC_ALL=C apt-get -o DPkg::Lock::Timeout=60 -o Dpkg::Options::=--force-confdef \
       -o Dpkg::Options::=--force-confold -q -y "$@" 2>&1) || status=$?
     printf '%s\n' "$output" >>"$LOG"
@@ -164,14 +168,12 @@ apt_retry() {
 # Runs "$@" until it succeeds or $1 seconds have passed, a second apart. The bound is
 # for the whole wait: each try finds the seconds left in LEFT, to bound its own wait.
 # A try that finds waiting is pointless says why in GAVE_UP, which ends the wait.
-# (`date +%s` itself in $(...), not a function around it: bash then runs it without a
-# subshell of its own.)
 retry_until() {
   local deadline
-  deadline=$(($(date +%s) + $1))
+  deadline=$(($(exec date +%s) + $1))
   shift
   GAVE_UP=
-  while LEFT=$((deadline - $(date +%s))) && [ "$LEFT" -gt 0 ]; do
+  while LEFT=$((deadline - $(exec date +%s))) && [ "$LEFT" -gt 0 ]; do
     "$@" >>"$LOG" 2>&1 && return 0
     [ -z "$GAVE_UP" ] || return 1
     sleep 1
@@ -193,12 +195,9 @@ unit_answers() {
 # INSTALLED[package]=version for those of the named packages that are installed.
 read_installed() {
   local package status version
-  # (A redirection inside <(...) or $(...), or a list, costs bash a subshell more: outside.)
-  {
-    while read -r package status version; do
-      if [ "$status" = installed ]; then INSTALLED[$package]=$version; fi
-    done < <(dpkg-query -W -f='${Package} ${db:Status-Status} ${Version}\n' "$@")
-  } 2>/dev/null
+  while read -r package status version; do
+    if [ "$status" = installed ]; then INSTALLED[$package]=$version; fi
+  done < <(exec dpkg-query -W -f='${Package} ${db:Status-Status} ${Version}\n' "$@" 2>/dev/null)
 }
 
 # The directory's name is the sha256 of the `sha256sum` listing of its files: a bundle
@@ -304,8 +303,8 @@ host_secret() {
   shift
   for file in "$@"; do
     [ -e "$ROOT$file" ] || continue
-    { value=$(sed -n -e 's/.*password[:=] *"\([0-9a-f]\{16,\}\)".*/\1/p' \
-      -e 's/^monitorRole \([0-9a-f]\{16,\}\)$/\1/p' "$ROOT$file"); } 2>/dev/null || value=
+    value=$(exec sed -n -e 's/.*password[:=] *"\([0-9a-f]\{16,\}\)".*/\1/p' \
+      -e 's/^monitorRole \([0-9a-f]\{16,\}\)$/\1/p' "$ROOT$file" 2>/dev/null) || value=
     value=${value%%$'\n'*} # the first
     [ -z "$value" ] || break
   done
@@ -313,7 +312,7 @@ host_secret() {
     printf -v "$name" '%s' "$value"
     return 0
   fi
-  printf -v "$name" '%s' "$(openssl rand -hex 24)"
+  printf -v "$name" '%s' "$(exec openssl rand -hex 24)"
   return 1
 }
 
@@ -322,7 +321,7 @@ host_secret() {
 # changes, so a host without them is left as it is.
 read_instance_tags() {
   local token no_tag_hint="in instance metadata (is instance_metadata_tags enabled, the tag set?)"
-  token=$(curl -fsS --max-time 5 --retry 5 --retry-connrefused -X PUT \
+  token=$(exec curl -fsS --max-time 5 --retry 5 --retry-connrefused -X PUT \
     -H "X-aws-ec2-metadata-token-ttl-seconds: 300" "$IMDS/latest/api/token" 2>>"$LOG") ||
     fail "no IMDSv2 token from $IMDS (instance metadata unreachable)"
   instance_tag "$token" "$HOSTNAME_TAG" DATADOG_HOSTNAME || fail "no instance tag $HOSTNAME_TAG $no_tag_hint"
@@ -342,7 +341,7 @@ instance_tag() {
   local token=$1 tag=$2 try value=
   for try in {1..30}; do
     # The token as a header file (printf is bash's own), not on curl's command line.
-    value=$(curl -fsS --max-time 5 --retry 3 -H @<(printf 'X-aws-ec2-metadata-token: %s\n' "$token") \
+    value=$(exec curl -fsS --max-time 5 --retry 3 -H @<(printf 'X-aws-ec2-metadata-token: %s\n' "$token") \
       "$IMDS/latest/meta-data/tags/instance/$tag" 2>>"$LOG") && break
     value=
     [ "$try" = 30 ] || sleep 4
@@ -403,9 +402,9 @@ owners_and_modes_kept() {
     read -r _ target owner _ <<<"${lines[$i]}"
     users+=("${owner%%:*}") groups+=("${owner#*:}") paths+=("$ROOT$target")
   done
-  while IFS=: read -r name _ number rest; do uid[$name]=$number; done < <(getent passwd "${users[@]}")
-  while IFS=: read -r name _ number rest; do gid[$name]=$number; done < <(getent group "${groups[@]}")
-  { mapfile -t found < <(stat -c '%u:%g %a' -- "${paths[@]}"); } 2>>"$LOG" || true
+  while IFS=: read -r name _ number rest; do uid[$name]=$number; done < <(exec getent passwd "${users[@]}")
+  while IFS=: read -r name _ number rest; do gid[$name]=$number; done < <(exec getent group "${groups[@]}")
+  mapfile -t found < <(exec stat -c '%u:%g %a' -- "${paths[@]}" 2>>"$LOG")
   # A file gone since it was read leaves no line: every kept file is then written again.
   [ ${#found[@]} -eq ${#kept[@]} ] || found=()
   for i in "${!kept[@]}"; do
@@ -467,7 +466,7 @@ secure_directories() {
   done
   # Usually all there and root's already: one stat says so. A directory found root's and
   # writable by root only, below others found so, cannot have changed since.
-  { mapfile -t found < <(stat -c '%u %A' -- "${paths[@]/#/$ROOT}"); } 2>/dev/null
+  mapfile -t found < <(exec stat -c '%u %A' -- "${paths[@]/#/$ROOT}" 2>/dev/null)
   for i in "${!found[@]}"; do
     if [[ ${found[$i]} == "0 d"????-??-?* ]]; then safe=$((safe + 1)); fi
   done
@@ -491,7 +490,7 @@ secure_directory() {
   elif [ ! -d "$directory" ]; then
     fail "$path is not a directory"
   else
-    read -r uid mode < <(stat -c '%u %a' "$directory")
+    read -r uid mode < <(exec stat -c '%u %a' "$directory")
     if [ "$uid" != 0 ] || ((8#$mode & 8#022)); then
       { chown -h root "$directory" && chmod go-w "$directory"; } || fail "making $path root's"
       say "directory $path: made root's, writable by root only (was uid $uid, mode $mode)"
@@ -522,7 +521,7 @@ write_files() {
     if [ "$action" != unchanged ]; then
       remember_previous "$unit" "$target" || fail "keeping the previous $target for a rollback"
       if [ "$action" = removed ]; then
-        WRITE_ERROR=$(rm -f "$ROOT$target" 2>&1) || write_failed "$unit" "removing $target"
+        WRITE_ERROR=$(exec rm -f "$ROOT$target" 2>&1) || write_failed "$unit" "removing $target"
       else
         put_file "$desired" "$ROOT$target" "$owner" "$mode" || write_failed "$unit" "writing $target"
       fi
@@ -603,8 +602,8 @@ apply_mysql_grants() {
 maintenance_user_sql() {
   local cnf=$ROOT/etc/mysql/debian.cnf user password
   [ -f "$cnf" ] || return 0
-  user=$(sed -n '/^[[:space:]]*user[[:space:]]*=/{s/^[^=]*=[[:space:]]*//p;q}' "$cnf")
-  password=$(sed -n '/^[[:space:]]*password[[:space:]]*=/{s/^[^=]*=[[:space:]]*//p;q}' "$cnf")
+  user=$(exec sed -n '/^[[:space:]]*user[[:space:]]*=/{s/^[^=]*=[[:space:]]*//p;q}' "$cnf")
+  password=$(exec sed -n '/^[[:space:]]*password[[:space:]]*=/{s/^[^=]*=[[:space:]]*//p;q}' "$cnf")
   [ "$user" = debian-sys-maint ] && [ -n "$password" ] || return 0
   password=${password//\\/\\\\}
   printf "\nALTER USER IF EXISTS 'debian-sys-maint'@'localhost' IDENTIFIED BY '%s';\n" "${password//\'/\'\'}"
@@ -666,7 +665,7 @@ jmx_on_loopback_only() {
 # ...). JMX_MISSING: what it did not list.
 tomcat_collected() {
   local report expected domain key attribute pattern within_line="[^"$'\n'"]*"
-  report=$(timeout 120 datadog-agent jmx list collected --checks tomcat 2>&1) || true
+  report=$(exec timeout 120 datadog-agent jmx list collected --checks tomcat 2>&1) || true
   printf '%s\n' "$report"
   JMX_MISSING=()
   for expected in $JMX_COLLECTED; do
@@ -756,7 +755,7 @@ apply_datadog_agent() {
     return 1
   }
   # configcheck exits 0 even when it lists check configurations the Agent could not load.
-  report=$(datadog-agent configcheck 2>&1) || { UNIT_FAILURE="datadog-agent configcheck failed"; return 1; }
+  report=$(exec datadog-agent configcheck 2>&1) || { UNIT_FAILURE="datadog-agent configcheck failed"; return 1; }
   echo "$report" >>"$LOG"
   if [[ $report =~ $CONFIGCHECK_ERRORS ]]; then
     grep -A 20 "=== Configuration .*errors" <<<"$report" >&2
@@ -841,14 +840,14 @@ reinstall_agent() {
 # (a container) or another filesystem is left to whoever made it, with one report line.
 # disk_has_grown DISK GIB: the disk's size (DISK_BYTES) is at least GIB GiB.
 disk_has_grown() {
-  DISK_BYTES=$(lsblk -b -d -n -o SIZE "$1") && [ "$DISK_BYTES" -ge $(($2 * 1024 * 1024 * 1024)) ]
+  DISK_BYTES=$(exec lsblk -b -d -n -o SIZE "$1") && [ "$DISK_BYTES" -ge $(($2 * 1024 * 1024 * 1024)) ]
 }
 
 grow_root_filesystem() {
   local source number type device disk partition status=0
-  read -r source number type < <(findmnt -n -o SOURCE,MAJ:MIN,FSTYPE /) || true
+  read -r source number type < <(exec findmnt -n -o SOURCE,MAJ:MIN,FSTYPE /) || true
   # sysfs names a partition's disk by its parent directory: .../nvme0n1/nvme0n1p1.
-  device=$(readlink -f "$ROOT/sys/dev/block/${number:-none}") || true
+  device=$(exec readlink -f "$ROOT/sys/dev/block/${number:-none}") || true
   if [ ! -f "$device/partition" ] || [ "$type" != ext4 ]; then
     [ ! -f "$device/partition" ] || source="$type on $source"
     say "filesystem /: not grown (${source:-its source} is not a growable ext4 partition)"
@@ -880,7 +879,7 @@ data_volume_present() {
   local serial=${DATA_VOLUME_ID/-/} by_id=$ROOT/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_ link
   for link in "$by_id$serial" "${by_id}${serial}_1" "${by_id}${serial}-ns-1"; do
     if [ -e "$link" ]; then
-      DATA_DEVICE=$(readlink -f "$link")
+      DATA_DEVICE=$(exec readlink -f "$link")
       return 0
     fi
   done
@@ -893,7 +892,7 @@ data_volume_present() {
 probe_data_volume() {
   local probe status=0 line
   FS_TYPE='' FS_UUID=''
-  probe=$(blkid -p -o export "$DATA_DEVICE" 2>>"$LOG") || status=$?
+  probe=$(exec blkid -p -o export "$DATA_DEVICE" 2>>"$LOG") || status=$?
   [ "$status" = 0 ] || [ "$status" = 2 ] || fail "blkid cannot read $DATA_DEVICE (data volume $DATA_VOLUME_ID; exit $status)"
   while read -r line; do
     case "$line" in
@@ -933,8 +932,8 @@ ensure_data_volume() {
 
 # What is mounted at a directory (findmnt's SOURCE: /dev/nvme1n1, or /dev/nvme1n1[/mysql]
 # for a bind mount of its mysql/), empty for nothing.
-# (In MOUNTED, not printed: a function in $(...) costs a process more.)
-mounted_at() { { MOUNTED=$(findmnt -n -o SOURCE --mountpoint "$ROOT$1"); } 2>/dev/null || true; }
+# (In MOUNTED: a function in $(...) costs a process more.)
+mounted_at() { MOUNTED=$(exec findmnt -n -o SOURCE --mountpoint "$ROOT$1" 2>/dev/null) || true; }
 
 mount_data_volume() {
   local source
@@ -945,7 +944,7 @@ mount_data_volume() {
     quietly mount -t ext4 -o "$DATA_MOUNT_OPTIONS" "UUID=$FS_UUID" "$ROOT$DATA_MOUNT" ||
       fail "mounting data volume $DATA_VOLUME_ID (UUID=$FS_UUID) at $DATA_MOUNT"
     say "filesystem $DATA_MOUNT: mounted (UUID=$FS_UUID, data volume $DATA_VOLUME_ID)"
-  elif [ "$(readlink -f "$source")" = "$DATA_DEVICE" ]; then
+  elif [ "$(exec readlink -f "$source")" = "$DATA_DEVICE" ]; then
     say "filesystem $DATA_MOUNT: kept"
   else
     fail "$DATA_MOUNT has $source mounted, not data volume $DATA_VOLUME_ID ($DATA_DEVICE)"
@@ -1025,7 +1024,7 @@ ensure_mysql_datadir() {
     source=''
   fi
   if [ ! -d "$data" ]; then
-    if [ -z "$source" ] && [ -n "$(find "$ROOT$MYSQL_DATADIR" -mindepth 1 -maxdepth 1 -print -quit 2>/dev/null)" ]; then
+    if [ -z "$source" ] && [ -n "$(exec find "$ROOT$MYSQL_DATADIR" -mindepth 1 -maxdepth 1 -print -quit 2>/dev/null)" ]; then
       stop_mysql "its data moves onto the data volume"
       # Copied whole before it gets its name: a run killed half-way copies again.
       mkdir -p "$data.converge-new"
@@ -1037,7 +1036,7 @@ ensure_mysql_datadir() {
       say "directory $DATA_MOUNT/mysql: created"
     fi
   fi
-  uid=$(id -u mysql) gid=$(id -g mysql)
+  uid=$(exec id -u mysql) gid=$(exec id -g mysql)
   changed=$(find "$data" -xdev \( ! -uid "$uid" -o ! -gid "$gid" \) -print -exec chown -h "$uid:$gid" {} + | wc -l)
   [ "$changed" = 0 ] || say "directory $DATA_MOUNT/mysql: $changed files given to this host's mysql user ($uid:$gid)"
   if [ -z "$source" ]; then
@@ -1072,7 +1071,7 @@ stop_mysql() {
 MYSQL_LOG_DIR=/var/log/mysql
 grant_log_access() {
   local dir=$ROOT$MYSQL_LOG_DIR file groups
-  groups=$(id -nG dd-agent) || groups= # its name and its groups, a space between each
+  groups=$(exec id -nG dd-agent) || groups= # its name and its groups, a space between each
   if [[ " $groups " != *" systemd-journal "* ]]; then
     quietly usermod -aG systemd-journal dd-agent || fail "adding dd-agent to the systemd-journal group"
     : >"$STATE/pending.datadog-agent"
