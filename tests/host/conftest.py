@@ -1,5 +1,7 @@
-"""What the host layer's converge tests share: the dev stack's bundle, a scratch host, and one
-first converge of that bundle that the tests which start from it read or copy."""
+"""What the host layer's converge tests share: the dev stack's bundle, a scratch host, one
+first converge of that bundle that the tests which start from it read or copy, and one second
+converge of the same bundle after it (a run with nothing to change) that the tests of such a
+run read."""
 
 from __future__ import annotations
 
@@ -35,8 +37,10 @@ class FirstConverge:
 
 @pytest.fixture(scope="session")
 def first_converge(tmp_path_factory, dev_files) -> FirstConverge:
+    # strict: every command it runs is a recorder or a recording wrapper of the real tool
+    # (Host.run), so the tests of what a first run runs (its command lines) read this one too.
     host = Host(tmp_path_factory.mktemp("converged"))
-    run = host.converge(dev_files)
+    run = host.converge(dev_files, strict=True)
     assert run.returncode == 0, run.stdout + run.stderr
     return FirstConverge(host, run, host.events())
 
@@ -45,3 +49,21 @@ def first_converge(tmp_path_factory, dev_files) -> FirstConverge:
 def converged(first_converge, tmp_path) -> Host:
     """A host after its first converge on the dev bundle (a copy of one, run once)."""
     return first_converge.host.copy(tmp_path / "host")
+
+
+@dataclass(frozen=True)
+class SecondConverge:
+    """A copy of the first converge's host, converged again on the same bundle: nothing to
+    change. Shared by every test of the session: read it, never change it. first: the host
+    it is a copy of, as that run left it."""
+    first: Host
+    host: Host
+    run: ConvergeRun
+    events: list[Event]
+
+
+@pytest.fixture(scope="session")
+def second_converge(tmp_path_factory, first_converge, dev_files) -> SecondConverge:
+    host = first_converge.host.copy(tmp_path_factory.mktemp("converged-again") / "host")
+    run = host.converge(dev_files)
+    return SecondConverge(first_converge.host, host, run, host.events())
