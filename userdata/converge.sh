@@ -170,13 +170,15 @@ apt_retry() {
 # A try that finds waiting is pointless says why in GAVE_UP, which ends the wait.
 retry_until() {
   local deadline
-  deadline=$(($(exec date +%s) + $1))
+  LEFT=$1 # all of them, for the first try
+  deadline=$(($(exec date +%s) + LEFT))
   shift
   GAVE_UP=
-  while LEFT=$((deadline - $(exec date +%s))) && [ "$LEFT" -gt 0 ]; do
+  while [ "$LEFT" -gt 0 ]; do
     "$@" >>"$LOG" 2>&1 && return 0
     [ -z "$GAVE_UP" ] || return 1
     sleep 1
+    LEFT=$((deadline - $(exec date +%s)))
   done
   return 1
 }
@@ -505,7 +507,7 @@ secure_directory() {
 # the directory (secure_directories). WRITE_ERROR says why it failed.
 put_file() {
   local new=$2.converge-new
-  if WRITE_ERROR=$({ install -o "${3%%:*}" -g "${3#*:}" -m "$4" "$1" "$new" && mv -fT "$new" "$2"; } 2>&1); then
+  if WRITE_ERROR=$({ install -o "${3%%:*}" -g "${3#*:}" -m "$4" "$1" "$new" && exec mv -fT "$new" "$2"; } 2>&1); then
     return 0
   fi
   rm -f "$new"
@@ -551,7 +553,7 @@ restore_files() {
       continue # never written (the run stopped first): nothing to put back
     elif [ -e "$record/backup$target" ] || [ -L "$record/backup$target" ]; then
       if ! WRITE_ERROR=$({ cp -a "$record/backup$target" "$ROOT$target.converge-new" &&
-        mv -fT "$ROOT$target.converge-new" "$ROOT$target"; } 2>&1); then
+        exec mv -fT "$ROOT$target.converge-new" "$ROOT$target"; } 2>&1); then
         rm -f "$ROOT$target.converge-new"
         return 1
       fi
@@ -570,8 +572,8 @@ restore_files() {
 # Applied: neither the marker nor the record is needed any more (the record goes first:
 # a record without its marker would be taken for a later change's).
 forget_pending() {
-  forget_record "$1"
-  rm -f "$STATE/pending.$1"
+  rm -rf "$STATE/rollback.$1" "$STATE/pending.$1" # in this order
+  unset 'REMEMBERED[$1]'
 }
 forget_record() {
   if [ -e "$STATE/rollback.$1" ] || [ -L "$STATE/rollback.$1" ]; then rm -rf "$STATE/rollback.$1"; fi
@@ -974,8 +976,17 @@ ensure_system_file() {
   say "system file $target: written"
 }
 
+# Its size in bytes (FILESYSTEM_BYTES): block count times block size, as dumpe2fs -h says them.
 filesystem_bytes() {
-  dumpe2fs -h "$DATA_DEVICE" 2>>"$LOG" | awk -F: '/^Block count/ {n=$2} /^Block size/ {s=$2} END {print n * s}'
+  local header line count=0 size=0
+  header=$(exec dumpe2fs -h "$DATA_DEVICE" 2>>"$LOG") || true
+  while IFS= read -r line; do
+    case "$line" in
+      "Block count:"*) count=${line#*:} ;;
+      "Block size:"*) size=${line#*:} ;;
+    esac
+  done <<<"$header"
+  FILESYSTEM_BYTES=$((count * size))
 }
 
 # A larger dataVolumeGiB is an in-place EBS modification: once the disk shows the new size
@@ -984,7 +995,8 @@ grow_data_filesystem() {
   retry_until 600 disk_has_grown "$DATA_DEVICE" "$DATA_VOLUME_GIB" ||
     fail "data volume $DATA_VOLUME_ID is still smaller than $DATA_VOLUME_GIB GiB after 10 minutes"
   # Within 4 MiB of the disk: full (ext4 ends on a whole block group).
-  if [ $(($(filesystem_bytes) + 4194304)) -ge "$DISK_BYTES" ]; then return 0; fi
+  filesystem_bytes
+  if [ $((FILESYSTEM_BYTES + 4194304)) -ge "$DISK_BYTES" ]; then return 0; fi
   quietly resize2fs "$DATA_DEVICE" || fail "resize2fs $DATA_DEVICE (data volume $DATA_VOLUME_ID)"
   say "filesystem $DATA_MOUNT: grown"
 }
