@@ -103,11 +103,11 @@ if [ "$1" = restart ] && [ -e "$FAKE/start-limit-hit.$2" ]; then
 fi
 case "$1" in
   # reset-failed PATTERN (converge passes `<unit>*`, for the units bound to it too).
-  reset-failed) rm -f "$FAKE"/start-limit-hit.$2 ;;
+  reset-failed) for hit in "$FAKE"/start-limit-hit.$2; do [ ! -e "$hit" ] || rm -f "$hit"; done ;;
   is-active) [ -e "$FAKE/active.$LAST" ] ;;
   # Failed for good: it died at its start (no Restart=), or looped into its start limit.
   is-failed) [ -e "$FAKE/start-limit-hit.$LAST" ] || { [ -e "$FAKE/dies-at-start.$LAST" ] && [ ! -e "$FAKE/active.$LAST" ]; } ;;
-  stop) rm -f "$FAKE/active.$LAST" ;;
+  stop) [ ! -e "$FAKE/active.$LAST" ] || rm -f "$FAKE/active.$LAST" ;;
   enable) [ "$2" != --now ] || : >"$FAKE/active.$LAST" ;;
   # A unit restarted is active, one stopped is not (dies-at-start.<unit>: it exits at once).
   restart) if [ -e "$FAKE/dies-at-start.$2" ]; then rm -f "$FAKE/active.$2"; else : >"$FAKE/active.$2"; fi
@@ -116,7 +116,7 @@ case "$1" in
     if [ "$2" = datadog-agent ] && contains AGENT_WONT_START "$CONVERGE_ROOT/etc/datadog-agent/datadog.yaml"; then
       : >"$FAKE/start-limit-hit.$2"
     fi ;;
-  disable) [ "$2" != --now ] || rm -f "$FAKE/active.$LAST" ;;
+  disable) [ "$2" != --now ] || [ ! -e "$FAKE/active.$LAST" ] || rm -f "$FAKE/active.$LAST" ;;
 esac''',
     "mysql": 'cat >>"$FAKE/mysql.sql"',
     "datadog-agent": r'''
