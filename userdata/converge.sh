@@ -205,8 +205,9 @@ read_installed() {
 # The directory's name is the sha256 of the `sha256sum` listing of its files: a bundle
 # cut short or edited on the host is refused before anything changes.
 verify_bundle() {
-  local digest
-  digest=$(cd "$BUNDLE" && find . -type f -printf '%P\n' | LC_ALL=C sort | xargs -d '\n' sha256sum | sha256sum)
+  local digest names=()
+  mapfile -t names < <(cd "$BUNDLE" && find . -type f -printf '%P\n' | LC_ALL=C sort)
+  digest=$(cd "$BUNDLE" && sha256sum "${names[@]}" </dev/null | sha256sum)
   digest=${digest%% *}
   [ "$digest" = "$DIGEST" ] || fail "bundle $BUNDLE: its files hash to $digest, not to its name"
 }
@@ -300,14 +301,19 @@ read_host_secrets() {
 # host_secret NAME FILE...: NAME's value from the first FILE holding one (`password: "hex"`
 # in YAML, `password="hex"` in XML, `monitorRole hex` in a JMX password file), else a new
 # one, and then status 1.
+HOST_SECRET_IN_CONFIG='.*password[:=] *"([0-9a-f]{16,})"' HOST_SECRET_FOR_JMX='^monitorRole ([0-9a-f]{16,})$'
 host_secret() {
-  local name=$1 file value=
+  local name=$1 file value='' line
   shift
   for file in "$@"; do
-    [ -e "$ROOT$file" ] || continue
-    value=$(exec sed -n -e 's/.*password[:=] *"\([0-9a-f]\{16,\}\)".*/\1/p' \
-      -e 's/^monitorRole \([0-9a-f]\{16,\}\)$/\1/p' "$ROOT$file" 2>/dev/null) || value=
-    value=${value%%$'\n'*} # the first
+    [ -f "$ROOT$file" ] || continue
+    # The first line that holds one (read in bash: no process per file).
+    while IFS= read -r line || [ -n "$line" ]; do
+      if [[ $line =~ $HOST_SECRET_IN_CONFIG ]] || [[ $line =~ $HOST_SECRET_FOR_JMX ]]; then
+        value=${BASH_REMATCH[1]}
+        break
+      fi
+    done 2>/dev/null <"$ROOT$file" || true
     [ -z "$value" ] || break
   done
   if [ -n "$value" ]; then
@@ -1003,12 +1009,14 @@ grow_data_filesystem() {
 
 # MySQL's user, as its package makes it (the package then finds it): on a replaced host its
 # number may differ from the one that owns the data, which is then given to it.
+# MYSQL_UID: its number.
 ensure_mysql_user() {
-  if ! id -u mysql >/dev/null 2>&1; then
+  if ! MYSQL_UID=$(exec id -u mysql 2>/dev/null); then
     quietly groupadd --system mysql || fail "groupadd mysql"
     quietly useradd --system --gid mysql --no-create-home --home-dir /nonexistent --shell /bin/false \
       --comment "MySQL Server" mysql || fail "useradd mysql"
     say "user mysql: created"
+    MYSQL_UID=$(exec id -u mysql)
   fi
 }
 
@@ -1048,7 +1056,7 @@ ensure_mysql_datadir() {
       say "directory $DATA_MOUNT/mysql: created"
     fi
   fi
-  uid=$(exec id -u mysql) gid=$(exec id -g mysql)
+  uid=$MYSQL_UID gid=$(exec id -g mysql)
   changed=$(find "$data" -xdev \( ! -uid "$uid" -o ! -gid "$gid" \) -print -exec chown -h "$uid:$gid" {} + | wc -l)
   [ "$changed" = 0 ] || say "directory $DATA_MOUNT/mysql: $changed files given to this host's mysql user ($uid:$gid)"
   if [ -z "$source" ]; then
