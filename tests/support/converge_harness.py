@@ -384,12 +384,21 @@ def _install_recorders(bin_dir: Path) -> None:
         _write_script(bin_dir / name, "#!/bin/sh\n" + body + "\n")
 
 
-def _install_pass_through(bin_dir: Path) -> None:
-    bin_dir.mkdir(parents=True)
+@functools.cache
+def _pass_through_scripts() -> dict[str, str]:
+    """name -> its wrapper (the real tools are looked up once a session, not per host)."""
+    scripts = {}
     for name in PASS_THROUGH:
         real = shutil.which(name, path="/usr/bin:/bin")
         assert real, f"{name} is not on this machine"
-        _write_script(bin_dir / name, f'#!/bin/sh\n{_ARGV}exec {real} "$@"\n')
+        scripts[name] = f'#!/bin/sh\n{_ARGV}exec {real} "$@"\n'
+    return scripts
+
+
+def _install_pass_through(bin_dir: Path) -> None:
+    bin_dir.mkdir(parents=True)
+    for name, script in _pass_through_scripts().items():
+        _write_script(bin_dir / name, script)
 
 
 def _write_script(path: Path, text: str) -> None:
