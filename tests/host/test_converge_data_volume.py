@@ -148,8 +148,7 @@ def test_a_volume_that_is_neither_blank_nor_ext4_is_refused_and_left_as_it_is(ho
 
 @pytest.mark.parametrize("link", [f"{DATA_VOLUME_LINK}_1", f"{DATA_VOLUME_LINK}-ns-1"],
                          ids=["systemd-254-namespace", "amazon-ec2-utils"])
-def test_the_volume_is_found_under_each_of_udevs_names_for_it(tmp_path, dev_files, link):
-    host = Host(tmp_path)
+def test_the_volume_is_found_under_each_of_udevs_names_for_it(host, dev_files, link):
     host.path(DATA_VOLUME_LINK).unlink()
     host.path(link).symlink_to("../../nvme1n1")
     run = host.converge(dev_files)
