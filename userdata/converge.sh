@@ -18,9 +18,7 @@
 # previous one again, with its previous files.
 set -euo pipefail
 
-BUNDLE=${BASH_SOURCE[0]%/*} # its directory, as dirname says it (a process fewer)
-if [ "$BUNDLE" = "${BASH_SOURCE[0]}" ]; then BUNDLE=.; fi
-BUNDLE=$(cd "${BUNDLE:-/}" && pwd)
+BUNDLE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DIGEST=${BUNDLE##*/}
 ROOT=${CONVERGE_ROOT:-} # every host path is under ROOT: a scratch directory in tests
 STATE=$ROOT/var/lib/observability-lab
@@ -52,11 +50,9 @@ DATA_MOUNT_OPTIONS=nodev,nosuid,noexec
 # How long a first boot waits for its volume: EC2 attaches it once the instance runs.
 DATA_VOLUME_WAIT_SECONDS=${CONVERGE_DATA_VOLUME_WAIT_SECONDS:-600}
 export DEBIAN_FRONTEND=noninteractive
-# `$(exec tool ...)` and `<(exec tool ...)`: with the ERR trap inherited (errtrace, report_failures)
-# bash runs every $(...) and <(...) in a subshell of its own, which then forks the tool; exec
-# makes that subshell the tool, a process fewer (the subshell's copy of the trap has nothing to say).
+# $(exec tool): one process, where the inherited ERR trap makes it two.
 declare -A REMEMBERED=() # unit -> the files its rollback record lists (remember_previous)
-declare -A PLANNED_CHANGES=() # unit -> 1 when plan_files plans a change to one of its files
+declare -A PLANNED_CHANGES=() # unit -> 1: plan_files changes its files
 
 # The report on stdout, and in the log (a log it cannot write, e.g. on a full disk, does
 # not stop the report).
@@ -130,8 +126,7 @@ apt_retry() {
   APT_ERROR=
   for try in 1 2 3 4 5 6; do
     status=0
-    # A package's changed conffile keeps the local one instead of stopping at a prompt. (No
-    # exec here: the step's tests stand a shell function in for apt-get.)
+    # A package's changed conffile keeps the local one instead of stopping at a prompt.
     output=$(LC_ALL=C apt-get -o DPkg::Lock::Timeout=60 -o Dpkg::Options::=--force-confdef \
       -o Dpkg::Options::=--force-confold -q -y "$@" 2>&1) || status=$?
     printf '%s\n' "$output" >>"$LOG"
@@ -170,7 +165,7 @@ apt_retry() {
 # A try that finds waiting is pointless says why in GAVE_UP, which ends the wait.
 retry_until() {
   local deadline
-  LEFT=$1 # all of them, for the first try
+  LEFT=$1
   deadline=$(($(exec date +%s) + LEFT))
   shift
   GAVE_UP=
@@ -205,9 +200,8 @@ read_installed() {
 # The directory's name is the sha256 of the `sha256sum` listing of its files: a bundle
 # cut short or edited on the host is refused before anything changes.
 verify_bundle() {
-  local digest names=()
-  mapfile -t names < <(cd "$BUNDLE" && find . -type f -printf '%P\n' | LC_ALL=C sort)
-  digest=$(cd "$BUNDLE" && sha256sum "${names[@]}" </dev/null | sha256sum)
+  local digest
+  digest=$(cd "$BUNDLE" && find . -type f -printf '%P\n' | LC_ALL=C sort | xargs -d '\n' sha256sum | sha256sum)
   digest=${digest%% *}
   [ "$digest" = "$DIGEST" ] || fail "bundle $BUNDLE: its files hash to $digest, not to its name"
 }
@@ -301,18 +295,14 @@ read_host_secrets() {
 # host_secret NAME FILE...: NAME's value from the first FILE holding one (`password: "hex"`
 # in YAML, `password="hex"` in XML, `monitorRole hex` in a JMX password file), else a new
 # one, and then status 1.
-HOST_SECRET_IN_CONFIG='.*password[:=] *"([0-9a-f]{16,})"' HOST_SECRET_FOR_JMX='^monitorRole ([0-9a-f]{16,})$'
 host_secret() {
   local name=$1 file value='' line
   shift
   for file in "$@"; do
     [ -f "$ROOT$file" ] || continue
-    # The first line that holds one (read in bash: no process per file).
     while IFS= read -r line || [ -n "$line" ]; do
-      if [[ $line =~ $HOST_SECRET_IN_CONFIG ]] || [[ $line =~ $HOST_SECRET_FOR_JMX ]]; then
-        value=${BASH_REMATCH[1]}
-        break
-      fi
+      [[ $line =~ .*password[:=]\ *\"([0-9a-f]{16,})\" || $line =~ ^monitorRole\ ([0-9a-f]{16,})$ ]] &&
+        value=${BASH_REMATCH[1]} && break
     done 2>/dev/null <"$ROOT$file" || true
     [ -z "$value" ] || break
   done
@@ -436,15 +426,12 @@ remember_previous() {
     while read -r listed; do REMEMBERED[$1]+=$listed$'\n'; done 2>/dev/null <"$record/changed" || true
   fi
   [[ ${REMEMBERED[$1]} != *$'\n'$target$'\n'* ]] || return 0
+  [ -d "$record/backup${target%/*}" ] || mkdir -p "$record/backup${target%/*}" || return 1
   if [ -e "$ROOT$target" ] || [ -L "$ROOT$target" ]; then
-    [ -d "$record/backup${target%/*}" ] || mkdir -p "$record/backup${target%/*}" || return 1
     cp -a "$ROOT$target" "$record/backup$target.part" &&
       mv -fT "$record/backup$target.part" "$record/backup$target" || return 1
-  else # a new file: only listed (a backup directory for it would stay empty)
-    [ -d "$record" ] || mkdir -p "$record" || return 1
-    if [ -e "$record/backup$target" ] || [ -L "$record/backup$target" ]; then
-      rm -f "$record/backup$target" || return 1 # left by a run killed before it listed the file
-    fi
+  elif [ -e "$record/backup$target" ] || [ -L "$record/backup$target" ]; then
+    rm -f "$record/backup$target" || return 1 # left by a run killed before it listed the file
   fi
   echo "$target" >>"$record/changed" || return 1
   REMEMBERED[$1]+=$target$'\n'
@@ -457,28 +444,21 @@ remember_previous() {
 # directory's parent is already safe when it is looked at; a link on the way is refused.
 # A missing directory is made root's, readable by the group of the file it is for.
 secure_directories() {
-  local action target owner rest path paths=() groups=() depths=() i plan found=() safe=0
+  local action target owner rest path paths=() groups=() depths=() i
   local -A seen=()
-  for plan in "$WORK"/plan.*; do
-    [ -f "$plan" ] || continue
-    while read -r action target owner rest; do
-      rest=${target%/*} path=
-      while [ -n "$rest" ]; do
-        rest=${rest#/}
-        path=$path/${rest%%/*}
-        if [[ $rest == */* ]]; then rest=${rest#*/}; else rest=; fi
-        [ -z "${seen[$path]:-}" ] || continue
-        seen[$path]=1 paths+=("$path") groups+=("${owner#*:}") depths+=("${rest:-parent}")
-      done
-    done <"$plan"
-  done
+  while read -r action target owner rest; do
+    rest=${target%/*} path=
+    while [ -n "$rest" ]; do
+      rest=${rest#/}
+      path=$path/${rest%%/*}
+      if [[ $rest == */* ]]; then rest=${rest#*/}; else rest=; fi
+      [ -z "${seen[$path]:-}" ] || continue
+      seen[$path]=1 paths+=("$path") groups+=("${owner#*:}") depths+=("${rest:-parent}")
+    done
+  done < <(exec cat "$WORK"/plan.* 2>/dev/null)
   # Usually all there and root's already: one stat says so. A directory found root's and
   # writable by root only, below others found so, cannot have changed since.
-  mapfile -t found < <(exec stat -c '%u %A' -- "${paths[@]/#/$ROOT}" 2>/dev/null)
-  for i in "${!found[@]}"; do
-    if [[ ${found[$i]} == "0 d"????-??-?* ]]; then safe=$((safe + 1)); fi
-  done
-  if [ "$safe" = "${#paths[@]}" ]; then
+  if [ "$(stat -c '%u %A' -- "${paths[@]/#/$ROOT}" 2>/dev/null | grep -c '^0 d....-..-.')" = "${#paths[@]}" ]; then
     return 0
   fi
   for i in "${!paths[@]}"; do secure_directory "${paths[$i]}" "${groups[$i]}" "${depths[$i]}"; done
@@ -578,8 +558,8 @@ restore_files() {
 # Applied: neither the marker nor the record is needed any more (the record goes first:
 # a record without its marker would be taken for a later change's).
 forget_pending() {
-  rm -rf "$STATE/rollback.$1" "$STATE/pending.$1" # in this order
-  unset 'REMEMBERED[$1]'
+  forget_record "$1"
+  rm -f "$STATE/pending.$1"
 }
 forget_record() {
   if [ -e "$STATE/rollback.$1" ] || [ -L "$STATE/rollback.$1" ]; then rm -rf "$STATE/rollback.$1"; fi
@@ -716,41 +696,34 @@ apply_tomcat() {
     tomcat_checked_by_the_agent
 }
 
-# The check name of an Agent file (checks.d/<name>.py, conf.d/<name>.yaml, conf.d/<name>.d/conf.yaml),
-# printed. A removed one (a feature switched off) has nothing left to run: `datadog-agent check`
+# Check names of Agent files (checks.d/<name>.py, conf.d/<name>.yaml, conf.d/<name>.d/conf.yaml), one
+# path a line. A removed one (a feature switched off) has nothing left to run: `datadog-agent check`
 # would fail, "no valid check found".
-check_name() {
-  local target=$1 name content=
-  [ -e "$ROOT$target" ] || return 0
-  case "$target" in
-    */checks.d/*.py) name=${target##*/} && echo "${name%.py}" ;;
-    */conf.d/*.d/conf.yaml)
-      # A configuration with logs only (no check instances: no line starting `instances:`) is
-      # no check to run.
-      slurp content "$ROOT$target" 2>/dev/null
-      [[ $'\n'$content == *$'\n'instances:* ]] || return 0
-      name=${target%/conf.yaml} && name=${name##*/} && echo "${name%.d}"
-      ;;
-    */conf.d/*.yaml) name=${target##*/} && echo "${name%.yaml}" ;;
-  esac
+check_names() {
+  local target name
+  while read -r target; do
+    [ -e "$ROOT$target" ] || continue
+    case "$target" in
+      */checks.d/*.py) name=${target##*/} && echo "${name%.py}" ;;
+      */conf.d/*.d/conf.yaml)
+        # A configuration with logs only (no check instances) is no check to run.
+        grep -q '^instances:' "$ROOT$target" 2>/dev/null || continue
+        name=${target%/conf.yaml} && name=${name##*/} && echo "${name%.d}"
+        ;;
+      */conf.d/*.yaml) name=${target##*/} && echo "${name%.yaml}" ;;
+    esac
+  done
 }
 
 # The checks to run once: after a new Agent version, every check of the bundle; otherwise
 # those whose code or configuration changed since the Agent last ran on its files.
 checks_to_run() {
-  local action target rest
   if [ -n "${AGENT_PACKAGE_CHANGED:-}" ] || [ -s "$STATE/rollback.datadog-agent/package" ]; then
-    [ -f "$WORK/plan.datadog-agent" ] || return 0
-    while read -r action target rest; do
-      [ "$action" = removed ] || check_name "$target"
-    done <"$WORK/plan.datadog-agent"
+    awk '$1 != "removed" {print $2}' "$WORK/plan.datadog-agent" 2>/dev/null | check_names
   elif [ -f "$STATE/rollback.datadog-agent/changed" ]; then
-    while read -r target; do check_name "$target"; done <"$STATE/rollback.datadog-agent/changed"
+    check_names <"$STATE/rollback.datadog-agent/changed"
   fi
 }
-
-# configcheck's heading for the errors it lists (on one line of its report, as grep finds it).
-CONFIGCHECK_ERRORS="=== Configuration [^"$'\n'"]*errors"
 
 # UNIT_FAILURE says what failed, for the run's last line.
 apply_datadog_agent() {
@@ -765,7 +738,7 @@ apply_datadog_agent() {
   # configcheck exits 0 even when it lists check configurations the Agent could not load.
   report=$(exec datadog-agent configcheck 2>&1) || { UNIT_FAILURE="datadog-agent configcheck failed"; return 1; }
   echo "$report" >>"$LOG"
-  if [[ $report =~ $CONFIGCHECK_ERRORS ]]; then
+  if grep -q "=== Configuration .*errors" <<<"$report"; then
     grep -A 20 "=== Configuration .*errors" <<<"$report" >&2
     UNIT_FAILURE="datadog-agent configcheck lists configuration errors"
     return 1
@@ -861,8 +834,7 @@ grow_root_filesystem() {
     say "filesystem /: not grown (${source:-its source} is not a growable ext4 partition)"
     return 0
   fi
-  slurp partition "$device/partition"
-  partition=${partition%%$'\n'*} # its one line
+  read -r partition <"$device/partition" || true
   disk=${device%/*}
   disk=/dev/${disk##*/}
   retry_until 600 disk_has_grown "$disk" "$ROOT_VOLUME_GIB" || fail "$disk is still smaller than $ROOT_VOLUME_GIB GiB after 10 minutes"
@@ -938,9 +910,8 @@ ensure_data_volume() {
   [ -n "$formatted" ] || grow_data_filesystem
 }
 
-# What is mounted at a directory (findmnt's SOURCE: /dev/nvme1n1, or /dev/nvme1n1[/mysql]
+# What is mounted at a directory, in MOUNTED (findmnt's SOURCE: /dev/nvme1n1, or /dev/nvme1n1[/mysql]
 # for a bind mount of its mysql/), empty for nothing.
-# (In MOUNTED: a function in $(...) costs a process more.)
 mounted_at() { MOUNTED=$(exec findmnt -n -o SOURCE --mountpoint "$ROOT$1" 2>/dev/null) || true; }
 
 mount_data_volume() {
@@ -982,17 +953,8 @@ ensure_system_file() {
   say "system file $target: written"
 }
 
-# Its size in bytes (FILESYSTEM_BYTES): block count times block size, as dumpe2fs -h says them.
 filesystem_bytes() {
-  local header line count=0 size=0
-  header=$(exec dumpe2fs -h "$DATA_DEVICE" 2>>"$LOG") || true
-  while IFS= read -r line; do
-    case "$line" in
-      "Block count:"*) count=${line#*:} ;;
-      "Block size:"*) size=${line#*:} ;;
-    esac
-  done <<<"$header"
-  FILESYSTEM_BYTES=$((count * size))
+  dumpe2fs -h "$DATA_DEVICE" 2>>"$LOG" | awk -F: '/^Block count/ {n=$2} /^Block size/ {s=$2} END {print n * s}'
 }
 
 # A larger dataVolumeGiB is an in-place EBS modification: once the disk shows the new size
@@ -1001,15 +963,13 @@ grow_data_filesystem() {
   retry_until 600 disk_has_grown "$DATA_DEVICE" "$DATA_VOLUME_GIB" ||
     fail "data volume $DATA_VOLUME_ID is still smaller than $DATA_VOLUME_GIB GiB after 10 minutes"
   # Within 4 MiB of the disk: full (ext4 ends on a whole block group).
-  filesystem_bytes
-  if [ $((FILESYSTEM_BYTES + 4194304)) -ge "$DISK_BYTES" ]; then return 0; fi
+  if [ $(($(filesystem_bytes) + 4194304)) -ge "$DISK_BYTES" ]; then return 0; fi
   quietly resize2fs "$DATA_DEVICE" || fail "resize2fs $DATA_DEVICE (data volume $DATA_VOLUME_ID)"
   say "filesystem $DATA_MOUNT: grown"
 }
 
 # MySQL's user, as its package makes it (the package then finds it): on a replaced host its
-# number may differ from the one that owns the data, which is then given to it.
-# MYSQL_UID: its number.
+# number (MYSQL_UID) may differ from the one that owns the data, which is then given to it.
 ensure_mysql_user() {
   if ! MYSQL_UID=$(exec id -u mysql 2>/dev/null); then
     quietly groupadd --system mysql || fail "groupadd mysql"
@@ -1091,7 +1051,7 @@ stop_mysql() {
 MYSQL_LOG_DIR=/var/log/mysql
 grant_log_access() {
   local dir=$ROOT$MYSQL_LOG_DIR file groups
-  groups=$(exec id -nG dd-agent) || groups= # its name and its groups, a space between each
+  groups=$(exec id -nG dd-agent) || groups=
   if [[ " $groups " != *" systemd-journal "* ]]; then
     quietly usermod -aG systemd-journal dd-agent || fail "adding dd-agent to the systemd-journal group"
     : >"$STATE/pending.datadog-agent"
@@ -1154,7 +1114,7 @@ take_lock() {
 announce() {
   touch "$BUNDLE" # the newest bundles are the ones in use (prune_bundles goes by age)
   local started
-  TZ=UTC0 printf -v started '%(%FT%TZ)T' -1 # date -u +%FT%TZ, in bash
+  TZ=UTC0 printf -v started '%(%FT%TZ)T' -1
   say "== converge ${DIGEST:0:12} (${CONVERGE_TRIGGER:-association}) $started"
 }
 
@@ -1187,22 +1147,14 @@ record_applied() {
 
 # Keep this bundle and the two before it, newest first, for comparing after a change.
 prune_bundles() {
-  local old bundles=0 incoming=
-  # Usually three bundles at most and none half unpacked: nothing to look at closer then.
-  for old in "${BUNDLE%/*}"/*; do
-    if [[ ${old##*/} =~ ^[0-9a-f]{64}$ ]] && [ -d "$old" ] && [ ! -L "$old" ]; then bundles=$((bundles + 1)); fi
+  local old all=("${BUNDLE%/*}"/*) # three or fewer: nothing to prune (tail -n +4 finds none)
+  [ ${#all[@]} -le 3 ] || find "${BUNDLE%/*}" -mindepth 1 -maxdepth 1 -type d -regextype egrep -regex '.*/[0-9a-f]{64}' \
+    -printf '%T@ %p\n' | sort -rn | tail -n +4 | cut -d' ' -f2- | while read -r old; do
+    if [ "$old" != "$BUNDLE" ]; then rm -rf "$old"; fi
   done
-  if [ "$bundles" -gt 3 ]; then
-    find "${BUNDLE%/*}" -mindepth 1 -maxdepth 1 -type d -regextype egrep -regex '.*/[0-9a-f]{64}' \
-      -printf '%T@ %p\n' | sort -rn | tail -n +4 | cut -d' ' -f2- | while read -r old; do
-      if [ "$old" != "$BUNDLE" ]; then rm -rf "$old"; fi
-    done
-  fi
   # Left by a delivery killed while it unpacked.
-  for old in "${BUNDLE%/*}"/.incoming.*; do
-    if [ -e "$old" ] || [ -L "$old" ]; then incoming=1; fi
-  done
-  [ -z "$incoming" ] || find "${BUNDLE%/*}" -mindepth 1 -maxdepth 1 -name '.incoming.*' -mmin +60 -exec rm -rf {} +
+  ! compgen -G "${BUNDLE%/*}/.incoming.*" >/dev/null ||
+    find "${BUNDLE%/*}" -mindepth 1 -maxdepth 1 -name '.incoming.*' -mmin +60 -exec rm -rf {} +
 }
 
 # The steps, in order. Each is a function above; a failing step ends the run with FAILED.
@@ -1245,39 +1197,35 @@ DOGSTATSD=${CONVERGE_DOGSTATSD:-127.0.0.1:8125}
 EVENT_TEXT_MAX=4000 # Datadog keeps at most 4000 characters of an event's text
 
 dogstatsd_event() {
-  local alert_type=$1 title=$2 text=$3 tag tags=() datagram joined LC_ALL=C
+  local alert_type=$1 title=$2 text=$3 tag tags=() datagram LC_ALL=C
   shift 3
   for tag in "$@"; do tags+=("${tag//[^[:alnum:]_:\/.-]/_}"); done
   title=${title//$'\n'/\\n}
   text=${text//$'\n'/\\n}
   if [ ${#text} -gt $EVENT_TEXT_MAX ]; then text="${text:0:EVENT_TEXT_MAX-15}\\n(truncated)"; fi
   datagram="_e{${#title},${#text}}:$title|$text${DATADOG_HOSTNAME:+|h:$DATADOG_HOSTNAME}|t:$alert_type"
-  if [ ${#tags[@]} -gt 0 ]; then printf -v joined '%s,' "${tags[@]}" && datagram+="|#${joined%,}"; fi
+  if [ ${#tags[@]} -gt 0 ]; then datagram+="|#$(IFS=,; echo "${tags[*]}")"; fi
   { printf '%s\n' "$datagram" >"/dev/udp/${DOGSTATSD%:*}/${DOGSTATSD##*:}"; } 2>/dev/null || true
 }
 
-# What this run changed, in CHANGED (a line each): every report line but those saying
-# something was left as it was. (In a variable, not printed: $(...) costs a process.)
+# What this run changed: every report line but those saying something was left as it was.
 changes() {
   local line
-  CHANGED=
   for line in "${REPORT[@]}"; do
     case "$line" in
       "== "* | *": kept" | *": unchanged" | *": not grown ("* | *": not found ("*) ;;
       "FAILED: "* | "already converged on "* | "datadog hostname: "* | "data volume: "*) ;;
-      *) CHANGED+=$line$'\n' ;;
+      *) printf '%s\n' "$line" ;;
     esac
   done
-  while [[ $CHANGED == *$'\n' ]]; do CHANGED=${CHANGED%$'\n'}; done # as $(...) would leave it
 }
 
 # One Datadog event per run that changed something (titled with what it changed, its text
 # the change report) or failed (an error naming the unit, or the step, that failed); none for
 # a run that changed nothing. Tagged so that the stack's dashboards overlay them.
 report_to_datadog() {
-  local status=$1 changed title files=0 package_lines=0 units host=${DATADOG_HOSTNAME:-this host} tags=() line all last=
-  changes
-  changed=$CHANGED
+  local status=$1 changed title files packages units host=${DATADOG_HOSTNAME:-this host} tags=()
+  changed=$(changes)
   [ "$status" -ne 0 ] || [ -n "$changed" ] || return 0
   [ -z "${DD_ENV:-}" ] || tags+=("env:$DD_ENV")
   [ -z "${DD_SERVICE:-}" ] || tags+=("service:$DD_SERVICE")
@@ -1285,25 +1233,17 @@ report_to_datadog() {
   tags+=(source:observability-lab)
   local text="${changed:+$changed$'\n'}bundle ${DIGEST:-unknown} (${CONVERGE_TRIGGER:-association})"
   if [ "$status" -ne 0 ]; then
-    # The report's last FAILED line.
-    printf -v all '%s\n' "${REPORT[@]}"
-    while IFS= read -r line; do [[ $line != "FAILED: "* ]] || last=$line; done <<<"$all"
-    dogstatsd_event error "Converge FAILED on $host: ${FAILED_IN:-converge}" "$last"$'\n'"$text" "${tags[@]}"
+    dogstatsd_event error "Converge FAILED on $host: ${FAILED_IN:-converge}" \
+      "$(printf '%s\n' "${REPORT[@]}" | grep '^FAILED: ' | tail -n 1)"$'\n'"$text" "${tags[@]}"
     return 0
   fi
-  while IFS= read -r line; do
-    case "$line" in
-      "file "*) files=$((files + 1)) ;;
-      "package "*) package_lines=$((package_lines + 1)) ;;
-    esac
-  done <<<"$changed"
+  files=$(exec grep -c '^file ' <<<"$changed") || true
+  packages=$(exec grep -c '^package ' <<<"$changed") || true
   title="Converge on $host:"
   printf -v units '%s, ' "${APPLIED[@]}"
   [ ${#APPLIED[@]} -eq 0 ] || title+=" ${units%, } restarted or applied;"
-  if [ "$files" -eq 1 ]; then title+=" 1 file changed;"; elif [ "$files" -gt 1 ]; then title+=" $files files changed;"; fi
-  if [ "$package_lines" -eq 1 ]; then title+=" 1 package changed;"; elif [ "$package_lines" -gt 1 ]; then
-    title+=" $package_lines packages changed;"
-  fi
+  [ "$files" -eq 0 ] || title+=" $files file$([ "$files" -eq 1 ] || echo s) changed;"
+  [ "$packages" -eq 0 ] || title+=" $packages package$([ "$packages" -eq 1 ] || echo s) changed;"
   [ "$title" != "Converge on $host:" ] || title+=" ${changed%%$'\n'*};"
   dogstatsd_event info "${title%;}" "$text" "${tags[@]}"
 }
