@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,12 +30,22 @@ def dev_files(rendered_bundle) -> dict[str, str]:
 # hundreds of files, and on an ext4 disk each creation costs a few times the CPU it does on
 # tmpfs (about 0.45 ms against 0.04 ms on the development machine).
 SHM = Path("/dev/shm")
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed:
+        item.stash[FAILED] = True  # its scratch directory stays, for a look
+    return report
 
 
 @pytest.fixture(scope="session")
-def scratch_hosts(request, tmp_path_factory):
+def scratch_hosts(request, tmp_path_factory) -> Iterator[Path]:
     """The directory of this session's scratch hosts: on /dev/shm if it is there and writable,
-    removed once the session passed (a failed session's stays, for a look); else pytest's tmp."""
+    removed once the session passed (a failed session's stays, with its failed tests' hosts only);
+    else pytest's tmp."""
     if not (SHM.is_dir() and os.access(SHM, os.W_OK | os.X_OK)):
         yield tmp_path_factory.mktemp("hosts")
         return
@@ -45,11 +56,14 @@ def scratch_hosts(request, tmp_path_factory):
 
 
 @pytest.fixture
-def scratch(request, scratch_hosts) -> Path:
+def scratch(request, scratch_hosts) -> Iterator[Path]:
     """A new directory of this test's own, in scratch_hosts, named after the test as pytest's tmp_path
     is (30 characters: gpg's socket under the host's HOME must stay within a socket path's 108)."""
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)[:30]
-    return Path(tempfile.mkdtemp(prefix=name, dir=scratch_hosts))
+    directory = Path(tempfile.mkdtemp(prefix=name, dir=scratch_hosts))
+    yield directory
+    if not request.node.stash.get(FAILED, False):  # RAM, when on /dev/shm: freed as the tests go
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture
