@@ -43,10 +43,10 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture(scope="session")
 def scratch_hosts(request, tmp_path_factory) -> Iterator[Path]:
-    """The directory of this session's scratch hosts: on /dev/shm if it is there and writable,
-    removed once the session passed (a failed session's stays, with its failed tests' hosts only);
-    else pytest's tmp."""
-    if not (SHM.is_dir() and os.access(SHM, os.W_OK | os.X_OK)):
+    """The directory of this session's scratch hosts: on /dev/shm if it is there, writable and has
+    room (a container's may have 64 MB), removed once the session passed (a failed session's stays,
+    with its failed tests' hosts only); else pytest's tmp."""
+    if not (SHM.is_dir() and os.access(SHM, os.W_OK | os.X_OK) and shutil.disk_usage(SHM).free > 256 << 20):
         yield tmp_path_factory.mktemp("hosts")
         return
     base = Path(tempfile.mkdtemp(prefix="obslab-hosts-", dir=SHM))
