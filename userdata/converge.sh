@@ -50,7 +50,9 @@ DATA_MOUNT_OPTIONS=nodev,nosuid,noexec
 # How long a first boot waits for its volume: EC2 attaches it once the instance runs.
 DATA_VOLUME_WAIT_SECONDS=${CONVERGE_DATA_VOLUME_WAIT_SECONDS:-600}
 export DEBIAN_FRONTEND=noninteractive
+# $(exec tool): one process, where the inherited ERR trap makes it two.
 declare -A REMEMBERED=() # unit -> the files its rollback record lists (remember_previous)
+declare -A PLANNED_CHANGES=() # unit -> 1: plan_files changes its files
 
 # The report on stdout, and in the log (a log it cannot write, e.g. on a full disk, does
 # not stop the report).
@@ -158,20 +160,20 @@ apt_retry() {
   return 1
 }
 
-now() { date +%s; }
-
 # Runs "$@" until it succeeds or $1 seconds have passed, a second apart. The bound is
 # for the whole wait: each try finds the seconds left in LEFT, to bound its own wait.
 # A try that finds waiting is pointless says why in GAVE_UP, which ends the wait.
 retry_until() {
   local deadline
-  deadline=$(($(now) + $1))
+  LEFT=$1
+  deadline=$(($(exec date +%s) + LEFT))
   shift
   GAVE_UP=
-  while LEFT=$((deadline - $(now))) && [ "$LEFT" -gt 0 ]; do
+  while [ "$LEFT" -gt 0 ]; do
     "$@" >>"$LOG" 2>&1 && return 0
     [ -z "$GAVE_UP" ] || return 1
     sleep 1
+    LEFT=$((deadline - $(exec date +%s)))
   done
   return 1
 }
@@ -192,15 +194,15 @@ read_installed() {
   local package status version
   while read -r package status version; do
     if [ "$status" = installed ]; then INSTALLED[$package]=$version; fi
-  done < <(dpkg-query -W -f='${Package} ${db:Status-Status} ${Version}\n' "$@" 2>/dev/null || true)
+  done < <(exec dpkg-query -W -f='${Package} ${db:Status-Status} ${Version}\n' "$@" 2>/dev/null)
 }
 
 # The directory's name is the sha256 of the `sha256sum` listing of its files: a bundle
 # cut short or edited on the host is refused before anything changes.
 verify_bundle() {
   local digest
-  digest=$(cd "$BUNDLE" && find . -type f -printf '%P\n' | LC_ALL=C sort | xargs -d '\n' sha256sum |
-    sha256sum | cut -d' ' -f1)
+  digest=$(cd "$BUNDLE" && find . -type f -printf '%P\n' | LC_ALL=C sort | xargs -d '\n' sha256sum | sha256sum)
+  digest=${digest%% *}
   [ "$digest" = "$DIGEST" ] || fail "bundle $BUNDLE: its files hash to $digest, not to its name"
 }
 
@@ -294,18 +296,21 @@ read_host_secrets() {
 # in YAML, `password="hex"` in XML, `monitorRole hex` in a JMX password file), else a new
 # one, and then status 1.
 host_secret() {
-  local name=$1 file value=
+  local name=$1 file value='' line
   shift
   for file in "$@"; do
-    value=$(sed -n -e 's/.*password[:=] *"\([0-9a-f]\{16,\}\)".*/\1/p' \
-      -e 's/^monitorRole \([0-9a-f]\{16,\}\)$/\1/p' "$ROOT$file" 2>/dev/null | head -n 1) || value=
+    [ -f "$ROOT$file" ] || continue
+    while IFS= read -r line || [ -n "$line" ]; do
+      [[ $line =~ .*password[:=]\ *\"([0-9a-f]{16,})\" || $line =~ ^monitorRole\ ([0-9a-f]{16,})$ ]] &&
+        value=${BASH_REMATCH[1]} && break
+    done 2>/dev/null <"$ROOT$file" || true
     [ -z "$value" ] || break
   done
   if [ -n "$value" ]; then
     printf -v "$name" '%s' "$value"
     return 0
   fi
-  printf -v "$name" '%s' "$(openssl rand -hex 24)"
+  printf -v "$name" '%s' "$(exec openssl rand -hex 24)"
   return 1
 }
 
@@ -314,7 +319,7 @@ host_secret() {
 # changes, so a host without them is left as it is.
 read_instance_tags() {
   local token no_tag_hint="in instance metadata (is instance_metadata_tags enabled, the tag set?)"
-  token=$(curl -fsS --max-time 5 --retry 5 --retry-connrefused -X PUT \
+  token=$(exec curl -fsS --max-time 5 --retry 5 --retry-connrefused -X PUT \
     -H "X-aws-ec2-metadata-token-ttl-seconds: 300" "$IMDS/latest/api/token" 2>>"$LOG") ||
     fail "no IMDSv2 token from $IMDS (instance metadata unreachable)"
   instance_tag "$token" "$HOSTNAME_TAG" DATADOG_HOSTNAME || fail "no instance tag $HOSTNAME_TAG $no_tag_hint"
@@ -334,7 +339,7 @@ instance_tag() {
   local token=$1 tag=$2 try value=
   for try in {1..30}; do
     # The token as a header file (printf is bash's own), not on curl's command line.
-    value=$(curl -fsS --max-time 5 --retry 3 -H @<(printf 'X-aws-ec2-metadata-token: %s\n' "$token") \
+    value=$(exec curl -fsS --max-time 5 --retry 3 -H @<(printf 'X-aws-ec2-metadata-token: %s\n' "$token") \
       "$IMDS/latest/meta-data/tags/instance/$tag" 2>>"$LOG") && break
     value=
     [ "$try" = 30 ] || sleep 4
@@ -379,7 +384,10 @@ plan_files() {
     lines+=("$action $target $owner $mode $desired") units+=("$unit")
   done <"$BUNDLE/manifest"
   [ ${#kept[@]} -eq 0 ] || owners_and_modes_kept
-  for i in "${!lines[@]}"; do echo "${lines[$i]}" >>"$WORK/plan.${units[$i]}"; done
+  for i in "${!lines[@]}"; do
+    echo "${lines[$i]}" >>"$WORK/plan.${units[$i]}"
+    [[ ${lines[$i]} == "unchanged "* ]] || PLANNED_CHANGES[${units[$i]}]=1
+  done
 }
 
 # A file whose content is right but whose owner or mode is not the manifest's (the manifest
@@ -392,9 +400,9 @@ owners_and_modes_kept() {
     read -r _ target owner _ <<<"${lines[$i]}"
     users+=("${owner%%:*}") groups+=("${owner#*:}") paths+=("$ROOT$target")
   done
-  while IFS=: read -r name _ number rest; do uid[$name]=$number; done < <(getent passwd "${users[@]}" || true)
-  while IFS=: read -r name _ number rest; do gid[$name]=$number; done < <(getent group "${groups[@]}" || true)
-  mapfile -t found < <(stat -c '%u:%g %a' -- "${paths[@]}" 2>>"$LOG" || true)
+  while IFS=: read -r name _ number rest; do uid[$name]=$number; done < <(exec getent passwd "${users[@]}")
+  while IFS=: read -r name _ number rest; do gid[$name]=$number; done < <(exec getent group "${groups[@]}")
+  mapfile -t found < <(exec stat -c '%u:%g %a' -- "${paths[@]}" 2>>"$LOG")
   # A file gone since it was read leaves no line: every kept file is then written again.
   [ ${#found[@]} -eq ${#kept[@]} ] || found=()
   for i in "${!kept[@]}"; do
@@ -447,7 +455,7 @@ secure_directories() {
       [ -z "${seen[$path]:-}" ] || continue
       seen[$path]=1 paths+=("$path") groups+=("${owner#*:}") depths+=("${rest:-parent}")
     done
-  done < <(cat "$WORK"/plan.* 2>/dev/null || true)
+  done < <(exec cat "$WORK"/plan.* 2>/dev/null)
   # Usually all there and root's already: one stat says so. A directory found root's and
   # writable by root only, below others found so, cannot have changed since.
   if [ "$(stat -c '%u %A' -- "${paths[@]/#/$ROOT}" 2>/dev/null | grep -c '^0 d....-..-.')" = "${#paths[@]}" ]; then
@@ -470,7 +478,7 @@ secure_directory() {
   elif [ ! -d "$directory" ]; then
     fail "$path is not a directory"
   else
-    read -r uid mode < <(stat -c '%u %a' "$directory")
+    read -r uid mode < <(exec stat -c '%u %a' "$directory")
     if [ "$uid" != 0 ] || ((8#$mode & 8#022)); then
       { chown -h root "$directory" && chmod go-w "$directory"; } || fail "making $path root's"
       say "directory $path: made root's, writable by root only (was uid $uid, mode $mode)"
@@ -485,7 +493,7 @@ secure_directory() {
 # the directory (secure_directories). WRITE_ERROR says why it failed.
 put_file() {
   local new=$2.converge-new
-  if WRITE_ERROR=$({ install -o "${3%%:*}" -g "${3#*:}" -m "$4" "$1" "$new" && mv -fT "$new" "$2"; } 2>&1); then
+  if WRITE_ERROR=$({ install -o "${3%%:*}" -g "${3#*:}" -m "$4" "$1" "$new" && exec mv -fT "$new" "$2"; } 2>&1); then
     return 0
   fi
   rm -f "$new"
@@ -496,17 +504,18 @@ put_file() {
 # each once it is done.
 write_files() {
   local unit=$1 action target owner mode desired
+  [ -f "$WORK/plan.$unit" ] || return 0
   while read -r action target owner mode desired; do
     if [ "$action" != unchanged ]; then
       remember_previous "$unit" "$target" || fail "keeping the previous $target for a rollback"
       if [ "$action" = removed ]; then
-        WRITE_ERROR=$(rm -f "$ROOT$target" 2>&1) || write_failed "$unit" "removing $target"
+        WRITE_ERROR=$(exec rm -f "$ROOT$target" 2>&1) || write_failed "$unit" "removing $target"
       else
         put_file "$desired" "$ROOT$target" "$owner" "$mode" || write_failed "$unit" "writing $target"
       fi
     fi
     say "file $target: $action"
-  done < <(cat "$WORK/plan.$unit" 2>/dev/null || true)
+  done <"$WORK/plan.$unit"
 }
 
 # A file of the unit could not be written: the unit's files go back to what they were
@@ -530,7 +539,7 @@ restore_files() {
       continue # never written (the run stopped first): nothing to put back
     elif [ -e "$record/backup$target" ] || [ -L "$record/backup$target" ]; then
       if ! WRITE_ERROR=$({ cp -a "$record/backup$target" "$ROOT$target.converge-new" &&
-        mv -fT "$ROOT$target.converge-new" "$ROOT$target"; } 2>&1); then
+        exec mv -fT "$ROOT$target.converge-new" "$ROOT$target"; } 2>&1); then
         rm -f "$ROOT$target.converge-new"
         return 1
       fi
@@ -553,7 +562,7 @@ forget_pending() {
   rm -f "$STATE/pending.$1"
 }
 forget_record() {
-  rm -rf "$STATE/rollback.$1"
+  if [ -e "$STATE/rollback.$1" ] || [ -L "$STATE/rollback.$1" ]; then rm -rf "$STATE/rollback.$1"; fi
   unset 'REMEMBERED[$1]'
 }
 
@@ -581,8 +590,8 @@ apply_mysql_grants() {
 maintenance_user_sql() {
   local cnf=$ROOT/etc/mysql/debian.cnf user password
   [ -f "$cnf" ] || return 0
-  user=$(sed -n '/^[[:space:]]*user[[:space:]]*=/{s/^[^=]*=[[:space:]]*//p;q}' "$cnf")
-  password=$(sed -n '/^[[:space:]]*password[[:space:]]*=/{s/^[^=]*=[[:space:]]*//p;q}' "$cnf")
+  user=$(exec sed -n '/^[[:space:]]*user[[:space:]]*=/{s/^[^=]*=[[:space:]]*//p;q}' "$cnf")
+  password=$(exec sed -n '/^[[:space:]]*password[[:space:]]*=/{s/^[^=]*=[[:space:]]*//p;q}' "$cnf")
   [ "$user" = debian-sys-maint ] && [ -n "$password" ] || return 0
   password=${password//\\/\\\\}
   printf "\nALTER USER IF EXISTS 'debian-sys-maint'@'localhost' IDENTIFIED BY '%s';\n" "${password//\'/\'\'}"
@@ -644,7 +653,7 @@ jmx_on_loopback_only() {
 # ...). JMX_MISSING: what it did not list.
 tomcat_collected() {
   local report expected domain key attribute pattern within_line="[^"$'\n'"]*"
-  report=$(timeout 120 datadog-agent jmx list collected --checks tomcat 2>&1) || true
+  report=$(exec timeout 120 datadog-agent jmx list collected --checks tomcat 2>&1) || true
   printf '%s\n' "$report"
   JMX_MISSING=()
   for expected in $JMX_COLLECTED; do
@@ -727,7 +736,7 @@ apply_datadog_agent() {
     return 1
   }
   # configcheck exits 0 even when it lists check configurations the Agent could not load.
-  report=$(datadog-agent configcheck 2>&1) || { UNIT_FAILURE="datadog-agent configcheck failed"; return 1; }
+  report=$(exec datadog-agent configcheck 2>&1) || { UNIT_FAILURE="datadog-agent configcheck failed"; return 1; }
   echo "$report" >>"$LOG"
   if grep -q "=== Configuration .*errors" <<<"$report"; then
     grep -A 20 "=== Configuration .*errors" <<<"$report" >&2
@@ -759,7 +768,7 @@ converge_unit() {
   esac
   # A marker in $STATE outlives a run killed between writing files and applying them:
   # the next run applies the unit even though its files then look unchanged.
-  if grep -qv '^unchanged ' "$WORK/plan.$unit" 2>/dev/null; then : >"$STATE/pending.$unit"; fi
+  if [ -n "${PLANNED_CHANGES[$unit]:-}" ]; then : >"$STATE/pending.$unit"; fi
   # A record left without its marker belongs to changes already applied.
   [ -e "$STATE/pending.$unit" ] || forget_record "$unit"
   CURRENT_UNIT=$unit # a failure from here on is this unit's
@@ -812,20 +821,20 @@ reinstall_agent() {
 # (a container) or another filesystem is left to whoever made it, with one report line.
 # disk_has_grown DISK GIB: the disk's size (DISK_BYTES) is at least GIB GiB.
 disk_has_grown() {
-  DISK_BYTES=$(lsblk -b -d -n -o SIZE "$1") && [ "$DISK_BYTES" -ge $(($2 * 1024 * 1024 * 1024)) ]
+  DISK_BYTES=$(exec lsblk -b -d -n -o SIZE "$1") && [ "$DISK_BYTES" -ge $(($2 * 1024 * 1024 * 1024)) ]
 }
 
 grow_root_filesystem() {
   local source number type device disk partition status=0
-  read -r source number type < <(findmnt -n -o SOURCE,MAJ:MIN,FSTYPE /) || true
+  read -r source number type < <(exec findmnt -n -o SOURCE,MAJ:MIN,FSTYPE /) || true
   # sysfs names a partition's disk by its parent directory: .../nvme0n1/nvme0n1p1.
-  device=$(readlink -f "$ROOT/sys/dev/block/${number:-none}" || true)
+  device=$(exec readlink -f "$ROOT/sys/dev/block/${number:-none}") || true
   if [ ! -f "$device/partition" ] || [ "$type" != ext4 ]; then
     [ ! -f "$device/partition" ] || source="$type on $source"
     say "filesystem /: not grown (${source:-its source} is not a growable ext4 partition)"
     return 0
   fi
-  partition=$(cat "$device/partition")
+  read -r partition <"$device/partition" || true
   disk=${device%/*}
   disk=/dev/${disk##*/}
   retry_until 600 disk_has_grown "$disk" "$ROOT_VOLUME_GIB" || fail "$disk is still smaller than $ROOT_VOLUME_GIB GiB after 10 minutes"
@@ -850,7 +859,7 @@ data_volume_present() {
   local serial=${DATA_VOLUME_ID/-/} by_id=$ROOT/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_ link
   for link in "$by_id$serial" "${by_id}${serial}_1" "${by_id}${serial}-ns-1"; do
     if [ -e "$link" ]; then
-      DATA_DEVICE=$(readlink -f "$link")
+      DATA_DEVICE=$(exec readlink -f "$link")
       return 0
     fi
   done
@@ -863,7 +872,7 @@ data_volume_present() {
 probe_data_volume() {
   local probe status=0 line
   FS_TYPE='' FS_UUID=''
-  probe=$(blkid -p -o export "$DATA_DEVICE" 2>>"$LOG") || status=$?
+  probe=$(exec blkid -p -o export "$DATA_DEVICE" 2>>"$LOG") || status=$?
   [ "$status" = 0 ] || [ "$status" = 2 ] || fail "blkid cannot read $DATA_DEVICE (data volume $DATA_VOLUME_ID; exit $status)"
   while read -r line; do
     case "$line" in
@@ -901,19 +910,20 @@ ensure_data_volume() {
   [ -n "$formatted" ] || grow_data_filesystem
 }
 
-# What is mounted at a directory (findmnt's SOURCE: /dev/nvme1n1, or /dev/nvme1n1[/mysql]
+# What is mounted at a directory, in MOUNTED (findmnt's SOURCE: /dev/nvme1n1, or /dev/nvme1n1[/mysql]
 # for a bind mount of its mysql/), empty for nothing.
-mounted_at() { findmnt -n -o SOURCE --mountpoint "$ROOT$1" 2>/dev/null || true; }
+mounted_at() { MOUNTED=$(exec findmnt -n -o SOURCE --mountpoint "$ROOT$1" 2>/dev/null) || true; }
 
 mount_data_volume() {
   local source
-  source=$(mounted_at "$DATA_MOUNT")
+  mounted_at "$DATA_MOUNT"
+  source=$MOUNTED
   if [ -z "$source" ]; then
     mkdir -p "$ROOT$DATA_MOUNT"
     quietly mount -t ext4 -o "$DATA_MOUNT_OPTIONS" "UUID=$FS_UUID" "$ROOT$DATA_MOUNT" ||
       fail "mounting data volume $DATA_VOLUME_ID (UUID=$FS_UUID) at $DATA_MOUNT"
     say "filesystem $DATA_MOUNT: mounted (UUID=$FS_UUID, data volume $DATA_VOLUME_ID)"
-  elif [ "$(readlink -f "$source")" = "$DATA_DEVICE" ]; then
+  elif [ "$(exec readlink -f "$source")" = "$DATA_DEVICE" ]; then
     say "filesystem $DATA_MOUNT: kept"
   else
     fail "$DATA_MOUNT has $source mounted, not data volume $DATA_VOLUME_ID ($DATA_DEVICE)"
@@ -959,13 +969,14 @@ grow_data_filesystem() {
 }
 
 # MySQL's user, as its package makes it (the package then finds it): on a replaced host its
-# number may differ from the one that owns the data, which is then given to it.
+# number (MYSQL_UID) may differ from the one that owns the data, which is then given to it.
 ensure_mysql_user() {
-  if ! id -u mysql >/dev/null 2>&1; then
+  if ! MYSQL_UID=$(exec id -u mysql 2>/dev/null); then
     quietly groupadd --system mysql || fail "groupadd mysql"
     quietly useradd --system --gid mysql --no-create-home --home-dir /nonexistent --shell /bin/false \
       --comment "MySQL Server" mysql || fail "useradd mysql"
     say "user mysql: created"
+    MYSQL_UID=$(exec id -u mysql)
   fi
 }
 
@@ -980,7 +991,8 @@ ensure_mysql_user() {
 ensure_mysql_datadir() {
   local data=$ROOT$DATA_MOUNT/mysql source uid gid changed
   ensure_mysql_user
-  source=$(mounted_at "$MYSQL_DATADIR")
+  mounted_at "$MYSQL_DATADIR"
+  source=$MOUNTED
   if [ -n "$source" ] && [[ $source != *"[/mysql]" ]]; then
     # fstab's bind at a boot without the volume's mount unit (its line removed; a container,
     # whose fstab generator skips devices): systemd made the empty source on the root disk. Unbound while MySQL is down (the drop-in kept it down); never
@@ -992,7 +1004,7 @@ ensure_mysql_datadir() {
     source=''
   fi
   if [ ! -d "$data" ]; then
-    if [ -z "$source" ] && [ -n "$(find "$ROOT$MYSQL_DATADIR" -mindepth 1 -maxdepth 1 -print -quit 2>/dev/null)" ]; then
+    if [ -z "$source" ] && [ -n "$(exec find "$ROOT$MYSQL_DATADIR" -mindepth 1 -maxdepth 1 -print -quit 2>/dev/null)" ]; then
       stop_mysql "its data moves onto the data volume"
       # Copied whole before it gets its name: a run killed half-way copies again.
       mkdir -p "$data.converge-new"
@@ -1004,7 +1016,7 @@ ensure_mysql_datadir() {
       say "directory $DATA_MOUNT/mysql: created"
     fi
   fi
-  uid=$(id -u mysql) gid=$(id -g mysql)
+  uid=$MYSQL_UID gid=$(exec id -g mysql)
   changed=$(find "$data" -xdev \( ! -uid "$uid" -o ! -gid "$gid" \) -print -exec chown -h "$uid:$gid" {} + | wc -l)
   [ "$changed" = 0 ] || say "directory $DATA_MOUNT/mysql: $changed files given to this host's mysql user ($uid:$gid)"
   if [ -z "$source" ]; then
@@ -1038,8 +1050,9 @@ stop_mysql() {
 # /var/log. A new group takes effect when the Agent restarts: this run restarts it.
 MYSQL_LOG_DIR=/var/log/mysql
 grant_log_access() {
-  local dir=$ROOT$MYSQL_LOG_DIR file
-  if ! id -nG dd-agent | tr ' ' '\n' | grep -qx systemd-journal; then
+  local dir=$ROOT$MYSQL_LOG_DIR file groups
+  groups=$(exec id -nG dd-agent) || groups=
+  if [[ " $groups " != *" systemd-journal "* ]]; then
     quietly usermod -aG systemd-journal dd-agent || fail "adding dd-agent to the systemd-journal group"
     : >"$STATE/pending.datadog-agent"
     say "user dd-agent: added to systemd-journal"
@@ -1076,8 +1089,8 @@ converge_units() {
 # Where converge keeps its state, and its log: root's only (the state holds backups of
 # the MySQL check's conf, with its password; the log, what every command printed).
 open_state_and_log() {
-  mkdir -p "${STATE%/*}" "${LOG%/*}"
-  (umask 077 && mkdir -p "$STATE" && : >>"$LOG")
+  [ -d "${STATE%/*}" ] && [ -d "${LOG%/*}" ] || mkdir -p "${STATE%/*}" "${LOG%/*}"
+  (umask 077 && { [ -d "$STATE" ] || mkdir -p "$STATE"; } && : >>"$LOG")
   chmod 0700 "$STATE"
   chmod 0600 "$LOG"
 }
@@ -1089,7 +1102,7 @@ open_state_and_log() {
 take_lock() {
   local mask
   mask=$(umask)
-  mkdir -p "${LOCK%/*}"
+  [ -d "${LOCK%/*}" ] || mkdir -p "${LOCK%/*}"
   umask 077
   exec 9>>"$LOCK"
   umask "$mask"
@@ -1100,7 +1113,9 @@ take_lock() {
 
 announce() {
   touch "$BUNDLE" # the newest bundles are the ones in use (prune_bundles goes by age)
-  say "== converge ${DIGEST:0:12} (${CONVERGE_TRIGGER:-association}) $(date -u +%FT%TZ)"
+  local started
+  TZ=UTC0 printf -v started '%(%FT%TZ)T' -1
+  say "== converge ${DIGEST:0:12} (${CONVERGE_TRIGGER:-association}) $started"
 }
 
 # The association may have run a newer bundle before the first boot got here: never go back.
@@ -1122,7 +1137,7 @@ load_settings() {
 # and goes at the next run (which holds the lock: no other run is using it).
 make_workspace() {
   WORK=$STATE/work # removed by on_exit
-  rm -rf "$WORK"
+  if [ -e "$WORK" ] || [ -L "$WORK" ]; then rm -rf "$WORK"; fi
   mkdir -p "$WORK/desired"
 }
 
@@ -1132,13 +1147,14 @@ record_applied() {
 
 # Keep this bundle and the two before it, newest first, for comparing after a change.
 prune_bundles() {
-  local old
-  find "${BUNDLE%/*}" -mindepth 1 -maxdepth 1 -type d -regextype egrep -regex '.*/[0-9a-f]{64}' \
+  local old all=("${BUNDLE%/*}"/*) # three or fewer: nothing to prune (tail -n +4 finds none)
+  [ ${#all[@]} -le 3 ] || find "${BUNDLE%/*}" -mindepth 1 -maxdepth 1 -type d -regextype egrep -regex '.*/[0-9a-f]{64}' \
     -printf '%T@ %p\n' | sort -rn | tail -n +4 | cut -d' ' -f2- | while read -r old; do
     if [ "$old" != "$BUNDLE" ]; then rm -rf "$old"; fi
   done
   # Left by a delivery killed while it unpacked.
-  find "${BUNDLE%/*}" -mindepth 1 -maxdepth 1 -name '.incoming.*' -mmin +60 -exec rm -rf {} +
+  ! compgen -G "${BUNDLE%/*}/.incoming.*" >/dev/null ||
+    find "${BUNDLE%/*}" -mindepth 1 -maxdepth 1 -name '.incoming.*' -mmin +60 -exec rm -rf {} +
 }
 
 # The steps, in order. Each is a function above; a failing step ends the run with FAILED.
@@ -1221,14 +1237,14 @@ report_to_datadog() {
       "$(printf '%s\n' "${REPORT[@]}" | grep '^FAILED: ' | tail -n 1)"$'\n'"$text" "${tags[@]}"
     return 0
   fi
-  files=$(grep -c '^file ' <<<"$changed" || true)
-  packages=$(grep -c '^package ' <<<"$changed" || true)
+  files=$(exec grep -c '^file ' <<<"$changed") || true
+  packages=$(exec grep -c '^package ' <<<"$changed") || true
   title="Converge on $host:"
-  units=$(printf '%s, ' "${APPLIED[@]}")
+  printf -v units '%s, ' "${APPLIED[@]}"
   [ ${#APPLIED[@]} -eq 0 ] || title+=" ${units%, } restarted or applied;"
   [ "$files" -eq 0 ] || title+=" $files file$([ "$files" -eq 1 ] || echo s) changed;"
   [ "$packages" -eq 0 ] || title+=" $packages package$([ "$packages" -eq 1 ] || echo s) changed;"
-  [ "$title" != "Converge on $host:" ] || title+=" $(head -n 1 <<<"$changed");"
+  [ "$title" != "Converge on $host:" ] || title+=" ${changed%%$'\n'*};"
   dogstatsd_event info "${title%;}" "$text" "${tags[@]}"
 }
 

@@ -58,8 +58,8 @@ def removed_on_the_volume(host: Host) -> list[str]:
     return [line for line in argv if line.split(" ", 1)[0] in ("rm", "rmdir") and volume in line]
 
 
-def test_a_blank_volume_gets_a_filesystem_mounted_by_uuid_and_mysqls_data_before_mysql_is_installed(host, dev_files):
-    run = host.converge(dev_files, strict=True)
+def test_a_blank_volume_gets_a_filesystem_mounted_by_uuid_and_mysqls_data_before_mysql_is_installed(first_converge):
+    host, run = first_converge.host, first_converge.run  # a default host's first run, strict (conftest.py)
     assert run.returncode == 0, run.stdout + run.stderr
     assert f"data volume: {DATA_VOLUME_ID} (instance tag data-volume-id)" in run.stdout
     assert run.called("mkfs.ext4") == [f"mkfs.ext4 -q -L obslab-data {host.path(DATA_DISK)}"]
@@ -83,10 +83,9 @@ def test_a_blank_volume_gets_a_filesystem_mounted_by_uuid_and_mysqls_data_before
     assert run.called("resize2fs") == []  # a new filesystem fills its volume
 
 
-def test_a_second_run_finds_everything_in_place_and_changes_nothing(converged, dev_files):
-    host = converged  # after its first converge (tests/host/conftest.py)
-    fstab = host.path("/etc/fstab").read_text()
-    run = host.converge(dev_files)
+def test_a_second_run_finds_everything_in_place_and_changes_nothing(second_converge):
+    host, run = second_converge.host, second_converge.run  # converged twice (tests/host/conftest.py)
+    fstab = second_converge.first.path("/etc/fstab").read_text()  # as the first run left it
     assert run.returncode == 0, run.stdout
     assert run.called("mkfs.ext4") == [] and run.called("mount") == [] and run.called("chown") == []
     assert "system file" not in run.stdout and host.path("/etc/fstab").read_text() == fstab
@@ -149,8 +148,7 @@ def test_a_volume_that_is_neither_blank_nor_ext4_is_refused_and_left_as_it_is(ho
 
 @pytest.mark.parametrize("link", [f"{DATA_VOLUME_LINK}_1", f"{DATA_VOLUME_LINK}-ns-1"],
                          ids=["systemd-254-namespace", "amazon-ec2-utils"])
-def test_the_volume_is_found_under_each_of_udevs_names_for_it(tmp_path, dev_files, link):
-    host = Host(tmp_path)
+def test_the_volume_is_found_under_each_of_udevs_names_for_it(host, dev_files, link):
     host.path(DATA_VOLUME_LINK).unlink()
     host.path(link).symlink_to("../../nvme1n1")
     run = host.converge(dev_files)

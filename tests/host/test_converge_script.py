@@ -18,13 +18,15 @@ import stat
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
 from rendering.bundle import USERDATA_DIR, manifest_entries
-from tests.support.converge_harness import DEFAULT_DATADOG_HOSTNAME, HOST_USERS, IMDS_TOKEN, Host, write_bundle
+from tests.support.converge_harness import (DEFAULT_DATADOG_HOSTNAME, HOST_USERS, IMDS_TOKEN, ConvergeRun, Host,
+                                            write_bundle)
 
 AGENT_CONFIG = "/etc/datadog-agent/datadog.yaml"
 AGENT_CHECK_CONF = "/etc/datadog-agent/conf.d/custom_my_metric.yaml"
@@ -118,46 +120,61 @@ while True:
 '''
 
 
-@pytest.fixture
-def shared_host():
-    """A host whose scratch root another user can reach (pytest's own tmp is root's only)."""
+@dataclass(frozen=True)
+class RacedHost:
+    """A host converged twice (the second time on changed Agent files) while RACER ran."""
+    host: Host
+    first: ConvergeRun
+    again: ConvergeRun
+    racing: bool  # the racer still ran when the second converge ended
+    victim: Path  # root's file the racer's links point at
+    out: Path  # the racer's own directory (`swapped`: what it swapped)
+
+
+@pytest.fixture(scope="module")
+def raced_host(dev_files):
+    """A host whose scratch root another user can reach (pytest's own tmp is root's only), its
+    Agent's directories the Agent's user's, converged as RACER races it. Read only."""
     base = Path(tempfile.mkdtemp(prefix="converge-shared-"))
     try:
         base.chmod(0o711)
-        yield Host(base / "host")
+        host, agent_user = Host(base / "host"), HOST_USERS["dd-agent"]
+        agent_dir = host.path("/etc/datadog-agent")
+        for directory in ("", "checks.d", "conf.d", "conf.d/mysql.d", "conf.d/process.d"):
+            (agent_dir / directory).mkdir(parents=True, exist_ok=True)
+            os.chown(agent_dir / directory, agent_user, agent_user)  # as the Agent's package leaves them
+            (agent_dir / directory / ".keep").write_text("")
+        victim = host.base / "victim"
+        victim.write_text("root's own\n")
+        victim.chmod(0o600)
+        out = host.base / "racer"
+        out.mkdir()
+        os.chown(out, agent_user, agent_user)
+        racer = subprocess.Popen(["setpriv", f"--reuid={agent_user}", f"--regid={agent_user}", "--clear-groups",
+                                  "/usr/bin/python3", "-c", RACER, str(agent_dir), str(victim), str(out)])
+        try:
+            for _ in range(100):
+                if (out / "ready").exists() or racer.poll() is not None:
+                    break
+                time.sleep(0.1)
+            assert (out / "ready").exists(), "the racer did not start"
+            first = host.converge(dev_files)
+            code = "agent/checks.d/custom_my_metric.py"
+            again = host.converge(dict(dev_files, **{code: dev_files[code] + "# changed\n",
+                                                     "agent/datadog.yaml": dev_files["agent/datadog.yaml"] + "#\n"}))
+            racing = racer.poll() is None
+        finally:
+            racer.kill()
+            racer.wait()
+        yield RacedHost(host, first, again, racing, victim, out)
     finally:
         shutil.rmtree(base)
 
 
-def test_a_process_of_the_agents_user_cannot_redirect_a_write(shared_host, dev_files):
-    host, agent_user = shared_host, HOST_USERS["dd-agent"]
-    agent_dir = host.path("/etc/datadog-agent")
-    for directory in ("", "checks.d", "conf.d", "conf.d/mysql.d", "conf.d/process.d"):
-        (agent_dir / directory).mkdir(parents=True, exist_ok=True)
-        os.chown(agent_dir / directory, agent_user, agent_user)  # as the Agent's package leaves them
-        (agent_dir / directory / ".keep").write_text("")
-    victim = host.base / "victim"
-    victim.write_text("root's own\n")
-    victim.chmod(0o600)
-    out = host.base / "racer"
-    out.mkdir()
-    os.chown(out, agent_user, agent_user)
-    racer = subprocess.Popen(["setpriv", f"--reuid={agent_user}", f"--regid={agent_user}", "--clear-groups",
-                              "/usr/bin/python3", "-c", RACER, str(agent_dir), str(victim), str(out)])
-    try:
-        for _ in range(100):
-            if (out / "ready").exists() or racer.poll() is not None:
-                break
-            time.sleep(0.1)
-        assert (out / "ready").exists(), "the racer did not start"
-        first = host.converge(dev_files)
-        code = "agent/checks.d/custom_my_metric.py"
-        again = host.converge(dict(dev_files, **{code: dev_files[code] + "# changed\n",
-                                                 "agent/datadog.yaml": dev_files["agent/datadog.yaml"] + "#\n"}))
-        assert racer.poll() is None, "the racer stopped"
-    finally:
-        racer.kill()
-        racer.wait()
+def test_a_process_of_the_agents_user_cannot_redirect_a_write(raced_host, dev_files):
+    host, first, again, victim, out = (raced_host.host, raced_host.first, raced_host.again, raced_host.victim,
+                                       raced_host.out)
+    assert raced_host.racing, "the racer stopped"
     assert first.returncode == 0 and again.returncode == 0, first.stdout + again.stdout
     info = victim.lstat()
     assert (info.st_uid, info.st_gid, info.st_mode & 0o7777, victim.read_text()) == (0, 0, 0o600, "root's own\n")
@@ -171,9 +188,9 @@ def test_a_process_of_the_agents_user_cannot_redirect_a_write(shared_host, dev_f
 LOCK = "/run/observability-lab-converge.lock"
 
 
-def test_no_other_user_can_take_the_converge_lock(shared_host, dev_files):
-    host = shared_host
-    assert host.converge(dev_files).returncode == 0
+def test_no_other_user_can_take_the_converge_lock(raced_host):
+    host = raced_host.host  # converged, in a root another user can reach
+    assert raced_host.first.returncode == 0
     lock = host.path(LOCK)
     info, directory = lock.lstat(), lock.parent.lstat()
     assert (info.st_uid, info.st_mode & 0o777) == (0, 0o600)
@@ -253,10 +270,12 @@ def test_mysql_password_is_made_on_the_host_once_and_never_printed(converged, de
     assert not [e for e in events if password in e.title + e.text]
 
 
-def test_no_secret_is_on_the_command_line_of_anything_converge_runs(host, dev_files):
+def test_no_secret_is_on_the_command_line_of_anything_converge_runs(first_converge, converged, dev_files):
     # strict: every command converge runs is a recorder or a recording wrapper of the real
     # tool, or the run fails (process collection, on in datadog.yaml, sends command lines).
-    first = host.converge(dev_files, strict=True)
+    # The first run is the shared one (strict, tests/host/conftest.py): its command lines are in
+    # the copy's argv too.
+    host, first = converged, first_converge.run
     assert first.returncode == 0, first.stdout + first.stderr
     (password,) = re.findall(r'password: "([0-9a-f]{48})"', host.path(MYSQL_CONF).read_text())
     grants = dict(dev_files, **{"mysql/datadog_user.sql": dev_files["mysql/datadog_user.sql"] + "-- again\n"})
@@ -459,8 +478,8 @@ def test_an_agent_that_fails_on_the_previous_version_too_says_both(converged, re
         f"{DEFAULT_AGENT} too (datadog-agent status still fails 60 s after the restart, then datadog-agent status")
 
 
-def test_second_run_with_the_same_files_changes_and_restarts_nothing(converged, dev_files):
-    run = converged.converge(dev_files)
+def test_second_run_with_the_same_files_changes_and_restarts_nothing(second_converge):
+    run = second_converge.run  # the first converge's host, converged again (tests/host/conftest.py)
     assert run.returncode == 0, run.stderr
     assert set(run.report("file").values()) == {"unchanged"}
     assert run.report("service") == {"mysql": "kept", "flask-app.service": "kept", "app-traffic.service": "kept",
@@ -882,10 +901,10 @@ def test_the_first_converge_event_lists_everything_it_installed(first_converge):
     assert all(line in run.stdout.splitlines() for line in event.text.splitlines()[:-1])
 
 
-def test_a_converge_that_changes_nothing_sends_no_event(converged, dev_files):
-    run = converged.converge(dev_files)
+def test_a_converge_that_changes_nothing_sends_no_event(second_converge):
+    run = second_converge.run  # the first converge's host, converged again (tests/host/conftest.py)
     assert run.returncode == 0, run.stderr
-    assert converged.events() == []
+    assert second_converge.events == []
 
 
 def test_a_failed_converge_sends_one_error_event_naming_the_unit(converged, dev_files):

@@ -103,20 +103,20 @@ if [ "$1" = restart ] && [ -e "$FAKE/start-limit-hit.$2" ]; then
 fi
 case "$1" in
   # reset-failed PATTERN (converge passes `<unit>*`, for the units bound to it too).
-  reset-failed) rm -f "$FAKE"/start-limit-hit.$2 ;;
+  reset-failed) for hit in "$FAKE"/start-limit-hit.$2; do [ ! -e "$hit" ] || rm -f "$hit"; done ;;
   is-active) [ -e "$FAKE/active.$LAST" ] ;;
   # Failed for good: it died at its start (no Restart=), or looped into its start limit.
   is-failed) [ -e "$FAKE/start-limit-hit.$LAST" ] || { [ -e "$FAKE/dies-at-start.$LAST" ] && [ ! -e "$FAKE/active.$LAST" ]; } ;;
-  stop) rm -f "$FAKE/active.$LAST" ;;
-  enable) [ "$2" != --now ] || touch "$FAKE/active.$LAST" ;;
+  stop) [ ! -e "$FAKE/active.$LAST" ] || rm -f "$FAKE/active.$LAST" ;;
+  enable) [ "$2" != --now ] || : >"$FAKE/active.$LAST" ;;
   # A unit restarted is active, one stopped is not (dies-at-start.<unit>: it exits at once).
-  restart) if [ -e "$FAKE/dies-at-start.$2" ]; then rm -f "$FAKE/active.$2"; else touch "$FAKE/active.$2"; fi
+  restart) if [ -e "$FAKE/dies-at-start.$2" ]; then rm -f "$FAKE/active.$2"; else : >"$FAKE/active.$2"; fi
     # The Agent exits at once on a datadog.yaml it cannot start on, and Restart=on-failure
     # loops it into its start limit (StartLimitBurst=5 in 10 s) well within converge's wait.
-    if [ "$2" = datadog-agent ] && grep -qs AGENT_WONT_START "$CONVERGE_ROOT/etc/datadog-agent/datadog.yaml"; then
-      touch "$FAKE/start-limit-hit.$2"
+    if [ "$2" = datadog-agent ] && contains AGENT_WONT_START "$CONVERGE_ROOT/etc/datadog-agent/datadog.yaml"; then
+      : >"$FAKE/start-limit-hit.$2"
     fi ;;
-  disable) [ "$2" != --now ] || rm -f "$FAKE/active.$LAST" ;;
+  disable) [ "$2" != --now ] || [ ! -e "$FAKE/active.$LAST" ] || rm -f "$FAKE/active.$LAST" ;;
 esac''',
     "mysql": 'cat >>"$FAKE/mysql.sql"',
     "datadog-agent": r'''
@@ -124,19 +124,20 @@ esac''',
 [ ! -e "$FAKE/kill-at-$1" ] || kill_run
 case "$1" in
   # The Agent does not come up on a datadog.yaml that says AGENT_WONT_START.
-  status) [ ! -e "$FAKE/fail.agent-status" ] && ! grep -qs AGENT_WONT_START "$CONVERGE_ROOT/etc/datadog-agent/datadog.yaml" ;;
+  status) [ ! -e "$FAKE/fail.agent-status" ] && ! contains AGENT_WONT_START "$CONVERGE_ROOT/etc/datadog-agent/datadog.yaml" ;;
   # Running a check once fails when its code or configuration says so, or on every check
   # when the installed version is the one fail.agent-version names (a broken release).
   check)
-    installed=$(awk '$1 == "datadog-agent" {v = $2} END {print v}' "$FAKE/dpkg")
-    [ "$(cat "$FAKE/fail.agent-version" 2>/dev/null)" != "$installed" ] &&
-      ! grep -rqs CHECK_FAILS "$CONVERGE_ROOT/etc/datadog-agent" ;;
+    installed= broken=
+    while read -r name version rest; do [ "$name" != datadog-agent ] || installed=$version; done <"$FAKE/dpkg"
+    [ ! -e "$FAKE/fail.agent-version" ] || read -r broken <"$FAKE/fail.agent-version" || true
+    [ "$broken" != "$installed" ] && ! grep -rqs CHECK_FAILS "$CONVERGE_ROOT/etc/datadog-agent" ;;
   # What JMXFetch collects, in its report's format (its exit status is 0 whatever it finds):
   # jmx.collected if set; else, when tomcat.d's port and password are the JVM's (its
   # drop-in's port, its password file's), jmx.report (every bean and attribute converge
   # expects, jmx_report()); else a connection it cannot make, as with fail.jmx.
   jmx)
-    if [ -e "$FAKE/jmx.collected" ]; then cat "$FAKE/jmx.collected"; exit 0; fi
+    if [ -e "$FAKE/jmx.collected" ]; then exec cat "$FAKE/jmx.collected"; fi
     conf=$CONVERGE_ROOT/etc/datadog-agent/conf.d/tomcat.d/conf.yaml
     port=$(sed -n 's/^ *port: //p' "$conf" 2>/dev/null)
     password=$(sed -n 's/^ *password: "\(.*\)"$/\1/p' "$conf" 2>/dev/null)
@@ -144,7 +145,7 @@ case "$1" in
       ! grep -qsx "monitorRole $password" "$CONVERGE_ROOT/etc/tomcat10/jmxremote.password"; then
       echo "Cannot connect to instance cars-tomcat (127.0.0.1:$port): java.lang.SecurityException: Authentication failed!"
     else
-      cat "$FAKE/jmx.report"
+      exec cat "$FAKE/jmx.report"
     fi ;;
   configcheck)
     # Like the real Agent: config errors are listed, and the exit status is still 0.
@@ -171,8 +172,14 @@ for name in "$@"; do owner_id "$name"; [ "$OWNER_ID" = "$name" ] || echo "$name:
     # id -nG USER: its groups (usermod -aG); id -u/-g NAME: the test host's number for a user converge
     # created (useradd); else whether it exists.
     "id": r'''
-if [ "$1" = -nG ]; then echo "$2 $(cat "$FAKE/groups.$2" 2>/dev/null)"; exit 0; fi
-grep -qx "$LAST" "$FAKE/users" 2>/dev/null || exit 1
+if [ "$1" = -nG ]; then  # one line, a space between each name (as id prints them)
+  groups=
+  [ ! -e "$FAKE/groups.$2" ] || while read -r group; do groups="$groups $group"; done <"$FAKE/groups.$2"
+  echo "$2${groups:- }"; exit 0
+fi
+created=
+[ ! -e "$FAKE/users" ] || while read -r user; do [ "$user" != "$LAST" ] || created=1; done <"$FAKE/users"
+[ -n "$created" ] || exit 1
 case "$1" in -u | -g) owner_id "$LAST" && echo "$OWNER_ID" ;; esac''',
     # usermod -aG <group> <user>; setfacl/getfacl keep a directory's ACL entries in $FAKE/acl.<name>.
     "usermod": '[ "$1" != -aG ] || echo "$2" >>"$FAKE/groups.$3"',
@@ -214,13 +221,17 @@ case "$*" in
     printf %s "$IMDS_TOKEN"; exit 0 ;;
   *" http://169.254.169.254/latest/meta-data/tags/instance/"*)
     # The token in a header file (-H @file), as converge passes it.
-    header=$(while [ $# -gt 0 ]; do
-      if [ "$1" = -H ]; then case "$2" in @*) cat "${2#@}" ;; esac; fi; shift
-    done)
+    header=
+    while [ $# -gt 0 ]; do
+      if [ "$1" = -H ]; then case "$2" in @*)
+        while IFS= read -r line || [ -n "$line" ]; do header="$header${header:+
+}$line"; done <"${2#@}" ;;
+      esac; fi; shift
+    done
     [ "$header" = "X-aws-ec2-metadata-token: $IMDS_TOKEN" ] || exit 22  # 401
     tag=${LAST##*/}
     [ -e "$FAKE/imds.$tag" ] || exit 22  # 404
-    cat "$FAKE/imds.$tag"; exit 0 ;;
+    exec cat "$FAKE/imds.$tag" ;;
   *169.254.169.254*) exit 22 ;;
 esac
 # fail.curl: no answer; with hang.curl, only after curl's own --max-time (on the clock).
@@ -237,9 +248,14 @@ while [ $# -gt 0 ]; do if [ "$1" = -o ] && [ "$2" != /dev/null ]; then cp "$FAKE
     # otherwise the root filesystem: its source, device number and type (root.mount; a partition).
     "findmnt": r'''
 if [ $# -ge 2 ] && eval "[ \"\${$(($# - 1))}\" = --mountpoint ]"; then
-  awk -v t="$LAST" '$2 == t {print $1; found=1} END {exit !found}' "$FAKE/mounts" 2>/dev/null; exit
+  found=
+  [ ! -e "$FAKE/mounts" ] || while read -r source target rest; do
+    [ "$target" != "$LAST" ] || { echo "$source"; found=1; }
+  done <"$FAKE/mounts"
+  [ -n "$found" ]; exit
 fi
-cat "$FAKE/root.mount" 2>/dev/null || echo "/dev/nvme0n1p1 259:1 ext4"''',
+[ ! -e "$FAKE/root.mount" ] || exec cat "$FAKE/root.mount"
+echo "/dev/nvme0n1p1 259:1 ext4"''',
     # A filesystem on a disk file: the TYPE=/UUID= header mkfs.ext4 writes (exit 2: none).
     "blkid": r'''
 header=$(head -c 512 "$LAST" | tr -d '\0' | grep -a -E '^(TYPE|UUID|PTTYPE)=') || exit 2
@@ -270,25 +286,37 @@ awk -v t="$LAST" '$2 != t' "$FAKE/mounts" >"$FAKE/mounts.new" && mv "$FAKE/mount
     # The filesystem's size (fs.<disk>, bytes; the whole disk, size.<disk>, by default), in 4 KiB blocks.
     "dumpe2fs": r'''
 disk=$LAST
-bytes=$(cat "$FAKE/fs.${disk##*/}" 2>/dev/null || cat "$FAKE/size.${disk##*/}")
+if [ -e "$FAKE/fs.${disk##*/}" ]; then size=$FAKE/fs.${disk##*/}; else size=$FAKE/size.${disk##*/}; fi
+read -r bytes <"$size" || true
 printf 'Block count:              %s\nBlock size:               4096\n' $((bytes / 4096))''',
     # The disk's size: the first line of disk.gib, dropped once read while more lines follow;
     # for a disk file of the root's /dev, size.<disk> (the file is small).
     "lsblk": r'''
 case "$*" in
-  *SIZE*" $CONVERGE_ROOT/dev/"*) disk=$LAST && cat "$FAKE/size.${disk##*/}" ;;
+  *SIZE*" $CONVERGE_ROOT/dev/"*) disk=$LAST && exec cat "$FAKE/size.${disk##*/}" ;;
   *SIZE*)
-    gib=$(head -n 1 "$FAKE/disk.gib" 2>/dev/null || echo 1024)
-    if [ "$(wc -l <"$FAKE/disk.gib" 2>/dev/null || echo 0)" -gt 1 ]; then sed -i 1d "$FAKE/disk.gib"; fi
+    gib=1024
+    if [ -e "$FAKE/disk.gib" ]; then
+      gib=$(head -n 1 "$FAKE/disk.gib")
+      if [ "$(wc -l <"$FAKE/disk.gib")" -gt 1 ]; then sed -i 1d "$FAKE/disk.gib"; fi
+    fi
     echo $((gib * 1024 * 1024 * 1024)) ;;
   *) echo nvme0n1 ;;
 esac''',
-    "growpart": 'exit "$(cat "$FAKE/growpart.status" 2>/dev/null || echo 1)"',
+    "growpart": 'status=1\n[ ! -e "$FAKE/growpart.status" ] || read -r status <"$FAKE/growpart.status" || true\nexit "$status"',
     # resize2fs DISK of the root's /dev: its filesystem now fills it.
     "resize2fs": r'''
 case "$LAST" in "$CONVERGE_ROOT"/dev/*) rm -f "$FAKE/fs.${1##*/}" ;; esac''',
     "sleep": 'read -r now <"$FAKE/clock" && echo $((now + $1)) >"$FAKE/clock"',
 }
+
+# contains TEXT FILE: a line of FILE has TEXT in it (grep -qsF TEXT FILE, without a process).
+_CONTAINS = r'''contains() {
+  [ -r "$2" ] || return 1
+  while IFS= read -r line || [ -n "$line" ]; do case "$line" in *"$1"*) return 0 ;; esac; done <"$2"
+  return 1
+}
+'''
 
 # A user or group name -> the test host's number for it, in OWNER_ID (no subshell per call;
 # `passwd`: "name number" lines): the host's users (dd-agent, the app's) do not exist on the
@@ -350,18 +378,27 @@ def jmx_report(collected=JMX_COLLECTED) -> str:
 
 def _install_recorders(bin_dir: Path) -> None:
     bin_dir.mkdir(parents=True)
-    scripts = {name: _RECORD + _OWNER_ID + body.lstrip("\n") for name, body in RECORDERS.items()}
+    scripts = {name: _RECORD + _OWNER_ID + _CONTAINS + body.lstrip("\n") for name, body in RECORDERS.items()}
     scripts.update({name: _OWN_TOOLS + _OWNER_ID + body.lstrip("\n") for name, body in WRAPPERS.items()})
     for name, body in scripts.items():
         _write_script(bin_dir / name, "#!/bin/sh\n" + body + "\n")
 
 
-def _install_pass_through(bin_dir: Path) -> None:
-    bin_dir.mkdir(parents=True)
+@functools.cache
+def _pass_through_scripts() -> dict[str, str]:
+    """name -> its wrapper (the real tools are looked up once a session, not per host)."""
+    scripts = {}
     for name in PASS_THROUGH:
         real = shutil.which(name, path="/usr/bin:/bin")
         assert real, f"{name} is not on this machine"
-        _write_script(bin_dir / name, f'#!/bin/sh\n{_ARGV}exec {real} "$@"\n')
+        scripts[name] = f'#!/bin/sh\n{_ARGV}exec {real} "$@"\n'
+    return scripts
+
+
+def _install_pass_through(bin_dir: Path) -> None:
+    bin_dir.mkdir(parents=True)
+    for name, script in _pass_through_scripts().items():
+        _write_script(bin_dir / name, script)
 
 
 def _write_script(path: Path, text: str) -> None:
