@@ -165,6 +165,13 @@ exec {real} "$@"
         out = self.machine._nsenter(["ps", "-eo", "args", "--no-headers"], timeout=30).stdout
         return [line for line in out.splitlines() if needle in line and "ps -eo" not in line]
 
+    def wait_for_listener(self, port: int, seconds: float = 30) -> None:
+        """Waits until 127.0.0.1:port accepts a connection inside the host's namespace. After a boot
+        systemd counts the app's Type=simple unit as started once gunicorn is forked, before it
+        listens: `is-system-running` can say "running" a moment before the app answers."""
+        wait_until(lambda: self.netns.connect("127.0.0.1", port).close() is None, seconds,
+                   f"a listener on 127.0.0.1:{port} in the host", interval=0.5)
+
     def http_get(self, port: int, path: str = "/") -> tuple[int, bytes]:
         """A GET to 127.0.0.1:port inside the host's namespace."""
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -279,6 +286,7 @@ exec {real} "$@"
         env = dict(line.split("=", 1) for line in rendered.files["app/app.env"].splitlines()
                    if "=" in line and not line.startswith("#"))
         urllib.request.urlopen(urllib.request.Request(f"{self.trace_intake}/test/session/clear"), timeout=10)
+        self.wait_for_listener(int(env["APP_PORT"]))  # at once after a converge; after a boot, once gunicorn binds
         status, _ = self.http_get(int(env["APP_PORT"]))
         assert status == 200, f"the app answered {status}"
 

@@ -34,6 +34,7 @@ def test_the_apps_json_lines_are_in_the_journal_under_the_unit_the_agent_reads(h
     assert (source["type"], source["source"], source["service"]) == ("journald", "python", "sample-flask-app")
     (unit,) = source["include_units"]
     urllib.request.urlopen(urllib.request.Request(f"{booted.trace_intake}/test/session/clear"), timeout=10)
+    booted.wait_for_listener(APP_PORT)  # just booted: gunicorn may not listen yet
     status, _ = booted.http_get(APP_PORT, "/api/fail")
     assert status == 500
 
