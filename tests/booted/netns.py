@@ -2,23 +2,19 @@
 
 The container gets this namespace (`systemd-nspawn --network-namespace-path`) and nothing else:
 loopback only, plus 169.254.169.254 for instance metadata. The stand-ins' listening sockets are
-made inside it by a short-lived thread that enters the namespace (setns affects only the
-calling thread), binds and exits; the tests' own threads then serve those sockets from the
-machine's namespace, so a relay can reach the package registries while the container can reach
-nothing but these sockets.
+made inside it by the calling thread, which enters the namespace for the bind only (setns
+affects only that thread; tests/support/netns.py's `entered`); the tests' own threads then serve
+those sockets from the machine's namespace, so a relay can reach the package registries while
+the container can reach nothing but these sockets.
 """
 
 from __future__ import annotations
 
-import ctypes
-import os
 import socket
 import subprocess
-import threading
 from pathlib import Path
 
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
+from tests.support.netns import entered
 
 
 class NetworkNamespace:
@@ -50,26 +46,8 @@ class NetworkNamespace:
         return self._inside(lambda: socket.create_connection((address, port), timeout=timeout))
 
     def _inside(self, make):
-        made: dict[str, object] = {}
-
-        def run() -> None:
-            try:
-                fd = os.open(self.path, os.O_RDONLY)
-                try:
-                    if _libc.setns(fd, CLONE_NEWNET) != 0:
-                        raise OSError(ctypes.get_errno(), f"setns into {self.path}")
-                finally:
-                    os.close(fd)
-                made["socket"] = make()
-            except OSError as error:
-                made["error"] = error
-
-        thread = threading.Thread(target=run, name=f"in-{self.name}")
-        thread.start()
-        thread.join()
-        if "error" in made:
-            raise made["error"]  # type: ignore[misc]
-        return made["socket"]
+        with entered(self.name):  # this thread only, and back (tests/support/netns.py)
+            return make()
 
     def delete(self) -> None:
         subprocess.run(["ip", "netns", "delete", self.name], capture_output=True)

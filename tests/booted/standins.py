@@ -29,6 +29,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from tests.booted.netns import NetworkNamespace
+from tests.support import netns as netns_support
 
 IMDS_ADDRESS = "169.254.169.254"
 TLS_ADDRESS = "127.0.1.1"
@@ -197,58 +198,22 @@ class ByHost:
         return self.apps[host](environ, start_response)
 
 
-class Relay:
-    """TCP relay: connections to a listening socket in the host's namespace are passed to one
-    destination reached from the machine's own (apt's mirrors, pip's index, the trace intake)."""
+class Relay(netns_support.Relay):
+    """The shared relay (tests/support/netns.py) as a stand-in: connections to a listening socket
+    in the host's namespace passed to one destination reached from the machine's own (apt's
+    mirrors, pip's index, the trace intake); it can refuse them all, and counts those it relays."""
 
     def __init__(self, listener: socket.socket, destination: tuple[str, int], imitates: str):
-        self.listener = listener
-        self.destination = destination
         self.IMITATES = imitates
         self.refusing = False
         self.connections = 0
-        self._closed = False
-        threading.Thread(target=self._accept, daemon=True, name=f"relay-{destination[0]}").start()
+        super().__init__(listener, destination)
 
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            if self.refusing:
-                client.close()
-                continue
-            self.connections += 1
-            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
-
-    def _connect(self, client: socket.socket) -> None:
-        try:
-            upstream = socket.create_connection(self.destination, timeout=30)
-        except OSError:
-            client.close()
-            return
-        upstream.settimeout(None)
-        for source, sink in ((client, upstream), (upstream, client)):
-            threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self._closed = True
-        self.listener.close()
+    def admit(self, client: socket.socket) -> bool:
+        if self.refusing:
+            return False
+        self.connections += 1
+        return True
 
 
 class QuietHandler(WSGIRequestHandler):

@@ -1,8 +1,7 @@
 """What the host layer's converge tests share: the dev stack's bundle, a scratch host (on a RAM
-filesystem where there is one), one
-first converge of that bundle that the tests which start from it read or copy, and one second
-converge of the same bundle after it (a run with nothing to change) that the tests of such a
-run read."""
+filesystem where there is one), one first converge of that bundle that the tests which start
+from it read or copy, and one second converge of the same bundle after it (a run with nothing
+to change) that the tests of such a run read."""
 
 from __future__ import annotations
 

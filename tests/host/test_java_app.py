@@ -118,7 +118,8 @@ def tomcat(java_bundle, host_secrets, cars_database, namespaces):
     files, manifest = java_bundle
     jmx_port = int(yaml.safe_load(files[TOMCAT_CONF])["instances"][0]["port"])
     server_ns = namespaces.server if namespaces else None
-    relay = netns.LoopbackRelay(server_ns, cars_database.port, cars_database.port) if server_ns else None
+    relay = netns.Relay(netns.listen_in(server_ns, "127.0.0.1", cars_database.port),
+                        ("127.0.0.1", cars_database.port)) if server_ns else None
     try:
         with tomcat_server.scratch_directory() as work:
             server = tomcat_server.prepare(work, files, manifest, host_secrets, mysql_port=cars_database.port,

@@ -2,15 +2,15 @@
 
 Linux puts a socket in the network namespace of the thread that creates it, and a thread
 may switch namespaces (setns(2), root only): so this process can be a client inside a
-namespace (`entered`), and relay a port inside one to a loopback server outside it
-(`LoopbackRelay`). Nothing here leaves loopback or the namespaces the tests made.
+namespace (`entered`), listen inside one (`listen_in`), and relay what connects there to a
+server outside it (`Relay`). Nothing here leaves loopback or the namespaces the tests made.
+The booted layer's namespaces and stand-ins (tests/booted) are built on these.
 """
 from __future__ import annotations
 
 import ctypes
 import os
 import secrets
-import selectors
 import socket
 import subprocess
 import threading
@@ -22,7 +22,8 @@ CLONE_NEWNET = 0x40000000
 _LIBC = ctypes.CDLL(None, use_errno=True)
 
 
-def _setns(fd: int) -> None:
+def setns(fd: int) -> None:
+    """The calling thread into the network namespace `fd` refers to (only this thread)."""
     if _LIBC.setns(fd, CLONE_NEWNET) != 0:
         error = ctypes.get_errno()
         raise OSError(error, f"setns: {os.strerror(error)}")
@@ -37,11 +38,11 @@ def entered(netns: str | None) -> Iterator[None]:
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     target = os.open(f"/run/netns/{netns}", os.O_RDONLY)
     try:
-        _setns(target)
+        setns(target)
         try:
             yield
         finally:
-            _setns(own)
+            setns(own)
     finally:
         os.close(target)
         os.close(own)
@@ -87,50 +88,62 @@ def pair(prefix: str) -> Iterator[Pair]:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
-class LoopbackRelay:
-    """127.0.0.1:`port` inside `netns` relayed to 127.0.0.1:`target` of this process's own
-    namespace, byte for byte, one outside connection per inside one: a server inside the
-    namespace reaches a loopback server outside it (which sees a client on 127.0.0.1)."""
+def listen_in(netns: str, address: str, port: int) -> socket.socket:
+    """A TCP socket listening on address:port inside `netns`."""
+    with entered(netns):
+        return socket.create_server((address, port))
 
-    def __init__(self, netns: str, port: int, target: int):
-        self.target = target
-        with entered(netns):
-            self._listener = socket.create_server(("127.0.0.1", port))
-        self._closed = threading.Event()
-        threading.Thread(target=self._accept, name=f"relay-{port}", daemon=True).start()
+
+class Relay:
+    """Connections to `listener` (made inside a namespace) passed to `destination`, reached from
+    this process's own namespace, byte for byte: a server inside the namespace reaches one
+    outside it (a loopback destination sees a client on 127.0.0.1)."""
+
+    def __init__(self, listener: socket.socket, destination: tuple[str, int]):
+        self.listener = listener
+        self.destination = destination
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True, name=f"relay-{destination[0]}").start()
+
+    def admit(self, client: socket.socket) -> bool:
+        """Whether to relay this connection (a subclass may refuse, or count)."""
+        return True
 
     def _accept(self) -> None:
-        while not self._closed.is_set():
+        while not self._closed:
             try:
-                inside, _ = self._listener.accept()
+                client, _ = self.listener.accept()
             except OSError:  # closed
                 return
-            try:
-                outside = socket.create_connection(("127.0.0.1", self.target), timeout=5)
-            except OSError:
-                inside.close()
+            if not self.admit(client):
+                client.close()
                 continue
-            outside.settimeout(None)
-            threading.Thread(target=self._pump, args=(inside, outside), daemon=True).start()
+            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
 
-    def _pump(self, a: socket.socket, b: socket.socket) -> None:
-        peers = {a: b, b: a}
-        with selectors.DefaultSelector() as selector:
-            for sock in peers:
-                selector.register(sock, selectors.EVENT_READ)
-            try:
-                while not self._closed.is_set():
-                    for key, _ in selector.select(timeout=0.5):
-                        data = key.fileobj.recv(65536)
-                        if not data:
-                            return
-                        peers[key.fileobj].sendall(data)
-            except OSError:
-                return
-            finally:
-                a.close()
-                b.close()
+    def _connect(self, client: socket.socket) -> None:
+        try:
+            upstream = socket.create_connection(self.destination, timeout=30)
+        except OSError:
+            client.close()
+            return
+        upstream.settimeout(None)
+        for source, sink in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def close(self) -> None:
-        self._closed.set()
-        self._listener.close()
+        self._closed = True
+        self.listener.close()
