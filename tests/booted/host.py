@@ -299,12 +299,19 @@ exec {real} "$@"
         wait_until(traced, 30, f"a trace of {env['DD_SERVICE']} (env {env['DD_ENV']}, version "
                    f"{env['DD_VERSION']}) at the trace intake", interval=0.5)
 
+    def unit_log(self, unit: str) -> str:
+        """What systemd says of a unit and its journal's last lines, for a failure message."""
+        state = self.machine.run(["systemctl", "status", "--no-pager", "--lines=0", unit])
+        journal = self.machine.run(["journalctl", "--no-pager", "--lines=40", "--unit", unit])
+        return f"{state.stdout}{state.stderr}\n{journal.stdout}{journal.stderr}"
+
     def assert_agent_running(self, rendered: Rendered) -> None:
         env = dict(line.split("=", 1) for line in rendered.files["converge.env"].splitlines()
                    if "=" in line and not line.startswith("#"))
         version, held = self.package("datadog-agent")
         assert (version, held) == (f"1:{env['DD_AGENT_VERSION']}-1", True), (version, held)
         status = self.machine.run(["datadog-agent", "status"])
-        assert status.returncode == 0, f"datadog-agent status: {status.stdout}{status.stderr}"
+        assert status.returncode == 0, (f"datadog-agent status exited {status.returncode}: {status.stdout}{status.stderr}"
+                                        f"\n{self.unit_log('datadog-agent')}")
         assert f"Agent (v{env['DD_AGENT_VERSION']})" in status.stdout, status.stdout
         assert f"Hostname: {self.world.imds.tags['datadog-hostname']}" in status.stdout, status.stdout

@@ -53,3 +53,14 @@ def test_a_keyring_apt_cannot_read_fails_the_layer(host):
     assert booted.package("datadog-agent")[0] == "1:7.77.2-1"  # never upgraded
     log = booted.machine.path("/var/log/observability-lab-converge.log").read_text()
     assert "NO_PUBKEY" in log, log[-2000:]  # apt could not read the key that signs the repository
+
+
+def test_an_agent_that_is_not_running_fails_the_layer_with_its_exit_status_and_journal(host, dev_document):
+    # An empty failure says nothing (one run of the layer failed on `datadog-agent status`
+    # with no output): the verdict names the exit status and shows the unit's journal.
+    booted = host()
+    booted.machine.ok(["systemctl", "stop", "datadog-agent"])
+    with pytest.raises(AssertionError, match=r"datadog-agent status exited 1: Error: could not reach agent") as failure:
+        booted.assert_agent_running(dev_document)
+    assert "stand-in Agent 7.77.2 running" in str(failure.value)  # the unit's journal, its start included
+    assert "inactive (dead)" in str(failure.value)  # and what systemd says of it
