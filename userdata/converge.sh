@@ -267,9 +267,7 @@ ensure_packages() {
     fi
   fi
   : >"$STATE/pending.datadog-agent" # restart it even if this run dies after the install
-  apt_retry install --allow-downgrades --allow-change-held-packages "datadog-agent=$want" ||
-    fail "installing datadog-agent=$want: $APT_ERROR"
-  quietly apt-mark hold datadog-agent || fail "holding datadog-agent"
+  install_agent "$want" || fail "installing datadog-agent=$want: $APT_ERROR"
   say "package datadog-agent: ${have:-none} -> $want"
 }
 
@@ -792,7 +790,7 @@ roll_back() {
   if [ "$unit" = datadog-agent ]; then previous=$(cat "$STATE/rollback.$unit/package" 2>/dev/null || true); fi
   if [ -n "$previous" ]; then
     now="1:${DD_AGENT_VERSION}-1"
-    reinstall_agent "$previous" ||
+    install_agent "$previous" ||
       fail "datadog-agent $now fails, and installing $previous again failed too: $APT_ERROR; what is left to restore is in $STATE/rollback.$unit ($failed; see $LOG)"
     say "package datadog-agent: $now -> $previous (rolled back)"
     AGENT_PACKAGE_CHANGED=1 # the previous version runs every check again
@@ -809,9 +807,10 @@ roll_back() {
   fail "$unit rejected its new files; the previous ones are back and it runs on them ($failed; see $LOG)"
 }
 
-reinstall_agent() {
-  apt_retry install --allow-downgrades --allow-change-held-packages "datadog-agent=$1" &&
-    quietly apt-mark hold datadog-agent
+# install_agent VERSION: the Agent at exactly VERSION, held (an upgrade or a downgrade in place).
+install_agent() {
+  apt_retry install --allow-downgrades --allow-change-held-packages "datadog-agent=$1" || return 1
+  quietly apt-mark hold datadog-agent || { APT_ERROR="apt-mark could not hold it"; return 1; }
 }
 
 # A larger rootVolumeGiB is an in-place EBS modification: grow the partition and the
