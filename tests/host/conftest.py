@@ -1,15 +1,11 @@
-"""What the host layer's converge tests share: the dev stack's bundle, a scratch host (on a RAM
-filesystem where there is one), one first converge of that bundle that the tests which start
-from it read or copy, and one second converge of the same bundle after it (a run with nothing
-to change) that the tests of such a run read."""
+"""What the host layer's converge tests share: the dev stack's bundle, a scratch host (in
+tests/conftest.py's `scratch`, on a RAM filesystem where there is one), one first converge of
+that bundle that the tests which start from it read or copy, and one second converge of the
+same bundle after it (a run with nothing to change) that the tests of such a run read."""
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,46 +19,6 @@ from tests.support.dogstatsd_events import Event
 def dev_files(rendered_bundle) -> dict[str, str]:
     """The dev stack's bundle, path -> content, as the host unpacks it."""
     return rendered_bundle("dev")
-
-
-# A RAM filesystem for the scratch hosts, when the machine has one: a converge creates
-# hundreds of files, and on an ext4 disk each creation costs a few times the CPU it does on
-# tmpfs (about 0.45 ms against 0.04 ms on the development machine).
-SHM = Path("/dev/shm")
-FAILED = pytest.StashKey[bool]()
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item, call):
-    report = yield
-    if report.failed:
-        item.stash[FAILED] = True  # its scratch directory stays, for a look
-    return report
-
-
-@pytest.fixture(scope="session")
-def scratch_hosts(request, tmp_path_factory) -> Iterator[Path]:
-    """The directory of this session's scratch hosts: on /dev/shm if it is there, writable and has
-    room (a container's may have 64 MB), removed once the session passed (a failed session's stays,
-    with its failed tests' hosts only); else pytest's tmp."""
-    if not (SHM.is_dir() and os.access(SHM, os.W_OK | os.X_OK) and shutil.disk_usage(SHM).free > 256 << 20):
-        yield tmp_path_factory.mktemp("hosts")
-        return
-    base = Path(tempfile.mkdtemp(prefix="obslab-hosts-", dir=SHM))
-    yield base
-    if request.session.testsfailed == 0:
-        shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture
-def scratch(request, scratch_hosts) -> Iterator[Path]:
-    """A new directory of this test's own, in scratch_hosts, named after the test as pytest's tmp_path
-    is (30 characters: gpg's socket under the host's HOME must stay within a socket path's 108)."""
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)[:30]
-    directory = Path(tempfile.mkdtemp(prefix=name, dir=scratch_hosts))
-    yield directory
-    if not request.node.stash.get(FAILED, False):  # RAM, when on /dev/shm: freed as the tests go
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

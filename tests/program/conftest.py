@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
 
 from tests.support.document_delivery import Delivery, deliver
 
 
 @pytest.fixture(scope="session")
-def delivered(run_stack, tmp_path_factory) -> Delivery:
+def delivered(run_stack, scratch_hosts) -> Delivery:
     """dev's document run once on a fresh host: the tests read that first run, and each goes on
-    from its own copy of the host (a first converge is most of such a test's CPU)."""
-    return deliver(run_stack("dev"), tmp_path_factory.mktemp("delivered"))
+    from its own copy of the host, in its `scratch` (a first converge is most of such a test's CPU)."""
+    return deliver(run_stack("dev"), Path(tempfile.mkdtemp(prefix="delivered-", dir=scratch_hosts)))

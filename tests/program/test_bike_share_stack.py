@@ -183,8 +183,8 @@ def test_the_rebalancing_dashboard(dev):
         "bikeShareEmpty", "bikeShareFull", "bikeShareFeedUnreachable", "bikeShareFeedStale", "bikeShareTrend"}
 
 
-def test_switching_it_off_removes_the_check_from_the_host(delivered, rendered_bundle, tmp_path):
-    host = delivered.host.copy(tmp_path / "host")  # dev's bundle converged, from its document
+def test_switching_it_off_removes_the_check_from_the_host(delivered, rendered_bundle, scratch):
+    host = delivered.host.copy(scratch / "host")  # dev's bundle converged, from its document
     assert delivered.first.returncode == 0
     assert host.path("/etc/datadog-agent/checks.d/bike_share.py").exists()
     run = host.converge(rendered_bundle("dev", {"bikeShareEnabled": False}))

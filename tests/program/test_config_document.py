@@ -101,7 +101,7 @@ def test_the_host_boots_after_the_parameter_naming_the_document(stack_eval):
     assert all(parameter.urn in instance.dependencies for instance in stack_eval.of_type(INSTANCE))
 
 
-def test_document_script_unpacks_the_bundle_and_converges_on_it(delivered, tmp_path):
+def test_document_script_unpacks_the_bundle_and_converges_on_it(delivered, scratch):
     document, first = delivered.document, delivered.first
     assert first.returncode == 0, first.stdout + first.stderr
     unpacked = delivered.host.bundles / document.digest
@@ -109,7 +109,7 @@ def test_document_script_unpacks_the_bundle_and_converges_on_it(delivered, tmp_p
     assert f"== converge {document.digest[:12]} (association)" in first.stdout
     assert "service datadog-agent: restarted" in first.stdout
     # Run again (SSM may): the bundle is there already, nothing changes.
-    host = delivered.host.copy(tmp_path / "host")
+    host = delivered.host.copy(scratch / "host")
     again = run_document(host, document.script)
     assert again.returncode == 0, again.stderr
     assert "restarted or applied: nothing" in again.stdout
@@ -117,10 +117,10 @@ def test_document_script_unpacks_the_bundle_and_converges_on_it(delivered, tmp_p
 
 
 @pytest.mark.parametrize("damage", ["edited", "cut short"])
-def test_a_damaged_bundle_directory_is_unpacked_again(delivered, tmp_path, damage):
+def test_a_damaged_bundle_directory_is_unpacked_again(delivered, scratch, damage):
     document = delivered.document
     assert delivered.first.returncode == 0
-    host = delivered.host.copy(tmp_path / "host")
+    host = delivered.host.copy(scratch / "host")
     unpacked = host.bundles / document.digest
     if damage == "edited":
         (unpacked / "agent" / "datadog.yaml").write_text("api_key: tampered\n")
