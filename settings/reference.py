@@ -84,7 +84,7 @@ def write() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m settings.reference", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m settings.reference", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--write", action="store_true", help="rewrite the generated part of docs/configuration.md")
     if parser.parse_args(argv).write:
         write()
