@@ -489,15 +489,12 @@ def _check_retired(report: Report) -> None:
             report.problems.append(f"{key} = {raw!r}: {replaced}")
 
 
-def _check_across(sections: list[Any], report: Report) -> None:
+def _check_across(settings: Settings, report: Report) -> None:
     """Rules between sections: JMX off the app's port; the deliberate failures alone must not spend the
     availability SLO's budget."""
-    host = next(section for section in sections if isinstance(section, HostSettings))
-    java = next(section for section in sections if isinstance(section, JavaAppSettings))
+    host, java, app, slos = settings.host, settings.java_app, settings.app, settings.slos
     if java.jmx_port == host.app_port:
         report.fail(java, "jmx_port", java.jmx_port, f"is {report.key(host, 'app_port')}; choose another port")
-    app = next(section for section in sections if isinstance(section, AppSettings))
-    slos = next(section for section in sections if isinstance(section, SloSettings))
     budget = 100 - slos.availability_target
     if app.traffic_enabled and app.traffic_fail_percent >= budget:
         report.fail(app, "traffic_fail_percent", app.traffic_fail_percent,
@@ -509,11 +506,12 @@ def read_settings(stack: str, source: Source) -> Settings:
     """Read and validate every setting; raise one SettingsError listing all problems."""
     report = Report(stack, source)
     sections: list[Any] = [read_section(section, report) for section in SECTIONS]
-    _check_across(sections, report)
+    settings = Settings(stack, *sections, naming=naming_for(sections[0], sections[1]))
+    _check_across(settings, report)
     _check_retired(report)
     if report.problems:
         raise SettingsError(stack, report.problems)
-    return Settings(stack, *sections, naming=naming_for(sections[0], sections[1]))
+    return settings
 
 
 class PulumiConfig:
