@@ -206,9 +206,10 @@ def test_a_held_lock_is_waited_for_a_bounded_time_then_fails_clearly(host, dev_f
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # another converge, still running
-        run = host.converge(dev_files, CONVERGE_LOCK_WAIT_SECONDS="1")
+        # flock -w takes fractions of a second: the bound shows without waiting one out.
+        run = host.converge(dev_files, CONVERGE_LOCK_WAIT_SECONDS="0.2")
     assert run.returncode != 0
-    assert run.stdout.splitlines()[-1] == (f"FAILED: another converge has held {lock} for 1 s; "
+    assert run.stdout.splitlines()[-1] == (f"FAILED: another converge has held {lock} for 0.2 s; "
                                            "this one stops here (run it again once that one is done)")
     assert run.calls == [] and not host.path("/etc/datadog-agent").exists()
 

@@ -524,8 +524,10 @@ class Host:
         return self.run(["/bin/bash", str(directory / "converge.sh")], strict, **extra_env)
 
     def events(self) -> list[Event]:
-        """The Datadog events received since the last call, each parsed strictly."""
-        return [parse_event(datagram) for datagram in self.dogstatsd.received(wait=0.2)]
+        """The Datadog events received since the last call, each parsed strictly. Called once a
+        run has ended: converge's bash wrote each datagram to loopback before it exited, so they
+        are queued already; the short wait covers a kernel that delivers them a moment later."""
+        return [parse_event(datagram) for datagram in self.dogstatsd.received(wait=0.05)]
 
     def set(self, name: str, content: str = "") -> None:
         """Create a recorder state file (e.g. `fail.agent-status`, `growpart.status`)."""
