@@ -19,7 +19,9 @@ from tests.support import USERDATA
 from tests.support.local_processes import wait_until
 
 SCRIPT = USERDATA / "traffic" / "app_traffic.py"
-RATE = 25.0
+# The fastest rate appTrafficRequestsPerSecond allows: its spacing the tightest to keep, and
+# the 100 requests the mix is counted over come in 2 s.
+RATE = 50.0
 MIX = {"TRAFFIC_URL_LOOKUP_PERCENT": "20", "TRAFFIC_FAIL_PERCENT": "10"}
 ALLOWLIST = ("example.com", "docs.datadoghq.com")
 
@@ -38,7 +40,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 (http.server's name)
         self.server.requests.append((time.monotonic(), self.path, self.headers.get("User-Agent", "")))
         if len(self.server.requests) - 1 == self.stall_request:
-            time.sleep(0.5)  # 12 request slots at 25/s
+            time.sleep(0.5)  # 25 request slots at 50/s
         status = 500 if self.path == "/api/fail" else 200
         self.send_response(status)
         self.send_header("Content-Length", "2")
