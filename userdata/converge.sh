@@ -807,10 +807,10 @@ roll_back() {
   fail "$unit rejected its new files; the previous ones are back and it runs on them ($failed; see $LOG)"
 }
 
-# install_agent VERSION: the Agent at exactly VERSION, held (an upgrade or a downgrade in place).
+# install_agent VERSION: that version installed, and held.
 install_agent() {
   apt_retry install --allow-downgrades --allow-change-held-packages "datadog-agent=$1" || return 1
-  quietly apt-mark hold datadog-agent || { APT_ERROR="apt-mark could not hold it"; return 1; }
+  quietly apt-mark hold datadog-agent || { APT_ERROR="holding it failed"; return 1; }
 }
 
 # A larger rootVolumeGiB is an in-place EBS modification: grow the partition and the
