@@ -534,6 +534,13 @@ class PulumiConfig:
         config, name = self._split(key)
         return config.get_secret(name)
 
+    def is_secret(self, key: str) -> bool:
+        import pulumi
+
+        # The CLI's language host hands the program the keys it holds encrypted
+        # (PULUMI_CONFIG_SECRET_KEYS); the mock engine's config says the same (offline/engine.py).
+        return pulumi.runtime.is_config_secret(key)
+
 
 def load_settings() -> Settings:
     """The settings of the stack being deployed (or evaluated under the mock engine)."""
