@@ -298,6 +298,13 @@ def read_section(section: Callable[..., S], report: Report) -> S:
     return result
 
 
+def plain_secret_problem(key: str, stack: str) -> str:
+    """A secret set with `pulumi config set` without --secret: in clear in Pulumi.<stack>.yaml,
+    which the repo keeps. Refused, and never echoed."""
+    return (f"{key} = [not shown]: is stored in plain text in Pulumi.{stack}.yaml; remove it "
+            f"(`pulumi config rm {key}`) and set it with `pulumi config set --secret {key} <value>`")
+
+
 def _read(declared: Setting, context: Context, report: Report) -> Any:
     default = declared.derive(context) if declared.derive else declared.default
     if isinstance(declared.kind, Secret):
@@ -305,12 +312,7 @@ def _read(declared: Setting, context: Context, report: Report) -> Any:
         if value is None and declared.required:
             report.problems.append(f"{declared.full_key} = None: {declared.required}")
         elif value is not None and not report.source.is_secret(declared.full_key):
-            # `pulumi config set` without --secret: in clear in Pulumi.<stack>.yaml, which the
-            # repo keeps. Refused, and never echoed.
-            report.problems.append(
-                f"{declared.full_key} = [not shown]: is stored in plain text in Pulumi.{report.stack}.yaml; "
-                f"remove it (`pulumi config rm {declared.full_key}`) and set it with "
-                f"`pulumi config set --secret {declared.full_key} <value>`")
+            report.problems.append(plain_secret_problem(declared.full_key, report.stack))
         return value
     raw = report.source.get(declared.full_key)
     if raw is None:

@@ -252,15 +252,17 @@ def test_the_committed_stacks_hold_secrets_only_encrypted():
         "datadog:appKey"]
 
 
+@pytest.mark.parametrize("key", ["datadog:apiKey", "datadog:appKey"])
 @pytest.mark.parametrize("value, refused", [(PLAIN_API_KEY, True), ("\n    secure: AAABAKV2ZXJzaW9u", False)],
                          ids=["plain text", "encrypted"])
-def test_a_secret_in_plain_text_in_the_stack_file_is_refused_without_showing_it(tmp_path, value, refused):
+def test_a_secret_in_plain_text_in_the_stack_file_is_refused_without_showing_it(tmp_path, key, value, refused):
     """Both readers (the program under the engine, and rendering from the file alone) refuse a
-    Datadog API key the stack file holds in clear, say how to set it, and never echo it."""
+    Datadog key the stack file holds in clear (the API key, a setting; the application key, the
+    provider's own), say how to set it, and never echo it."""
     from offline.engine import evaluate
 
     stack_file = tmp_path / "Pulumi.dev.yaml"
-    stack_file.write_text((ROOT / "Pulumi.dev.yaml").read_text() + f"  datadog:apiKey: {value}\n")
+    stack_file.write_text((ROOT / "Pulumi.dev.yaml").read_text() + f"  {key}: {value}\n")
     evaluation = evaluate("dev", stack_file=stack_file)
     if not refused:
         assert evaluation.error is None, evaluation.error
@@ -272,7 +274,7 @@ def test_a_secret_in_plain_text_in_the_stack_file_is_refused_without_showing_it(
         stack_settings("dev", stack_file=stack_file)
     for error in (evaluation.error, rendered.value):
         text = str(error)
-        assert "datadog:apiKey" in text and "pulumi config set --secret datadog:apiKey" in text, text
+        assert text.count(key) == 3 and f"pulumi config set --secret {key} <value>" in text, text
         assert PLAIN_API_KEY not in text and len(error.problems) == 1, text
 
 
