@@ -76,8 +76,8 @@ def stack_settings(stack: str, overrides: Optional[Mapping[str, Any]] = None,
                    stack_file: Optional[Path] = None) -> Settings:
     """The stack's settings read straight from its file (and `overrides`), without the engine:
     what the program reads, for rendering its pure parts. Raises SettingsError."""
-    config, _ = stack_config(stack, overrides, stack_file)
-    return read_settings(stack, MappingSource(config))
+    config, secret_keys = stack_config(stack, overrides, stack_file)
+    return read_settings(stack, MappingSource(config, secret_keys))
 
 
 def _config_string(value: Any) -> str:

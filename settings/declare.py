@@ -236,19 +236,28 @@ class Source(Protocol):
 
     def get_secret(self, key: str) -> Any: ...
 
+    def is_secret(self, key: str) -> bool:
+        """Whether the stack's config holds the value encrypted (`pulumi config set --secret`)."""
+        ...
+
 
 class MappingSource:
     """Raw settings from a mapping of full keys (a stack file read without Pulumi); its secrets
-    are plain strings, for rendering and tests only."""
+    are plain strings, for rendering and tests only. `secret_keys`: the keys the file holds
+    encrypted; None when unknown, as in a test's own mapping (then every key counts as one)."""
 
-    def __init__(self, values: Mapping[str, str]):
+    def __init__(self, values: Mapping[str, str], secret_keys: Optional[Sequence[str]] = None):
         self.values = dict(values)
+        self.secret_keys = None if secret_keys is None else frozenset(secret_keys)
 
     def get(self, key: str) -> Optional[str]:
         return self.values.get(key)
 
     def get_secret(self, key: str) -> Any:
         return self.values.get(key)
+
+    def is_secret(self, key: str) -> bool:
+        return self.secret_keys is None or key in self.secret_keys
 
 
 class Report:
@@ -289,12 +298,21 @@ def read_section(section: Callable[..., S], report: Report) -> S:
     return result
 
 
+def plain_secret_problem(key: str, stack: str) -> str:
+    """A secret set with `pulumi config set` without --secret: in clear in Pulumi.<stack>.yaml,
+    which the repo keeps. Refused, and never echoed."""
+    return (f"{key} = [not shown]: is stored in plain text in Pulumi.{stack}.yaml; remove it "
+            f"(`pulumi config rm {key}`) and set it with `pulumi config set --secret {key} <value>`")
+
+
 def _read(declared: Setting, context: Context, report: Report) -> Any:
     default = declared.derive(context) if declared.derive else declared.default
     if isinstance(declared.kind, Secret):
         value = report.source.get_secret(declared.full_key)
         if value is None and declared.required:
             report.problems.append(f"{declared.full_key} = None: {declared.required}")
+        elif value is not None and not report.source.is_secret(declared.full_key):
+            report.problems.append(plain_secret_problem(declared.full_key, report.stack))
         return value
     raw = report.source.get(declared.full_key)
     if raw is None:

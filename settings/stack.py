@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from settings.declare import (PROJECT, Choice, Flag, Integer, Names, Number, OptionalText, Report, Secret,
-                              Source, Text, Timezone, read_section, setting)
+                              Source, Text, Timezone, plain_secret_problem, read_section, setting)
 from settings.naming import Naming
 from settings.slo import SLO_TIMEFRAMES, BurnRate, BurnRateKind, max_burn_rate
 from settings.validation import (SettingsError, is_cidr, is_datadog_tag, is_handle, is_hostname,
@@ -489,6 +489,16 @@ def _check_retired(report: Report) -> None:
             report.problems.append(f"{key} = {raw!r}: {replaced}")
 
 
+# Secrets a provider reads from the stack's config itself, never the program: held to the same rule.
+PROVIDER_SECRETS = ("datadog:appKey",)
+
+
+def _check_provider_secrets(report: Report) -> None:
+    for key in PROVIDER_SECRETS:
+        if report.source.get(key) is not None and not report.source.is_secret(key):
+            report.problems.append(plain_secret_problem(key, report.stack))
+
+
 def _check_across(settings: Settings, report: Report) -> None:
     """Rules between sections: JMX off the app's port; the deliberate failures alone must not spend the
     availability SLO's budget."""
@@ -509,6 +519,7 @@ def read_settings(stack: str, source: Source) -> Settings:
     settings = Settings(stack, *sections, naming=naming_for(sections[0], sections[1]))
     _check_across(settings, report)
     _check_retired(report)
+    _check_provider_secrets(report)
     if report.problems:
         raise SettingsError(stack, report.problems)
     return settings
@@ -533,6 +544,13 @@ class PulumiConfig:
     def get_secret(self, key: str) -> Any:
         config, name = self._split(key)
         return config.get_secret(name)
+
+    def is_secret(self, key: str) -> bool:
+        import pulumi
+
+        # The CLI's language host hands the program the keys it holds encrypted
+        # (PULUMI_CONFIG_SECRET_KEYS); the mock engine's config says the same (offline/engine.py).
+        return pulumi.runtime.is_config_secret(key)
 
 
 def load_settings() -> Settings:

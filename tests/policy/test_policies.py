@@ -24,6 +24,7 @@ from rendering.document import document_content
 from guardrails import datadog as dd_rules, ebs as ebs_rules, ec2 as ec2_rules, iam as iam_rules, network, ssm as ssm_rules
 from offline.engine import PLACEHOLDER_SECRETS, Evaluation, Resource, reveal
 from offline.host_config import decode_document
+from tests.support import ROOT
 from tests.support.policy_harness import (
     ADVISORY, MANDATORY, POLICIES, cloud_config, probes, resolve, violations, with_cloud_config, with_inputs,
 )
@@ -47,6 +48,14 @@ def test_the_pack_has_mandatory_and_advisory_policies():
     assert ADVISORY == {"ec2-instance-standard-tags", "ebs-standard-tags", "datadog-dashboard-template-variable"}
     assert len(MANDATORY) == len(POLICIES) - len(ADVISORY) >= 13
     assert set(guardrails.READS) == set(POLICIES)
+
+
+def test_policy_md_lists_every_policy_of_the_pack_at_its_level():
+    # docs/policy.md's table is what a reviewer reads to know what a preview enforces.
+    rows = re.findall(r"^\| `([a-z0-9-]+)` \| (mandatory|advisory) \|", (ROOT / "docs" / "policy.md").read_text(), re.M)
+    documented = dict(rows)
+    assert len(documented) == len(rows), "a policy listed twice"
+    assert documented == {name: "mandatory" if name in MANDATORY else "advisory" for name in POLICIES}
 
 
 @pytest.mark.parametrize("overrides", [None, WORLD_APP_PORT], ids=["committed", "app-port-open-to-all"])

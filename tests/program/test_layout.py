@@ -21,7 +21,8 @@ PURE_MODULES = sorted(f"{d}.{p.stem}" for d in ("rendering", "settings") for p i
                       if p.stem != "__init__")
 # What a pure module may use of the Pulumi SDKs: the providers' typed argument classes (plain
 # data), and, in settings/stack.py alone, the engine's config and stack name.
-CONFIG_READER = {"settings.stack": {"Config", "get_stack"}}
+# runtime: is_config_secret, whether the stack holds a value encrypted.
+CONFIG_READER = {"settings.stack": {"Config", "get_stack", "runtime"}}
 
 
 @pytest.mark.parametrize("module", COMPONENT_MODULES)

@@ -6,9 +6,10 @@ import ast
 import dataclasses
 
 import pytest
+import yaml
 
 from offline.engine import config_key, stack_config, stack_settings
-from settings.declare import declarations
+from settings.declare import Secret, declarations
 from settings.stack import SECTIONS
 from settings.validation import SettingsError, is_datadog_tag, is_handle, is_hostname
 from tests.support import ROOT
@@ -227,6 +228,54 @@ def test_the_committed_stacks_set_only_declared_settings():
     for stack in ("dev", "prod"):
         config, _ = stack_config(stack)
         assert set(config) - declared - {"datadog:appKey"} == set(), stack  # appKey: the provider's own
+
+
+# What `pulumi config set datadog:apiKey <key>` without `--secret` leaves in Pulumi.<stack>.yaml.
+PLAIN_API_KEY = "0123456789abcdef0123456789abcdef"
+SECRET_KEYS = {d.full_key for section in SECTIONS for _, d in declarations(section)
+               if isinstance(d.kind, Secret)} | {"datadog:appKey"}  # appKey: the provider's own
+
+
+def plain_secrets(stack_file_text: str) -> list[str]:
+    """The secret keys a stack file holds in clear (anything but Pulumi's `{secure: ...}`)."""
+    config = (yaml.safe_load(stack_file_text) or {}).get("config") or {}
+    return sorted(config_key(key) for key, value in config.items()
+                  if config_key(key) in SECRET_KEYS and not (isinstance(value, dict) and set(value) == {"secure"}))
+
+
+def test_the_committed_stacks_hold_secrets_only_encrypted():
+    assert {"datadog:apiKey", "datadog:appKey"} <= SECRET_KEYS
+    for stack in ("dev", "prod"):
+        assert plain_secrets((ROOT / f"Pulumi.{stack}.yaml").read_text()) == [], stack
+    # The check itself tells the two apart.
+    assert plain_secrets(f"config:\n  datadog:appKey: {PLAIN_API_KEY}\n  datadog:apiKey:\n    secure: AAABAx\n") == [
+        "datadog:appKey"]
+
+
+@pytest.mark.parametrize("key", ["datadog:apiKey", "datadog:appKey"])
+@pytest.mark.parametrize("value, refused", [(PLAIN_API_KEY, True), ("\n    secure: AAABAKV2ZXJzaW9u", False)],
+                         ids=["plain text", "encrypted"])
+def test_a_secret_in_plain_text_in_the_stack_file_is_refused_without_showing_it(tmp_path, key, value, refused):
+    """Both readers (the program under the engine, and rendering from the file alone) refuse a
+    Datadog key the stack file holds in clear (the API key, a setting; the application key, the
+    provider's own), say how to set it, and never echo it."""
+    from offline.engine import evaluate
+
+    stack_file = tmp_path / "Pulumi.dev.yaml"
+    stack_file.write_text((ROOT / "Pulumi.dev.yaml").read_text() + f"  {key}: {value}\n")
+    evaluation = evaluate("dev", stack_file=stack_file)
+    if not refused:
+        assert evaluation.error is None, evaluation.error
+        stack_settings("dev", stack_file=stack_file)
+        return
+    assert isinstance(evaluation.error, SettingsError), evaluation.error
+    assert evaluation.resources == [], [r.name for r in evaluation.resources]
+    with pytest.raises(SettingsError) as rendered:
+        stack_settings("dev", stack_file=stack_file)
+    for error in (evaluation.error, rendered.value):
+        text = str(error)
+        assert text.count(key) == 3 and f"pulumi config set --secret {key} <value>" in text, text
+        assert PLAIN_API_KEY not in text and len(error.problems) == 1, text
 
 
 def test_settings_are_read_in_one_module_only():

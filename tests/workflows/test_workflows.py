@@ -288,6 +288,18 @@ def test_every_action_is_pinned_to_a_commit_with_its_version():
                 assert SHA_PIN.match(step["uses"]), step["uses"]
 
 
+def test_every_pulumi_step_installs_the_cli_of_the_pinned_sdk():
+    # Without `pulumi-version` every pulumi/actions step downloads the newest 3.x CLI (its default
+    # range `^3`) at run time: previews and updates would run on an engine no one pinned. The CLI
+    # and the Python SDK are released together, one version: the SDK's pin in requirements.txt.
+    (sdk,) = re.findall(r"^pulumi==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M)
+    steps = [(f"{name}:{job_id}", step) for name, job_id, job in all_jobs()
+             for step in job.get("steps", []) if action(step) == PULUMI_ACTION]
+    assert len(steps) >= 8, len(steps)  # an install and its commands in each Pulumi job
+    unpinned = [where for where, step in steps if str(with_(step).get("pulumi-version")) != sdk]
+    assert not unpinned, f"pulumi/actions steps without `pulumi-version: {sdk}`: {unpinned}"
+
+
 def test_permissions_are_least_privilege():
     for path in WORKFLOW_FILES:
         assert load(path.name).get("permissions") in ({}, {"contents": "read"}), path.name
