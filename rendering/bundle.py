@@ -215,6 +215,18 @@ def read_sources() -> dict[str, str]:
             and not (relative := path.relative_to(USERDATA_DIR).as_posix()).startswith(FIRST_BOOT_DIR)}
 
 
+# Shipped without their comment-only lines: converge.sh's comments are a third of it, and the
+# SSM document that carries the bundle is near SSM's size limit. The repo's copy is the one to
+# read; tests/program/test_bundle.py checks bash reads the same functions and variables from both.
+SHIPPED_WITHOUT_COMMENTS = frozenset({"converge.sh"})
+
+
+def without_comment_lines(script: str) -> str:
+    """A shell script without the lines that hold only a comment (its first line, the shebang, kept)."""
+    first, *rest = script.split("\n")
+    return "\n".join([first, *(line for line in rest if not line.lstrip().startswith("#"))])
+
+
 def render_bundle(args: BundleArgs) -> Bundle:
     switched_off = {path for feature, paths in FEATURE_FILES.items()
                     if feature not in enabled_features(args) for path in paths}
@@ -225,7 +237,7 @@ def render_bundle(args: BundleArgs) -> Bundle:
         if relative.endswith(".tmpl"):
             relative = relative[: -len(".tmpl")]
             content = Template(content).substitute(values)
-        files[relative] = content
+        files[relative] = without_comment_lines(content) if relative in SHIPPED_WITHOUT_COMMENTS else content
     _check(files)
     return Bundle(files)
 

@@ -34,7 +34,37 @@ def test_every_userdata_file_is_in_the_bundle_and_templates_are_fully_rendered(s
     assert len(templates) >= 6
     for path in set(templates) - switched_off(stack_eval):
         assert "${" not in files[path], path
-    assert files["converge.sh"] == (USERDATA_DIR / "converge.sh").read_text()
+    assert files["converge.sh"] == bundle.without_comment_lines((USERDATA_DIR / "converge.sh").read_text())
+
+
+# What bash reads from a script: its functions as bash prints them back (comments gone) and
+# every variable it sets, sourced at one path (the script's directory is one of them).
+BASH_READS = r'''fresh=" $(compgen -v | tr '\n' ' ') "
+source "$1"
+declare -f
+for name in $(compgen -v); do case "$fresh" in *" $name "*) ;; *) declare -p "$name" ;; esac; done'''
+
+
+def test_converge_sh_ships_as_the_same_program_without_its_comment_lines(tmp_path):
+    # Dropping a line that only holds a comment could still change a script (one inside a
+    # multi-line string, say): bash says whether it did.
+    source = (USERDATA_DIR / "converge.sh").read_text()
+    shipped = bundle.without_comment_lines(source)
+    assert len(shipped) < 0.75 * len(source) and shipped.startswith("#!/usr/bin/env bash\n")
+    script = tmp_path / "converge.sh"
+
+    def reads(text: str) -> str:
+        script.write_text(text)
+        result = subprocess.run(["bash", "-c", BASH_READS, "_", str(script)], env={"PATH": "/usr/bin:/bin"},
+                                capture_output=True, text=True, check=True)
+        return result.stdout
+
+    program = reads(source)
+    assert "\ninstall_agent () \n" in program and "declare -a UNITS=" in program
+    assert reads(shipped) == program
+    # And the check can fail: a line of a multi-line string that looks like a comment.
+    quoting = source.replace("set -euo pipefail\n", "set -euo pipefail\nNOTE='first\n# not a comment\nlast'\n", 1)
+    assert reads(bundle.without_comment_lines(quoting)) != reads(quoting)
 
 
 def test_every_bundle_file_is_installed_by_the_manifest_or_read_by_converge(stack_eval):
