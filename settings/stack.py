@@ -307,7 +307,7 @@ class BikeShareSettings:
         Text("https URL", "must be an https:// URL of a system's gbfs.json (MobilityData's systems.csv lists them)",
              r"https://[A-Za-z0-9.\-]+(:\d+)?/\S*"),
         BIKE_SHARE_DEFAULT_FEED, "the system's GBFS `gbfs.json` (MobilityData's `systems.csv` lists them); "
-                                 "a literal address must be public unicast",
+                                 "a literal address must be public unicast, and `localhost` is refused",
         default_text=f"Citi Bike NYC's `{BIKE_SHARE_DEFAULT_FEED}`")
     largest_stations: int = setting("bikeShareLargestStations", Integer(1, BIKE_SHARE_MAX_STATIONS), 10,
                                     "watch the N stations of largest capacity (unless `bikeShareStationIds` is set)")
