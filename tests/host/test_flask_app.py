@@ -284,12 +284,16 @@ def agent(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(agent, tmp_path_factory):
+def server(agent, tmp_path_factory, rendered_bundle):
     tmp = tmp_path_factory.mktemp("app")
     netlog = tmp / "fake_net.log"
     netlog.touch()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DD_", "URL_LOOKUP_"))}
+    # The unit's environment as the host gets it (app.env), so a setting added there reaches the
+    # app here too; then what this test needs instead (loopback, its own workers, agent and DNS).
+    env.update(line.split("=", 1) for line in rendered_bundle("dev")["app/app.env"].splitlines()
+               if line and not line.startswith("#"))
     env.update({
         "PYTHONPATH": os.pathsep.join([str(APP_DIR), str(ROOT / "tests" / "support")]),
         "APP_HOST": "127.0.0.1", "APP_PORT": str(port), "APP_WORKERS": str(WORKERS),
