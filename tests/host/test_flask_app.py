@@ -27,12 +27,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT
+from tests.support import BIN, ROOT
 from tests.support.local_processes import free_port, kill_group, stop, wait_until
 from tests.support.traces import logged_trace_id
 
 APP_DIR = ROOT / "userdata" / "app"
-BIN = Path(sys.executable).parent  # console scripts of the venv running the tests
 PUBLIC_IP = "93.184.215.14"
 ALLOWLIST = "example.com,www.datadoghq.com,internal.example.com,mixed.example.com"
 FAKE_DNS = {
