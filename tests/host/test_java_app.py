@@ -240,7 +240,7 @@ def test_jmx_serves_every_bean_and_attribute_the_tomcat_conf_collects(collection
     results = collection.results
     found = {(result.attribute, _bean_matches(result.mBeanName, targets)) for result in results
              if isinstance(result.value, (int, float))}
-    missing = [query for bean, attributes in targets.items() for attribute in attributes
+    missing = [f"{bean}/{attribute}" for bean, attributes in targets.items() for attribute in attributes
                if (attribute, bean) not in found]
     assert not missing, f"no numeric value over JMX for {missing}"
     pool = {result.attribute: result.value for result in results if "type=DataSource" in result.mBeanName}
