@@ -21,7 +21,7 @@ import json
 import re
 import zoneinfo
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Iterator, Mapping, Optional, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Generic, Iterable, Iterator, Mapping, Optional, Protocol, Sequence, TypeVar
 
 T = TypeVar("T")
 PROJECT = "observability-lab"
@@ -236,6 +236,10 @@ class Source(Protocol):
 
     def get_secret(self, key: str) -> Any: ...
 
+    def keys(self) -> Iterable[str]:
+        """Every full key the stack sets (to tell it of a key that is no setting)."""
+        ...
+
 
 class MappingSource:
     """Raw settings from a mapping of full keys (a stack file read without Pulumi); its secrets
@@ -249,6 +253,9 @@ class MappingSource:
 
     def get_secret(self, key: str) -> Any:
         return self.values.get(key)
+
+    def keys(self) -> Iterable[str]:
+        return self.values.keys()
 
 
 class Report:

@@ -9,12 +9,13 @@ is declared. The reference in docs/configuration.md is generated from these decl
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 from settings.declare import (PROJECT, Choice, Flag, Integer, Names, Number, OptionalText, Report, Secret,
-                              Source, Text, Timezone, read_section, setting)
+                              Source, Text, Timezone, declarations, read_section, setting)
 from settings.naming import Naming
 from settings.slo import SLO_TIMEFRAMES, BurnRate, BurnRateKind, max_burn_rate
 from settings.validation import (SettingsError, is_cidr, is_datadog_tag, is_handle, is_hostname,
@@ -489,6 +490,19 @@ def _check_retired(report: Report) -> None:
             report.problems.append(f"{key} = {raw!r}: {replaced}")
 
 
+def _check_unknown(report: Report) -> None:
+    """A key of the program's namespace that no section declares (a typo, or a setting of another
+    version): Pulumi would hand it over unread, and the stack would silently run on the default."""
+    declared = {d.full_key for section in SECTIONS for _, d in declarations(section)} | set(RETIRED_SETTINGS)
+    for key in sorted(k for k in report.source.keys() if k.startswith(f"{PROJECT}:") and k not in declared):
+        names = {k.removeprefix(f"{PROJECT}:").lower(): k.removeprefix(f"{PROJECT}:")
+                 for k in declared if k.startswith(f"{PROJECT}:")}
+        close = difflib.get_close_matches(key.removeprefix(f"{PROJECT}:").lower(), list(names), n=1, cutoff=0.8)
+        hint = f"; did you mean {names[close[0]]}?" if close else ""
+        report.problems.append(f"{key} = {report.source.get(key)!r}: not a setting of this program "
+                               f"(docs/configuration.md lists them){hint}")
+
+
 def _check_across(settings: Settings, report: Report) -> None:
     """Rules between sections: JMX off the app's port; the deliberate failures alone must not spend the
     availability SLO's budget."""
@@ -509,6 +523,7 @@ def read_settings(stack: str, source: Source) -> Settings:
     settings = Settings(stack, *sections, naming=naming_for(sections[0], sections[1]))
     _check_across(settings, report)
     _check_retired(report)
+    _check_unknown(report)
     if report.problems:
         raise SettingsError(stack, report.problems)
     return settings
@@ -533,6 +548,14 @@ class PulumiConfig:
     def get_secret(self, key: str) -> Any:
         config, name = self._split(key)
         return config.get_secret(name)
+
+    def keys(self) -> Iterable[str]:
+        # pulumi.Config reads a key from the runtime's map, else PULUMI_CONFIG_<KEY>, else the
+        # PULUMI_CONFIG bag: the keys of the map and of the bag are those the stack sets.
+        import pulumi
+
+        config = pulumi.runtime.config
+        return {*config.CONFIG.get(), *config.get_config_env()}
 
 
 def load_settings() -> Settings:

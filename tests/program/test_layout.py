@@ -20,8 +20,8 @@ COMPONENT_MODULES = sorted(p.stem for p in (ROOT / "components").glob("*.py") if
 PURE_MODULES = sorted(f"{d}.{p.stem}" for d in ("rendering", "settings") for p in (ROOT / d).glob("*.py")
                       if p.stem != "__init__")
 # What a pure module may use of the Pulumi SDKs: the providers' typed argument classes (plain
-# data), and, in settings/stack.py alone, the engine's config and stack name.
-CONFIG_READER = {"settings.stack": {"Config", "get_stack"}}
+# data), and, in settings/stack.py alone, the engine's config (the keys it holds too) and stack name.
+CONFIG_READER = {"settings.stack": {"Config", "get_stack", "runtime"}}
 
 
 @pytest.mark.parametrize("module", COMPONENT_MODULES)
