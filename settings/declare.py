@@ -21,7 +21,7 @@ import json
 import re
 import zoneinfo
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Iterator, Mapping, Optional, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Generic, Iterable, Iterator, Mapping, Optional, Protocol, Sequence, TypeVar
 
 T = TypeVar("T")
 PROJECT = "observability-lab"
@@ -240,6 +240,10 @@ class Source(Protocol):
         """Whether the stack's config holds the value encrypted (`pulumi config set --secret`)."""
         ...
 
+    def keys(self) -> Iterable[str]:
+        """Every full key the stack sets (to tell it of a key that is no setting)."""
+        ...
+
 
 class MappingSource:
     """Raw settings from a mapping of full keys (a stack file read without Pulumi); its secrets
@@ -258,6 +262,9 @@ class MappingSource:
 
     def is_secret(self, key: str) -> bool:
         return self.secret_keys is None or key in self.secret_keys
+
+    def keys(self) -> Iterable[str]:
+        return self.values.keys()
 
 
 class Report:

@@ -9,12 +9,14 @@ is declared. The reference in docs/configuration.md is generated from these decl
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 from settings.declare import (PROJECT, Choice, Flag, Integer, Names, Number, OptionalText, Report, Secret,
-                              Source, Text, Timezone, plain_secret_problem, read_section, setting)
+                              Source, Text, Timezone, declarations, plain_secret_problem, read_section,
+                              setting)
 from settings.naming import Naming
 from settings.slo import SLO_TIMEFRAMES, BurnRate, BurnRateKind, max_burn_rate
 from settings.validation import (SettingsError, is_cidr, is_datadog_tag, is_handle, is_hostname,
@@ -307,7 +309,7 @@ class BikeShareSettings:
         Text("https URL", "must be an https:// URL of a system's gbfs.json (MobilityData's systems.csv lists them)",
              r"https://[A-Za-z0-9.\-]+(:\d+)?/\S*"),
         BIKE_SHARE_DEFAULT_FEED, "the system's GBFS `gbfs.json` (MobilityData's `systems.csv` lists them); "
-                                 "a literal address must be public unicast",
+                                 "a literal address must be public unicast, and `localhost` is refused",
         default_text=f"Citi Bike NYC's `{BIKE_SHARE_DEFAULT_FEED}`")
     largest_stations: int = setting("bikeShareLargestStations", Integer(1, BIKE_SHARE_MAX_STATIONS), 10,
                                     "watch the N stations of largest capacity (unless `bikeShareStationIds` is set)")
@@ -499,6 +501,19 @@ def _check_provider_secrets(report: Report) -> None:
             report.problems.append(plain_secret_problem(key, report.stack))
 
 
+def _check_unknown(report: Report) -> None:
+    """A key of the program's namespace that no section declares (a typo, or a setting of another
+    version): Pulumi would hand it over unread, and the stack would silently run on the default."""
+    declared = {d.full_key for section in SECTIONS for _, d in declarations(section)} | set(RETIRED_SETTINGS)
+    for key in sorted(k for k in report.source.keys() if k.startswith(f"{PROJECT}:") and k not in declared):
+        names = {k.removeprefix(f"{PROJECT}:").lower(): k.removeprefix(f"{PROJECT}:")
+                 for k in declared if k.startswith(f"{PROJECT}:")}
+        close = difflib.get_close_matches(key.removeprefix(f"{PROJECT}:").lower(), list(names), n=1, cutoff=0.8)
+        hint = f"; did you mean {names[close[0]]}?" if close else ""
+        report.problems.append(f"{key} = {report.source.get(key)!r}: not a setting of this program "
+                               f"(docs/configuration.md lists them){hint}")
+
+
 def _check_across(settings: Settings, report: Report) -> None:
     """Rules between sections: JMX off the app's port; the deliberate failures alone must not spend the
     availability SLO's budget."""
@@ -520,6 +535,7 @@ def read_settings(stack: str, source: Source) -> Settings:
     _check_across(settings, report)
     _check_retired(report)
     _check_provider_secrets(report)
+    _check_unknown(report)
     if report.problems:
         raise SettingsError(stack, report.problems)
     return settings
@@ -551,6 +567,14 @@ class PulumiConfig:
         # The CLI's language host hands the program the keys it holds encrypted
         # (PULUMI_CONFIG_SECRET_KEYS); the mock engine's config says the same (offline/engine.py).
         return pulumi.runtime.is_config_secret(key)
+
+    def keys(self) -> Iterable[str]:
+        # pulumi.Config reads a key from the runtime's map, else PULUMI_CONFIG_<KEY>, else the
+        # PULUMI_CONFIG bag: the keys of the map and of the bag are those the stack sets.
+        import pulumi
+
+        config = pulumi.runtime.config
+        return {*config.CONFIG.get(), *config.get_config_env()}
 
 
 def load_settings() -> Settings:

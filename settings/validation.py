@@ -72,11 +72,15 @@ def is_whole_internet(cidr: str) -> bool:
 def non_public_address(url: str) -> Optional[str]:
     """Why the URL's host is refused, when it is a literal address outside public unicast space.
 
-    Names pass (what they resolve to is the network's business). Literals are read as the
-    resolver reads them: inet_aton's forms too (`127.1`, `0x7f.0.0.1`, `2130706433`), and an
-    IPv6 address is also judged by the IPv4 address it embeds (mapped, NAT64, 6to4, Teredo).
+    Names pass (what they resolve to is the network's business), but for `localhost` and the
+    names under it: RFC 6761 reserves them for loopback, so they are the host itself as surely
+    as 127.0.0.1 is. Literals are read as the resolver reads them: inet_aton's forms too
+    (`127.1`, `0x7f.0.0.1`, `2130706433`), and an IPv6 address is also judged by the IPv4
+    address it embeds (mapped, NAT64, 6to4, Teredo).
     """
     host = (urlsplit(url).hostname or "").rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return f"{host} is a name reserved for loopback (RFC 6761)"
     try:
         address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(socket.inet_aton(host))
     except OSError:

@@ -27,12 +27,11 @@ from offline.stack_config import stack_settings
 from rendering.bundle import bundle_args, render_bundle
 from rendering.document import document_content, document_description, document_id
 from settings.stack import Settings
-from tests.support import ROOT, mariadb_server
+from tests.support import ROOT, STACKS, mariadb_server
 
 if TYPE_CHECKING:  # the engine loads the Pulumi SDK: only in the processes that evaluate (lazily)
     from offline.engine import Evaluation
 
-STACKS = ("dev", "prod")
 LAYERS = ("program", "host", "checks", "policy", "workflows", "docs", "booted")
 # The layers that evaluate the program: the SDKs load (seconds) in the process that runs them.
 ENGINE_LAYERS = ("program", "policy")

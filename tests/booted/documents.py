@@ -22,13 +22,10 @@ from rendering.bundle import Bundle
 from rendering.document import document_content
 from offline.engine import evaluate, reveal
 from offline.host_config import decode_document
+from tests.support.resource_types import DOCUMENT, INSTANCE, MONITOR, PARAMETER
 
 # Debian's MySQL package; a data volume of 1 GiB (tests/booted/volume.py: a sparse loop device).
 BOOTED_SETTINGS = {"mysqlServerPackage": "mariadb-server", "dataVolumeGiB": 1}
-DOCUMENT = "aws:ssm/document:Document"
-PARAMETER = "aws:ssm/parameter:Parameter"
-INSTANCE = "aws:ec2/instance:Instance"
-MONITOR = "datadog:index/monitor:Monitor"
 
 
 @dataclass(frozen=True)

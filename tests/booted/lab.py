@@ -30,6 +30,7 @@ from moto.moto_server.werkzeug_app import MotoRequestHandler
 from werkzeug.serving import make_server
 
 from settings.stack import DEFAULT_AGENT_VERSION
+from tests.support import DATA_MOUNT
 from tests.support.local_processes import free_port, stop, wait_until
 from tests.booted.agent_package import AgentVersion, build_agent_deb, embedded_site_packages
 from tests.booted.apt_repo import SigningKeys, build_repository
@@ -49,7 +50,6 @@ AGENT_VERSIONS = (AgentVersion(DEFAULT_AGENT_VERSION), AgentVersion("7.78.0"),
                   AgentVersion(BROKEN_AGENT_VERSION, failing_checks=("*",)))
 # The host's data volume, as the instance's data-volume-id tag names it (tests/booted/volume.py).
 DATA_VOLUME_ID = "vol-0d47a5e1b2c3f4a5b"
-DATA_MOUNT = "/var/lib/observability-lab-data"  # where converge.sh and its fstab line mount it
 
 
 def unmount(path: Optional[Path]) -> None:

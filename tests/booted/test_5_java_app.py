@@ -23,11 +23,11 @@ import pytest
 from jmxquery import JMXConnection, JMXQuery
 
 from rendering.bundle import JMX_COLLECTED, TOMCAT_MAIN_CLASS
+from tests.support import JMX_PASSWORD_FILE
 from tests.booted.documents import render
 from tests.booted.host import JAVA_UNIT, assert_succeeded
 from tests.support.local_processes import wait_until
 
-PASSWORD_FILE = "/etc/tomcat10/jmxremote.password"
 CARS_PORT = 8080  # the package's own HTTP connector
 MACHINE_JAVA = "/usr/lib/jvm/default-java/bin/java"  # the test's JMX client runs on the machine's JRE
 
@@ -171,7 +171,7 @@ def test_the_cars_page_reads_and_writes_mysql_through_the_pool(java_host, jvm_in
 
 def test_the_password_file_stays_cleartext_0400_after_a_login_and_a_reconverge_changes_nothing(
         java_host, jvm_in_namespace, dev_document):
-    path = java_host.machine.path(PASSWORD_FILE)
+    path = java_host.machine.path(JMX_PASSWORD_FILE)
 
     def state():
         info = path.stat()

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import STACKS
 from rendering.first_boot import user_data
 
-STACKS = ("dev", "prod")
 BROKEN = "#cloud-config\nwrite_files:\n  - path: /x\n    permissions: 0644\n"
 
 # `cloud-init schema --config-file <file>` for each file, in one interpreter: the command's own

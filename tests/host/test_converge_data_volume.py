@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import DATA_MOUNT
 from tests.support.converge_harness import (DATA_DISK, DATA_VOLUME_BYTES, DATA_VOLUME_ID, DATA_VOLUME_LINK,
                                             HOST_USERS, Host)
 
-DATA_MOUNT = "/var/lib/observability-lab-data"
 DATADIR = "/var/lib/mysql"
 UUID = "0f3c5e2a-6b1d-4c8e-9a7f-2d4b6c8e0a13"  # what the harness's mkfs.ext4 writes
 OTHER_UUID = "7d1e0c4b-2a9f-4e61-8b3d-5c0f1a2e9b74"

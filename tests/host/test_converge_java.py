@@ -16,11 +16,11 @@ import pytest
 import yaml
 
 from rendering.bundle import FEATURE_FILES, JMX_COLLECTED, manifest_entries
-from tests.support.converge_harness import HOST_USERS, Host, jmx_report
+from tests.support import JMX_PASSWORD_FILE
+from tests.support.converge_harness import HOST_USERS, Host, jmx_report, restarts
 
 DROP_IN = "/etc/systemd/system/tomcat10.service.d/observability-lab.conf"
 CONTEXT = "/etc/tomcat10/Catalina/localhost/cars.xml"
-PASSWORD_FILE = "/etc/tomcat10/jmxremote.password"
 TOMCAT_CONF = "/etc/datadog-agent/conf.d/tomcat.d/conf.yaml"
 CARS_SQL = "/var/lib/observability-lab/mysql/cars_user.sql"
 HEX48 = r"[0-9a-f]{48}"
@@ -35,10 +35,6 @@ def java_dev_files(dev_files) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def dev_files_without_java(rendered_bundle) -> dict[str, str]:
     return rendered_bundle("dev", {"javaAppEnabled": "false"})
-
-
-def restarts(run) -> list[str]:
-    return [c.split()[-1] for c in run.called("systemctl") if c.split()[1] == "restart"]
 
 
 def changed(run) -> dict[str, str]:
@@ -74,7 +70,7 @@ def test_the_first_run_installs_the_packages_and_starts_tomcat_after_the_grants(
 
 def test_the_passwords_are_made_on_the_host_and_agree_between_their_files(first_java_converge):
     host, _ = first_java_converge
-    (jmx_password,) = re.findall(rf"^monitorRole ({HEX48})$", host.path(PASSWORD_FILE).read_text(), re.M)
+    (jmx_password,) = re.findall(rf"^monitorRole ({HEX48})$", host.path(JMX_PASSWORD_FILE).read_text(), re.M)
     conf = yaml.safe_load(host.path(TOMCAT_CONF).read_text())
     assert conf["instances"][0]["password"] == jmx_password
     (cars_password,) = re.findall(rf'password="({HEX48})"', host.path(CONTEXT).read_text())
@@ -82,13 +78,13 @@ def test_the_passwords_are_made_on_the_host_and_agree_between_their_files(first_
     assert f"'cars'@'127.0.0.1' IDENTIFIED BY '{cars_password}'" in granted
     assert "@@CARS_MYSQL_PASSWORD@@" in host.path(CARS_SQL).read_text()  # the record keeps its placeholder
     assert cars_password != jmx_password
-    info = host.path(PASSWORD_FILE).stat()
+    info = host.path(JMX_PASSWORD_FILE).stat()
     assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (HOST_USERS["tomcat"], HOST_USERS["tomcat"], 0o400)
 
 
 def test_a_second_run_keeps_the_passwords_and_restarts_nothing(second_converge):
     java_host, run = second_converge.host, second_converge.run  # dev converged twice (tests/host/conftest.py)
-    before = {path: second_converge.first.path(path).read_text() for path in (PASSWORD_FILE, TOMCAT_CONF, CONTEXT)}
+    before = {path: second_converge.first.path(path).read_text() for path in (JMX_PASSWORD_FILE, TOMCAT_CONF, CONTEXT)}
     assert run.returncode == 0, run.stderr
     assert changed(run) == {} and restarts(run) == []
     assert run.report("service")["tomcat10.service"] == "kept"
@@ -160,13 +156,13 @@ def test_only_the_report_tells_whether_the_agent_collects_the_beans(java_host, j
 
 
 def test_a_lost_agent_conf_gets_the_jvms_password_back_without_restarting_the_jvm(java_host, java_dev_files):
-    password = java_host.path(PASSWORD_FILE).read_text()
+    password = java_host.path(JMX_PASSWORD_FILE).read_text()
     java_host.path(TOMCAT_CONF).unlink()
     run = java_host.converge(java_dev_files)
     assert run.returncode == 0, run.stderr
     assert changed(run) == {TOMCAT_CONF: "created"}
     assert restarts(run) == ["datadog-agent"]
-    assert java_host.path(PASSWORD_FILE).read_text() == password
+    assert java_host.path(JMX_PASSWORD_FILE).read_text() == password
     assert password.split()[-1] in java_host.path(TOMCAT_CONF).read_text()
 
 

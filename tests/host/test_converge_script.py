@@ -26,7 +26,7 @@ import yaml
 
 from rendering.bundle import USERDATA_DIR, manifest_entries
 from tests.support.converge_harness import (DEFAULT_DATADOG_HOSTNAME, HOST_USERS, IMDS_TOKEN, ConvergeRun, Host,
-                                            write_bundle)
+                                            restarts, write_bundle)
 
 AGENT_CONFIG = "/etc/datadog-agent/datadog.yaml"
 AGENT_CHECK_CONF = "/etc/datadog-agent/conf.d/custom_my_metric.yaml"
@@ -37,10 +37,6 @@ HOSTNAME_TAG_URL = "http://169.254.169.254/latest/meta-data/tags/instance/datado
 def owner_ids(owner: str) -> tuple[int, int]:
     user, group = owner.split(":")
     return HOST_USERS[user], HOST_USERS[group]
-
-
-def restarts(run) -> list[str]:
-    return [c.split()[-1] for c in run.called("systemctl") if c.split()[1] == "restart"]
 
 
 def test_first_run_installs_everything(first_converge, dev_files):

@@ -8,10 +8,9 @@ import subprocess
 import pytest
 from datadog.dogstatsd.base import DogStatsd
 
-from tests.support import USERDATA
+from tests.support import CONVERGE
 from tests.support.dogstatsd_events import Listener, parse_event
 
-CONVERGE = USERDATA / "converge.sh"
 HOST = "observability-lab-dev-1"
 # The sender has finished when we read: its datagram is queued (or on its way on
 # loopback, hence the long bound); a second one would have followed it within

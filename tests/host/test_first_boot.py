@@ -23,11 +23,11 @@ import pytest
 import yaml
 
 from rendering.first_boot import FETCHER
+from tests.support import REGION
 from tests.support.converge_harness import Host
 
 # boto3, botocore and moto are imported where they are used: every pytest process that
 # collects this file (both workers of `-n 2`) would otherwise pay their ~0.5 CPU-s import.
-REGION = "us-east-2"
 CREDENTIALS = {"AccessKeyId": "ASIAEXAMPLEEXAMPLE00", "SecretAccessKey": "example/secret/key/for/tests/only",
                "Token": "session-token-for-tests"}
 

@@ -27,12 +27,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT
+from tests.support import BIN, ROOT
 from tests.support.local_processes import free_port, kill_group, stop, wait_until
 from tests.support.traces import logged_trace_id
 
 APP_DIR = ROOT / "userdata" / "app"
-BIN = Path(sys.executable).parent  # console scripts of the venv running the tests
 PUBLIC_IP = "93.184.215.14"
 ALLOWLIST = "example.com,www.datadoghq.com,internal.example.com,mixed.example.com"
 FAKE_DNS = {
@@ -284,12 +283,16 @@ def agent(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(agent, tmp_path_factory):
+def server(agent, tmp_path_factory, rendered_bundle):
     tmp = tmp_path_factory.mktemp("app")
     netlog = tmp / "fake_net.log"
     netlog.touch()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DD_", "URL_LOOKUP_"))}
+    # The unit's environment as the host gets it (app.env), so a setting added there reaches the
+    # app here too; then what this test needs instead (loopback, its own workers, agent and DNS).
+    env.update(line.split("=", 1) for line in rendered_bundle("dev")["app/app.env"].splitlines()
+               if line and not line.startswith("#"))
     env.update({
         "PYTHONPATH": os.pathsep.join([str(APP_DIR), str(ROOT / "tests" / "support")]),
         "APP_HOST": "127.0.0.1", "APP_PORT": str(port), "APP_WORKERS": str(WORKERS),

@@ -37,10 +37,9 @@ import yaml
 from jmxquery import JMXConnection, JMXQuery
 
 from rendering.bundle import JMX_COLLECTED, TOMCAT_MAIN_CLASS, TOMCAT_USER, manifest_entries
-from tests.support import netns, tomcat_server
+from tests.support import JMX_PASSWORD_FILE, netns, tomcat_server
 from tests.support.local_processes import free_port, wait_until
 
-PASSWORD_FILE = "/etc/tomcat10/jmxremote.password"
 TOMCAT_CONF = "agent/conf.d/tomcat.d/conf.yaml"
 PROCESS_CONF = "agent/conf.d/process.d/conf.yaml"
 CARS_SQL = "mysql/cars_user.sql"
@@ -208,7 +207,7 @@ class Collection:
 
 
 def _password_file(tomcat) -> tuple:
-    path = tomcat.host_path(PASSWORD_FILE)
+    path = tomcat.host_path(JMX_PASSWORD_FILE)
     return path.read_bytes(), path.stat().st_mode, path.stat().st_mtime_ns, path.stat().st_uid
 
 
@@ -241,7 +240,7 @@ def test_jmx_serves_every_bean_and_attribute_the_tomcat_conf_collects(collection
     results = collection.results
     found = {(result.attribute, _bean_matches(result.mBeanName, targets)) for result in results
              if isinstance(result.value, (int, float))}
-    missing = [query for bean, attributes in targets.items() for attribute in attributes
+    missing = [f"{bean}/{attribute}" for bean, attributes in targets.items() for attribute in attributes
                if (attribute, bean) not in found]
     assert not missing, f"no numeric value over JMX for {missing}"
     pool = {result.attribute: result.value for result in results if "type=DataSource" in result.mBeanName}
@@ -335,7 +334,7 @@ def test_a_password_file_others_can_read_stops_the_jvm(scratch, java_bundle, hos
     files, manifest = java_bundle
     server = tomcat_server.prepare(scratch, files, manifest, host_secrets, mysql_port=cars_database.port,
                                    jmx_port=free_port())
-    server.host_path(PASSWORD_FILE).chmod(0o644)
+    server.host_path(JMX_PASSWORD_FILE).chmod(0o644)
     process = server.launch()
     try:
         process.wait(timeout=60)

@@ -45,12 +45,11 @@ import yaml
 from datadog_checks.base import AgentCheck
 from datadog_checks.base.utils.db import QueryManager
 
-from tests.support import USERDATA
+from tests.support import CONVERGE, USERDATA
 
 SQL_FILE = USERDATA / "mysql" / "datadog_user.sql"
 CONF_FILE = USERDATA / "agent" / "conf.d" / "mysql.d" / "conf.yaml"
 PLACEHOLDER = "@@DATADOG_MYSQL_PASSWORD@@"
-CONVERGE = USERDATA / "converge.sh"
 DENIED = {1044, 1142, 1227}  # database / table / privilege access denied
 
 # What the mysql check queries with this config, by collector (integrations-core mysql).

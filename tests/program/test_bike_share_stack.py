@@ -78,6 +78,8 @@ NON_PUBLIC_FEEDS = [
     "https://2852039166/gbfs.json",
     # IPv6 literals: refused by the URL's shape already, whatever their address.
     "https://[::1]/gbfs.json", "https://[fd00::1]/gbfs.json", "https://[::ffff:169.254.169.254]/gbfs.json",
+    # Names reserved for loopback (RFC 6761): the host itself, whatever resolves them.
+    "https://localhost/gbfs.json", "https://LocalHost./gbfs.json", "https://feeds.localhost:8443/gbfs.json",
 ]
 
 
@@ -91,7 +93,7 @@ def test_a_feed_at_a_literal_address_outside_public_unicast_is_refused(url):
 
 @pytest.mark.parametrize("url", ["https://gbfs.citibikenyc.com/gbfs/2.3/gbfs.json", "https://gbfs.example.org/gbfs.json",
                                  "https://1e100.net/gbfs.json", "https://8.8.8.8/gbfs.json",
-                                 "https://10.example.org/gbfs.json"])
+                                 "https://10.example.org/gbfs.json", "https://localhost.example.org/gbfs.json"])
 def test_a_feed_by_name_or_public_address_is_accepted(url):
     assert stack_settings("dev", {"bikeShareFeedUrl": url}).bike_share.feed_url == url
 

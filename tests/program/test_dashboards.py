@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import re
+from tests.support import HOSTS, SERVICE, hostnames
 from tests.support.resource_types import DASHBOARD, DASHBOARDS
 from tests.support.shared_settings import DEV_DATADOG
 
-SERVICE = "sample-flask-app"
-HOSTS = {"dev": 1, "prod": 2}  # hostCount of the committed stacks
-
-
-def hostnames(evaluation) -> list[str]:
-    return [f"observability-lab-{evaluation.stack}-{n}" for n in range(1, HOSTS[evaluation.stack] + 1)]
 
 
 def scope(evaluation) -> str:
@@ -115,7 +110,7 @@ def test_host_template_variable_lists_the_stacks_hosts_and_shows_them_all(stack_
     env = stack_eval.stack
     for key, board in dashboards(stack_eval).items():
         assert board["templateVariables"] == [{"name": "host", "prefix": "host", "defaults": ["*"],
-                                               "availableValues": hostnames(stack_eval)}], key
+                                               "availableValues": hostnames(stack_eval.stack)}], key
         # Every query is filtered by the variable, so the board follows it, and by the
         # stack's env (and, for host metrics, its project tag): `*` is this stack's hosts.
         # (An SLO widget has no query: its SLO covers the stack's service and env, on every host.)

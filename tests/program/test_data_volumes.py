@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from offline import changes
 from settings.validation import SettingsError
-from tests.support.evaluations import plan_of
+from tests.support.evaluations import compare
 from tests.support.resource_types import ATTACHMENT, DOCUMENT as DOCUMENT_TYPE, INSTANCE, VOLUME
 from tests.support.resource_types import LIFECYCLE_POLICY as POLICY
 
@@ -20,10 +19,6 @@ DOCUMENT = (DOCUMENT_TYPE, "host-config-document")
 TWO_HOSTS = {"hostCount": 2}
 OTHER_ZONE_SUBNET = "subnet-0ccccccccccccccc3"   # us-east-2c in the offline engine
 SAME_ZONE_SUBNET = "subnet-0123456789abcdef0"    # us-east-2a, the default subnet's zone
-
-
-def compare(before, after) -> dict:
-    return changes.compare(plan_of(before), plan_of(after))
 
 
 def of(result: dict, type_: str) -> dict:

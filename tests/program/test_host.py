@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 from offline.engine import PLACEHOLDER_SECRETS, fake_id, is_secret, reveal
+from tests.support import HOSTS
 from tests.support.resource_types import ACCESS, HOST, INSTANCE, KMS_KEY, PARAMETER, SECURITY_GROUP
 from tests.support.shared_settings import DEPLOYERS, DEV_ACCESS
 
-HOSTS = {"dev": 1, "prod": 2}  # hostCount of the committed stacks
 
 
 def ami_lookups(evaluation):

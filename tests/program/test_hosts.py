@@ -11,7 +11,7 @@ import pytest
 from offline import changes
 from offline.engine import Evaluation
 from tests.support import DATA
-from tests.support.evaluations import plan_of
+from tests.support.evaluations import compare, plan_of
 
 from tests.support.resource_types import (ACCESS, ACCESS_BEFORE, ASSOCIATION, ATTACHMENT, COMPONENTS_RETYPED, DOCUMENT,
                                           HOST, INSTANCE, PARAMETER, SINGLE_HOST_BEFORE, VOLUME)
@@ -121,10 +121,6 @@ def test_outputs_per_host_and_the_single_host_ones_only_for_one_host(fleets):
         for hostname, host in outputs["hosts"].items():
             assert set(host) == {"instanceId", "dataVolumeId", "publicDns", "appUrl", "ssmSessionCommand"}
             assert host["ssmSessionCommand"].endswith(f"--target {host['instanceId']}"), hostname
-
-
-def compare(before, after) -> dict:
-    return changes.compare(plan_of(before), plan_of(after))
 
 
 def changed(result: dict) -> dict:

@@ -18,10 +18,10 @@ import json
 import pytest
 
 from rendering import iam_policies
+from tests.support import REGION
 from tests.support.iam_simulator import Principal, managed_policy
 from offline.engine import FAKE_ACCOUNT, FAKE_DEPLOYER, Evaluation
 
-REGION = "us-east-2"
 VIA_SSM = {"kms:ViaService": f"ssm.{REGION}.amazonaws.com", "kms:CallerAccount": FAKE_ACCOUNT}
 AWS_SSM_KEY = f"arn:aws:kms:{REGION}:{FAKE_ACCOUNT}:key/aws-ssm"
 # The key policy AWS gives the AWS-managed key aws/ssm ("Principal": "*" written as the string,

@@ -12,18 +12,13 @@ import shutil
 import pytest
 
 import rendering.bundle as bundle
-from offline import changes
 from offline.engine import evaluate
-from tests.support.evaluations import plan_of
+from tests.support.evaluations import compare
 
 INSTANCE = ("aws:ec2/instance:Instance", "host-1-instance")
 DOCUMENT = ("aws:ssm/document:Document", "host-config-document")
 ASSOCIATION = ("aws:ssm/association:Association", "host-config-run-association")
 CURRENT = ("aws:ssm/parameter:Parameter", "host-config-current-document")
-
-
-def compare(before, after) -> dict:
-    return changes.compare(plan_of(before), plan_of(after))
 
 
 def assert_converged_in_place(result: dict) -> None:

@@ -20,8 +20,8 @@ COMPONENT_MODULES = sorted(p.stem for p in (ROOT / "components").glob("*.py") if
 PURE_MODULES = sorted(f"{d}.{p.stem}" for d in ("rendering", "settings") for p in (ROOT / d).glob("*.py")
                       if p.stem != "__init__")
 # What a pure module may use of the Pulumi SDKs: the providers' typed argument classes (plain
-# data), and, in settings/stack.py alone, the engine's config and stack name.
-# runtime: is_config_secret, whether the stack holds a value encrypted.
+# data), and, in settings/stack.py alone, the engine's config (the keys it holds, and which it holds
+# encrypted: pulumi.runtime) and stack name.
 CONFIG_READER = {"settings.stack": {"Config", "get_stack", "runtime"}}
 
 
@@ -80,3 +80,21 @@ def test_pyright_checks_every_package_of_the_program():
     include = set(json.loads((ROOT / "pyrightconfig.json").read_text())["include"])
     packages = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests", "bench"}
     assert packages | {"__main__.py", "policy"} <= include, sorted(packages - include)
+
+
+def test_no_test_module_declares_again_what_another_one_declares():
+    # Shared constants and helpers of the tests live once, in tests/support (or conftest.py); a
+    # second copy drifts from the first. Same name and same value (or body) in two modules fails.
+    declared: dict[tuple[str, str], list[str]] = {}
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+                    and node.targets[0].id.isupper()):
+                key = (node.targets[0].id, ast.unparse(node.value))
+            elif isinstance(node, ast.FunctionDef) and not node.name.startswith("test_"):
+                key = (node.name, ast.unparse(node))
+            else:
+                continue
+            declared.setdefault(key, []).append(path.relative_to(ROOT).as_posix())
+    again = {name: paths for (name, _), paths in declared.items() if len(paths) > 1}
+    assert again == {}

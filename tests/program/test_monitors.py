@@ -8,6 +8,7 @@ import pytest
 
 from rendering.queries import MESSAGE_SECTIONS, app_base_url, monitor_message, number
 from settings.validation import SettingsError
+from tests.support import SERVICE, hostnames
 from tests.support.resource_types import MONITOR, MONITORS
 from tests.support.shared_settings import DEV_DATADOG, FOOTER, PROD_DATADOG
 
@@ -16,7 +17,6 @@ PREFIX = "datadog-monitors-"
 # (tests/program/test_slos.py) replace them.
 KEYS = {"my-metric", "processes", "app-processes", "mysql", "app-error-logs"}
 SLO_ALERTS = {f"{slo}{alert}" for slo in ("availability", "latency") for alert in ("PageFast", "PageSlow", "Ticket")}
-SERVICE = "sample-flask-app"
 
 
 def monitors(evaluation) -> dict[str, dict]:
@@ -24,11 +24,6 @@ def monitors(evaluation) -> dict[str, dict]:
     return {r.name.removeprefix(PREFIX): r.inputs for r in evaluation.of_type(MONITOR) if r.name.startswith(PREFIX)}
 
 
-HOSTS = {"dev": 1, "prod": 2}  # hostCount of the committed stacks
-
-
-def hostnames(evaluation) -> list[str]:
-    return [f"observability-lab-{evaluation.stack}-{n}" for n in range(1, HOSTS[evaluation.stack] + 1)]
 
 
 def tags_of(evaluation) -> str:
@@ -39,7 +34,7 @@ def tags_of(evaluation) -> str:
 def named_hosts(evaluation) -> str:
     """The stack's tags and hosts in Datadog's boolean metric filter syntax."""
     return (f"env:{evaluation.stack} AND project:observability-lab AND host IN "
-            f"({', '.join(hostnames(evaluation))})")
+            f"({', '.join(hostnames(evaluation.stack))})")
 
 
 def handles_of(evaluation) -> list[str]:

@@ -296,3 +296,23 @@ def test_components_take_their_sections_never_the_whole_settings():
                 if whole & {a.name for a in node.names}:
                     importers.append(path.name)
     assert importers == []
+
+
+def test_a_key_that_is_no_setting_is_reported_with_the_others(run_stack_allowing_errors):
+    # A misspelled key would be handed over unread: the stack would run on the default, silently.
+    evaluation = run_stack_allowing_errors("dev", {"hostcount": 3, "appWorker": 4, "noSuchThing": "x",
+                                                   "checkIntervalSeconds": 5})
+    assert isinstance(evaluation.error, SettingsError)
+    assert evaluation.error.problems[-3:] == [
+        "observability-lab:appWorker = '4': not a setting of this program (docs/configuration.md lists them); "
+        "did you mean appWorkers?",
+        "observability-lab:hostcount = '3': not a setting of this program (docs/configuration.md lists them); "
+        "did you mean hostCount?",
+        "observability-lab:noSuchThing = 'x': not a setting of this program (docs/configuration.md lists them)"]
+    assert "observability-lab:checkIntervalSeconds = '5'" in evaluation.error.problems[0]
+    assert evaluation.resources == []
+
+
+def test_a_key_of_another_namespace_is_left_to_its_owner(settings_of):
+    # aws:profile, datadog:appKey, ...: the providers' settings, not this program's.
+    assert settings_of("dev", {"aws:profile": "lab", "datadog:appKey": "k"}).host.count == 1

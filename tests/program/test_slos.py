@@ -7,10 +7,10 @@ import re
 import pytest
 
 from settings.slo import BurnRate, max_burn_rate, parse_burn_rate
+from tests.support import SERVICE
 from tests.support.resource_types import MONITOR, SLO, SLOS
 from tests.support.shared_settings import PROD_DATADOG
 
-SERVICE = "sample-flask-app"
 PAGE = {"dev": ["@sre-dev@example.com"], "prod": ["@pagerduty-observability-lab", "@sre-oncall@example.com"]}
 TICKET = {"dev": ["@sre-dev@example.com"], "prod": ["@sre-team@example.com"]}
 # The SRE workbook's pairs (chapter 5, "Alerting on SLOs", table 5-8), and Datadog's longest window.

@@ -444,6 +444,11 @@ class ConvergeRun:
         return [call for call in self.calls if call.split(" ", 1)[0] == command]
 
 
+def restarts(run: ConvergeRun) -> list[str]:
+    """The units a converge run restarted, in order."""
+    return [c.split()[-1] for c in run.called("systemctl") if c.split()[1] == "restart"]
+
+
 class Host:
     """A scratch root that keeps its state across converge runs, like a host."""
 

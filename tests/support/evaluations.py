@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from offline import changes
 from offline.engine import Evaluation
 from offline.host_config import ConfigDocument, decode_document
 from offline.plan import build_plan
@@ -44,3 +45,8 @@ def plan_of(evaluation: Evaluation) -> dict:
     if id(evaluation) not in _PLANS:  # the evaluation is kept with it, so its id stays its own
         _PLANS[id(evaluation)] = (evaluation, build_plan(evaluation))
     return _PLANS[id(evaluation)][1]
+
+
+def compare(before: Evaluation, after: Evaluation) -> dict:
+    """What changes, resource by resource, from one evaluation to another (offline/changes.py)."""
+    return changes.compare(plan_of(before), plan_of(after))

