@@ -50,6 +50,16 @@ def test_the_program_pins_every_distribution_it_installs():
     assert {name: metadata.version(name) for name in closure} == {name: pins[name] for name in closure}
 
 
+def test_the_hosts_app_pins_every_distribution_its_venv_installs():
+    # converge.sh builds /opt/sample-flask-app/venv from userdata/app/requirements.txt; the tests
+    # run the app on this venv's versions of the same distributions.
+    pins = exact_pins((ROOT / "userdata" / "app" / "requirements.txt").read_text())
+    assert {"ddtrace", "flask", "gunicorn", "urllib3"} <= set(pins)
+    closure = needed(sorted(pins))
+    assert sorted(closure - set(pins)) == [], "installed on the host but not pinned in userdata/app/requirements.txt"
+    assert {name: metadata.version(name) for name in closure} == {name: pins[name] for name in closure}
+
+
 def test_the_closure_check_sees_a_dependency_of_a_dependency():
     # None of these is a root: grpcio comes in through pulumi, zipp through OpenTelemetry's API
     # (three levels down). They must be found, or the test above proves nothing.
