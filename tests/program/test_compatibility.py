@@ -56,6 +56,8 @@ LOG_AND_EVENT_FILES = {"agent/conf.d/flask_app.d/conf.yaml", "agent/conf.d/mysql
                        "app/app.env", "app/app.py", "app/gunicorn.conf.py", "app/log_format.py", "converge.env",
                        "converge.sh", "manifest"}
 TRAFFIC_FILES = {"traffic/app_traffic.py", "traffic/app-traffic.env", "traffic/app-traffic.service"}  # dev only
+# The host app's dependency closure pinned (the review after issue 22): its requirements file.
+APP_PINS = {"app/requirements.txt"}
 NEW_LOG_FILES = {"agent/conf.d/flask_app.d/conf.yaml", "app/log_format.py"}  # the rest of LOG_AND_EVENT_FILES changed
 
 
@@ -133,7 +135,7 @@ def test_prod_changes_only_the_data_volumes_and_issue_17s_19s_and_20s_changes(pr
     assert {key: result[key] for key in data_volume_changes(2)} == data_volume_changes(2)
     assert {key: result[key] for key in issue_20_changes()} == issue_20_changes()
     assert not java_app_resources(now)  # nothing of the Java workload's own in prod
-    assert changed_bundle_files(base, now) == HOST_FIXES | CONVERGE_FILES | LOG_AND_EVENT_FILES
+    assert changed_bundle_files(base, now) == HOST_FIXES | CONVERGE_FILES | LOG_AND_EVENT_FILES | APP_PINS
     assert len(result) == len(now["resources"]) + 1 + len(RETIRED)  # and the deleted bootstrap and monitors
 
 
@@ -154,7 +156,7 @@ def test_dev_changes_only_what_the_bike_share_fixes_the_data_volumes_and_issues_
     (config,) = now["hostConfiguration"].values()
     assert {f["path"] for f in config["files"]} == set(base["bundleFiles"]) | JAVA_FILES | NEW_LOG_FILES | TRAFFIC_FILES
     assert changed_bundle_files(base, now) == (HOST_FIXES | CONVERGE_FILES | JAVA_FILES | {BIKE_SHARE_CONF}
-                                               | LOG_AND_EVENT_FILES | TRAFFIC_FILES)
+                                               | LOG_AND_EVENT_FILES | TRAFFIC_FILES | APP_PINS)
     assert "    service: \"bike-share\"\n" in config["contents"][BIKE_SHARE_CONF]
 
 
