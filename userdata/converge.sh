@@ -97,15 +97,28 @@ restart_unit() {
   quietly systemctl restart "$1"
 }
 
-# Runs a command with its output in the log only; on failure the log's last lines go to stderr.
+# Runs a command (not a function: the pipe runs it in a subshell) with its output in the log
+# only, the host's passwords masked in it (mysql quotes the statement it refuses); on failure
+# the log's last lines go to stderr (SSM keeps it).
 quietly() {
   local status=0
-  "$@" >>"$LOG" 2>&1 || status=$?
+  "$@" 2>&1 | mask_secrets >>"$LOG" || status=$?
   if [ "$status" -ne 0 ]; then
     echo "--- $* exited $status; the end of $LOG:" >&2
     tail -n 20 "$LOG" >&2
   fi
   return "$status"
+}
+
+# In bash alone: a password on sed's command line would show in the process list.
+mask_secrets() {
+  local line secret
+  while IFS= read -r line || [ -n "$line" ]; do
+    for secret in "$MYSQL_PASSWORD" "$CARS_MYSQL_PASSWORD" "$JMX_PASSWORD"; do
+      [ -z "$secret" ] || line=${line//"$secret"/[masked]}
+    done
+    printf '%s\n' "$line"
+  done
 }
 
 # apt-get's messages (LC_ALL=C) for what waiting can fix: the dpkg lock held by someone

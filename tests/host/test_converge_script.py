@@ -267,6 +267,18 @@ def test_mysql_password_is_made_on_the_host_once_and_never_printed(converged, de
     assert not [e for e in events if password in e.title + e.text]
 
 
+def test_a_statement_mysql_refuses_is_logged_and_reported_with_the_password_masked(converged, dev_files):
+    (password,) = re.findall(r'password: "([0-9a-f]{48})"', converged.path(MYSQL_CONF).read_text())
+    converged.set("fail.mysql")
+    changed = dict(dev_files, **{"mysql/datadog_user.sql": dev_files["mysql/datadog_user.sql"] + "-- again\n"})
+    run = converged.converge(changed)
+    assert run.returncode != 0 and "mysql refused the grants for datadog" in run.stdout
+    log = converged.path("/var/log/observability-lab-converge.log").read_text()
+    # mysql's refusal is there, in the log and in what SSM keeps (stderr), but not the password.
+    assert "IDENTIFIED BY '[masked]'" in log and "IDENTIFIED BY '[masked]'" in run.stderr
+    assert password not in run.stdout + run.stderr + log
+
+
 def test_no_secret_is_on_the_command_line_of_anything_converge_runs(first_converge, converged, dev_files):
     # strict: every command converge runs is a recorder or a recording wrapper of the real
     # tool, or the run fails (process collection, on in datadog.yaml, sends command lines).

@@ -118,7 +118,13 @@ case "$1" in
     fi ;;
   disable) [ "$2" != --now ] || [ ! -e "$FAKE/active.$LAST" ] || rm -f "$FAKE/active.$LAST" ;;
 esac''',
-    "mysql": 'cat >>"$FAKE/mysql.sql"',
+    # fail.mysql: mysql refuses the statements, quoting them as it does ("near '...'").
+    "mysql": r'''
+cat >>"$FAKE/mysql.sql"
+if [ -e "$FAKE/fail.mysql" ]; then
+  echo "ERROR 1064 (42000) at line 1: You have an error in your SQL syntax; check the manual for the right syntax to use near '$(grep -m 1 "IDENTIFIED BY" "$FAKE/mysql.sql")' at line 1"
+  exit 1
+fi''',
     "datadog-agent": r'''
 # kill-at-<command>: the run is killed while the Agent runs it.
 [ ! -e "$FAKE/kill-at-$1" ] || kill_run
