@@ -44,9 +44,10 @@ def test_text_plan_shows_first_what_a_person_scans(capsys, stack, stack_eval):
     assert code == 0
     assert out.startswith(f"Offline plan for stack '{stack}'")
     assert "nothing was sent to AWS" in out
-    # A page or two, not the 2,000 lines of every input (dev, with the Java workload and the
-    # SLOs of issues 19 and 20: 22 monitors and 4 dashboards, some 210 lines).
-    assert len(out.splitlines()) <= 250
+    # A page or two, not the 2,000 lines of every input: issue 22 asks for about 200 for dev
+    # (with the Java workload and the SLOs of issues 19 and 20: 22 monitors and 4 dashboards,
+    # 212 lines); 220 at most, so that what grows it is noticed.
+    assert len(out.splitlines()) <= 220
     # The component tree, each resource on one line saying what it is.
     tree = out[out.index("\nComponents and resources\n"):out.index("\nCounts: ")]
     assert "\n  host  [HostAccess]\n" in tree
