@@ -47,6 +47,8 @@ SSM_DOCUMENT_LIMIT = 65_536
 # (not in minbase).
 DOCUMENT_BUDGET_SHARE = 0.90
 DOCUMENT_BUDGET = int(SSM_DOCUMENT_LIMIT * DOCUMENT_BUDGET_SHARE)
+# The settings of unbounded length that the bundle's files carry (tests/program/test_config_document.py).
+BUNDLE_LISTS = ("hostTags", "watchedProcesses", "urlLookupAllowlist")
 # Base64 characters per runCommand item: each item costs its YAML list overhead, so long items
 # save some 4.6 KB over base64's usual 76. SSM documents no limit on an item's length; this
 # stays under the YAML width below (one item, one line) and is a whole number of base64 quanta.
@@ -140,5 +142,7 @@ def document_content(bundle: Bundle, description: str) -> str:
     }, Dumper=YAML_DUMPER, sort_keys=False, width=1_000)
     if len(content.encode()) > DOCUMENT_BUDGET:
         raise ValueError(f"the SSM document is {len(content.encode())} bytes; the budget is "
-                         f"{DOCUMENT_BUDGET} ({DOCUMENT_BUDGET_SHARE:.0%} of SSM's {SSM_DOCUMENT_LIMIT})")
+                         f"{DOCUMENT_BUDGET} ({DOCUMENT_BUDGET_SHARE:.0%} of SSM's {SSM_DOCUMENT_LIMIT}): "
+                         f"what grows it are the lists the host's files carry ({', '.join(BUNDLE_LISTS)}); "
+                         "shorten one")
     return content

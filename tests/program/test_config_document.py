@@ -14,7 +14,7 @@ import yaml
 import rendering.document as converge
 from offline.engine import fake_id
 from rendering.bundle import Bundle
-from rendering.document import SSM_DOCUMENT_LIMIT, WAIT_FOR_SUCCESS_SECONDS
+from rendering.document import BUNDLE_LISTS, DOCUMENT_BUDGET, SSM_DOCUMENT_LIMIT, WAIT_FOR_SUCCESS_SECONDS
 from tests.support.document_delivery import run_document
 from tests.support.evaluations import bundle_files, document as decoded_document
 from tests.support.resource_types import ASSOCIATION, DOCUMENT, INSTANCE
@@ -140,3 +140,18 @@ def test_document_script_is_posix_sh(dev, tmp_path):
     script.write_text(decoded_document(dev).script)
     result = subprocess.run(["dash", "-n", str(script)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+LONG_LISTS = {  # valid values, random (gzip cannot fold them), 800 of each
+    "hostTags": lambda n: f"t{n}:{hashlib.sha256(str(n).encode()).hexdigest()[:24]}",
+    "watchedProcesses": lambda n: f"p{hashlib.sha256(str(n).encode()).hexdigest()[:24]}",
+    "urlLookupAllowlist": lambda n: f"h{hashlib.sha256(str(n).encode()).hexdigest()[:24]}.example.com",
+}
+
+
+@pytest.mark.parametrize("setting", BUNDLE_LISTS)
+def test_a_document_over_its_budget_is_refused_naming_the_lists_that_grow_it(rendered_document, setting):
+    # Each list named really grows the document: long enough, it alone takes it over the budget.
+    with pytest.raises(ValueError, match=rf"the SSM document is \d+ bytes; the budget is {DOCUMENT_BUDGET} .*"
+                                         rf"what grows it are the lists .*\b{setting}\b.*; shorten one"):
+        rendered_document("dev", {setting: [LONG_LISTS[setting](n) for n in range(800)]})
