@@ -305,7 +305,7 @@ def read_section(section: Callable[..., S], report: Report) -> S:
     return result
 
 
-def plain_secret_problem(key: str, stack: str) -> str:
+def _plain_secret_problem(key: str, stack: str) -> str:
     """A secret set with `pulumi config set` without --secret: in clear in Pulumi.<stack>.yaml,
     which the repo keeps. Refused, and never echoed."""
     return (f"{key} = [not shown]: is stored in plain text in Pulumi.{stack}.yaml; remove it "
@@ -319,7 +319,7 @@ def _read(declared: Setting, context: Context, report: Report) -> Any:
         if value is None and declared.required:
             report.problems.append(f"{declared.full_key} = None: {declared.required}")
         elif value is not None and not report.source.is_secret(declared.full_key):
-            report.problems.append(plain_secret_problem(declared.full_key, report.stack))
+            report.problems.append(_plain_secret_problem(declared.full_key, report.stack))
         return value
     raw = report.source.get(declared.full_key)
     if raw is None:

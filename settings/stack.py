@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
 from settings.declare import (PROJECT, Choice, Flag, Integer, Names, Number, OptionalText, Report, Secret,
-                              Source, Text, Timezone, declarations, plain_secret_problem, read_section,
-                              setting)
+                              Source, Text, Timezone, declarations, read_section, setting)
 from settings.naming import Naming
 from settings.slo import SLO_TIMEFRAMES, BurnRate, BurnRateKind, max_burn_rate
 from settings.validation import (SettingsError, is_cidr, is_datadog_tag, is_handle, is_hostname,
@@ -92,6 +91,11 @@ class StackSettings:
     datadog_api_key: Any = setting(
         "datadog:apiKey", Secret(), None, "Datadog API key (`pulumi config set --secret`)", default_text="required",
         required="required; set it with `pulumi config set --secret datadog:apiKey <key>`")
+    # Read by the Datadog provider itself, never by the program: declared so that it is checked
+    # (held encrypted) and listed like every other setting.
+    datadog_app_key: Any = setting(
+        "datadog:appKey", Secret(), None, "Datadog application key, read by the Datadog provider itself "
+        "(`pulumi config set --secret`; or the provider's `DD_APP_KEY` environment variable)", default_text="none")
 
     @property
     def datadog_site(self) -> str:
@@ -491,23 +495,13 @@ def _check_retired(report: Report) -> None:
             report.problems.append(f"{key} = {raw!r}: {replaced}")
 
 
-# Secrets a provider reads from the stack's config itself, never the program: held to the same rule.
-PROVIDER_SECRETS = ("datadog:appKey",)
-
-
-def _check_provider_secrets(report: Report) -> None:
-    for key in PROVIDER_SECRETS:
-        if report.source.get(key) is not None and not report.source.is_secret(key):
-            report.problems.append(plain_secret_problem(key, report.stack))
-
-
 def _check_unknown(report: Report) -> None:
     """A key of the program's namespace that no section declares (a typo, or a setting of another
     version): Pulumi would hand it over unread, and the stack would silently run on the default."""
     declared = {d.full_key for section in SECTIONS for _, d in declarations(section)} | set(RETIRED_SETTINGS)
+    names = {k.removeprefix(f"{PROJECT}:").lower(): k.removeprefix(f"{PROJECT}:")
+             for k in declared if k.startswith(f"{PROJECT}:")}
     for key in sorted(k for k in report.source.keys() if k.startswith(f"{PROJECT}:") and k not in declared):
-        names = {k.removeprefix(f"{PROJECT}:").lower(): k.removeprefix(f"{PROJECT}:")
-                 for k in declared if k.startswith(f"{PROJECT}:")}
         close = difflib.get_close_matches(key.removeprefix(f"{PROJECT}:").lower(), list(names), n=1, cutoff=0.8)
         hint = f"; did you mean {names[close[0]]}?" if close else ""
         report.problems.append(f"{key} = {report.source.get(key)!r}: not a setting of this program "
@@ -534,7 +528,6 @@ def read_settings(stack: str, source: Source) -> Settings:
     settings = Settings(stack, *sections, naming=naming_for(sections[0], sections[1]))
     _check_across(settings, report)
     _check_retired(report)
-    _check_provider_secrets(report)
     _check_unknown(report)
     if report.problems:
         raise SettingsError(stack, report.problems)

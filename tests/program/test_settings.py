@@ -227,13 +227,13 @@ def test_the_committed_stacks_set_only_declared_settings():
     declared = {d.full_key for section in SECTIONS for _, d in declarations(section)}
     for stack in ("dev", "prod"):
         config, _ = stack_config(stack)
-        assert set(config) - declared - {"datadog:appKey"} == set(), stack  # appKey: the provider's own
+        assert set(config) - declared == set(), stack
 
 
 # What `pulumi config set datadog:apiKey <key>` without `--secret` leaves in Pulumi.<stack>.yaml.
 PLAIN_API_KEY = "0123456789abcdef0123456789abcdef"
 SECRET_KEYS = {d.full_key for section in SECTIONS for _, d in declarations(section)
-               if isinstance(d.kind, Secret)} | {"datadog:appKey"}  # appKey: the provider's own
+               if isinstance(d.kind, Secret)}
 
 
 def plain_secrets(stack_file_text: str) -> list[str]:
