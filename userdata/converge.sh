@@ -50,7 +50,6 @@ DATA_MOUNT_OPTIONS=nodev,nosuid,noexec
 # How long a first boot waits for its volume: EC2 attaches it once the instance runs.
 DATA_VOLUME_WAIT_SECONDS=${CONVERGE_DATA_VOLUME_WAIT_SECONDS:-600}
 export DEBIAN_FRONTEND=noninteractive
-# $(exec tool): one process, where the inherited ERR trap makes it two.
 declare -A REMEMBERED=() # unit -> the files its rollback record lists (remember_previous)
 declare -A PLANNED_CHANGES=() # unit -> 1: plan_files changes its files
 
@@ -72,6 +71,8 @@ fail() {
 report_failures() {
   FAILED_SAID='' FAILED_AT='' FAILED_IN='' CURRENT_UNIT=''
   REPORT=() APPLIED=()
+  # Inherited by functions and $(...): hence `$(exec tool)` throughout, one process where the
+  # trap would make the substitution a subshell that forks the tool again.
   set -o errtrace
   trap 'FAILED_AT="${FUNCNAME[0]:-main}: $BASH_COMMAND"' ERR
   trap 'FAILED_AT="stopped by a signal"; exit 143' TERM INT HUP
@@ -572,8 +573,11 @@ forget_pending() {
   forget_record "$1"
   rm -f "$STATE/pending.$1"
 }
+# remove PATH: rm -rf, only when there is something to remove (most runs have nothing).
+remove() { [ ! -e "$1" ] && [ ! -L "$1" ] || rm -rf "$1"; }
+
 forget_record() {
-  if [ -e "$STATE/rollback.$1" ] || [ -L "$STATE/rollback.$1" ]; then rm -rf "$STATE/rollback.$1"; fi
+  remove "$STATE/rollback.$1"
   unset 'REMEMBERED[$1]'
 }
 
@@ -1149,7 +1153,7 @@ load_settings() {
 # and goes at the next run (which holds the lock: no other run is using it).
 make_workspace() {
   WORK=$STATE/work # removed by on_exit
-  if [ -e "$WORK" ] || [ -L "$WORK" ]; then rm -rf "$WORK"; fi
+  remove "$WORK"
   mkdir -p "$WORK/desired"
 }
 
