@@ -5,9 +5,7 @@ same bundle after it (a run with nothing to change) that the tests of such a run
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -38,10 +36,10 @@ class FirstConverge:
 
 
 @pytest.fixture(scope="session")
-def first_converge(scratch_hosts, dev_files) -> FirstConverge:
+def first_converge(session_scratch, dev_files) -> FirstConverge:
     # strict: every command it runs is a recorder or a recording wrapper of the real tool
     # (Host.run), so the tests of what a first run runs (its command lines) read this one too.
-    host = Host(Path(tempfile.mkdtemp(prefix="converged-", dir=scratch_hosts)))
+    host = Host(session_scratch("converged-"))
     run = host.converge(dev_files, strict=True)
     assert run.returncode == 0, run.stdout + run.stderr
     return FirstConverge(host, run, host.events())
@@ -65,7 +63,7 @@ class SecondConverge:
 
 
 @pytest.fixture(scope="session")
-def second_converge(scratch_hosts, first_converge, dev_files) -> SecondConverge:
-    host = first_converge.host.copy(Path(tempfile.mkdtemp(prefix="converged-again-", dir=scratch_hosts)) / "host")
+def second_converge(session_scratch, first_converge, dev_files) -> SecondConverge:
+    host = first_converge.host.copy(session_scratch("converged-again-") / "host")
     run = host.converge(dev_files)
     return SecondConverge(first_converge.host, host, run, host.events())
